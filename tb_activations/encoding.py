@@ -1,0 +1,178 @@
+"""Activations (numpy) to the blobs of one step: statistics and PNGs.
+
+Pure numpy and Pillow, so the result does not depend on which Keras backend
+computed the activations. See `metadata` for the layout of the blobs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from concurrent.futures import Executor
+
+import numpy as np
+from PIL import Image
+
+from tb_activations import metadata
+
+# zlib level 6 is what TensorFlow's own PNG encoder uses; lower levels are
+# faster but grow activation maps by a quarter or more.
+PNG_COMPRESS_LEVEL = 6
+
+
+def layout_of(rank: int) -> str:
+    """How an output of this rank (batch included) is shown."""
+    layouts = {2: "units", 3: "sequence", 4: "image", 5: "image"}
+    if rank not in layouts:
+        raise ValueError(
+            f"Only outputs of rank 2 to 5 (batch included) can be shown. Received: rank={rank}"
+        )
+    return layouts[rank]
+
+
+def to_nhwc(x: np.ndarray, data_format: str = "channels_last") -> np.ndarray:
+    """Brings any loggable output to (N, H, W, C).
+
+    Rank 2 (N, U) becomes one channel, a 1 x U strip; rank 3 (N, T, C) becomes
+    C channels of 1 x T; rank 5 (N, D, H, W, C) is averaged over depth D.
+    """
+    x = np.asarray(x)
+    channels_first = data_format == "channels_first"
+    if x.ndim == 2:
+        return x[:, None, :, None]
+    if x.ndim == 3:
+        if channels_first:
+            x = x.transpose(0, 2, 1)
+        return x[:, None, :, :]
+    if x.ndim == 4:
+        return x.transpose(0, 2, 3, 1) if channels_first else x
+    if x.ndim == 5:
+        if channels_first:
+            x = x.transpose(0, 2, 3, 4, 1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return x.mean(axis=1, dtype=np.float32)
+    layout_of(x.ndim)  # raises
+    raise AssertionError("unreachable")
+
+
+def rank5_reduction(data_format: str) -> str:
+    axis = 2 if data_format == "channels_first" else 1
+    return f"mean over depth (axis {axis} of the 5-D output)"
+
+
+def compute_stats(x: np.ndarray) -> np.ndarray:
+    """Per (probe, channel) statistics of an (N, H, W, C) array.
+
+    Returns float32 (N, C, len(STATS_FIELDS)). min, max, mean and std are over
+    the finite values only; the last field says how many were not finite. A
+    channel with no finite value has NaN for the first four.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    n, h, w, c = x.shape
+    flat = x.reshape(n, h * w, c)
+    finite = np.isfinite(flat)
+    count = h * w
+    stats = np.empty((n, c, len(metadata.STATS_FIELDS)), dtype=np.float32)
+    if finite.all():
+        stats[..., 0] = flat.min(axis=1)
+        stats[..., 1] = flat.max(axis=1)
+        mean = flat.mean(axis=1, dtype=np.float64)
+        stats[..., 2] = mean
+        stats[..., 3] = flat.std(axis=1, dtype=np.float64)
+        stats[..., 5] = 0.0
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats[..., 0] = np.where(finite, flat, np.inf).min(axis=1)
+            stats[..., 1] = np.where(finite, flat, -np.inf).max(axis=1)
+            n_finite = finite.sum(axis=1)
+            clean = np.where(finite, flat, 0.0).astype(np.float64)
+            mean = clean.sum(axis=1) / n_finite
+            var = (np.where(finite, clean - mean[:, None, :], 0.0) ** 2).sum(axis=1) / n_finite
+            stats[..., 2] = mean
+            stats[..., 3] = np.sqrt(var)
+            stats[..., 5] = 1.0 - n_finite / count
+        none_finite = n_finite == 0
+        stats[..., 0][none_finite] = np.nan
+        stats[..., 1][none_finite] = np.nan
+    stats[..., 4] = (flat == 0).sum(axis=1) / count
+    return stats
+
+
+def quantize(x: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) floats to (N, C, H, W) uint8, each channel scaled from
+    its own min..max to 0..255. Non-finite values and constant channels map
+    to 0."""
+    lo = stats[:, None, None, :, 0]
+    hi = stats[:, None, None, :, 1]
+    span = hi - lo
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        scale = np.where(span > 0, 255.0 / span, 0.0).astype(np.float32)
+        q = (np.asarray(x, dtype=np.float32) - lo) * scale + 0.5
+    q = np.nan_to_num(q, nan=0.0, posinf=0.0, neginf=0.0)
+    np.clip(q, 0, 255, out=q)
+    return np.ascontiguousarray(q.astype(np.uint8).transpose(0, 3, 1, 2))
+
+
+def downscale_factor(height: int, width: int, max_size: int | None) -> int:
+    if not max_size or max(height, width) <= max_size:
+        return 1
+    return math.ceil(max(height, width) / max_size)
+
+
+def png_bytes(image: np.ndarray, factor: int = 1) -> bytes:
+    """One uint8 (H, W) or (H, W, 3) array to PNG; box-reduced by `factor`."""
+    img = Image.fromarray(image)
+    if factor > 1:
+        img = img.reduce(factor)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
+
+
+def encode_layer(
+    x: np.ndarray,
+    *,
+    max_size: int | None = None,
+    executor: Executor | None = None,
+) -> tuple[np.ndarray, list[bytes]]:
+    """Encodes an (N, H, W, C) array: returns (stats, pngs in probe-major order).
+
+    Channel caps are the caller's business; pass the channels to keep.
+    """
+    stats = compute_stats(x)
+    q = quantize(x, stats)
+    n, c, h, w = q.shape
+    factor = downscale_factor(h, w, max_size)
+    planes: Sequence[np.ndarray] = [q[p, ch] for p in range(n) for ch in range(c)]
+    if executor is None:
+        pngs = [png_bytes(plane, factor) for plane in planes]
+    else:
+        # Pillow releases the GIL while deflating, so threads scale here.
+        chunk = max(1, len(planes) // 16)
+        pngs = list(executor.map(png_bytes, planes, [factor] * len(planes), chunksize=chunk))
+    return stats, pngs
+
+
+def probe_images(x: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+    """The probe as the model sees it: one PNG per probe, scaled from that
+    probe's own min..max. 1 channel gives grayscale, 3 give RGB, any other
+    count is averaged to grayscale. Returns ((N, 1, F) stats, pngs)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[:, None, :, None]
+    elif x.ndim == 3:
+        x = x[:, :, :, None]  # time down, features across
+    elif x.ndim == 5:
+        x = x.mean(axis=1)
+    if x.shape[-1] not in (1, 3):
+        x = x.mean(axis=-1, keepdims=True)
+    n = x.shape[0]
+    stats = compute_stats(x.reshape(n, 1, -1, 1))
+    lo = stats[:, 0, 0].reshape(n, 1, 1, 1)
+    hi = stats[:, 0, 1].reshape(n, 1, 1, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.where(hi > lo, (x - lo) / (hi - lo) * 255.0 + 0.5, 0.0)
+    q = np.clip(np.nan_to_num(q), 0, 255).astype(np.uint8)
+    pngs = [png_bytes(img[..., 0] if img.shape[-1] == 1 else img) for img in q]
+    return stats, pngs

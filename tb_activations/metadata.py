@@ -1,0 +1,148 @@
+"""The data format shared by the writer and the TensorBoard plugin.
+
+This module is the only thing the writing side (`summary`, `callback`) and the
+serving side (`plugin`) have in common. It must not import Keras or TensorFlow.
+
+One time series per (run, layer). Its summary metadata names the plugin
+`activations`, sets `DATA_CLASS_BLOB_SEQUENCE` and carries a JSON document
+(`LayerInfo`) of everything that is static for the layer. Each step's value is
+a rank-1 string tensor of blobs laid out as
+
+    [0]                 step header: JSON, e.g. {"epoch": 3.0, "batch": null}
+    [1]                 statistics: an .npy array, float32, shape
+                        (probes, channels, len(STATS_FIELDS))
+    [2 + p*channels + c]  an 8-bit PNG of channel c of probe p, scaled from
+                        that channel's own min..max (stats) to 0..255
+
+so that images and statistics of a step can never be separated by sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from typing import Any
+
+import numpy as np
+from tensorboard.compat.proto import summary_pb2
+
+PLUGIN_NAME = "activations"
+
+# Bump when the layout of the content or of the blobs changes in a way an
+# older reader would misread; readers refuse versions newer than they know.
+FORMAT_VERSION = 1
+
+# Tag of the time series holding the probe images as the model sees them.
+# Keras never generates this name; the writer refuses a layer path equal to it.
+PROBE_TAG = "__probe__"
+
+STATS_FIELDS = ("min", "max", "mean", "std", "zero_fraction", "nonfinite_fraction")
+
+HEADER_INDEX = 0
+STATS_INDEX = 1
+FIRST_IMAGE_INDEX = 2
+
+# How one channel of one probe is laid out as a PNG:
+#   image    rank-4 output (N, H, W, C): an H x W image per channel
+#   sequence rank-3 output (N, T, C): a 1 x T strip per channel; stacking the
+#            channels gives the time x channel map
+#   units    rank-2 output (N, U): one "channel", a 1 x U strip of all units
+#   probe    the probe image itself: one RGB or grayscale PNG per probe
+LAYOUTS = ("image", "sequence", "units", "probe")
+
+NORMALIZATION = "per (probe, channel) min..max to 0..255; constant channels are 0"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerInfo:
+    """Static facts about one logged layer, stored as the plugin content."""
+
+    layer: str
+    class_name: str
+    layout: str
+    output_shape: tuple[int | None, ...]
+    channels: int
+    total_channels: int
+    probes: int
+    height: int
+    width: int
+    source_height: int
+    source_width: int
+    reduction: str | None = None
+    data_format: str = "channels_last"
+    normalization: str = NORMALIZATION
+    stats_fields: tuple[str, ...] = STATS_FIELDS
+    version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["output_shape"] = list(self.output_shape)
+        d["stats_fields"] = list(self.stats_fields)
+        return d
+
+    @property
+    def blob_count(self) -> int:
+        return FIRST_IMAGE_INDEX + self.probes * self.channels
+
+    def image_index(self, probe: int, channel: int) -> int:
+        return FIRST_IMAGE_INDEX + probe * self.channels + channel
+
+
+def create_summary_metadata(info: LayerInfo) -> summary_pb2.SummaryMetadata:
+    return summary_pb2.SummaryMetadata(
+        display_name=info.layer,
+        summary_description=f"{info.class_name} {list(info.output_shape)}",
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME,
+            content=json.dumps(info.to_json(), sort_keys=True).encode("utf-8"),
+        ),
+        data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
+    )
+
+
+def parse_plugin_metadata(content: bytes) -> LayerInfo:
+    """Reads the plugin content back; raises ValueError on anything else."""
+    if not isinstance(content, bytes):
+        raise TypeError(f"Content must be bytes. Received: content={content!r}")
+    try:
+        d = json.loads(content.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"Activations content is not JSON: {e}") from None
+    if not isinstance(d, dict) or not isinstance(d.get("version"), int):
+        raise ValueError(f"Activations content has no version. Received: {d!r}")
+    if d["version"] > FORMAT_VERSION:
+        raise ValueError(
+            f"Activations format version {d['version']} is newer than this "
+            f"reader's ({FORMAT_VERSION}); upgrade tb-activations."
+        )
+    fields = {f.name for f in dataclasses.fields(LayerInfo)}
+    kwargs = {k: v for k, v in d.items() if k in fields}
+    kwargs["output_shape"] = tuple(kwargs.get("output_shape", ()))
+    kwargs["stats_fields"] = tuple(kwargs.get("stats_fields", STATS_FIELDS))
+    try:
+        return LayerInfo(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"Activations content is incomplete: {e}") from None
+
+
+def encode_header(epoch: float | None, batch: int | None = None) -> bytes:
+    return json.dumps({"epoch": epoch, "batch": batch}).encode("utf-8")
+
+
+def decode_header(blob: bytes) -> dict[str, Any]:
+    return json.loads(blob.decode("utf-8"))
+
+
+def encode_stats(stats: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(stats, dtype="<f4"), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode_stats(blob: bytes) -> np.ndarray:
+    """Returns the (probes, channels, fields) float32 statistics array."""
+    arr = np.load(io.BytesIO(blob), allow_pickle=False)
+    if arr.ndim != 3 or arr.shape[2] < len(STATS_FIELDS):
+        raise ValueError(f"Statistics blob has shape {arr.shape}, expected (P, C, F)")
+    return arr

@@ -1,0 +1,254 @@
+"""Writing activation steps to a TensorBoard run, off the training thread.
+
+`ActivationWriter` takes raw activations, and a background thread turns them
+into events (`encoding`) and writes them with TensorBoard's own
+`EventFileWriter`. Steps are written in the order they were submitted. A
+failed write never raises into training: it warns once, keeps the step's
+events, and tries them again, in order, before the next step.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from tb_activations import encoding, metadata
+
+logger = logging.getLogger("tb_activations")
+
+# Events kept for a retry while the log directory cannot be written. Past
+# this, the oldest are dropped, with a warning, so memory stays bounded.
+MAX_PENDING_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class LayerValue:
+    """One layer's activations at one step, as the writer receives them."""
+
+    info: metadata.LayerInfo
+    nhwc: np.ndarray  # (probes, H, W, channels), channels already capped
+
+
+def blob_tensor(blobs: Sequence[bytes]) -> tensor_pb2.TensorProto:
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(blobs))]
+        ),
+        string_val=list(blobs),
+    )
+
+
+def make_event(
+    info: metadata.LayerInfo, step: int, wall_time: float, blobs: Sequence[bytes]
+) -> event_pb2.Event:
+    # The metadata goes into every event, not only the first of a file: a
+    # retried step may be the first one a new event file holds.
+    value = summary_pb2.Summary.Value(
+        tag=info.layer,
+        metadata=metadata.create_summary_metadata(info),
+        tensor=blob_tensor(blobs),
+    )
+    return event_pb2.Event(
+        wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=[value])
+    )
+
+
+def encode_step(
+    value: LayerValue, header: bytes, *, max_size: int | None, executor=None
+) -> list[bytes]:
+    if value.info.layout == "probe":
+        stats, pngs = encoding.probe_images(value.nhwc)
+    else:
+        stats, pngs = encoding.encode_layer(value.nhwc, max_size=max_size, executor=executor)
+    return [header, metadata.encode_stats(stats), *pngs]
+
+
+_live_writers: weakref.WeakSet[ActivationWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all_at_exit() -> None:
+    for writer in list(_live_writers):
+        writer.close()
+
+
+class ActivationWriter:
+    """Encodes and writes steps for one run directory in a background thread."""
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        max_size: int | None = None,
+        max_queue: int = 4,
+        workers: int | None = None,
+    ):
+        self.run_dir = os.fspath(run_dir)
+        self.max_size = max_size
+        # A bounded queue: if encoding falls behind, training waits rather
+        # than memory growing without limit. No step is dropped.
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._workers = workers or min(4, os.cpu_count() or 1)
+        self._executor: ThreadPoolExecutor | None = None
+        self._file_writer: EventFileWriter | None = None
+        self._pending: collections.deque[tuple[event_pb2.Event, int]] = collections.deque()
+        self._pending_bytes = 0
+        self._failing = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.steps_written = 0
+        self.last_error: BaseException | None = None
+        _live_writers.add(self)
+
+    # -- training thread -------------------------------------------------
+
+    def submit(
+        self,
+        step: int,
+        values: Sequence[LayerValue],
+        *,
+        epoch: float | None = None,
+        batch: int | None = None,
+        wall_time: float | None = None,
+    ) -> None:
+        """Queues one step; returns as soon as the queue has room."""
+        if self._closed:
+            raise RuntimeError("This ActivationWriter is closed.")
+        self._start()
+        job = (int(step), wall_time or time.time(), metadata.encode_header(epoch, batch), values)
+        self._queue.put(job)
+
+    def flush(self) -> None:
+        """Blocks until every submitted step is written (or kept for retry)."""
+        if self._thread is not None:
+            self._queue.join()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+        if self._pending:
+            logger.warning(
+                "tb_activations: %d activation events could not be written to %s: %s",
+                len(self._pending),
+                self.run_dir,
+                self.last_error,
+            )
+        self._close_file_writer()
+
+    # -- background thread -------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._executor = ThreadPoolExecutor(
+                    self._workers, thread_name_prefix="tb_activations-png"
+                )
+                self._thread = threading.Thread(
+                    target=self._run, name="tb_activations-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                self._write_job(*job)
+            finally:
+                self._queue.task_done()
+
+    def _write_job(self, step, wall_time, header, values) -> None:
+        records = []
+        for value in values:
+            try:
+                blobs = encode_step(
+                    value, header, max_size=self.max_size, executor=self._executor
+                )
+            except Exception as e:  # noqa: BLE001 - a bad layer must not stop the others
+                logger.warning(
+                    "tb_activations: could not encode layer %r at step %d: %r",
+                    value.info.layer,
+                    step,
+                    e,
+                )
+                continue
+            records.append(make_event(value.info, step, wall_time, blobs))
+        self._enqueue_pending(records)
+        self._drain()
+        self.steps_written += 1
+
+    def _enqueue_pending(self, records: list[event_pb2.Event]) -> None:
+        for r in records:
+            self._pending.append((r, r.ByteSize()))
+            self._pending_bytes += r.ByteSize()
+        dropped = 0
+        while self._pending_bytes > MAX_PENDING_BYTES and len(self._pending) > len(records):
+            self._pending_bytes -= self._pending.popleft()[1]
+            dropped += 1
+        if dropped:
+            logger.warning(
+                "tb_activations: dropped %d unwritten activation events to bound memory "
+                "while %s cannot be written.",
+                dropped,
+                self.run_dir,
+            )
+
+    def _drain(self) -> None:
+        try:
+            if self._file_writer is None:
+                self._file_writer = EventFileWriter(self.run_dir, max_queue_size=64)
+            for event, _ in self._pending:
+                self._file_writer.add_event(event)
+            # Only a successful flush proves the events reached the file; until
+            # then they stay pending. A retry may thus repeat a step in a new
+            # file, which readers take as the same step, rather than lose it.
+            self._file_writer.flush()
+            self._pending.clear()
+            self._pending_bytes = 0
+            if self._failing:
+                logger.warning("tb_activations: writing to %s works again.", self.run_dir)
+            self._failing = False
+        except Exception as e:  # noqa: BLE001 - training must go on
+            self.last_error = e
+            if not self._failing:
+                logger.warning(
+                    "tb_activations: could not write activations to %s (%r). Training goes "
+                    "on; the step is kept and written when the directory works again.",
+                    self.run_dir,
+                    e,
+                )
+            self._failing = True
+            self._close_file_writer()
+
+    def _close_file_writer(self) -> None:
+        if self._file_writer is not None:
+            try:
+                self._file_writer.close()
+            except Exception:  # noqa: BLE001 - the file is already broken
+                pass
+            self._file_writer = None
