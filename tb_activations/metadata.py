@@ -8,7 +8,10 @@ One time series per (run, layer). Its summary metadata names the plugin
 (`LayerInfo`) of everything that is static for the layer. Each step's value is
 a rank-1 string tensor of blobs laid out as
 
-    [0]                 step header: JSON, e.g. {"epoch": 3.0, "batch": null}
+    [0]                 step header: JSON, e.g. {"epoch": 3.0, "batch": null,
+                        "index": 4}; index counts the steps the writer
+                        logged to this run, so a reader can tell how many
+                        were dropped by sampling
     [1]                 statistics: an .npy array, float32, shape
                         (probes, channels, len(STATS_FIELDS))
     [2 + p*channels + c]  an 8-bit PNG of channel c of probe p, scaled from
@@ -126,8 +129,8 @@ def parse_plugin_metadata(content: bytes) -> LayerInfo:
         raise ValueError(f"Activations content is incomplete: {e}") from None
 
 
-def encode_header(epoch: float | None, batch: int | None = None) -> bytes:
-    return json.dumps({"epoch": epoch, "batch": batch}).encode("utf-8")
+def encode_header(epoch: float | None, batch: int | None = None, index: int = 0) -> bytes:
+    return json.dumps({"epoch": epoch, "batch": batch, "index": index}).encode("utf-8")
 
 
 def decode_header(blob: bytes) -> dict[str, Any]:

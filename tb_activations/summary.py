@@ -112,6 +112,7 @@ class ActivationWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.steps_written = 0
+        self._submitted = 0
         self.last_error: BaseException | None = None
         _live_writers.add(self)
 
@@ -130,8 +131,9 @@ class ActivationWriter:
         if self._closed:
             raise RuntimeError("This ActivationWriter is closed.")
         self._start()
-        job = (int(step), wall_time or time.time(), metadata.encode_header(epoch, batch), values)
-        self._queue.put(job)
+        header = metadata.encode_header(epoch, batch, self._submitted)
+        self._submitted += 1
+        self._queue.put((int(step), wall_time or time.time(), header, values))
 
     def flush(self) -> None:
         """Blocks until every submitted step is written (or kept for retry)."""
