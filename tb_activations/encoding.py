@@ -154,19 +154,28 @@ def encode_layer(
     return stats, pngs
 
 
-def probe_images(x: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
-    """The probe as the model sees it: one PNG per probe, scaled from that
-    probe's own min..max. 1 channel gives grayscale, 3 give RGB, any other
-    count is averaged to grayscale. Returns ((N, 1, F) stats, pngs)."""
+def probe_nhwc(x: np.ndarray) -> np.ndarray:
+    """A channels-last probe batch of any rank as (N, H, W, 1 or 3) pixels.
+
+    1 channel stays grayscale, 3 are RGB, any other count is averaged. A
+    sequence (N, T, C) shows time down and features across.
+    """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 2:
         x = x[:, None, :, None]
     elif x.ndim == 3:
-        x = x[:, :, :, None]  # time down, features across
+        x = x[:, :, :, None]
     elif x.ndim == 5:
         x = x.mean(axis=1)
     if x.shape[-1] not in (1, 3):
         x = x.mean(axis=-1, keepdims=True)
+    return x
+
+
+def probe_images(x: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+    """The probe as the model sees it: one PNG per probe, scaled from that
+    probe's own min..max. Returns ((N, 1, fields) stats, pngs)."""
+    x = probe_nhwc(x)
     n = x.shape[0]
     stats = compute_stats(x.reshape(n, 1, -1, 1))
     lo = stats[:, 0, 0].reshape(n, 1, 1, 1)

@@ -36,10 +36,20 @@ MAX_PENDING_BYTES = 512 * 1024 * 1024
 
 @dataclass
 class LayerValue:
-    """One layer's activations at one step, as the writer receives them."""
+    """One layer's raw activations at one step, as the model gave them.
+
+    Reshaping (`encoding.to_nhwc`) and the channel cap happen in the writer's
+    thread, so the training loop only pays for the forward pass.
+    """
 
     info: metadata.LayerInfo
-    nhwc: np.ndarray  # (probes, H, W, channels), channels already capped
+    array: np.ndarray
+    data_format: str = "channels_last"
+    max_channels: int | None = None
+
+    def nhwc(self) -> np.ndarray:
+        x = encoding.to_nhwc(self.array, self.data_format)
+        return x[..., : self.max_channels] if self.max_channels else x
 
 
 def blob_tensor(blobs: Sequence[bytes]) -> tensor_pb2.TensorProto:
@@ -71,9 +81,9 @@ def encode_step(
     value: LayerValue, header: bytes, *, max_size: int | None, executor=None
 ) -> list[bytes]:
     if value.info.layout == "probe":
-        stats, pngs = encoding.probe_images(value.nhwc)
+        stats, pngs = encoding.probe_images(value.array)
     else:
-        stats, pngs = encoding.encode_layer(value.nhwc, max_size=max_size, executor=executor)
+        stats, pngs = encoding.encode_layer(value.nhwc(), max_size=max_size, executor=executor)
     return [header, metadata.encode_stats(stats), *pngs]
 
 
@@ -125,13 +135,18 @@ class ActivationWriter:
         *,
         epoch: float | None = None,
         batch: int | None = None,
+        index: int | None = None,
         wall_time: float | None = None,
     ) -> None:
-        """Queues one step; returns as soon as the queue has room."""
+        """Queues one step; returns as soon as the queue has room.
+
+        `index` counts the steps logged to this run (see `metadata`); it
+        defaults to the steps this writer was given.
+        """
         if self._closed:
             raise RuntimeError("This ActivationWriter is closed.")
         self._start()
-        header = metadata.encode_header(epoch, batch, self._submitted)
+        header = metadata.encode_header(epoch, batch, self._submitted if index is None else index)
         self._submitted += 1
         self._queue.put((int(step), wall_time or time.time(), header, values))
 

@@ -1,0 +1,265 @@
+"""Which layers to log, by path, and one Keras model that outputs them all.
+
+Layers inside nested models (a `keras.applications` model used as a layer of
+a bigger model) are named by their path, `outer_layer/inner_layer`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import keras
+
+# What `layers=None` picks: the layers people draw feature maps of.
+_DEFAULT_CLASSES = (
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "Dense",
+)
+
+LayerSpec = Union[None, str, re.Pattern, Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Tap:
+    """One layer to log: where it sits and what its output looks like."""
+
+    path: str
+    layer: Any  # keras.layers.Layer
+    output_shape: tuple[int | None, ...]
+    data_format: str
+
+
+def _is_model(layer) -> bool:
+    return isinstance(layer, keras.Model)
+
+
+def _has_graph(model) -> bool:
+    try:
+        return bool(model.inputs) and bool(model.outputs)
+    except (AttributeError, ValueError):
+        return False
+
+
+def walk(model, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every layer below `model`, depth first, nested models included."""
+    for layer in model.layers:
+        path = f"{prefix}{layer.name}"
+        yield path, layer
+        if _is_model(layer) and _has_graph(layer):
+            yield from walk(layer, prefix=f"{path}/")
+
+
+def _output_shape(layer) -> tuple[int | None, ...] | None:
+    """The single output's shape, or None when there is not exactly one."""
+    try:
+        out = layer.output
+    except (AttributeError, ValueError):
+        return None
+    if isinstance(out, (list, tuple, dict)):
+        return None
+    shape = getattr(out, "shape", None)
+    if shape is None:
+        return None
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def why_not_showable(layer) -> str | None:
+    """None if the layer's output can be shown, else the reason it cannot."""
+    if isinstance(layer, keras.layers.InputLayer):
+        return "it is an input layer; the probe itself is logged instead"
+    try:
+        out = layer.output
+    except (AttributeError, ValueError) as e:
+        return f"its output is not defined ({e})"
+    if isinstance(out, (list, tuple, dict)):
+        return "it has several outputs"
+    dtype = str(getattr(out, "dtype", ""))
+    if "float" not in dtype and "int" not in dtype and "bool" not in dtype:
+        return f"its output is of type {dtype or 'unknown'}, not numbers"
+    rank = len(out.shape)
+    if rank < 2 or rank > 5:
+        return f"its output has rank {rank}; ranks 2 to 5 (batch included) can be shown"
+    return None
+
+
+def _data_formats(model) -> dict[str, str]:
+    """The data format each layer's output is in.
+
+    A layer without a `data_format` of its own (an activation, a BatchNorm)
+    inherits the one of the closest earlier layer that has one.
+    """
+    current = keras.config.image_data_format()
+    formats = {}
+    for path, layer in walk(model):
+        fmt = getattr(layer, "data_format", None)
+        if fmt in ("channels_first", "channels_last"):
+            current = fmt
+        formats[path] = current
+    return formats
+
+
+def available(model) -> list[tuple[str, Any]]:
+    return [(p, layer) for p, layer in walk(model) if why_not_showable(layer) is None]
+
+
+def _spread(items: list, limit: int) -> list:
+    if len(items) <= limit:
+        return items
+    if limit == 1:
+        return [items[-1]]
+    picks = sorted({round(i * (len(items) - 1) / (limit - 1)) for i in range(limit)})
+    return [items[i] for i in picks]
+
+
+def _unknown(name: str, model) -> ValueError:
+    names = [p for p, _ in walk(model)]
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+    if not close:
+        close = [p for p in names if name.lower() in p.lower()][:5] or names[:10]
+    return ValueError(
+        f"No layer named {name!r} in model {model.name!r}. Closest available layers: "
+        f"{', '.join(close)}. Received: layers={name!r}"
+    )
+
+
+def select(model, layers: LayerSpec, max_layers: int) -> list[str]:
+    """Resolves a `layers` argument to layer paths, in model order."""
+    if not _has_graph(model):
+        raise ValueError(
+            f"Model {model.name!r} has no symbolic inputs and outputs, so its "
+            "intermediate layers cannot be reached. tb_activations supports Functional "
+            "and Sequential models (a subclassed model can be logged when it is used "
+            "as a layer of a Functional model, as a whole). "
+            f"Received: model={type(model).__name__}"
+        )
+    ordered = [p for p, _ in walk(model)]
+    by_path = dict(walk(model))
+    if layers is None:
+        picks = [
+            p
+            for p, layer in available(model)
+            if type(layer).__name__ in _DEFAULT_CLASSES
+        ]
+        return _spread(picks, max_layers)
+    if isinstance(layers, str) and layers == "all":
+        return [p for p, _ in available(model)]
+    if isinstance(layers, re.Pattern):
+        picks = [p for p, _ in available(model) if layers.search(p)]
+        if not picks:
+            raise ValueError(
+                f"No showable layer of model {model.name!r} matches {layers.pattern!r}. "
+                f"Available: {', '.join(p for p, _ in available(model)[:20])}. "
+                f"Received: layers={layers!r}"
+            )
+        return picks
+    if isinstance(layers, str):
+        layers = [layers]
+    if not isinstance(layers, Sequence):
+        raise ValueError(
+            "layers must be None, 'all', a regular expression, or a list of layer names "
+            f"or layer objects. Received: layers={layers!r}"
+        )
+    wanted = []
+    for item in layers:
+        if isinstance(item, str):
+            path = item if item in by_path else _unique_by_name(model, item)
+        elif isinstance(item, keras.layers.Layer):
+            path = next((p for p, layer in by_path.items() if layer is item), None)
+            if path is None:
+                raise ValueError(
+                    f"Layer {item.name!r} is not part of model {model.name!r}. "
+                    f"Received: layers=[..., {item!r}, ...]"
+                )
+        else:
+            raise ValueError(
+                f"Each entry of layers must be a layer name or a layer object. Received: {item!r}"
+            )
+        reason = why_not_showable(by_path[path])
+        if reason:
+            raise ValueError(f"Layer {path!r} cannot be shown: {reason}. Received: layers={path!r}")
+        if path not in wanted:
+            wanted.append(path)
+    if not wanted:
+        raise ValueError(f"layers is empty. Received: layers={layers!r}")
+    return sorted(wanted, key=ordered.index)
+
+
+def _unique_by_name(model, name: str) -> str:
+    """A bare layer name may stand for a nested layer when it is unique."""
+    matches = [p for p, _ in walk(model) if p.rsplit("/", 1)[-1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ValueError(
+            f"Layer name {name!r} is ambiguous in model {model.name!r}; use one of the "
+            f"paths {', '.join(matches)}. Received: layers={name!r}"
+        )
+    raise _unknown(name, model)
+
+
+def taps(model, paths: Sequence[str]) -> list[Tap]:
+    by_path = dict(walk(model))
+    formats = _data_formats(model)
+    return [
+        Tap(p, by_path[p], _output_shape(by_path[p]) or (), formats[p]) for p in paths
+    ]
+
+
+def _outer_node(container, child):
+    """The node where `child` is called inside `container`'s graph."""
+    for nodes in container._nodes_by_depth.values():
+        for node in nodes:
+            if node.operation is child:
+                return node
+    raise ValueError(f"Layer {child.name!r} is not called in the graph of {container.name!r}")
+
+
+def _symbolic_outputs(model, paths: Sequence[str]) -> list:
+    """KerasTensors in `model`'s own graph for each path below it."""
+    outs: list = [None] * len(paths)
+    nested: dict[str, list[int]] = {}
+    for i, path in enumerate(paths):
+        head, _, rest = path.partition("/")
+        if rest:
+            nested.setdefault(head, []).append(i)
+        else:
+            outs[i] = model.get_layer(head).output
+    for head, idxs in nested.items():
+        child = model.get_layer(head)
+        inner = _symbolic_outputs(child, [paths[i].partition("/")[2] for i in idxs])
+        # The child's intermediate tensors live in its own graph; re-calling a
+        # model from the child's inputs to them on the tensors the child gets
+        # in the outer graph connects them to the outer inputs.
+        bridge = keras.Model(child.inputs, inner, name=f"{child.name}_taps")
+        node = _outer_node(model, child)
+        args = node.input_tensors if len(node.input_tensors) > 1 else node.input_tensors[0]
+        result = bridge(args)
+        result = result if isinstance(result, (list, tuple)) else [result]
+        for i, tensor in zip(idxs, result):
+            outs[i] = tensor
+    return outs
+
+
+def extractor(model, paths: Sequence[str]):
+    """One model from `model`'s input to the outputs of all `paths`."""
+    if len(model.inputs) != 1:
+        raise ValueError(
+            f"Model {model.name!r} has {len(model.inputs)} inputs; tb_activations logs "
+            "models with a single input. Received: model inputs="
+            f"{[tuple(t.shape) for t in model.inputs]}"
+        )
+    outputs = _symbolic_outputs(model, list(paths))
+    return keras.Model(model.inputs[0], outputs, name=f"{model.name}_activations")
