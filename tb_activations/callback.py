@@ -84,7 +84,9 @@ class _Recorder:
         self.max_size = max_size
         _ensure_built(model, probe)
         if not model.layers:
-            raise ValueError(f"Model {model.name!r} has no layers to log. Received: model={model!r}")
+            raise ValueError(
+                f"Model {model.name!r} has no layers to log. Received: model={model!r}"
+            )
         self.paths = layers_lib.select(model, layers, max_layers)
         if not self.paths:
             raise ValueError(
@@ -92,10 +94,12 @@ class _Recorder:
                 f"pooling, Dense, ...). Received: layers={layers!r}"
             )
         if metadata.PROBE_TAG in self.paths:
-            raise ValueError(f"A layer may not be named {metadata.PROBE_TAG!r}: that tag holds the probe.")
+            raise ValueError(
+                f"A layer may not be named {metadata.PROBE_TAG!r}: that tag holds the probe."
+            )
         self.taps = layers_lib.taps(model, self.paths)
         input_format = self.taps[0].data_format if self.taps else "channels_last"
-        for path, layer in layers_lib.walk(model):
+        for _path, layer in layers_lib.walk(model):
             if getattr(layer, "data_format", None) in ("channels_first", "channels_last"):
                 input_format = layer.data_format
                 break
@@ -160,7 +164,9 @@ class _Recorder:
 
     def _describe(self, tap: layers_lib.Tap, arr: np.ndarray) -> metadata.LayerInfo:
         layout = encoding.layout_of(arr.ndim)
-        nhwc_shape = encoding.to_nhwc(np.zeros((1,) + arr.shape[1:], np.float32), tap.data_format).shape
+        nhwc_shape = encoding.to_nhwc(
+            np.zeros((1,) + arr.shape[1:], np.float32), tap.data_format
+        ).shape
         _, h, w, c = nhwc_shape
         kept = min(c, self.max_channels)
         if kept < c:

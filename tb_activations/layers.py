@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import keras
 
@@ -29,7 +29,7 @@ _DEFAULT_CLASSES = (
     "Dense",
 )
 
-LayerSpec = Union[None, str, re.Pattern, Sequence[Any]]
+LayerSpec = None | str | re.Pattern | Sequence[Any]
 
 
 @dataclass(frozen=True)
@@ -148,11 +148,7 @@ def select(model, layers: LayerSpec, max_layers: int) -> list[str]:
     ordered = [p for p, _ in walk(model)]
     by_path = dict(walk(model))
     if layers is None:
-        picks = [
-            p
-            for p, layer in available(model)
-            if type(layer).__name__ in _DEFAULT_CLASSES
-        ]
+        picks = [p for p, layer in available(model) if type(layer).__name__ in _DEFAULT_CLASSES]
         return _spread(picks, max_layers)
     if isinstance(layers, str) and layers == "all":
         return [p for p, _ in available(model)]
@@ -213,9 +209,7 @@ def _unique_by_name(model, name: str) -> str:
 def taps(model, paths: Sequence[str]) -> list[Tap]:
     by_path = dict(walk(model))
     formats = _data_formats(model)
-    return [
-        Tap(p, by_path[p], _output_shape(by_path[p]) or (), formats[p]) for p in paths
-    ]
+    return [Tap(p, by_path[p], _output_shape(by_path[p]) or (), formats[p]) for p in paths]
 
 
 def _outer_node(container, child):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-Probe = Union[str, os.PathLike, Image.Image, np.ndarray, Sequence[Any]]
+Probe = str | os.PathLike | Image.Image | np.ndarray | Sequence[Any]
 
 _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
@@ -30,7 +30,9 @@ def _open(path) -> Image.Image:
             img.load()
             return img.copy()
     except FileNotFoundError:
-        raise ValueError(f"Probe image file does not exist. Received: probe={os.fspath(path)!r}") from None
+        raise ValueError(
+            f"Probe image file does not exist. Received: probe={os.fspath(path)!r}"
+        ) from None
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(
             f"Probe file cannot be read as an image ({e}). Expected a PNG, JPEG or other "
@@ -100,9 +102,13 @@ def _fit_array(arr: np.ndarray, input_shape, data_format: str, shown) -> np.ndar
                 f"Probe has {nhwc.shape[3]} channels but the model takes {want_c}. "
                 f"Received: probe shape={shown}"
             )
-        h, w = (input_shape[2], input_shape[3]) if data_format == "channels_first" else (
-            input_shape[1],
-            input_shape[2],
+        h, w = (
+            (input_shape[2], input_shape[3])
+            if data_format == "channels_first"
+            else (
+                input_shape[1],
+                input_shape[2],
+            )
         )
         if h and w and nhwc.shape[1:3] != (h, w):
             nhwc = _resize_hw(nhwc.astype(np.float32), h, w)
@@ -124,7 +130,9 @@ def load(
 ) -> np.ndarray:
     """The probe as a float32 batch of the model's input shape, preprocessed."""
     if probe is None:
-        raise ValueError("A probe is required: an image path, a PIL.Image or an array. Received: probe=None")
+        raise ValueError(
+            "A probe is required: an image path, a PIL.Image or an array. Received: probe=None"
+        )
     if isinstance(probe, (str, os.PathLike)):
         batch = _image_to_array(_open(probe), input_shape, data_format)[None]
         if data_format == "channels_first":
@@ -133,18 +141,20 @@ def load(
         batch = _image_to_array(probe, input_shape, data_format)[None]
         if data_format == "channels_first":
             batch = batch.transpose(0, 3, 1, 2)
-    elif isinstance(probe, (list, tuple)) and probe and all(
-        isinstance(p, (str, os.PathLike, Image.Image)) for p in probe
+    elif (
+        isinstance(probe, (list, tuple))
+        and probe
+        and all(isinstance(p, (str, os.PathLike, Image.Image)) for p in probe)
     ):
         batch = np.concatenate([load(p, input_shape, data_format) for p in probe])
     else:
         try:
             arr = np.asarray(probe)
         except Exception as e:  # noqa: BLE001 - anything that is not array-like
-            raise ValueError(f"Probe cannot be read as an array ({e}). Received: probe={probe!r}") from None
-        if arr.dtype == object or not (
-            np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
-        ):
+            raise ValueError(
+                f"Probe cannot be read as an array ({e}). Received: probe={probe!r}"
+            ) from None
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise ValueError(
                 "Probe must be an image path, a PIL.Image, a list of those, or a numeric array. "
                 f"Received: probe of type {type(probe).__name__} ({arr.dtype})"

@@ -203,9 +203,7 @@ class ActivationWriter:
         records = []
         for value in values:
             try:
-                blobs = encode_step(
-                    value, header, max_size=self.max_size, executor=self._executor
-                )
+                blobs = encode_step(value, header, max_size=self.max_size, executor=self._executor)
             except Exception as e:  # noqa: BLE001 - a bad layer must not stop the others
                 logger.warning(
                     "tb_activations: could not encode layer %r at step %d: %r",
