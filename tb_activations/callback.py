@@ -82,11 +82,9 @@ class _Recorder:
         self.model = model
         self.max_channels = max_channels
         self.max_size = max_size
-        _ensure_built(model, probe)
         if not model.layers:
-            raise ValueError(
-                f"Model {model.name!r} has no layers to log. Received: model={model!r}"
-            )
+            raise ValueError(f"Model {model.name!r} has no layers to log. Received: model={model!r}")
+        _ensure_built(model, probe)
         self.paths = layers_lib.select(model, layers, max_layers)
         if not self.paths:
             raise ValueError(

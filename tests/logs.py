@@ -1,0 +1,108 @@
+"""Reading activation logs back with TensorBoard's own readers, and small
+real Keras models to write them from. Shared by the test modules."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from tensorboard import context
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+
+from tb_activations import metadata
+
+
+@dataclass
+class Step:
+    step: int
+    header: dict
+    stats: np.ndarray  # (probes, channels, fields)
+    blobs: list[bytes]  # every blob, PNGs from metadata.FIRST_IMAGE_INDEX on
+
+    def image(self, info: metadata.LayerInfo, probe: int, channel: int) -> np.ndarray:
+        blob = self.blobs[info.image_index(probe, channel)]
+        return np.asarray(Image.open(io.BytesIO(blob)))
+
+
+@dataclass
+class Series:
+    info: metadata.LayerInfo
+    steps: list[Step]
+
+    @property
+    def step_numbers(self) -> list[int]:
+        return [s.step for s in self.steps]
+
+
+def read_run(
+    logdir: str | os.PathLike, run: str = "activations", keep: int = 0
+) -> dict[str, Series]:
+    """Every activations series of one run, as TensorBoard serves it.
+
+    `keep` is the per-series sampling (0 keeps every step).
+    """
+    logdir = os.fspath(logdir)
+    mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": keep})
+    mux.AddRunsFromDirectory(logdir)
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, logdir)
+    ctx = context.RequestContext()
+    listing = provider.list_blob_sequences(
+        ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME
+    ).get(run, {})
+    data = provider.read_blob_sequences(
+        ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME, downsample=1_000_000
+    ).get(run, {})
+    out = {}
+    for tag, ts in listing.items():
+        info = metadata.parse_plugin_metadata(ts.plugin_content)
+        steps = []
+        for datum in data[tag]:
+            blobs = [provider.read_blob(ctx, blob_key=ref.blob_key) for ref in datum.values]
+            steps.append(
+                Step(
+                    step=datum.step,
+                    header=metadata.decode_header(blobs[metadata.HEADER_INDEX]),
+                    stats=metadata.decode_stats(blobs[metadata.STATS_INDEX]),
+                    blobs=blobs,
+                )
+            )
+        out[tag] = Series(info, steps)
+    return out
+
+
+def small_cnn(name: str = "small_cnn", input_shape=(28, 28, 1), classes: int = 3):
+    import keras
+
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = keras.layers.Conv2D(16, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dense(12, activation="relu", name="dense1")(x)
+    outputs = keras.layers.Dense(classes, name="logits")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def stripes(n: int = 96, size: int = 28, seed: int = 0):
+    """A small local image task: horizontal, vertical or diagonal stripes."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    x = np.empty((n, size, size, 1), np.float32)
+    y = rng.integers(0, 3, n)
+    for i, label in enumerate(y):
+        period = rng.integers(3, 7)
+        phase = rng.uniform(0, 2 * np.pi)
+        coord = (yy, xx, xx + yy)[label]
+        x[i, :, :, 0] = np.sin(2 * np.pi * coord / period + phase) > 0
+    x += rng.normal(0, 0.1, x.shape).astype(np.float32)
+    return x, y.astype("int32")

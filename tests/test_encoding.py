@@ -1,0 +1,159 @@
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tb_activations import encoding, metadata
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize(
+    "shape, data_format, expected, layout",
+    [
+        ((2, 10), "channels_last", (2, 1, 10, 1), "units"),
+        ((2, 7, 5), "channels_last", (2, 1, 7, 5), "sequence"),
+        ((2, 5, 7), "channels_first", (2, 1, 7, 5), "sequence"),
+        ((2, 6, 4, 3), "channels_last", (2, 6, 4, 3), "image"),
+        ((2, 3, 6, 4), "channels_first", (2, 6, 4, 3), "image"),
+        ((2, 5, 6, 4, 3), "channels_last", (2, 6, 4, 3), "image"),
+        ((2, 3, 5, 6, 4), "channels_first", (2, 6, 4, 3), "image"),
+    ],
+)
+def test_to_nhwc_shapes(shape, data_format, expected, layout):
+    x = RNG.normal(size=shape).astype(np.float32)
+    assert encoding.to_nhwc(x, data_format).shape == expected
+    assert encoding.layout_of(len(shape)) == layout
+
+
+def test_rank5_is_mean_over_depth():
+    x = RNG.normal(size=(1, 4, 3, 3, 2)).astype(np.float32)
+    np.testing.assert_allclose(encoding.to_nhwc(x), x.mean(axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("rank", [1, 6])
+def test_unshowable_rank_is_refused(rank):
+    with pytest.raises(ValueError, match=f"rank={rank}"):
+        encoding.layout_of(rank)
+
+
+def _numpy_stats(channel: np.ndarray) -> list[float]:
+    finite = channel[np.isfinite(channel)]
+    return [
+        finite.min(),
+        finite.max(),
+        finite.mean(),
+        finite.std(),
+        np.mean(channel == 0),
+        1 - finite.size / channel.size,
+    ]
+
+
+@pytest.mark.parametrize(
+    "fill",
+    [
+        "normal",
+        "relu",  # many exact zeros
+        "constant",
+        "nan_and_inf",
+    ],
+)
+def test_stats_match_numpy(fill):
+    x = RNG.normal(size=(2, 9, 7, 4)).astype(np.float32)
+    if fill == "relu":
+        x = np.maximum(x, 0)
+    elif fill == "constant":
+        x[..., 1] = 3.5
+    elif fill == "nan_and_inf":
+        x[0, 0, 0, 0] = np.nan
+        x[1, 2, 3, 2] = np.inf
+        x[1, 4, 4, 2] = -np.inf
+    stats = encoding.compute_stats(x)
+    assert stats.shape == (2, 4, len(metadata.STATS_FIELDS))
+    for p in range(2):
+        for c in range(4):
+            np.testing.assert_allclose(
+                stats[p, c], _numpy_stats(x[p, ..., c]), rtol=1e-5, atol=1e-6
+            )
+
+
+def test_channel_with_no_finite_value_has_nan_range():
+    x = np.full((1, 2, 2, 1), np.nan, np.float32)
+    stats = encoding.compute_stats(x)
+    assert np.isnan(stats[0, 0, :4]).all()
+    assert stats[0, 0, 5] == 1.0
+
+
+def test_quantize_inverts_through_stats():
+    x = RNG.normal(size=(2, 5, 6, 3)).astype(np.float32) * 10
+    stats = encoding.compute_stats(x)
+    q = encoding.quantize(x, stats)
+    assert q.dtype == np.uint8 and q.shape == (2, 3, 5, 6)
+    lo, hi = stats[..., 0], stats[..., 1]
+    back = lo[:, :, None, None] + q / 255.0 * (hi - lo)[:, :, None, None]
+    step = (hi - lo)[:, :, None, None] / 255
+    assert np.all(np.abs(back - x.transpose(0, 3, 1, 2)) <= step / 2 + 1e-4)
+    assert q.min() == 0 and q.max() == 255  # each channel spans the full range
+
+
+def test_quantize_maps_nonfinite_and_constant_to_zero():
+    x = np.ones((1, 2, 2, 2), np.float32)
+    x[0, 0, 0, 1] = np.nan
+    x[0, 1, 1, 1] = 5
+    q = encoding.quantize(x, encoding.compute_stats(x))
+    assert (q[0, 0] == 0).all()
+    assert q[0, 1, 0, 0] == 0 and q[0, 1, 1, 1] == 255
+
+
+@pytest.mark.parametrize(
+    "h, w, max_size, factor",
+    [
+        (224, 224, 256, 1),
+        (224, 224, 224, 1),
+        (300, 100, 256, 2),
+        (1024, 8, 256, 4),
+        (50, 50, None, 1),
+    ],
+)
+def test_downscale_factor(h, w, max_size, factor):
+    assert encoding.downscale_factor(h, w, max_size) == factor
+
+
+@pytest.mark.parametrize("executor", [None, "threads"])
+def test_encode_layer_pngs_decode_to_quantized_channels(executor):
+    x = RNG.normal(size=(2, 12, 10, 5)).astype(np.float32)
+    pool = ThreadPoolExecutor(2) if executor else None
+    stats, pngs = encoding.encode_layer(x, executor=pool)
+    q = encoding.quantize(x, stats)
+    assert len(pngs) == 2 * 5
+    for p in range(2):
+        for c in range(5):
+            img = Image.open(io.BytesIO(pngs[p * 5 + c]))
+            assert img.mode == "L" and img.size == (10, 12)
+            np.testing.assert_array_equal(np.asarray(img), q[p, c])
+
+
+def test_encode_layer_downscales_above_max_size():
+    x = RNG.normal(size=(1, 40, 20, 2)).astype(np.float32)
+    _, pngs = encoding.encode_layer(x, max_size=16)
+    assert Image.open(io.BytesIO(pngs[0])).size == (7, 14)
+
+
+@pytest.mark.parametrize(
+    "shape, mode, size",
+    [
+        ((2, 8, 6, 3), "RGB", (6, 8)),
+        ((1, 8, 6, 1), "L", (6, 8)),
+        ((1, 8, 6, 5), "L", (6, 8)),
+        ((1, 20), "L", (20, 1)),
+        ((1, 30, 4), "L", (4, 30)),
+    ],
+)
+def test_probe_images(shape, mode, size):
+    x = RNG.uniform(0, 255, size=shape).astype(np.float32)
+    stats, pngs = encoding.probe_images(x)
+    assert len(pngs) == shape[0] and stats.shape == (shape[0], 1, len(metadata.STATS_FIELDS))
+    img = Image.open(io.BytesIO(pngs[0]))
+    assert img.mode == mode and img.size == size

@@ -1,0 +1,179 @@
+import re
+
+import keras
+import numpy as np
+import pytest
+from logs import small_cnn
+
+from tb_activations import layers
+
+
+class _Pair(keras.layers.Layer):
+    def call(self, x):
+        return x, x
+
+
+class _Sub(keras.Model):
+    def __init__(self):
+        super().__init__(name="sub")
+        self.conv = keras.layers.Conv2D(2, 3)
+
+    def call(self, x):
+        return self.conv(x)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return small_cnn()
+
+
+@pytest.fixture(scope="module")
+def transfer():
+    """The transfer-learning case: a keras.applications model as a layer."""
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    x = base(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(4, name="head")(x)
+    return keras.Model(inputs, outputs, name="transfer")
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        (None, ["conv1", "conv2", "dense1", "logits"]),
+        ("all", ["conv1", "pool1", "conv2", "gap", "dense1", "logits"]),
+        (["conv2", "conv1"], ["conv1", "conv2"]),
+        ("dense1", ["dense1"]),
+        (re.compile(r"^conv"), ["conv1", "conv2"]),
+    ],
+)
+def test_select(cnn, spec, expected):
+    assert layers.select(cnn, spec, max_layers=12) == expected
+
+
+def test_select_layer_objects(cnn):
+    assert layers.select(cnn, [cnn.get_layer("pool1")], 12) == ["pool1"]
+
+
+def test_default_is_bounded_and_spread_over_depth(transfer):
+    picked = layers.select(transfer, None, max_layers=4)
+    assert picked == ["vgg16/block1_conv1", "vgg16/block3_conv1", "vgg16/block4_conv3", "head"]
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        (["vgg16/block1_conv1", "head"], ["vgg16/block1_conv1", "head"]),
+        (["block3_conv1"], ["vgg16/block3_conv1"]),  # a unique bare name finds the nested layer
+        (["vgg16"], ["vgg16"]),
+    ],
+)
+def test_nested_layers_by_path(transfer, spec, expected):
+    assert layers.select(transfer, spec, 12) == expected
+
+
+def test_extractor_reaches_nested_layers_from_the_outer_input(transfer):
+    paths = ["rescale", "vgg16/block1_conv1", "vgg16/block2_conv1", "head"]
+    ext = layers.extractor(transfer, paths)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    got = ext.predict_on_batch(x)
+    base = transfer.get_layer("vgg16")
+    scaled = x / 255.0
+    b1 = keras.Model(base.input, base.get_layer("block1_conv1").output).predict_on_batch(scaled)
+    b2 = keras.Model(base.input, base.get_layer("block2_conv1").output).predict_on_batch(scaled)
+    np.testing.assert_allclose(got[0], scaled, rtol=1e-6)
+    np.testing.assert_allclose(got[1], b1, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got[2], b2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got[3], transfer.predict_on_batch(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (["conv3"], r"No layer named 'conv3'.*Closest available layers: conv2, conv1"),
+        (["dense"], r"No layer named 'dense'.*dense1"),
+        (re.compile("nothing"), "No showable layer .* matches 'nothing'"),
+        ([], "layers is empty"),
+        ([3], "layer name or a layer object"),
+        ([keras.layers.Dense(2, name="stranger")], "'stranger' is not part of model"),
+    ],
+)
+def test_bad_layer_specs(cnn, spec, message):
+    with pytest.raises(ValueError, match=message):
+        layers.select(cnn, spec, 12)
+
+
+def test_ambiguous_bare_name_lists_paths():
+    a = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")], name="a")
+    b = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="fc")], name="b")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, b(a(inputs)))
+    with pytest.raises(ValueError, match="ambiguous.*a/fc, b/fc"):
+        layers.select(model, ["fc"], 12)
+
+
+def _model_with(layer_outputs):
+    inputs = keras.Input((8, 8, 1))
+    return keras.Model(inputs, layer_outputs(inputs))
+
+
+@pytest.mark.parametrize(
+    "build, name, reason",
+    [
+        (lambda i: _Pair(name="pair")(i), "pair", "several outputs"),
+        (
+            lambda i: keras.layers.Lambda(lambda t: keras.ops.sum(t, axis=(1, 2, 3)), name="total")(
+                i
+            ),
+            "total",
+            "rank 1",
+        ),
+        (lambda i: keras.layers.Conv2D(2, 3, name="c")(i), "input_layer", "input layer"),
+    ],
+)
+def test_layers_that_cannot_be_shown_say_why(build, name, reason):
+    inputs = keras.Input((8, 8, 1), name="input_layer")
+    model = keras.Model(inputs, build(inputs))
+    with pytest.raises(ValueError, match=f"'{name}' cannot be shown: .*{reason}"):
+        layers.select(model, [name], 12)
+
+
+def test_layers_none_skips_what_cannot_be_shown():
+    inputs = keras.Input((8, 8, 1))
+    a, _ = _Pair(name="pair")(keras.layers.Conv2D(2, 3, name="c")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="d")(a))
+    assert layers.select(model, None, 12) == ["c", "d"]
+    assert "pair" not in layers.select(model, "all", 12)
+
+
+def test_subclassed_model_gets_a_clear_message():
+    model = _Sub()
+    model(np.zeros((1, 8, 8, 1), np.float32))
+    with pytest.raises(ValueError, match="Functional and Sequential models.*Received: model=_Sub"):
+        layers.select(model, None, 12)
+
+
+def test_subclassed_model_inside_a_functional_one_is_logged_whole():
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, _Sub()(inputs))
+    assert layers.select(model, None, 12) == []
+    assert layers.select(model, "all", 12) == ["sub"]
+
+
+def test_data_format_is_inherited_by_layers_without_one():
+    inputs = keras.Input((3, 8, 8))
+    x = keras.layers.Conv2D(4, 3, data_format="channels_first", name="c")(inputs)
+    x = keras.layers.ReLU(name="r")(x)
+    model = keras.Model(inputs, x)
+    taps = layers.taps(model, ["c", "r"])
+    assert [t.data_format for t in taps] == ["channels_first", "channels_first"]
+    assert taps[1].output_shape == (None, 4, 6, 6)
+
+
+def test_several_inputs_are_refused():
+    a, b = keras.Input((4,)), keras.Input((4,))
+    model = keras.Model([a, b], keras.layers.Dense(2, name="d")(keras.layers.Add()([a, b])))
+    with pytest.raises(ValueError, match="2 inputs"):
+        layers.extractor(model, ["d"])

@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import pytest
+from tensorboard.compat.proto import summary_pb2
+
+from tb_activations import metadata
+
+INFO = metadata.LayerInfo(
+    layer="vgg16/block1_conv1",
+    class_name="Conv2D",
+    layout="image",
+    output_shape=(None, 224, 224, 64),
+    channels=64,
+    total_channels=64,
+    probes=2,
+    height=224,
+    width=224,
+    source_height=224,
+    source_width=224,
+)
+
+
+def test_summary_metadata_is_a_blob_sequence_of_this_plugin():
+    md = metadata.create_summary_metadata(INFO)
+    assert md.plugin_data.plugin_name == "activations"
+    assert md.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+    assert metadata.parse_plugin_metadata(md.plugin_data.content) == INFO
+
+
+def test_blob_positions():
+    assert INFO.blob_count == 2 + 2 * 64
+    assert INFO.image_index(0, 0) == metadata.FIRST_IMAGE_INDEX
+    assert INFO.image_index(1, 3) == metadata.FIRST_IMAGE_INDEX + 64 + 3
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\xff\xfe", "not JSON"),
+        (b"[1, 2]", "no version"),
+        (json.dumps({"version": metadata.FORMAT_VERSION + 1}).encode(), "newer"),
+        (json.dumps({"version": 1, "layer": "x"}).encode(), "incomplete"),
+    ],
+)
+def test_bad_content_is_refused_with_a_reason(content, message):
+    with pytest.raises(ValueError, match=message):
+        metadata.parse_plugin_metadata(content)
+
+
+def test_unknown_fields_from_a_newer_writer_are_ignored():
+    d = INFO.to_json() | {"something_new": 1}
+    assert metadata.parse_plugin_metadata(json.dumps(d).encode()) == INFO
+
+
+def test_stats_and_header_round_trip():
+    stats = np.arange(2 * 3 * 6, dtype=np.float32).reshape(2, 3, 6)
+    stats[0, 0, 0] = np.nan
+    back = metadata.decode_stats(metadata.encode_stats(stats))
+    np.testing.assert_array_equal(back, stats)
+    assert metadata.decode_header(metadata.encode_header(2.5, 7, 3)) == {
+        "epoch": 2.5,
+        "batch": 7,
+        "index": 3,
+    }
