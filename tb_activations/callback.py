@@ -83,7 +83,9 @@ class _Recorder:
         self.max_channels = max_channels
         self.max_size = max_size
         if not model.layers:
-            raise ValueError(f"Model {model.name!r} has no layers to log. Received: model={model!r}")
+            raise ValueError(
+                f"Model {model.name!r} has no layers to log. Received: model={model!r}"
+            )
         _ensure_built(model, probe)
         self.paths = layers_lib.select(model, layers, max_layers)
         if not self.paths:
@@ -297,6 +299,8 @@ class ActivationLogger(keras.callbacks.Callback):
         self._frames = 0
         self._probe_logged = False
         self._warned_failure = False
+        # Steps whose write failed, carried to the next fit's writer.
+        self._unwritten: list = []
 
     # -- hooks: they only delegate -------------------------------------------
 
@@ -391,14 +395,17 @@ class ActivationLogger(keras.callbacks.Callback):
             values.append(self._recorder.probe_value())
             self._probe_logged = True
         if self._writer is None:
-            self._writer = ActivationWriter(self.run_dir, max_size=self.max_size)
+            self._writer = ActivationWriter(
+                self.run_dir, max_size=self.max_size, pending=self._unwritten
+            )
+            self._unwritten = []
         self._writer.submit(step, values, epoch=epoch, batch=batch, index=self._frames)
         self._frames += 1
         self._last_step = step
 
     def _close_writer(self) -> None:
         if self._writer is not None:
-            self._writer.close()
+            self._unwritten = self._writer.close()
             self._writer = None
 
 

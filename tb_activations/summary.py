@@ -106,6 +106,7 @@ class ActivationWriter:
         max_size: int | None = None,
         max_queue: int = 4,
         workers: int | None = None,
+        pending: Sequence[event_pb2.Event] = (),
     ):
         self.run_dir = os.fspath(run_dir)
         self.max_size = max_size
@@ -117,6 +118,7 @@ class ActivationWriter:
         self._file_writer: EventFileWriter | None = None
         self._pending: collections.deque[tuple[event_pb2.Event, int]] = collections.deque()
         self._pending_bytes = 0
+        self._enqueue_pending(list(pending))
         self._failing = False
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -155,9 +157,14 @@ class ActivationWriter:
         if self._thread is not None:
             self._queue.join()
 
-    def close(self) -> None:
+    def close(self) -> list[event_pb2.Event]:
+        """Writes what it can and closes the file.
+
+        Returns the events that could not be written, so that a later writer
+        can be given them (`pending=`) and no logged step is lost.
+        """
         if self._closed:
-            return
+            return []
         self.flush()
         self._closed = True
         if self._thread is not None:
@@ -167,14 +174,19 @@ class ActivationWriter:
         if self._executor is not None:
             self._executor.shutdown()
             self._executor = None
-        if self._pending:
+        self._close_file_writer()
+        unwritten = [event for event, _ in self._pending]
+        if unwritten:
             logger.warning(
-                "tb_activations: %d activation events could not be written to %s: %s",
-                len(self._pending),
+                "tb_activations: %d activation events are not written to %s yet (%s); "
+                "they are kept for the next writer of this run.",
+                len(unwritten),
                 self.run_dir,
                 self.last_error,
             )
-        self._close_file_writer()
+        self._pending.clear()
+        self._pending_bytes = 0
+        return unwritten
 
     # -- background thread -------------------------------------------------
 
