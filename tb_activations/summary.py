@@ -2,7 +2,7 @@
 
 `ActivationWriter` takes raw activations, and a background thread turns them
 into events (`encoding`) and writes them with TensorBoard's own
-`EventFileWriter`. Steps are written in the order they were submitted. A
+`EventFile`. Steps are written in the order they were submitted. A
 failed write never raises into training: it warns once, keeps the step's
 events, and tries them again, in order, before the next step.
 """
@@ -14,6 +14,8 @@ import collections
 import logging
 import os
 import queue
+import socket
+import sys
 import threading
 import time
 import weakref
@@ -22,8 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from tensorboard.compat import tf as tb_tf
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 from tb_activations import encoding, metadata
 
@@ -87,13 +90,75 @@ def encode_step(
     return [header, metadata.encode_stats(stats), *pngs]
 
 
+class EventFile:
+    """One event file, written synchronously from the writer's thread.
+
+    TensorFlow's record writer checksums in C++; TensorBoard's own
+    `RecordWriter` (used when TensorFlow is absent, for other Keras backends)
+    does it in pure Python at about 8 MB/s, which would hold the GIL for a
+    large share of every step. Both write the same TFRecord framing.
+    """
+
+    _count = 0
+
+    def __init__(self, logdir: str):
+        tb_tf.io.gfile.makedirs(logdir)
+        EventFile._count += 1
+        self.path = os.path.join(
+            logdir,
+            f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
+            f".{os.getpid()}.{EventFile._count}",
+        )
+        # Only a TensorFlow that Keras already loaded: importing it here could
+        # happen during interpreter exit, and costs seconds otherwise.
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and hasattr(tf, "io"):
+            self._records = tf.io.TFRecordWriter(self.path)
+        else:
+            self._records = RecordWriter(tb_tf.io.gfile.GFile(self.path, "wb"))
+        self.add_event(
+            event_pb2.Event(
+                wall_time=time.time(),
+                file_version="brain.Event:2",
+                source_metadata=event_pb2.SourceMetadata(writer="tb_activations"),
+            )
+        )
+        self.flush()
+
+    def add_event(self, event: event_pb2.Event) -> None:
+        self._records.write(event.SerializeToString())
+
+    def flush(self) -> None:
+        self._records.flush()
+
+    def close(self) -> None:
+        self._records.close()
+
+
 _live_writers: weakref.WeakSet[ActivationWriter] = weakref.WeakSet()
 
 
-@atexit.register
+_exit_hook_registered = False
+
+
 def _flush_all_at_exit() -> None:
     for writer in list(_live_writers):
         writer.close()
+
+
+def _register_exit_hook() -> None:
+    """Flushes every writer at normal interpreter exit.
+
+    atexit runs hooks last-registered first; TensorFlow tears itself down in
+    a hook of its own, so ours must be registered after TensorFlow is
+    imported (TensorBoard's `compat.tf` imports it on first use) to run
+    while the record writer still works.
+    """
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        tb_tf.io  # noqa: B018 - resolves the lazy import now
+        atexit.register(_flush_all_at_exit)
+        _exit_hook_registered = True
 
 
 class ActivationWriter:
@@ -115,7 +180,7 @@ class ActivationWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._workers = workers or min(4, os.cpu_count() or 1)
         self._executor: ThreadPoolExecutor | None = None
-        self._file_writer: EventFileWriter | None = None
+        self._file_writer: EventFile | None = None
         self._pending: collections.deque[tuple[event_pb2.Event, int]] = collections.deque()
         self._pending_bytes = 0
         self._enqueue_pending(list(pending))
@@ -193,6 +258,7 @@ class ActivationWriter:
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
+                _register_exit_hook()
                 self._executor = ThreadPoolExecutor(
                     self._workers, thread_name_prefix="tb_activations-png"
                 )
@@ -215,7 +281,14 @@ class ActivationWriter:
         records = []
         for value in values:
             try:
-                blobs = encode_step(value, header, max_size=self.max_size, executor=self._executor)
+                try:
+                    blobs = encode_step(
+                        value, header, max_size=self.max_size, executor=self._executor
+                    )
+                except RuntimeError:
+                    # Thread pools refuse new work once the interpreter has
+                    # begun to exit, which is when the atexit flush runs.
+                    blobs = encode_step(value, header, max_size=self.max_size)
             except Exception as e:  # noqa: BLE001 - a bad layer must not stop the others
                 logger.warning(
                     "tb_activations: could not encode layer %r at step %d: %r",
@@ -248,7 +321,7 @@ class ActivationWriter:
     def _drain(self) -> None:
         try:
             if self._file_writer is None:
-                self._file_writer = EventFileWriter(self.run_dir, max_queue_size=64)
+                self._file_writer = EventFile(self.run_dir)
             for event, _ in self._pending:
                 self._file_writer.add_event(event)
             # Only a successful flush proves the events reached the file; until

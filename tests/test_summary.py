@@ -1,5 +1,7 @@
 import logging
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -97,3 +99,53 @@ def test_closed_writer_refuses_more_steps(tmp_path):
     writer.close()
     with pytest.raises(RuntimeError, match="closed"):
         writer.submit(0, [_value(0)])
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB filesystem, to run out of space for real."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs in CI: {result.stderr}")
+        pytest.skip(f"mounting a tmpfs needs root: {result.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
+
+
+def test_disk_full_warns_keeps_steps_and_writes_them_once_space_is_back(tiny_disk, caplog):
+    info = _info(channels=16, h=64, w=64)
+    writer = summary.ActivationWriter(tiny_disk / "activations")
+    with caplog.at_level(logging.WARNING, logger="tb_activations"):
+        for step in range(6):  # about 70 KB of noise PNGs each: the disk fills up
+            writer.submit(step, [_value(step, info)])
+        writer.flush()
+        assert sum("could not write" in r.getMessage() for r in caplog.records) == 1
+        subprocess.run(["mount", "-o", "remount,size=16m", "tmpfs", str(tiny_disk)], check=True)
+        writer.submit(6, [_value(6, info)])
+        writer.close()
+    steps = read_run(tiny_disk)["conv"].step_numbers
+    # A step may appear in both the file that broke and the next one.
+    assert sorted(set(steps)) == list(range(7))
+
+
+def test_steps_reach_the_disk_when_the_process_exits_normally(tmp_path):
+    script = f"""
+import numpy as np
+from tb_activations import metadata, summary
+info = metadata.LayerInfo(layer="conv", class_name="Conv2D", layout="image",
+    output_shape=(None, 32, 32, 8), channels=8, total_channels=8, probes=1, height=32,
+    width=32, source_height=32, source_width=32)
+writer = summary.ActivationWriter({str(tmp_path / "activations")!r})
+for step in range(5):
+    writer.submit(step, [summary.LayerValue(info, np.random.rand(1, 32, 32, 8))])
+# no flush, no close: the interpreter's exit must write them
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert read_run(tmp_path)["conv"].step_numbers == [0, 1, 2, 3, 4]
