@@ -367,3 +367,24 @@ def test_several_probes_are_all_logged(tmp_path, data):
     assert series["conv1"].info.probes == 3
     assert len(series["conv1"].steps[0].blobs) == 2 + 3 * 8
     assert series[metadata.PROBE_TAG].info.probes == 3
+
+
+def test_beside_keras_tensorboard_callback_on_the_same_log_dir(tmp_path, data):
+    x, y = data
+    model = small_cnn()
+    logger = ActivationLogger(tmp_path, x[:1], layers=["conv1"], verbose=0)
+    board = keras.callbacks.TensorBoard(tmp_path, update_freq="batch")
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=2,
+        validation_split=0.25,
+        callbacks=[board, logger],
+        verbose=0,
+    )
+    assert sorted(os.listdir(tmp_path)) == ["activations", "train", "validation"]
+    # The extraction model was built once for the whole fit.
+    extractor = logger._recorder.extractor
+    model.fit(x, y, batch_size=BATCH, epochs=3, initial_epoch=2, callbacks=[logger], verbose=0)
+    assert logger._recorder.extractor is extractor
