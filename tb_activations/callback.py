@@ -53,7 +53,7 @@ def _check_layers(layers) -> None:
 def _check_probe(probe) -> None:
     """Fails at construction for a probe file that cannot be read."""
     if isinstance(probe, (str, os.PathLike)):
-        probe_lib._open(probe)
+        probe_lib.open_image(probe)
     elif probe is None:
         raise ValueError(
             "A probe is required: an image path, a PIL.Image or an array. Received: probe=None"
@@ -98,14 +98,17 @@ class _Recorder:
                 f"A layer may not be named {metadata.PROBE_TAG!r}: that tag holds the probe."
             )
         self.taps = layers_lib.taps(model, self.paths)
-        input_format = self.taps[0].data_format if self.taps else "channels_last"
-        for _path, layer in layers_lib.walk(model):
-            if getattr(layer, "data_format", None) in ("channels_first", "channels_last"):
-                input_format = layer.data_format
-                break
-        self.input_format = input_format
+        # The probe is laid out like the first layer that declares a format.
+        self.input_format = next(
+            (
+                layer.data_format
+                for _, layer in layers_lib.walk(model)
+                if getattr(layer, "data_format", None) in ("channels_first", "channels_last")
+            ),
+            keras.config.image_data_format(),
+        )
         shape = tuple(model.inputs[0].shape)
-        self.batch = probe_lib.load(probe, shape, input_format, preprocess)
+        self.batch = probe_lib.load(probe, shape, self.input_format, preprocess)
         self.extractor = layers_lib.extractor(model, self.paths)
         # Respect a user's choice of eager execution; it may be there for a reason.
         self.extractor.run_eagerly = bool(getattr(model, "run_eagerly", False))

@@ -24,7 +24,7 @@ def _channel_axis(rank: int, data_format: str) -> int:
     return 1 if data_format == "channels_first" and rank >= 3 else -1
 
 
-def _open(path) -> Image.Image:
+def open_image(path) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
@@ -134,7 +134,7 @@ def load(
             "A probe is required: an image path, a PIL.Image or an array. Received: probe=None"
         )
     if isinstance(probe, (str, os.PathLike)):
-        batch = _image_to_array(_open(probe), input_shape, data_format)[None]
+        batch = _image_to_array(open_image(probe), input_shape, data_format)[None]
         if data_format == "channels_first":
             batch = batch.transpose(0, 3, 1, 2)
     elif isinstance(probe, Image.Image):
