@@ -1,0 +1,662 @@
+"""Route tests of the plugin on real event files, through TensorBoard's own
+multiplexer, data provider and WSGI application."""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import json
+import subprocess
+import sys
+import urllib.parse
+from argparse import Namespace
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.plugins import base_plugin
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from werkzeug.test import Client
+
+from tb_activations import metadata, summary
+from tb_activations import plugin as plugin_lib
+
+URL = "/data/plugin/activations/"
+RUN = "activations"
+HTML_RUN = "<svg onload=alert(2)>"
+HTML_TAG = "<img src=x onerror=alert(1)>"
+SLASH_TAG = "block 1/conv ü"
+STEPS = 14
+KEEP = 10
+PROBES = 2
+NAN_STEP = 5
+
+
+def wall(step: int) -> float:
+    return 1000.0 + step
+
+
+def layer_info(layer, channels, probes=PROBES, h=6, w=5, layout="image", **kw):
+    return metadata.LayerInfo(
+        layer=layer,
+        class_name=kw.pop("class_name", "Conv2D"),
+        layout=layout,
+        output_shape=kw.pop("output_shape", (None, h, w, channels)),
+        channels=channels,
+        total_channels=channels,
+        probes=probes,
+        height=h,
+        width=w,
+        source_height=h,
+        source_width=w,
+        **kw,
+    )
+
+
+CONV = layer_info("conv", 3)
+DENSE = layer_info("dense", 1, h=1, w=7, layout="units", class_name="Dense", output_shape=(None, 7))
+PROBE = layer_info(metadata.PROBE_TAG, 1, h=8, w=8, layout="probe", class_name="Probe")
+HTML = layer_info(HTML_TAG, 2, probes=1)
+SLASH = layer_info(SLASH_TAG, 2, probes=1, h=3, w=4)
+TRUNCATED = layer_info("truncated", 3, probes=1)
+BADSTATS = layer_info("badstats", 2, probes=1)
+
+
+def conv_array(step: int) -> np.ndarray:
+    x = np.random.default_rng(step).normal(size=(PROBES, 6, 5, 3)).astype(np.float32)
+    x[:, 1, 1, 0] = 0.0
+    if step == NAN_STEP:
+        x[1, :, :, 2] = np.nan  # no finite value at all
+        x[0, 0, 0, 1] = np.inf  # one value not finite
+    return x
+
+
+def dense_array(step: int) -> np.ndarray:
+    return np.random.default_rng(100 + step).normal(size=(PROBES, 7)).astype(np.float32)
+
+
+def small_array(step: int, info: metadata.LayerInfo) -> np.ndarray:
+    shape = (info.probes, info.height, info.width, info.channels)
+    return np.random.default_rng(200 + step).normal(size=shape).astype(np.float32)
+
+
+PROBE_PIXELS = np.random.default_rng(7).uniform(0, 1, size=(PROBES, 8, 8, 3)).astype(np.float32)
+
+
+# -- expectations, computed from the arrays with numpy alone ---------------
+
+
+def expected_stats(x: np.ndarray) -> np.ndarray:
+    """(P, H, W, C) to (P, C, 6): min, max, mean, std over finite values,
+    zero fraction, non-finite fraction."""
+    p_count, _, _, c_count = x.shape
+    out = np.full((p_count, c_count, 6), np.nan)
+    for p, c in itertools.product(range(p_count), range(c_count)):
+        v = x[p, :, :, c].astype(np.float64).ravel()
+        f = v[np.isfinite(v)]
+        if f.size:
+            out[p, c, :4] = f.min(), f.max(), f.mean(), f.std()
+        out[p, c, 4] = np.mean(v == 0)
+        out[p, c, 5] = 1 - f.size / v.size
+    return out
+
+
+def expected_image(plane: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    plane = plane.astype(np.float64)
+    if not hi > lo:
+        return np.zeros(plane.shape, np.uint8)
+    q = np.floor((plane - lo) / (hi - lo) * 255 + 0.5)
+    q[~np.isfinite(q)] = 0
+    return np.clip(q, 0, 255).astype(np.uint8)
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def as_array(nested) -> np.ndarray:
+    """JSON numbers with null back to floats with NaN."""
+    return np.array(json.loads(json.dumps(nested).replace("null", "NaN")), dtype=np.float64)
+
+
+def assert_image(png: bytes, x: np.ndarray, p: int, c: int) -> None:
+    stats = expected_stats(x)
+    np.testing.assert_allclose(
+        decode_png(png), expected_image(x[p, :, :, c], *stats[p, c, :2]), atol=1, rtol=0
+    )
+
+
+# -- logs ------------------------------------------------------------------
+
+
+def write_bad_series(run_dir) -> None:
+    """Series a reader must survive: a newer format, garbage metadata, steps
+    with too few blobs, statistics that are not an array."""
+    writer = EventFileWriter(str(run_dir))
+    png = Image.new("L", (5, 6))
+    buf = io.BytesIO()
+    png.save(buf, format="PNG")
+    png = buf.getvalue()
+    header = metadata.encode_header(0.0)
+    stats = metadata.encode_stats(np.zeros((1, 3, 6)))
+    for step in range(2):
+        future = summary.make_event(CONV, step, wall(step), [header, stats, png, png, png])
+        content = json.loads(future.summary.value[0].metadata.plugin_data.content)
+        content["version"] = metadata.FORMAT_VERSION + 1
+        future.summary.value[0].tag = "future"
+        future.summary.value[0].metadata.plugin_data.content = json.dumps(content).encode()
+        garbage = summary.make_event(CONV, step, wall(step), [header, stats, png, png, png])
+        garbage.summary.value[0].tag = "garbage"
+        garbage.summary.value[0].metadata.plugin_data.content = b"\xff not json"
+        truncated = summary.make_event(TRUNCATED, step, wall(step), [header, stats, png])
+        badstats = summary.make_event(BADSTATS, step, wall(step), [header, b"not npy", png, png])
+        for event in (future, garbage, truncated, badstats):
+            writer.add_event(event)
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plugin_logs")
+    writer = summary.ActivationWriter(root / RUN)
+    for step in range(STEPS):
+        values = [
+            summary.LayerValue(CONV, conv_array(step)),
+            summary.LayerValue(DENSE, dense_array(step)),
+        ]
+        if step == 0:
+            values.append(summary.LayerValue(PROBE, PROBE_PIXELS))
+        writer.submit(step, values, epoch=float(step), wall_time=wall(step))
+    writer.close()
+
+    writer = summary.ActivationWriter(root / HTML_RUN)
+    for step in (0, 10, 20):
+        values = [
+            summary.LayerValue(HTML, small_array(step, HTML)),
+            summary.LayerValue(SLASH, small_array(step, SLASH)),
+        ]
+        writer.submit(step, values, epoch=step / 10, batch=3, wall_time=wall(step))
+    writer.close()
+
+    write_bad_series(root / "broken")
+    return root
+
+
+def make_client(logdir, keep: int) -> Client:
+    """The plugin served as in production, with `keep` steps per series."""
+    mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": keep})
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(logdir))
+    context = base_plugin.TBContext(
+        logdir=str(logdir), data_provider=provider, sampling_hints={"activations": keep}
+    )
+    plugin = plugin_lib.ActivationsLoader().load(context)
+    return Client(application.TensorBoardWSGI([plugin]))
+
+
+@pytest.fixture(scope="module")
+def client(logdir):
+    """TensorBoard's default sampling: 10 steps of each series."""
+    return make_client(logdir, KEEP)
+
+
+@pytest.fixture(scope="module")
+def full(logdir):
+    """Sampling that keeps every step."""
+    return make_client(logdir, 500)
+
+
+def get(client, route, **params):
+    return client.get(URL + route, query_string=params)
+
+
+def get_json(client, route, **params):
+    r = get(client, route, **params)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.mimetype == "application/json"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    return r.get_json()
+
+
+# -- plugin and loader ---------------------------------------------------------
+
+
+def test_loader_raises_the_default_sampling_and_the_user_wins():
+    flags = Namespace(samples_per_plugin={})
+    plugin_lib.ActivationsLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {"activations": plugin_lib.DEFAULT_MAX_STEPS}
+    flags = Namespace(samples_per_plugin={"activations": 5, "images": 3})
+    plugin_lib.ActivationsLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {"activations": 5, "images": 3}
+
+
+def test_plugin_metadata(logdir):
+    context = base_plugin.TBContext(logdir=str(logdir))
+    plugin = plugin_lib.ActivationsLoader().load(context)
+    assert plugin.plugin_name == "activations"
+    assert plugin.data_plugin_names() == ("activations",)
+    assert plugin.is_active() is False
+    fm = plugin.frontend_metadata()
+    assert (fm.es_module_path, fm.tab_name) == ("/static/index.js", "Activations")
+
+
+def test_loading_the_plugin_imports_neither_keras_nor_tensorflow():
+    code = (
+        "import sys, tb_activations.plugin\n"
+        "print(sorted(m for m in ('keras', 'tensorflow', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- tags -------------------------------------------------------------------
+
+
+def tag_entry(info, steps_kept, max_step, keep):
+    return {
+        **info.to_json(),
+        "steps_kept": steps_kept,
+        "max_step": max_step,
+        "max_wall_time": wall(max_step),
+        "sampling_limit": keep,
+    }
+
+
+@pytest.mark.parametrize("keep", [KEEP, 500])
+def test_tags(logdir, client, full, keep):
+    body = get_json(client if keep == KEEP else full, "tags")
+    kept = min(keep, STEPS)
+    assert body == {
+        RUN: {
+            "conv": tag_entry(CONV, kept, STEPS - 1, keep),
+            "dense": tag_entry(DENSE, kept, STEPS - 1, keep),
+            metadata.PROBE_TAG: tag_entry(PROBE, 1, 0, keep),
+        },
+        HTML_RUN: {
+            HTML_TAG: tag_entry(HTML, 3, 20, keep),
+            SLASH_TAG: tag_entry(SLASH, 3, 20, keep),
+        },
+        # A newer format and garbage metadata are skipped; steps with the
+        # wrong number of blobs are not counted.
+        "broken": {
+            "truncated": tag_entry(TRUNCATED, 0, 1, keep),
+            "badstats": tag_entry(BADSTATS, 2, 1, keep),
+        },
+    }
+
+
+def test_html_names_come_back_verbatim_as_json_strings(client):
+    r = get(client, "steps", run=HTML_RUN, tag=HTML_TAG)
+    assert r.mimetype == "application/json"
+    body = json.loads(r.get_data(as_text=True))
+    assert (body["run"], body["tag"]) == (HTML_RUN, HTML_TAG)
+    assert HTML_TAG in get_json(client, "tags")[HTML_RUN]
+
+
+# -- steps -------------------------------------------------------------------
+
+
+def test_steps_all_kept(full):
+    assert get_json(full, "steps", run=RUN, tag="conv") == {
+        "run": RUN,
+        "tag": "conv",
+        "steps": [
+            {"step": s, "wall_time": wall(s), "epoch": float(s), "batch": None}
+            for s in range(STEPS)
+        ],
+        "steps_kept": STEPS,
+        "steps_logged": STEPS,
+        "sampling_limit": 500,
+    }
+
+
+def test_steps_say_showing_n_of_m(client):
+    body = get_json(client, "steps", run=RUN, tag="conv")
+    kept = [s["step"] for s in body["steps"]]
+    assert len(kept) == KEEP and kept == sorted(set(kept)) and kept[-1] == STEPS - 1
+    assert set(kept) <= set(range(STEPS))
+    assert body == {
+        "run": RUN,
+        "tag": "conv",
+        "steps": [
+            {"step": s, "wall_time": wall(s), "epoch": float(s), "batch": None} for s in kept
+        ],
+        "steps_kept": KEEP,
+        "steps_logged": STEPS,
+        "sampling_limit": KEEP,
+    }
+
+
+def test_steps_with_batch_and_slashed_unicode_tag(client):
+    assert get_json(client, "steps", run=HTML_RUN, tag=SLASH_TAG) == {
+        "run": HTML_RUN,
+        "tag": SLASH_TAG,
+        "steps": [
+            {"step": s, "wall_time": wall(s), "epoch": s / 10, "batch": 3} for s in (0, 10, 20)
+        ],
+        "steps_kept": 3,
+        "steps_logged": 3,
+        "sampling_limit": KEEP,
+    }
+
+
+def test_steps_of_a_series_with_unreadable_statistics_are_listed(client):
+    body = get_json(client, "steps", run="broken", tag="badstats")
+    assert [s["step"] for s in body["steps"]] == [0, 1]
+
+
+# -- layer -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("probe", [0, 1])
+@pytest.mark.parametrize("step", [0, NAN_STEP, STEPS - 1])
+def test_layer(full, step, probe):
+    x = conv_array(step)
+    body = get_json(full, "layer", run=RUN, tag="conv", step=step, probe=probe)
+    images = body.pop("images")
+    stats = body.pop("stats")
+    assert body == {
+        "run": RUN,
+        "tag": "conv",
+        "step": step,
+        "wall_time": wall(step),
+        "epoch": float(step),
+        "probe": probe,
+        "layout": "image",
+        "height": 6,
+        "width": 5,
+        "channels": 3,
+        "stats_fields": list(metadata.STATS_FIELDS),
+    }
+    np.testing.assert_allclose(
+        as_array(stats), expected_stats(x)[probe], rtol=1e-5, atol=1e-6, equal_nan=True
+    )
+    assert len(images) == 3
+    for c, image in enumerate(images):
+        assert_image(base64.b64decode(image), x, probe, c)
+
+
+def test_layer_nonfinite_statistics_are_null(full):
+    r = get(full, "layer", run=RUN, tag="conv", step=NAN_STEP, probe=1)
+    text = r.get_data(as_text=True)
+    assert "NaN" not in text and "Infinity" not in text
+    assert r.get_json()["stats"][2] == [None, None, None, None, 0.0, 1.0]
+
+
+def test_layer_default_probe_is_0(full):
+    assert get_json(full, "layer", run=RUN, tag="conv", step=3) == get_json(
+        full, "layer", run=RUN, tag="conv", step=3, probe=0
+    )
+
+
+def test_layer_of_units(full):
+    x = dense_array(4)
+    body = get_json(full, "layer", run=RUN, tag="dense", step=4, probe=1)
+    assert (body["layout"], body["height"], body["width"], body["channels"]) == ("units", 1, 7, 1)
+    nhwc = x[:, None, :, None]
+    assert_image(base64.b64decode(body["images"][0]), nhwc, 1, 0)
+
+
+# -- channel -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("probe", "channel"), [(0, 0), (0, 2), (1, 1)])
+def test_channel(full, probe, channel):
+    r = get(full, "channel", run=RUN, tag="conv", step=7, channel=channel, probe=probe)
+    assert r.status_code == 200
+    assert r.mimetype == "image/png"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert_image(r.data, conv_array(7), probe, channel)
+    layer = get_json(full, "layer", run=RUN, tag="conv", step=7, probe=probe)
+    assert r.data == base64.b64decode(layer["images"][channel])
+
+
+# -- series and stats --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("probe", "channel"), [(0, 1), (1, 2)])
+def test_series(full, probe, channel):
+    body = get_json(full, "series", run=RUN, tag="conv", channel=channel, probe=probe)
+    steps = body.pop("steps")
+    assert body == {"run": RUN, "tag": "conv", "channel": channel, "probe": probe}
+    assert [s["step"] for s in steps] == list(range(STEPS))
+    for s in steps:
+        x = conv_array(s["step"])
+        assert (s["wall_time"], s["epoch"]) == (wall(s["step"]), float(s["step"]))
+        np.testing.assert_allclose(
+            as_array(s["stats"]),
+            expected_stats(x)[probe, channel],
+            rtol=1e-5,
+            atol=1e-6,
+            equal_nan=True,
+        )
+        assert_image(base64.b64decode(s["image"]), x, probe, channel)
+
+
+def test_series_follows_sampling(client):
+    steps = get_json(client, "steps", run=RUN, tag="conv")["steps"]
+    series = get_json(client, "series", run=RUN, tag="conv", channel=0)["steps"]
+    assert [s["step"] for s in series] == [s["step"] for s in steps]
+
+
+def test_stats(full):
+    body = get_json(full, "stats", run=RUN, tag="conv")
+    steps = body.pop("steps")
+    assert body == {"run": RUN, "tag": "conv", "fields": list(metadata.STATS_FIELDS)}
+    assert [(s["step"], s["wall_time"], s["epoch"]) for s in steps] == [
+        (s, wall(s), float(s)) for s in range(STEPS)
+    ]
+    for s in steps:
+        np.testing.assert_allclose(
+            as_array(s["stats"]),
+            expected_stats(conv_array(s["step"])),
+            rtol=1e-5,
+            atol=1e-6,
+            equal_nan=True,
+        )
+
+
+def test_stats_skip_unreadable_steps(client):
+    assert get_json(client, "stats", run="broken", tag="badstats")["steps"] == []
+
+
+# -- probe and colormaps -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("probe", [0, 1])
+def test_probe(client, probe):
+    r = get(client, "probe", run=RUN, probe=probe)
+    assert r.status_code == 200
+    assert r.mimetype == "image/png"
+    x = PROBE_PIXELS[probe].astype(np.float64)
+    expected = np.floor((x - x.min()) / (x.max() - x.min()) * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_allclose(decode_png(r.data), expected, atol=1, rtol=0)
+
+
+def test_probe_default_is_0(client):
+    assert get(client, "probe", run=RUN).data == get(client, "probe", run=RUN, probe=0).data
+
+
+def test_colormaps(client):
+    body = get_json(client, "colormaps")
+    assert list(body) == list(plugin_lib.COLORMAPS)
+    for name, lut in body.items():
+        assert np.array(lut).shape == (256, 3)
+        rgb = matplotlib.colormaps[name](np.linspace(0, 1, 256))[:, :3]
+        np.testing.assert_array_equal(lut, np.round(rgb * 255).astype(int))
+    assert body["gray"][0] == [0, 0, 0] and body["gray"][255] == [255, 255, 255]
+
+
+# -- static files ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [(".js", "text/javascript"), (".css", "text/css")],
+)
+def test_static_files_are_served_with_their_type(name, content_type, client):
+    files = [f for f in plugin_lib.frontend_dir().iterdir() if f.name.endswith(name)]
+    if name == ".css" and not files:
+        pytest.skip("the panel has no stylesheet")
+    for f in files:
+        r = client.get(URL + "static/" + f.name)
+        assert r.status_code == 200, f.name
+        assert r.mimetype == content_type
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.data == f.read_bytes()
+
+
+def test_index_js_is_served(client):
+    r = client.get(URL + "static/index.js")
+    assert r.status_code == 200
+    assert r.mimetype == "text/javascript"
+    assert b"export" in r.data
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "static/../plugin.py",
+        "static/..%2Fplugin.py",
+        "static/..%2f..%2fpyproject.toml",
+        "static/%2e%2e/%2e%2e/pyproject.toml",
+        "static/..",
+        "static/.",
+        "static/",
+        "static//etc/passwd",
+        "static/%2Fetc%2Fpasswd",
+        "static/..\\..\\pyproject.toml",
+        "static/index.js/",
+        "static/index.js%00.css",
+        "static/nonexistent.js",
+        "static/INDEX.JS",
+        "static/index",
+        "static/__init__.py",
+        "static/../../tb_activations/plugin.py",
+    ],
+)
+def test_static_refuses_anything_but_a_listed_file(client, path):
+    r = client.get(URL + path)
+    assert r.status_code == 404
+    assert r.mimetype == "text/plain"
+    assert b"import" not in r.data and b"root:" not in r.data
+
+
+# -- errors -----------------------------------------------------------------------
+
+LAYER = {"run": RUN, "tag": "conv"}
+
+BAD_REQUESTS = [
+    # (route, query string, parameter named in the message, value quoted)
+    ("steps", "", "run", None),
+    ("steps", "run=activations", "tag", None),
+    ("steps", "run=&tag=conv", "run", None),
+    ("steps", "run=activations&tag=", "tag", None),
+    ("steps", "run=activations&run=x&tag=conv", "run", "'x'"),
+    ("stats", "tag=conv", "run", None),
+    ("layer", "run=activations&tag=conv", "step", None),
+    ("layer", "run=activations&tag=conv&step=abc", "step", "'abc'"),
+    ("layer", "run=activations&tag=conv&step=-1", "step", "'-1'"),
+    ("layer", "run=activations&tag=conv&step=1.5", "step", "'1.5'"),
+    ("layer", "run=activations&tag=conv&step=1e3", "step", "'1e3'"),
+    ("layer", "run=activations&tag=conv&step=", "step", "''"),
+    ("layer", "run=activations&tag=conv&step=%201", "step", "' 1'"),
+    ("layer", "run=activations&tag=conv&step=%2B1", "step", "'+1'"),
+    ("layer", "run=activations&tag=conv&step=0x1", "step", "'0x1'"),
+    ("layer", "run=activations&tag=conv&step=1_0", "step", "'1_0'"),
+    ("layer", "run=activations&tag=conv&step=%EF%BC%91", "step", "'\uff11'"),
+    ("layer", "run=activations&tag=conv&step=" + "9" * 21, "step", "9" * 21),
+    ("layer", "run=activations&tag=conv&step=1&step=2", "step", "'2'"),
+    ("layer", "run=activations&tag=conv&step=1&probe=-1", "probe", "'-1'"),
+    ("layer", "run=activations&tag=conv&step=1&probe=", "probe", "''"),
+    ("channel", "run=activations&tag=conv&step=1", "channel", None),
+    ("channel", "run=activations&tag=conv&step=1&channel=c", "channel", "'c'"),
+    ("channel", "run=activations&tag=conv&channel=0", "step", None),
+    ("series", "run=activations&tag=conv", "channel", None),
+    ("series", "run=activations&tag=conv&channel=nan", "channel", "'nan'"),
+    ("series", "run=activations&tag=conv&channel=inf", "channel", "'inf'"),
+    ("series", "run=activations&tag=conv&channel=0&probe=1.0", "probe", "'1.0'"),
+    ("probe", "", "run", None),
+    ("probe", "run=activations&probe=x", "probe", "'x'"),
+]
+
+
+@pytest.mark.parametrize(("route", "query", "param", "quoted"), BAD_REQUESTS)
+def test_bad_request(client, route, query, param, quoted):
+    r = client.get(URL + route + "?" + query)
+    assert r.status_code == 400
+    assert r.mimetype == "text/plain"
+    text = r.get_data(as_text=True)
+    assert f"'{param}'" in text
+    if quoted:
+        assert quoted in text
+    assert "Traceback" not in text
+
+
+NOT_FOUND = [
+    ("steps", {"run": "nope", "tag": "conv"}, "'nope'"),
+    ("steps", {"run": RUN, "tag": "nope"}, "'nope'"),
+    ("stats", {"run": RUN, "tag": "nope"}, "'nope'"),
+    ("layer", {**LAYER, "step": STEPS}, f"Step {STEPS}"),
+    ("layer", {**LAYER, "step": "9" * 20}, "9" * 20),
+    ("layer", {**LAYER, "step": 1, "probe": PROBES}, f"Probe {PROBES}"),
+    ("channel", {**LAYER, "step": 1, "channel": 3}, "Channel 3"),
+    ("channel", {**LAYER, "step": 1, "channel": 0, "probe": 5}, "Probe 5"),
+    ("series", {**LAYER, "channel": 3}, "Channel 3"),
+    ("series", {**LAYER, "channel": 0, "probe": 2}, "Probe 2"),
+    ("probe", {"run": "nope"}, "'nope'"),
+    ("probe", {"run": HTML_RUN}, "no probe"),
+    ("probe", {"run": RUN, "probe": PROBES}, f"Probe {PROBES}"),
+    ("steps", {"run": "broken", "tag": "future"}, "format"),
+    ("layer", {"run": "broken", "tag": "garbage", "step": 0}, "format"),
+    ("layer", {"run": "broken", "tag": "truncated", "step": 0}, "Step 0"),
+    ("layer", {"run": "broken", "tag": "badstats", "step": 0}, "statistics"),
+    ("nope", {}, "Not found"),
+]
+
+
+@pytest.mark.parametrize(("route", "params", "message"), NOT_FOUND)
+def test_not_found(client, route, params, message):
+    r = get(client, route, **params)
+    assert r.status_code == 404
+    assert r.mimetype == "text/plain"
+    text = r.get_data(as_text=True)
+    assert message in text
+    assert "Traceback" not in text
+
+
+def test_step_dropped_by_sampling_is_not_found(client):
+    kept = {s["step"] for s in get_json(client, "steps", run=RUN, tag="conv")["steps"]}
+    dropped = min(set(range(STEPS)) - kept)
+    r = get(client, "layer", run=RUN, tag="conv", step=dropped)
+    assert r.status_code == 404
+    assert f"Step {dropped}" in r.get_data(as_text=True)
+
+
+ODD_VALUES = ["", "x", "-1", "1.5", "0", "1", "99999999999999999999", "9" * 300, "%ff", "%00"]
+ROUTES = ["tags", "steps", "layer", "channel", "series", "stats", "probe", "colormaps"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_no_input_makes_a_server_error(client, route):
+    names = ["run", "tag", "step", "channel", "probe"]
+    runs = [RUN, HTML_RUN, "broken", "nope", ""]
+    queries = []
+    for value in ODD_VALUES:
+        for name in names[2:]:
+            queries.append(f"run={RUN}&tag=conv&step=1&channel=0&{name}={value}")
+            queries.append(f"run={RUN}&tag=conv&step=1&channel=0&{name}={value}&{name}=0")
+        queries.append(f"run={value}&tag={value}&step=0&channel=0")
+    for run, tag in itertools.product(runs, ["conv", HTML_TAG, "badstats", "truncated"]):
+        q = urllib.parse.urlencode({"run": run, "tag": tag, "step": 0, "channel": 0})
+        queries.append(q)
+    for q in queries:
+        r = client.get(URL + route + "?" + q)
+        assert r.status_code in (200, 400, 404), (q, r.status_code)
+        assert b"Traceback" not in r.data
