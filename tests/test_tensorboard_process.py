@@ -1,0 +1,139 @@
+"""The plugin in a real `tensorboard` process, found through its entry point,
+on both data loaders: the Python one and the Rust data server."""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+
+import numpy as np
+import pytest
+from support import fetch, running_tensorboard, wait_until
+
+from tb_activations import metadata, summary
+
+pytestmark = pytest.mark.slow
+
+RUN = "activations"
+HTML_RUN = "<svg onload=alert(2)>"
+HTML_TAG = "<img src=x onerror=alert(1)>"
+STEPS = 14
+LOAD_TIMEOUT = 60.0
+
+
+def info(layer: str, channels: int) -> metadata.LayerInfo:
+    return metadata.LayerInfo(
+        layer=layer,
+        class_name="Conv2D",
+        layout="image",
+        output_shape=(None, 6, 5, channels),
+        channels=channels,
+        total_channels=channels,
+        probes=1,
+        height=6,
+        width=5,
+        source_height=6,
+        source_width=5,
+    )
+
+
+CONV = info("conv", 4)
+HTML = info(HTML_TAG, 2)
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tensorboard_logs")
+    rng = np.random.default_rng(0)
+    writer = summary.ActivationWriter(root / RUN)
+    for step in range(STEPS):
+        x = rng.normal(size=(1, 6, 5, 4)).astype(np.float32)
+        writer.submit(step * 10, [summary.LayerValue(CONV, x)], epoch=float(step))
+    writer.close()
+    writer = summary.ActivationWriter(root / HTML_RUN)
+    writer.submit(0, [summary.LayerValue(HTML, rng.normal(size=(1, 6, 5, 2)))], epoch=0.0)
+    writer.close()
+    return root
+
+
+def plugin_url(base: str, route: str, **params) -> str:
+    return f"{base}data/plugin/activations/{route}?{urllib.parse.urlencode(params)}"
+
+
+def loaded_steps(base: str, expected: int) -> dict:
+    """The `steps` answer once the server has loaded the whole run."""
+    last = {}
+
+    def done():
+        r = fetch(plugin_url(base, "steps", run=RUN, tag="conv"))
+        last["status"], last["body"] = r.status, r.text
+        if r.status == 200 and r.json()["steps_kept"] >= expected:
+            steps = r.json()["steps"]
+            return r.json() if steps and steps[-1]["step"] == (STEPS - 1) * 10 else None
+        return None
+
+    try:
+        return wait_until(done, LOAD_TIMEOUT, "the run to load")
+    except TimeoutError as e:
+        raise AssertionError(f"{e}; last answer: {last}") from None
+
+
+@pytest.mark.parametrize("load_fast", [False, True], ids=["python", "rust"])
+def test_plugin_serves_every_step_by_default(logdir, load_fast):
+    with running_tensorboard(logdir, load_fast=load_fast) as base:
+        listing = fetch(base + "data/plugins_listing").json()
+        assert listing["activations"]["tab_name"] == "Activations"
+        assert listing["activations"]["loading_mechanism"] == {
+            "type": "IFRAME",
+            "module_path": "/data/plugin/activations/static/index.js",
+        }
+
+        r = fetch(base + "data/plugin/activations/static/index.js")
+        assert r.status == 200
+        assert r.content_type.split(";")[0] == "text/javascript"
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+        body = loaded_steps(base, STEPS)
+        assert [s["step"] for s in body["steps"]] == [s * 10 for s in range(STEPS)]
+        assert [s["epoch"] for s in body["steps"]] == [float(s) for s in range(STEPS)]
+        assert (body["steps_kept"], body["steps_logged"]) == (STEPS, STEPS)
+        assert body["sampling_limit"] == 500
+
+        tags = fetch(plugin_url(base, "tags")).json()
+        assert set(tags) == {RUN, HTML_RUN}
+        assert set(tags[RUN]) == {"conv"} and set(tags[HTML_RUN]) == {HTML_TAG}
+        conv = tags[RUN]["conv"]
+        assert {k: conv[k] for k in CONV.to_json()} == CONV.to_json()
+        assert (conv["steps_kept"], conv["max_step"]) == (STEPS, (STEPS - 1) * 10)
+
+        layer = fetch(plugin_url(base, "layer", run=RUN, tag="conv", step=50)).json()
+        assert len(layer["images"]) == 4 and layer["epoch"] == 5.0
+        png = fetch(plugin_url(base, "channel", run=RUN, tag="conv", step=50, channel=3))
+        assert png.status == 200 and png.content_type == "image/png"
+        assert png.body == base64.b64decode(layer["images"][3])
+
+        html = fetch(plugin_url(base, "steps", run=HTML_RUN, tag=HTML_TAG)).json()
+        assert (html["run"], html["tag"]) == (HTML_RUN, HTML_TAG)
+
+        for route, params, status in [
+            ("layer", {"run": RUN, "tag": "conv", "step": 55}, 404),
+            ("layer", {"run": RUN, "tag": "conv", "step": "x"}, 400),
+            ("probe", {"run": RUN}, 404),
+            ("static/../plugin.py", {}, 404),
+        ]:
+            r = fetch(plugin_url(base, route, **params))
+            assert r.status == status, (route, params, r.text)
+            assert r.content_type.startswith("text/plain")
+            assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("load_fast", [False, True], ids=["python", "rust"])
+def test_user_sampling_wins(logdir, load_fast):
+    with running_tensorboard(
+        logdir, "--samples_per_plugin=activations=5", load_fast=load_fast
+    ) as base:
+        body = loaded_steps(base, 5)
+        assert (body["steps_kept"], body["steps_logged"], body["sampling_limit"]) == (5, STEPS, 5)
+        assert body["steps"][-1]["step"] == (STEPS - 1) * 10
+        tags = fetch(plugin_url(base, "tags")).json()
+        assert tags[RUN]["conv"]["steps_kept"] == 5
