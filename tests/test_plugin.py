@@ -660,3 +660,76 @@ def test_no_input_makes_a_server_error(client, route):
         r = client.get(URL + route + "?" + q)
         assert r.status_code in (200, 400, 404), (q, r.status_code)
         assert b"Traceback" not in r.data
+
+
+# -- a log written by ActivationLogger while training a real model ---------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small CNN trained three epochs (three batches each) with the
+    callback; its log served with production sampling, and the model."""
+    import keras
+    from logs import small_cnn, stripes
+
+    from tb_activations import ActivationLogger, log_activations
+
+    keras.utils.set_random_seed(2)
+    x, y = stripes(n=96)
+    model = small_cnn()
+    log_dir = tmp_path_factory.mktemp("trained_plugin")
+    probe = x[:2]
+    logger = ActivationLogger(log_dir, probe, verbose=0)
+    model.fit(x, y, batch_size=32, epochs=3, callbacks=[logger], verbose=0)
+    log_activations(model, probe, log_dir, layers=["conv1"], step=100, run_name="snapshot")
+    conv2 = keras.Model(model.input, model.get_layer("conv2").output).predict_on_batch(probe)
+    return make_client(log_dir, KEEP), np.asarray(conv2), probe
+
+
+def test_trained_log_tags(trained):
+    client, _, _ = trained
+    tags = get_json(client, "tags")
+    assert set(tags) == {"activations", "snapshot"}
+    assert set(tags["activations"]) == {"conv1", "conv2", "dense1", "logits", metadata.PROBE_TAG}
+    assert set(tags["snapshot"]) == {"conv1", metadata.PROBE_TAG}
+    conv2 = tags["activations"]["conv2"]
+    assert (conv2["layout"], conv2["channels"], conv2["probes"]) == ("image", 16, 2)
+    assert (conv2["height"], conv2["width"]) == (11, 11)
+    assert (conv2["steps_kept"], conv2["max_step"], conv2["sampling_limit"]) == (4, 9, KEEP)
+    assert tags["activations"]["dense1"]["layout"] == "units"
+
+
+def test_trained_log_steps_are_iterations_with_epochs(trained):
+    client, _, _ = trained
+    body = get_json(client, "steps", run="activations", tag="conv1")
+    assert [(s["step"], s["epoch"]) for s in body["steps"]] == [
+        (0, 0.0),
+        (3, 1.0),
+        (6, 2.0),
+        (9, 3.0),
+    ]
+    assert (body["steps_kept"], body["steps_logged"]) == (4, 4)
+    snapshot = get_json(client, "steps", run="snapshot", tag="conv1")
+    assert [(s["step"], s["epoch"]) for s in snapshot["steps"]] == [(100, None)]
+
+
+@pytest.mark.parametrize("probe", [0, 1])
+def test_trained_log_last_step_matches_the_trained_model(trained, probe):
+    client, conv2, _ = trained
+    body = get_json(client, "layer", run="activations", tag="conv2", step=9, probe=probe)
+    expected = expected_stats(conv2)[probe]
+    np.testing.assert_allclose(as_array(body["stats"]), expected, rtol=1e-4, atol=1e-5)
+    for c in (0, 7, 15):
+        assert_image(base64.b64decode(body["images"][c]), conv2, probe, c)
+    series = get_json(client, "series", run="activations", tag="conv2", channel=7, probe=probe)
+    assert [s["step"] for s in series["steps"]] == [0, 3, 6, 9]
+    assert series["steps"][-1]["image"] == body["images"][7]
+
+
+def test_trained_log_probe_image(trained):
+    client, _, probe = trained
+    r = get(client, "probe", run="activations", probe=1)
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    x = probe[1, :, :, 0].astype(np.float64)
+    expected = np.floor((x - x.min()) / (x.max() - x.min()) * 255 + 0.5)
+    np.testing.assert_allclose(decode_png(r.data), expected, atol=1, rtol=0)
