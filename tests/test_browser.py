@@ -1,0 +1,657 @@
+"""The Activations tab in a real browser, on a real TensorBoard, on real logs.
+
+Small Keras models are trained with `ActivationLogger`; a `tensorboard`
+process serves their log directory; headless Chromium (through Playwright)
+opens TensorBoard's page and drives the panel inside its iframe with real
+clicks and keys. Images are checked by their pixels.
+
+Run and layer names here are HTML on purpose: the panel must show them as
+text, and no script in them may ever run.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+IN_CI = os.environ.get("CI") == "true"
+REPO = Path(__file__).resolve().parent.parent
+SCREENSHOT = os.environ.get("TB_ACTIVATIONS_SCREENSHOT") or str(
+    REPO / "test-artifacts" / "panel.png"
+)
+
+HTML_LAYER = "<img src=x onerror=alert(1)>"
+HTML_RUN = "<svg onload=alert(2)>"
+SEQ_RUN = "sequence"
+LIVE_RUN = "live"
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 30_000
+
+
+def unavailable(reason: str):
+    """A missing browser fails CI, where it must exist, and skips elsewhere."""
+    if IN_CI:
+        pytest.fail(f"Browser tests cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+def chromium_path() -> str | None:
+    for candidate in (
+        os.environ.get("CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        "/usr/bin/chromium",
+    ):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------
+# Logs: real models, trained for a few epochs on data made here.
+
+
+def image_models():
+    import keras
+
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(16, 3, activation="relu", padding="same", name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    # TensorFlow refuses this name as a graph scope: the model trains eagerly.
+    x = keras.layers.Conv2D(12, 3, activation="relu", name=HTML_LAYER)(x)
+    # A branch that is exactly zero everywhere, to show all-zero channels.
+    dead = keras.layers.Conv2D(
+        4, 1, kernel_initializer="zeros", bias_initializer="zeros", trainable=False, name="zeros"
+    )(x)
+    x = keras.layers.Concatenate(name="concat")([x, dead])
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dense(20, activation="relu", name="dense1")(x)
+    outputs = keras.layers.Dense(3, name="logits")(x)
+    model = keras.Model(inputs, outputs, name="cnn")
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=True,
+    )
+    return model
+
+
+def sequence_model():
+    import keras
+
+    inputs = keras.Input((48, 2))
+    x = keras.layers.Conv1D(10, 5, activation="relu", padding="same", name="conv1d")(inputs)
+    x = keras.layers.GlobalAveragePooling1D(name="gap1d")(x)
+    outputs = keras.layers.Dense(2, name="head")(x)
+    model = keras.Model(inputs, outputs, name="seq")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def waves(n=64, length=48, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    y = rng.integers(0, 2, n)
+    period = np.where(y == 1, 6.0, 16.0)[:, None]
+    x = np.stack(
+        [
+            np.sin(2 * np.pi * t / period + rng.uniform(0, 6, (n, 1))),
+            rng.normal(0, 0.3, (n, length)),
+        ],
+        axis=-1,
+    ).astype(np.float32)
+    return x, y.astype("int32")
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    keras = pytest.importorskip("keras")
+    from logs import stripes
+
+    from tb_activations import ActivationLogger
+
+    keras.utils.set_random_seed(3)
+    root = tmp_path_factory.mktemp("browser_logs")
+    x, y = stripes(n=64)
+    probes = x[:2]
+    model = image_models()
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=3,
+        verbose=0,
+        callbacks=[
+            ActivationLogger(root, probes, layers="all", run_name=HTML_RUN, batch_freq=2, verbose=0)
+        ],
+    )
+    xs, ys = waves()
+    sequence_model().fit(
+        xs,
+        ys,
+        batch_size=16,
+        epochs=3,
+        verbose=0,
+        callbacks=[ActivationLogger(root, xs[:1], layers="all", run_name=SEQ_RUN, verbose=0)],
+    )
+    # A run that keeps training while the page is open (see the live test).
+    live = sequence_model()
+    live_logger = ActivationLogger(root, xs[:1], layers=["conv1d"], run_name=LIVE_RUN, verbose=0)
+    live.fit(xs, ys, batch_size=16, epochs=1, verbose=0, callbacks=[live_logger])
+    return {"root": root, "live": (live, live_logger, xs, ys)}
+
+
+@pytest.fixture(scope="module")
+def server(logdir):
+    from support import running_tensorboard, wait_until
+
+    with running_tensorboard(logdir["root"], "--reload_interval=1") as url:
+        # The first load of the log directory may still be running.
+        wait_until(
+            lambda: {HTML_RUN, SEQ_RUN} <= set(api(url, "tags")),
+            120,
+            "the runs to load",
+        )
+        yield url
+
+
+def api(base, route, **params):
+    from support import fetch
+
+    qs = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
+    r = fetch(f"{base}data/plugin/activations/{route}" + (f"?{qs}" if qs else ""))
+    assert r.status == 200, (route, params, r.status, r.text)
+    return r.json() if "json" in r.content_type else r.body
+
+
+# --------------------------------------------------------------------------
+# The browser, and a page that fails its test on any error or dialog.
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed (pip install playwright)")
+    exe = chromium_path()
+    if not exe:
+        unavailable("no Chromium found: install it (apt-get install chromium) or set CHROMIUM")
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        except PlaywrightError as e:
+            unavailable(f"Chromium at {exe} does not start: {e}")
+        yield b
+        b.close()
+
+
+class Panel:
+    """TensorBoard's page with the Activations tab, and the tab's iframe."""
+
+    def __init__(self, page, base):
+        self.page = page
+        self.base = base
+        self.problems: list[str] = []
+        self.allowed: list[re.Pattern] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        page.on("dialog", self._dialog)
+
+    def _console(self, msg):
+        if msg.type == "error" and not any(p.search(msg.text) for p in self.allowed):
+            self.problems.append(f"console error: {msg.text} at {msg.location}")
+
+    def _dialog(self, dialog):
+        self.problems.append(f"a dialog opened: {dialog.type} {dialog.message!r}")
+        dialog.dismiss()
+
+    def open(self, hash_params: str = ""):
+        self.page.goto(f"{self.base}#activations{hash_params}")
+        self.wait_ready()
+        return self
+
+    @property
+    def ui(self):
+        return self.page.frame_locator("iframe")
+
+    @property
+    def frame(self):
+        for f in self.page.frames:
+            if "plugin_entry.html" in f.url and "activations" in f.url:
+                return f
+        raise AssertionError(f"No Activations iframe among {[f.url for f in self.page.frames]}")
+
+    def wait_ready(self, **rendered):
+        """Waits until the panel says a render finished, with these values."""
+        sel = "body[data-state=ready]" + "".join(
+            f'[data-rendered-{k}="{v}"]' for k, v in rendered.items()
+        )
+        self.ui.locator(sel).wait_for(state="attached", timeout=TIMEOUT_MS)
+
+    def data(self, key):
+        return self.frame.evaluate("(k) => document.body.dataset[k]", key)
+
+    def pick_run(self, run):
+        self.ui.locator("#run").select_option(value=run)
+        self.wait_ready(run=run)
+
+    def pick_layer(self, layer):
+        self.ui.locator("#layers button.layer").filter(has_text=layer).first.click()
+        self.wait_ready(layer=layer)
+
+    def canvas(self, selector: str, index: int = 0) -> dict:
+        """Pixels of a canvas: size, luminance variance and a digest."""
+        return self.frame.evaluate(
+            """([sel, i]) => {
+                const c = document.querySelectorAll(sel)[i];
+                if (!c) return null;
+                const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+                let h = 2166136261, s = 0, s2 = 0, gray = true;
+                for (let j = 0; j < d.length; j += 4) {
+                    const l = (d[j] + d[j + 1] + d[j + 2]) / 3;
+                    s += l; s2 += l * l;
+                    if (d[j] !== d[j + 1] || d[j] !== d[j + 2]) gray = false;
+                    h = Math.imul(h ^ d[j], 16777619) ^ d[j + 1];
+                    h = Math.imul(h ^ d[j + 2], 16777619) >>> 0;
+                }
+                const n = d.length / 4;
+                return {w: c.width, h: c.height, variance: s2 / n - (s / n) ** 2,
+                        digest: h >>> 0, gray, cssWidth: c.getBoundingClientRect().width};
+            }""",
+            [selector, index],
+        )
+
+
+@pytest.fixture
+def panel(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    p = Panel(page, server)
+    yield p
+    context.close()
+    assert not p.problems, "\n".join(p.problems)
+
+
+def tags(server, run):
+    return api(server, "tags")[run]
+
+
+def steps_of(server, run, tag):
+    return [s["step"] for s in api(server, "steps", run=run, tag=tag)["steps"]]
+
+
+# --------------------------------------------------------------------------
+# Tests.
+
+
+def test_grid_shows_every_channel_with_real_pixels(panel, server):
+    panel.open()
+    panel.pick_run(HTML_RUN)
+    panel.pick_layer("conv1")
+    info = tags(server, HTML_RUN)["conv1"]
+    tiles = panel.ui.locator(".grid .tile")
+    assert tiles.count() == info["channels"] == 16
+    assert tiles.locator(".tile-label").all_text_contents() == [str(c) for c in range(16)]
+    pixels = [panel.canvas(".grid canvas", c) for c in range(16)]
+    assert all(p["w"] == 28 and p["h"] == 28 for p in pixels)
+    assert sum(p["variance"] > 1 for p in pixels) >= 8, pixels
+    # The latest step is shown, with its epoch.
+    steps = steps_of(server, HTML_RUN, "conv1")
+    assert panel.data("renderedStep") == str(steps[-1])
+    assert panel.ui.locator("#epoch").text_content().startswith("epoch 3")
+    # The probe the activations come from, beside the grid: one per probe.
+    probes = panel.ui.locator("#probes .probe img")
+    assert probes.count() == 2
+    panel.page.wait_for_function(
+        "() => [...document.querySelector('iframe').contentDocument"
+        ".querySelectorAll('#probes img')].every(i => i.complete && i.naturalWidth === 28)"
+    )
+
+
+def test_html_names_are_literal_text_and_never_run(panel):
+    panel.open()
+    panel.pick_run(HTML_RUN)
+    assert panel.ui.locator("#run option", has_text=HTML_RUN).count() == 1
+    names = panel.ui.locator("#layers .layer-name").all_text_contents()
+    assert HTML_LAYER in names
+    assert "__probe__" not in names
+    panel.pick_layer(HTML_LAYER)
+    assert panel.ui.locator(".layer-heading").text_content() == HTML_LAYER
+    panel.ui.locator(".grid .tile").nth(1).click()
+    panel.wait_ready(channel="1")
+    assert HTML_LAYER in panel.ui.locator(".detail-title").text_content()
+    injected = panel.frame.evaluate(
+        "() => document.querySelectorAll('img[src=x], img[src$=\"/x\"], svg').length"
+    )
+    assert injected == 0
+    # Panel markup is ours alone: no element came from a name.
+    assert panel.page.evaluate("() => document.querySelectorAll('img[src=x]').length") == 0
+
+
+def test_channel_opens_large_with_value_readout_colorbar_and_evolution(panel, server):
+    panel.open()
+    panel.pick_run(HTML_RUN)
+    panel.pick_layer("conv1")
+    info = tags(server, HTML_RUN)["conv1"]
+    steps = steps_of(server, HTML_RUN, "conv1")
+    panel.ui.locator(".grid .tile").nth(5).click()
+    panel.wait_ready(channel="5")
+    detail = panel.ui.locator("#detail")
+    assert detail.is_visible()
+    big = panel.canvas("#detail canvas.big")
+    assert (big["w"], big["h"]) == (info["width"], info["height"])
+    assert big["cssWidth"] >= 8 * info["width"], "the channel is shown zoomed"
+    assert (
+        panel.frame.evaluate(
+            "() => getComputedStyle(document.querySelector('canvas.big')).imageRendering"
+        )
+        == "pixelated"
+    )
+    # Hover a pixel: the readout gives the real activation, undoing the PNG's scaling.
+    box = panel.ui.locator("#detail canvas.big").bounding_box()
+    px, py = 17, 9
+    panel.page.mouse.move(
+        box["x"] + (px + 0.5) * box["width"] / info["width"],
+        box["y"] + (py + 0.5) * box["height"] / info["height"],
+    )
+    readout = panel.ui.locator("#readout").text_content()
+    m = re.match(rf"x {px}, y {py}: (\S+)", readout)
+    assert m, readout
+    layer = api(server, "layer", run=HTML_RUN, tag="conv1", step=steps[-1], probe=0)
+    lo, hi = layer["stats"][5][:2]
+    level = np.asarray(Image.open(io.BytesIO(base64.b64decode(layer["images"][5]))))
+    expected = lo + level[py, px] / 255 * (hi - lo)
+    assert float(m.group(1)) == pytest.approx(expected, rel=5e-3, abs=1e-6)
+    # A colorbar in real units, and the statistics.
+    ticks = panel.ui.locator("#detail .colorbar-ticks span").all_text_contents()
+    assert float(ticks[0]) == pytest.approx(lo, rel=5e-3, abs=1e-6)
+    assert float(ticks[-1]) == pytest.approx(hi, rel=5e-3, abs=1e-6)
+    assert "mean" in panel.ui.locator("#detail .stats").text_content()
+    # The evolution over every kept step, the current one marked.
+    panel.ui.locator("body[data-evolution-channel='5']").wait_for(state="attached")
+    frames = panel.ui.locator("#evolution .frame")
+    assert frames.count() == len(steps)
+    assert frames.locator(".frame-label").all_text_contents() == [str(s) for s in steps]
+    assert panel.ui.locator("#evolution .frame.current").text_content() == str(steps[-1])
+    first, last = (
+        panel.canvas("#evolution canvas", 0),
+        panel.canvas("#evolution canvas", len(steps) - 1),
+    )
+    assert first["digest"] != last["digest"], "the channel changes over training"
+    # A frame of the evolution is a way to the step.
+    frames.nth(0).click()
+    panel.wait_ready(step=str(steps[0]), channel="5")
+    assert panel.ui.locator("#evolution .frame.current").text_content() == str(steps[0])
+    # Escape closes it.
+    panel.page.keyboard.press("Escape")
+    assert detail.is_hidden()
+
+
+def test_step_slider_keys_typed_step_and_play_change_the_image(panel, server):
+    panel.open()
+    panel.pick_run(HTML_RUN)
+    panel.pick_layer("conv1")
+    steps = steps_of(server, HTML_RUN, "conv1")
+    assert len(steps) >= 5
+    latest = panel.canvas(".grid canvas", 0)
+    # The slider, by keyboard on the slider itself.
+    slider = panel.ui.locator("#step-slider")
+    slider.focus()
+    panel.page.keyboard.press("Home")
+    panel.wait_ready(step=str(steps[0]))
+    first = panel.canvas(".grid canvas", 0)
+    assert first["digest"] != latest["digest"]
+    assert panel.ui.locator("#step-input").input_value() == str(steps[0])
+    # Arrow keys anywhere else in the panel.
+    panel.ui.locator(".layer-heading").click()
+    panel.page.keyboard.press("ArrowRight")
+    panel.wait_ready(step=str(steps[1]))
+    panel.page.keyboard.press("ArrowLeft")
+    panel.wait_ready(step=str(steps[0]))
+    # An exact step, typed.
+    target = steps[len(steps) // 2]
+    panel.ui.locator("#step-input").fill(str(target))
+    panel.ui.locator("#step-input").press("Enter")
+    panel.wait_ready(step=str(target))
+    assert panel.canvas(".grid canvas", 0)["digest"] not in (first["digest"],)
+    # Dragging the slider to its end.
+    box = slider.bounding_box()
+    panel.page.mouse.click(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
+    panel.wait_ready(step=str(steps[-1]))
+    assert panel.canvas(".grid canvas", 0)["digest"] == latest["digest"]
+    # Play runs through the steps from the start and stops at the end.
+    panel.ui.locator("#prev-step").click()
+    panel.wait_ready(step=str(steps[-2]))
+    panel.ui.locator("#play").click()
+    panel.wait_ready(step=str(steps[-1]))
+    panel.ui.locator("#play", has_text="Play").wait_for()
+
+
+def test_colormap_and_normalization_change_the_pixels(panel, server):
+    panel.open()
+    panel.pick_run(HTML_RUN)
+    panel.pick_layer("conv1")
+    base = [panel.canvas(".grid canvas", c) for c in range(4)]
+    assert not base[0]["gray"]
+    panel.ui.locator("#colormap").select_option("gray")
+    panel.wait_ready(cmap="gray")
+    gray = [panel.canvas(".grid canvas", c) for c in range(4)]
+    assert all(g["gray"] for g in gray)
+    assert gray[0]["digest"] != base[0]["digest"]
+    digests = {"channel": [g["digest"] for g in gray]}
+    for norm in ("layer", "channel-fixed", "layer-fixed"):
+        panel.ui.locator("#normalization").select_option(norm)
+        panel.wait_ready(norm=norm)
+        digests[norm] = [panel.canvas(".grid canvas", c)["digest"] for c in range(4)]
+    assert digests["layer"] != digests["channel"]
+    assert digests["layer-fixed"] != digests["layer"]
+    assert digests["channel-fixed"] != digests["channel"]
+    # A shared scale has a colorbar in real units spanning the whole layer.
+    ticks = panel.ui.locator("#legend .colorbar-ticks span").all_text_contents()
+    stats = api(server, "stats", run=HTML_RUN, tag="conv1")
+    arr = np.array(
+        [[[np.nan if v is None else v for v in ch] for ch in s["stats"][0]] for s in stats["steps"]]
+    )
+    assert float(ticks[0]) == pytest.approx(np.nanmin(arr[..., 0]), rel=5e-3, abs=1e-6)
+    assert float(ticks[-1]) == pytest.approx(np.nanmax(arr[..., 1]), rel=5e-3, abs=1e-6)
+    # Coolwarm is centred on zero for shared scales.
+    panel.ui.locator("#colormap").select_option("coolwarm")
+    panel.wait_ready(cmap="coolwarm")
+    ticks = panel.ui.locator("#legend .colorbar-ticks span").all_text_contents()
+    assert float(ticks[0]) == pytest.approx(-float(ticks[-1]))
+    assert "0" in ticks
+
+
+def test_all_zero_channels_are_marked(panel):
+    panel.open()
+    panel.pick_run(HTML_RUN)
+    panel.pick_layer("zeros")
+    tiles = panel.ui.locator(".grid .tile")
+    assert tiles.count() == 4
+    assert panel.ui.locator(".grid .tile .badge.dead").count() == 4
+    panel.pick_layer("concat")
+    # The concatenation's last four channels are the zero branch.
+    dead = panel.frame.evaluate(
+        "() => [...document.querySelectorAll('.grid .tile')]"
+        ".map(t => t.classList.contains('is-dead'))"
+    )
+    assert dead[-4:] == [True] * 4 and not all(dead)
+
+
+def test_probe_selection_switches_the_activations(panel, server):
+    panel.open()
+    panel.pick_run(HTML_RUN)
+    panel.pick_layer("conv1")
+    before = panel.canvas(".grid canvas", 0)
+    panel.ui.locator("#probes .probe").nth(1).click()
+    panel.wait_ready(probe="1")
+    assert panel.canvas(".grid canvas", 0)["digest"] != before["digest"]
+    assert "selected" in panel.ui.locator("#probes .probe").nth(1).get_attribute("class")
+
+
+def test_units_and_sequence_layouts_render(panel, server):
+    panel.open()
+    panel.pick_run(HTML_RUN)
+    panel.pick_layer("dense1")
+    units = panel.canvas(".map-canvas")
+    assert units["w"] * units["h"] >= 20 and units["w"] == 5
+    assert units["variance"] > 1
+    assert units["cssWidth"] >= 100
+    assert "20 units" in panel.ui.locator(".strip-map .axis").text_content()
+    panel.ui.locator(".map-canvas").click(position={"x": 5, "y": 5})
+    panel.wait_ready(channel="0")
+    panel.ui.locator("body[data-evolution-channel='0']").wait_for(state="attached")
+    assert panel.ui.locator("#evolution .frame").count() == len(
+        steps_of(server, HTML_RUN, "dense1")
+    )
+    assert panel.canvas("#evolution canvas", 0)["variance"] > 0
+
+    panel.pick_run(SEQ_RUN)
+    panel.pick_layer("conv1d")
+    info = tags(server, SEQ_RUN)["conv1d"]
+    assert info["layout"] == "sequence"
+    seq = panel.canvas(".map-canvas")
+    assert (seq["w"], seq["h"]) == (48, 10), "time across, one row per channel"
+    assert seq["variance"] > 1
+    box = panel.ui.locator(".map-canvas").bounding_box()
+    panel.page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.35)
+    assert re.match(
+        r"channel 3, t = 24: \S+", panel.ui.locator(".strip-map .readout").text_content()
+    )
+    panel.page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.35)
+    panel.wait_ready(channel="3")
+    panel.ui.locator("body[data-evolution-channel='3']").wait_for(state="attached")
+    assert panel.canvas("#detail canvas.big")["variance"] > 1
+
+
+def test_selection_lives_in_the_url_and_survives_a_reload(panel, server):
+    panel.open()
+    panel.pick_run(HTML_RUN)
+    panel.pick_layer(HTML_LAYER)
+    steps = steps_of(server, HTML_RUN, HTML_LAYER)
+    panel.ui.locator("#step-input").fill(str(steps[2]))
+    panel.ui.locator("#step-input").press("Enter")
+    panel.wait_ready(step=str(steps[2]))
+    panel.ui.locator("#probes .probe").nth(1).click()
+    panel.wait_ready(probe="1")
+    panel.ui.locator("#colormap").select_option("magma")
+    panel.ui.locator("#normalization").select_option("layer-fixed")
+    panel.wait_ready(norm="layer-fixed", cmap="magma")
+    panel.ui.locator(".grid .tile").nth(7).click()
+    panel.wait_ready(channel="7")
+    panel.page.wait_for_function("() => location.hash.includes('channel=7')")
+    url = panel.page.url
+    assert url.split("#", 1)[1].startswith("activations&")
+    pixels = panel.canvas(".grid canvas", 3)
+
+    panel.page.reload()
+    assert panel.page.url == url
+    expected = dict(
+        run=HTML_RUN,
+        layer=HTML_LAYER,
+        step=str(steps[2]),
+        probe="1",
+        cmap="magma",
+        norm="layer-fixed",
+        channel="7",
+    )
+    panel.wait_ready(**expected)
+    assert panel.ui.locator("#detail").is_visible()
+    assert panel.ui.locator("#run").input_value() == HTML_RUN
+    assert panel.ui.locator("#colormap").input_value() == "magma"
+    assert panel.ui.locator("#normalization").input_value() == "layer-fixed"
+    assert panel.canvas(".grid canvas", 3)["digest"] == pixels["digest"]
+
+    # The same address in a fresh page shows the same view: it can be shared.
+    fresh = panel.page.context.new_page()
+    fresh.goto(url)
+    other = Panel(fresh, server)
+    other.wait_ready(**expected)
+    assert other.canvas(".grid canvas", 3)["digest"] == pixels["digest"]
+    assert not other.problems
+
+
+def test_new_steps_appear_live_and_the_view_follows_the_latest(panel, server, logdir):
+    live, live_logger, xs, ys = logdir["live"]
+    before = steps_of(server, LIVE_RUN, "conv1d")
+    panel.open(f"&run={LIVE_RUN}&layer=conv1d&channel=2")
+    panel.wait_ready(run=LIVE_RUN, step=str(before[-1]), channel="2")
+    live.fit(xs, ys, batch_size=16, epochs=1, verbose=0, callbacks=[live_logger])
+    panel.ui.locator("body[data-state=ready][data-rendered-channel='2']").wait_for(state="attached")
+    from support import wait_until
+
+    after = wait_until(
+        lambda: (s := steps_of(server, LIVE_RUN, "conv1d")) and s[-1] > before[-1] and s,
+        60,
+        "the new step to be served",
+    )
+    # Polling picks it up, and a view on the latest step follows it.
+    panel.wait_ready(run=LIVE_RUN, step=str(after[-1]), channel="2")
+    panel.ui.locator(f"#evolution .frame[data-step='{after[-1]}']").wait_for(timeout=TIMEOUT_MS)
+    assert panel.ui.locator("#layers .layer.selected .layer-name").text_content() == "conv1d"
+
+
+def test_failed_requests_are_explained(panel, server):
+    panel.allowed.append(re.compile(r"Failed to load resource.*(404|500)"))
+    panel.page.route(
+        re.compile(r".*/data/plugin/activations/series\?.*"),
+        lambda route: route.fulfill(
+            status=404, content_type="text/plain", body="No such <b>channel</b> here."
+        ),
+    )
+    panel.open(f"&run={quote(HTML_RUN)}&layer=conv1")
+    panel.ui.locator(".grid .tile").nth(0).click()
+    error = panel.ui.locator("#errors .error")
+    error.wait_for()
+    assert "No such <b>channel</b> here." in error.text_content()
+    assert panel.ui.locator("#errors b").count() == 0
+    # The rest of the panel still works.
+    assert panel.ui.locator(".grid .tile").count() == 16
+
+
+def test_empty_log_directory_explains_how_to_log(browser, tmp_path):
+    from support import running_tensorboard
+
+    with running_tensorboard(tmp_path) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        p = Panel(page, url)
+        page.goto(f"{url}#activations")
+        p.ui.locator("body[data-state=empty]").wait_for(state="attached", timeout=TIMEOUT_MS)
+        text = p.ui.locator("#empty").text_content()
+        assert "ActivationLogger(" in text and "tensorboard --logdir" in text
+        context.close()
+        assert not p.problems, p.problems
+
+
+def test_screenshot_of_the_panel(panel, server):
+    """Writes the README's picture: a trained model's layer, a channel opened."""
+    panel.open(f"&run={quote(HTML_RUN)}&layer=conv1&channel=6")
+    panel.ui.locator("body[data-evolution-channel='6']").wait_for(state="attached")
+    panel.page.wait_for_timeout(300)
+    Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
+    panel.page.screenshot(path=SCREENSHOT)
+    assert Image.open(SCREENSHOT).size == (1400, 900)
