@@ -23,6 +23,10 @@ test: install browser
 	$(BIN)/ruff check tb_activations tests demo benchmarks
 	CI=$${CI:-} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Trains the demo model (about a minute on two CPU cores), then serves TensorBoard
+# on 127.0.0.1 until Ctrl-C. Flags go in DEMO_ARGS, e.g. make demo DEMO_ARGS="--epochs 20";
+# DEMO_NO_TENSORBOARD=1 (or DEMO_ARGS=--no-tensorboard) stops after training.
+DEMO_ARGS ?=
 demo: install
 	$(BIN)/python demo/train.py $(DEMO_ARGS)
 
