@@ -1,0 +1,449 @@
+"""How much logging VGG16's activations costs, against the forward pass and a naive loop.
+
+    .venv/bin/python benchmarks/bench_writer.py [--quick] [--output FILE]
+
+VGG16 (random weights, 224x224), a real photo as the probe, the five
+`blockN_conv1` layers (64 + 128 + 256 + 512 + 512 = 1472 channels). Every
+figure is a median of several repeats after a warm-up, and every ratio is
+against a baseline measured in the same run, so the tables compare like
+with like on whatever machine runs them. Nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import common  # first: sets TensorFlow's log level before it loads
+import keras
+import numpy as np
+import tensorflow as tf
+from common import LAYERS, median, ms, repeat, size, table, timed
+
+from tb_activations import encoding, metadata, summary
+from tb_activations.callback import ActivationLogger
+
+TARGET_BLOCKING = 1.2  # x the bare forward pass
+TARGET_THROUGHPUT = 1.0  # x the naive loop's back-to-back cost per step
+TARGET_BYTES = 1.1  # x the naive loop's bytes per step
+
+
+def dir_bytes(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total
+
+
+class Ours:
+    """A real ActivationLogger on the model, driven as `fit` drives it."""
+
+    def __init__(self, model, pixels, log_dir):
+        self.model = model
+        self.cb = ActivationLogger(
+            log_dir,
+            pixels,
+            LAYERS,
+            preprocess=keras.applications.vgg16.preprocess_input,
+            verbose=0,
+        )
+        self.cb.set_model(model)
+        self.cb.on_train_begin()  # builds the extraction model, logs step 0 and the probe
+        self.flush()
+        self.epoch = 0
+        self.run_dir = self.cb.run_dir
+
+    @property
+    def recorder(self):
+        return self.cb._recorder
+
+    def flush(self):
+        self.cb._writer.flush()
+
+    def log(self):
+        """One logging event, as at an epoch end; returns the time it blocked the loop."""
+        # Training would have advanced the optimizer between two epoch ends.
+        self.model.optimizer.iterations.assign_add(1)
+        self.epoch += 1
+        return timed(lambda: self.cb.on_epoch_end(self.epoch - 1))
+
+    def close(self):
+        self.cb.on_train_end()
+
+
+class Naive:
+    """The loop people write today: one `tf.summary.image` per layer and channel."""
+
+    def __init__(self, extractor, batch, log_dir):
+        self.extractor = extractor
+        self.batch = batch
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.run_dir = log_dir
+        self.step = 0
+
+    def log(self):
+        outs = self.extractor.predict_on_batch(self.batch)
+        with self.writer.as_default():
+            for layer, a in zip(LAYERS, outs):
+                lo = a.min(axis=(1, 2), keepdims=True)
+                span = a.max(axis=(1, 2), keepdims=True) - lo
+                norm = np.divide(a - lo, span, out=np.zeros_like(a), where=span > 0)
+                for c in range(a.shape[-1]):
+                    tf.summary.image(f"{layer}/{c}", norm[..., c : c + 1], step=self.step)
+        self.writer.flush()
+        self.step += 1
+
+    def close(self):
+        self.writer.close()
+
+
+def measure_forward(recorder, n):
+    ex, batch = recorder.extractor, recorder.batch
+    x = tf.constant(batch)
+    rows = {
+        "`predict_on_batch` (as `_Recorder.forward`)": repeat(
+            lambda: ex.predict_on_batch(batch), n, warmup=2
+        ),
+        "`_Recorder.forward()` (the above + to numpy)": repeat(recorder.forward, n, warmup=1),
+        "eager `model(x, training=False)` + `.numpy()`": repeat(
+            lambda: [o.numpy() for o in ex(x, training=False)], n, warmup=2
+        ),
+    }
+    return rows
+
+
+def measure_ours(ours, n, k):
+    blocking, latency = [], []
+    for _ in range(n):
+        ours.flush()
+        t = time.perf_counter()
+        blocking.append(ours.log())
+        ours.flush()
+        latency.append(time.perf_counter() - t)
+    # Back-to-back: the loop logs again while the writer still encodes.
+    per_step, busy_blocking, bytes_per_step, cpu_per_step = [], [], [], []
+    for _ in range(max(1, n // 3)):
+        ours.flush()
+        before = dir_bytes(ours.run_dir)
+        cpu = time.process_time()
+        t = time.perf_counter()
+        calls = [ours.log() for _ in range(k)]
+        ours.flush()
+        per_step.append((time.perf_counter() - t) / k)
+        cpu_per_step.append((time.process_time() - cpu) / k)
+        busy_blocking.extend(calls[1:])
+        bytes_per_step.append((dir_bytes(ours.run_dir) - before) / k)
+    return {
+        "blocking": blocking,
+        "latency": latency,
+        "per_step": per_step,
+        "busy_blocking": busy_blocking,
+        "bytes": bytes_per_step,
+        "cpu": cpu_per_step,
+    }
+
+
+def measure_naive(naive, n):
+    naive.log()  # warm-up: traces the summary ops
+    per_step, bytes_per_step, cpu_per_step = [], [], []
+    for _ in range(n):
+        before = dir_bytes(naive.run_dir)
+        cpu = time.process_time()
+        per_step.append(timed(naive.log))
+        cpu_per_step.append(time.process_time() - cpu)
+        bytes_per_step.append(dir_bytes(naive.run_dir) - before)
+    return {"per_step": per_step, "bytes": bytes_per_step, "cpu": cpu_per_step}
+
+
+def writer_breakdown(recorder, arrays, n, workers):
+    """The writer's work for one step, stage by stage, with the functions it calls.
+
+    Serial stages run in this thread with the training loop idle; the PNG
+    stage is also timed on a pool the size of the writer's.
+    """
+    values = recorder.values(arrays)
+    header = metadata.encode_header(1.0, None, 1)
+    stages: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "to NHWC + channel cap",
+            "compute_stats",
+            "quantize",
+            "PNG, serial (Pillow: filter + deflate)",
+            f"PNG, pool of {workers} (as the writer)",
+            "encode_stats + header",
+            "make_event (blobs into the proto)",
+            "ByteSize x2 (pending-bytes bound)",
+            "SerializeToString",
+            "TFRecordWriter.write (CRC32C + write)",
+            "flush",
+        )
+    }
+    plain_write: list[float] = []
+    pool = ThreadPoolExecutor(workers)
+    tmp = tempfile.mkdtemp(prefix="tb_act_bench_")
+    record_path = os.path.join(tmp, "records")
+    for rep in range(n + 1):
+        t: dict[str, float] = dict.fromkeys(stages, 0.0)
+        events = []
+        for value in values:
+            s = time.perf_counter()
+            x = value.nhwc()
+            t["to NHWC + channel cap"] += time.perf_counter() - s
+            s = time.perf_counter()
+            stats = encoding.compute_stats(x)
+            t["compute_stats"] += time.perf_counter() - s
+            s = time.perf_counter()
+            q = encoding.quantize(x, stats)
+            t["quantize"] += time.perf_counter() - s
+            planes = [q[p, c] for p in range(q.shape[0]) for c in range(q.shape[1])]
+            s = time.perf_counter()
+            pngs = [encoding.png_bytes(p) for p in planes]
+            t["PNG, serial (Pillow: filter + deflate)"] += time.perf_counter() - s
+            s = time.perf_counter()
+            encoding.encode_layer(x, max_size=recorder.max_size, executor=pool)
+            t[f"PNG, pool of {workers} (as the writer)"] += time.perf_counter() - s
+            s = time.perf_counter()
+            blobs = [header, metadata.encode_stats(stats), *pngs]
+            t["encode_stats + header"] += time.perf_counter() - s
+            s = time.perf_counter()
+            event = summary.make_event(value.info, 1, time.time(), blobs)
+            t["make_event (blobs into the proto)"] += time.perf_counter() - s
+            s = time.perf_counter()
+            event.ByteSize()
+            event.ByteSize()
+            t["ByteSize x2 (pending-bytes bound)"] += time.perf_counter() - s
+            events.append(event)
+        # The pooled encode_layer also ran stats and quantize; count only its PNG share.
+        t[f"PNG, pool of {workers} (as the writer)"] -= t["compute_stats"] + t["quantize"]
+        s = time.perf_counter()
+        serialized = [e.SerializeToString() for e in events]
+        t["SerializeToString"] += time.perf_counter() - s
+        w = tf.io.TFRecordWriter(record_path)
+        s = time.perf_counter()
+        for b in serialized:
+            w.write(b)
+        t["TFRecordWriter.write (CRC32C + write)"] += time.perf_counter() - s
+        s = time.perf_counter()
+        w.flush()
+        t["flush"] += time.perf_counter() - s
+        w.close()
+        with open(record_path + ".plain", "wb") as f:
+            s = time.perf_counter()
+            for b in serialized:
+                f.write(b)
+            f.flush()
+            plain_write.append(time.perf_counter() - s)
+        if rep:  # the first pass warms caches and the pool
+            for k in stages:
+                stages[k].append(t[k])
+    pool.shutdown()
+    payload = sum(len(b) for b in serialized)
+    return {k: median(v) for k, v in stages.items()}, median(plain_write[1:]), payload, tmp
+
+
+def png_tradeoff(arrays, recorder, n):
+    """Time and bytes of one step's PNGs at each zlib level, and TensorFlow's encoder."""
+    planes = []
+    for value in recorder.values(arrays):
+        x = value.nhwc()
+        q = encoding.quantize(x, encoding.compute_stats(x))
+        planes += [q[p, c] for p in range(q.shape[0]) for c in range(q.shape[1])]
+    rows = []
+    saved = encoding.PNG_COMPRESS_LEVEL
+    try:
+        for level in (0, 1, 3, 6, 9):
+            encoding.PNG_COMPRESS_LEVEL = level
+            times = repeat(lambda: [encoding.png_bytes(p) for p in planes], n, warmup=1)
+            nbytes = sum(len(encoding.png_bytes(p)) for p in planes)
+            rows.append((f"Pillow compress_level={level}", median(times), nbytes))
+    finally:
+        encoding.PNG_COMPRESS_LEVEL = saved
+    tf_planes = [tf.constant(p[..., None]) for p in planes]
+    times = repeat(lambda: [tf.io.encode_png(p) for p in tf_planes], n, warmup=1)
+    nbytes = sum(len(tf.io.encode_png(p).numpy()) for p in tf_planes)
+    rows.append(("`tf.io.encode_png` (the naive loop's)", median(times), nbytes))
+    raw = sum(p.size for p in planes)
+    return rows, raw, len(planes)
+
+
+def verdict(ratio, target):
+    return "yes" if ratio <= target else "**no**"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few repeats: a smoke run")
+    ap.add_argument("--repeats", type=int, help="repeats of each measure")
+    ap.add_argument("--steps", type=int, help="steps logged in a row for back-to-back cost")
+    ap.add_argument("--output", help="also write the tables to this markdown file")
+    args = ap.parse_args(argv)
+    n = args.repeats or (3 if args.quick else 9)
+    k = args.steps or (3 if args.quick else 6)
+    naive_n = 1 if args.quick else 3
+
+    pixels = common.probe_pixels()
+    model = common.vgg16()
+    tmp = tempfile.mkdtemp(prefix="tb_act_bench_")
+    ours = Ours(model, pixels, os.path.join(tmp, "ours"))
+    recorder = ours.recorder
+    workers = ours.cb._writer._workers
+
+    forward = measure_forward(recorder, n)
+    bare = median(forward["`predict_on_batch` (as `_Recorder.forward`)"])
+    o = measure_ours(ours, n, k)
+    ours.close()
+
+    naive = Naive(recorder.extractor, recorder.batch, os.path.join(tmp, "naive"))
+    nv = measure_naive(naive, naive_n)
+    naive.close()
+
+    arrays = recorder.forward()
+    stages, plain_write, payload, _ = writer_breakdown(recorder, arrays, max(2, n // 3), workers)
+    png_rows, raw_pixels, n_planes = png_tradeoff(arrays, recorder, max(2, n // 3))
+
+    blocking = median(o["blocking"])
+    ours_step = median(o["per_step"])
+    naive_step = median(nv["per_step"])
+    ours_bytes = median(o["bytes"])
+    naive_bytes = median(nv["bytes"])
+
+    out = io.StringIO()
+
+    def emit(s=""):
+        print(s)
+        out.write(s + "\n")
+
+    emit("# Writer benchmark: VGG16, five `blockN_conv1` layers, one 224x224 probe")
+    emit()
+    emit(
+        f"{n_planes} channels per step ({raw_pixels / 1e6:.1f} M pixels). Median of {n} "
+        f"repeats (naive loop: {naive_n}) after a warm-up; back-to-back = {k} steps "
+        "logged in a row, then `flush()`, total / steps."
+    )
+    emit()
+    emit(common.machine_info([f"writer: {workers} PNG threads"]))
+    emit()
+    emit("## Targets")
+    emit()
+    r_block = blocking / bare
+    r_step = ours_step / naive_step
+    r_bytes = ours_bytes / naive_bytes
+    emit(
+        table(
+            ["measure", "tb_activations", "baseline", "ratio", "target", "met"],
+            [
+                (
+                    "training loop blocked per logging event",
+                    ms(blocking),
+                    f"{ms(bare)} bare forward",
+                    f"{r_block:.2f}x",
+                    f"<= {TARGET_BLOCKING}x",
+                    verdict(r_block, TARGET_BLOCKING),
+                ),
+                (
+                    "back-to-back cost per step",
+                    ms(ours_step),
+                    f"{ms(naive_step)} naive loop",
+                    f"{r_step:.2f}x",
+                    f"<= {TARGET_THROUGHPUT}x",
+                    verdict(r_step, TARGET_THROUGHPUT),
+                ),
+                (
+                    "bytes per step",
+                    size(ours_bytes),
+                    f"{size(naive_bytes)} naive loop",
+                    f"{r_bytes:.2f}x",
+                    f"<= {TARGET_BYTES}x",
+                    verdict(r_bytes, TARGET_BYTES),
+                ),
+            ],
+        )
+    )
+    emit()
+    emit("## All measures")
+    emit()
+    rows = [(f"forward: {name}", ms(median(v)), ms(common.p90(v))) for name, v in forward.items()]
+    rows += [
+        (
+            "tb_activations: `on_epoch_end` blocks, writer idle",
+            ms(blocking),
+            ms(common.p90(o["blocking"])),
+        ),
+        (
+            "tb_activations: `on_epoch_end` blocks, writer busy with the previous step",
+            ms(median(o["busy_blocking"])),
+            ms(common.p90(o["busy_blocking"])),
+        ),
+        (
+            "tb_activations: submit -> on disk (`flush()` returns)",
+            ms(median(o["latency"])),
+            ms(common.p90(o["latency"])),
+        ),
+        ("tb_activations: back-to-back per step", ms(ours_step), ms(common.p90(o["per_step"]))),
+        (
+            "tb_activations: process CPU per step, back-to-back",
+            ms(median(o["cpu"])),
+            ms(common.p90(o["cpu"])),
+        ),
+        (
+            "naive loop: per step, blocking (forward + summaries + flush)",
+            ms(naive_step),
+            ms(common.p90(nv["per_step"])),
+        ),
+        ("naive loop: process CPU per step", ms(median(nv["cpu"])), ms(common.p90(nv["cpu"]))),
+        ("naive loop: per step less the bare forward", ms(naive_step - bare), ""),
+        ("tb_activations: bytes per step", size(ours_bytes), ""),
+        ("naive loop: bytes per step", size(naive_bytes), ""),
+    ]
+    emit(table(["measure", "median", "p90"], rows))
+    emit()
+    emit("## Where the writer's time goes (one step, stage by stage)")
+    emit()
+    serial_total = sum(v for k_, v in stages.items() if not k_.startswith("PNG, pool"))
+    pool_key = f"PNG, pool of {workers} (as the writer)"
+    writer_total = (
+        serial_total - stages["PNG, serial (Pillow: filter + deflate)"] + stages[pool_key]
+    )
+    rows = []
+    for name, v in stages.items():
+        share = "" if name.startswith("PNG, serial") else f"{v / writer_total:.0%}"
+        rows.append((name, ms(v), share))
+    rows.append(("**writer total (pooled PNG)**", ms(writer_total), "100%"))
+    rows.append(("reference: plain file write of the same bytes", ms(plain_write), ""))
+    emit(table(["stage", "median", "share of writer total"], rows))
+    emit()
+    emit(
+        f"Serialized events: {size(payload)}. CRC32C and framing cost about "
+        f"{ms(max(0.0, stages['TFRecordWriter.write (CRC32C + write)'] - plain_write))} over a "
+        "plain write of the same bytes."
+    )
+    emit()
+    emit("## PNG: zlib level vs time and bytes (one step's channels, one thread)")
+    emit()
+    base_level = next(r for r in png_rows if r[0].endswith(f"={encoding.PNG_COMPRESS_LEVEL}"))
+    rows = [
+        (
+            name + (" (current)" if name == base_level[0] else ""),
+            ms(t),
+            size(b),
+            f"{b / raw_pixels:.2f}",
+            f"{b / base_level[2]:.2f}x",
+        )
+        for name, t, b in png_rows
+    ]
+    emit(table(["encoder", "time", "bytes", "bytes / raw", "bytes vs current"], rows))
+    emit()
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Shared pieces of the benchmarks: machine facts, the VGG16 probe, timing and tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+LAYERS = [f"block{i}_conv1" for i in range(1, 6)]
+SIZE = 224
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def versions(*modules: str) -> str:
+    out = []
+    for name in modules:
+        try:
+            mod = __import__(name)
+            out.append(f"{name} {getattr(mod, '__version__', '?')}")
+        except ImportError:
+            continue
+    return ", ".join(out)
+
+
+def machine_info(extra: Sequence[str] = ()) -> str:
+    lines = [
+        f"- CPU: {cpu_model()}, nproc {os.cpu_count()}",
+        f"- Python {platform.python_version()} on {platform.system()} {platform.release()}",
+        f"- {versions('tensorflow', 'keras', 'tensorboard', 'numpy', 'PIL', 'google.protobuf')}",
+    ]
+    lines.extend(f"- {e}" for e in extra)
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            timeout=10,
+        ).stdout.strip()
+        if rev:
+            lines.append(f"- commit {rev}")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    lines.append(f"- command: `{' '.join([os.path.basename(sys.executable), *sys.argv])}`")
+    return "\n".join(lines)
+
+
+def probe_pixels(size: int = SIZE):
+    """A real photo (matplotlib's sample), as a (1, size, size, 3) float32 batch of 0..255."""
+    import numpy as np
+    from matplotlib import cbook
+    from PIL import Image
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        img = Image.open(f).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.float32)[None]
+
+
+def vgg16():
+    import keras
+
+    model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
+    # An optimizer gives the callback its step counter, as in training.
+    model.compile(optimizer="sgd", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def repeat(fn: Callable[[], object], n: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    return [timed(fn) for _ in range(n)]
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def p90(xs: Sequence[float]) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(0.9 * (len(s) - 1)))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.1f} ms"
+
+
+def size(n: float) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / 1024 / 1024:,.2f} MiB"
+    return f"{n / 1024:,.1f} KiB"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
