@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import statistics
@@ -31,7 +32,7 @@ def versions(*modules: str) -> str:
     out = []
     for name in modules:
         try:
-            mod = __import__(name)
+            mod = importlib.import_module(name)
             out.append(f"{name} {getattr(mod, '__version__', '?')}")
         except ImportError:
             continue
