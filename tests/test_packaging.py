@@ -1,0 +1,205 @@
+"""What a user gets from `pip install tb-activations[cpu]`: the wheel is built
+from this tree, installed with its dependencies into a new virtual
+environment, and used there as a user would, away from this checkout."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import support
+from support import fetch, wait_until
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_TIMEOUT = 600
+INSTALL_TIMEOUT = 1800
+RUN_TIMEOUT = 600
+LOAD_TIMEOUT = 120
+EPOCHS = 2
+# Not part of the distribution; copying them would only slow the build.
+SKIP = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    "node_modules",
+    "logs",
+    "demo_logs",
+    "test-artifacts",
+)
+# What the user's script does: train a tiny model for two epochs with the callback.
+USER_SCRIPT = """
+import importlib.metadata as md
+import json
+import sys
+
+import keras
+import numpy as np
+
+import tb_activations
+from tb_activations import ActivationLogger
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(32, 16, 16, 1)).astype("float32")
+y = (x.mean(axis=(1, 2, 3)) > 0).astype("int32")
+inputs = keras.Input((16, 16, 1))
+h = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+h = keras.layers.GlobalAveragePooling2D()(h)
+outputs = keras.layers.Dense(2, name="logits")(h)
+model = keras.Model(inputs, outputs)
+model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(x, y, batch_size=8, epochs=EPOCHS, verbose=0,
+          callbacks=[ActivationLogger(sys.argv[1], probe=x[:1], verbose=0)])
+names = ["tb-activations", "keras", "tensorflow-cpu", "tensorboard", "numpy", "matplotlib",
+         "pillow", "protobuf"]
+print(json.dumps({
+    "module": tb_activations.__file__,
+    "prefix": sys.prefix,
+    "versions": {n: md.version(n) for n in names},
+}))
+""".replace("EPOCHS", str(EPOCHS))
+
+
+def run(cmd, timeout, **kwargs) -> subprocess.CompletedProcess:
+    r = subprocess.run(
+        [str(c) for c in cmd],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+    assert r.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without what would let the new venv see this checkout."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    # Built from a copy, so that the build's own files never land in the checkout.
+    src = tmp_path_factory.mktemp("src") / "tb-activations"
+    shutil.copytree(ROOT, src, ignore=SKIP)
+    out = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--wheel", "--outdir", out, src], BUILD_TIMEOUT)
+    (built,) = out.glob("tb_activations-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory, wheel):
+    root = tmp_path_factory.mktemp("venv") / "env"
+    run([sys.executable, "-m", "venv", root], BUILD_TIMEOUT)
+    start = time.monotonic()
+    run(
+        [root / "bin" / "python", "-m", "pip", "install", f"{wheel}[cpu]"],
+        INSTALL_TIMEOUT,
+        env=clean_env(),
+    )
+    print(f"\npip install {wheel.name}[cpu] into a new venv: {time.monotonic() - start:.0f} s")
+    yield root
+    # Over a GB: not worth keeping among pytest's last few temporary directories.
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory, venv) -> tuple[Path, dict]:
+    work = tmp_path_factory.mktemp("user")
+    script = work / "train_tiny.py"
+    script.write_text(USER_SCRIPT)
+    logdir = work / "logs"
+    r = run([venv / "bin" / "python", script, logdir], RUN_TIMEOUT, cwd=work, env=clean_env())
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    print(f"Versions in the new venv: {report['versions']}")
+    return logdir, report
+
+
+def test_wheel_holds_the_package_and_every_frontend_file(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "tb_activations/frontend/index.js" in names
+    frontend = sorted(p.name for p in (ROOT / "frontend").iterdir() if p.suffix in (".js", ".css"))
+    missing = [f for f in frontend if f"tb_activations/frontend/{f}" not in names]
+    assert not missing, f"frontend files not in the wheel: {missing}"
+    for module in ("__init__", "callback", "plugin", "metadata", "summary", "encoding"):
+        assert f"tb_activations/{module}.py" in names
+    assert not [n for n in names if n.startswith(("tests/", "demo/", "frontend/"))]
+
+
+def test_wheel_declares_the_plugin_and_its_dependencies(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        info = next(n for n in z.namelist() if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = z.read(info).decode()
+        meta = z.read(info.replace("entry_points.txt", "METADATA")).decode()
+    assert "[tensorboard_plugins]" in entry_points
+    assert "activations = tb_activations.plugin:ActivationsLoader" in entry_points
+    requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
+    for dep in ("keras", "tensorboard", "numpy", "pillow"):
+        assert any(line.split()[1].startswith(dep) for line in requires), requires
+    assert any("tensorflow-cpu" in line and 'extra == "cpu"' in line for line in requires)
+
+
+def test_clean_install_is_consistent(venv):
+    run([venv / "bin" / "python", "-m", "pip", "check"], RUN_TIMEOUT, env=clean_env())
+    assert (venv / "bin" / "tensorboard").exists()
+
+
+def test_callback_runs_from_the_installed_wheel(user_run, venv):
+    logdir, report = user_run
+    # The package came from the new venv, not from this checkout.
+    assert Path(report["module"]).resolve().is_relative_to(venv.resolve())
+    assert not Path(report["module"]).resolve().is_relative_to(ROOT)
+    assert list((logdir / "activations").glob("events.out.tfevents.*"))
+
+
+def test_installed_tensorboard_serves_the_tab(user_run, venv, monkeypatch):
+    logdir, _ = user_run
+    # The new venv's own console script, not this environment's.
+    monkeypatch.setattr(support, "tensorboard_command", lambda: [str(venv / "bin" / "tensorboard")])
+    with support.running_tensorboard(logdir, env=clean_env()) as base:
+        listing = fetch(base + "data/plugins_listing").json()
+        assert "activations" in listing, listing
+
+        js = fetch(base + "data/plugin/activations/static/index.js")
+        assert js.status == 200
+        assert js.content_type.split(";")[0] == "text/javascript"
+        assert js.body.strip()
+
+        def loaded():
+            tags = fetch(base + "data/plugin/activations/tags").json()
+            conv1 = tags.get("activations", {}).get("conv1")
+            return tags if conv1 and conv1["steps_kept"] == 1 + EPOCHS else None
+
+        tags = wait_until(loaded, LOAD_TIMEOUT, "the run to load")
+        conv1 = tags["activations"]["conv1"]
+        assert {"conv1", "logits"} <= set(tags["activations"])
+        assert conv1["total_channels"] == 4
+
+        layer = fetch(
+            base
+            + f"data/plugin/activations/layer?run=activations&tag=conv1&step={conv1['max_step']}"
+        )
+        assert layer.status == 200, layer.text
+        body = layer.json()
+        assert body["step"] == conv1["max_step"] and body["channels"] == 4
+        assert len(body["images"]) == 4
+        assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in body["images"])
