@@ -17,10 +17,12 @@ import base64
 import collections
 import functools
 import importlib.resources
+import json
 import logging
 import math
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,9 +63,19 @@ _STATIC_PREFIX = f"/data/plugin/{PLUGIN_NAME}{_STATIC_ROUTE}"
 # digits. Twenty digits cover every step a summary can carry (int64).
 _UINT = re.compile(r"[0-9]{1,20}")
 
+# Blobs are read concurrently: with the Rust data server each read is a gRPC
+# call of tens of milliseconds, mostly waiting, and a layer has a PNG per
+# channel.
+READ_THREADS = 16
+
 # Decoded headers and statistics of recent steps; polling the panel asks for
 # the same steps again and again.
 _CACHE_BYTES = 32 * 1024 * 1024
+
+# Blob references of recently read series, counted in references. Listing a
+# series costs the providers time in proportion to steps x channels, and the
+# panel reads the same series for every step and channel it shows.
+_SERIES_CACHE_REFS = 200_000
 
 
 def frontend_dir():
@@ -98,10 +110,11 @@ class ActivationsLoader(base_plugin.TBLoader):
 
 
 class _LRU:
-    """A thread-safe LRU cache bounded by the bytes of its values."""
+    """A thread-safe LRU cache bounded by the total cost (bytes, say) of its
+    values."""
 
-    def __init__(self, max_bytes: int):
-        self._max_bytes = max_bytes
+    def __init__(self, max_cost: int):
+        self._max_bytes = max_cost
         self._bytes = 0
         self._items: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -150,10 +163,14 @@ def _show(value: str, limit: int = 200) -> str:
 
 
 def _finite_or_none(a: np.ndarray) -> list:
-    """Nested lists of floats, with None for NaN and infinities."""
+    """Nested lists of floats, with None for NaN and infinities (JSON has
+    neither)."""
     a = np.asarray(a, dtype=np.float64)
+    finite = np.isfinite(a)
+    if finite.all():
+        return a.tolist()
     out = a.astype(object)
-    out[~np.isfinite(a)] = None
+    out[~finite] = None
     return out.tolist()
 
 
@@ -189,8 +206,12 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         # (an app built without TensorBoard's flags).
         self._sampling_limit = int(limit) if limit else None
         self._cache = _LRU(_CACHE_BYTES)
+        self._series_cache = _LRU(_SERIES_CACHE_REFS)
+        self._kept_counts: dict[tuple[str, str, str], tuple[tuple, int]] = {}
         self._warned: set[tuple[str, str, str]] = set()
         self._warned_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def get_plugin_apps(self):
         return {
@@ -280,6 +301,20 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             )
         return good
 
+    @staticmethod
+    def _version(ts) -> tuple:
+        """Changes whenever the kept steps of a series may have: every new
+        step raises max_step or max_wall_time."""
+        return (ts.max_step, ts.max_wall_time, ts.max_length, ts.plugin_content)
+
+    def _remember(self, experiment: str, series: _Series, version: tuple) -> None:
+        key = (experiment, series.run, series.tag)
+        refs = sum(len(d.values) for d in series.data)
+        self._series_cache.put(key, (version, series), refs + 1)
+        if len(self._kept_counts) > 10_000:
+            self._kept_counts.clear()
+        self._kept_counts[key] = (version, len(series.data))
+
     def _series(self, ctx, experiment: str, run: str, tag: str) -> _Series:
         rtf = provider.RunTagFilter(runs=[run], tags=[tag])
         listing = self._provider.list_blob_sequences(
@@ -296,6 +331,10 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                 f"The activations of run {run!r}, tag {tag!r} are in a format this "
                 "version of tb-activations cannot read."
             )
+        version = self._version(ts)
+        cached = self._series_cache.get((experiment, run, tag))
+        if cached is not None and cached[0] == version:
+            return cached[1]
         data = self._provider.read_blob_sequences(
             ctx,
             experiment_id=experiment,
@@ -304,7 +343,9 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             run_tag_filter=rtf,
         )
         kept = data.get(run, {}).get(tag, [])
-        return _Series(run, tag, info, self._well_formed(run, tag, info, kept))
+        series = _Series(run, tag, info, self._well_formed(run, tag, info, kept))
+        self._remember(experiment, series, version)
+        return series
 
     def _blob(self, ctx, datum, index: int) -> bytes:
         try:
@@ -313,6 +354,25 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             # The Rust data server evicts a step that sampling drops after
             # it was listed; the Python loader forgets a run that vanished.
             raise _Gone(f"step {datum.step} is no longer available") from e
+
+    def _map(self, fn, items) -> list:
+        """`fn` over `items` in the reading threads; None where a blob is gone.
+
+        `fn` must not itself wait on the pool."""
+
+        def call(item):
+            try:
+                return fn(item)
+            except _Gone:
+                return None
+
+        items = list(items)
+        if len(items) < 2:
+            return [call(item) for item in items]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="tb_activations")
+        return list(self._pool.map(call, items))
 
     def _header(self, ctx, datum) -> _Header:
         key = ("header", datum.values[metadata.HEADER_INDEX].blob_key, datum.wall_time)
@@ -391,7 +451,13 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     # -- routes ------------------------------------------------------------
 
     def _json(self, request, body):
-        return http_util.Respond(request, body, "application/json")
+        try:
+            # Serialized here: TensorBoard's own path walks every number in
+            # Python first, which dominates for the statistics of many steps.
+            text = json.dumps(body, allow_nan=False)
+        except ValueError:  # a non-finite number this module did not expect
+            return http_util.Respond(request, body, "application/json")
+        return http_util.Respond(request, text, "application/json")
 
     @wrappers.Request.application
     def _serve_tags(self, request):
@@ -400,24 +466,48 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         listing = self._provider.list_blob_sequences(
             ctx, experiment_id=experiment, plugin_name=PLUGIN_NAME
         )
-        data = self._provider.read_blob_sequences(
-            ctx, experiment_id=experiment, plugin_name=PLUGIN_NAME, downsample=_READ_ALL
-        )
-        result: dict[str, dict[str, Any]] = {}
+        infos = {}
+        counts = {}
+        stale = []
         for run, tags in listing.items():
             for tag, ts in tags.items():
                 info = self._parse(run, tag, ts.plugin_content)
                 if info is None:
                     continue
+                infos[run, tag] = info
+                known = self._kept_counts.get((experiment, run, tag))
+                if known is None or known[0] != self._version(ts):
+                    stale.append((run, tag))
+                else:
+                    counts[run, tag] = known[1]
+        if stale:
+            # One read of the series that changed since they were last counted.
+            data = self._provider.read_blob_sequences(
+                ctx,
+                experiment_id=experiment,
+                plugin_name=PLUGIN_NAME,
+                downsample=_READ_ALL,
+                run_tag_filter=provider.RunTagFilter(
+                    runs={r for r, _ in stale}, tags={t for _, t in stale}
+                ),
+            )
+            for run, tag in stale:
+                info = infos[run, tag]
                 kept = self._well_formed(run, tag, info, data.get(run, {}).get(tag, []))
-                entry = info.to_json()
-                entry.update(
-                    steps_kept=len(kept),
-                    max_step=ts.max_step,
-                    max_wall_time=ts.max_wall_time,
-                    sampling_limit=self._sampling_limit,
-                )
-                result.setdefault(run, {})[tag] = entry
+                series = _Series(run, tag, info, kept)
+                self._remember(experiment, series, self._version(listing[run][tag]))
+                counts[run, tag] = len(kept)
+        result: dict[str, dict[str, Any]] = {}
+        for (run, tag), info in infos.items():
+            ts = listing[run][tag]
+            entry = info.to_json()
+            entry.update(
+                steps_kept=counts[run, tag],
+                max_step=ts.max_step,
+                max_wall_time=ts.max_wall_time,
+                sampling_limit=self._sampling_limit,
+            )
+            result.setdefault(run, {})[tag] = entry
         return self._json(request, result)
 
     @wrappers.Request.application
@@ -428,10 +518,9 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         series = self._series(ctx, plugin_util.experiment_id(request.environ), run, tag)
         steps = []
         logged = 0
-        for datum in series.data:
-            try:
-                header = self._header(ctx, datum)
-            except _Gone:
+        headers = self._map(lambda d: self._header(ctx, d), series.data)
+        for datum, header in zip(series.data, headers):
+            if header is None:
                 continue
             steps.append(
                 {
@@ -469,12 +558,16 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         try:
             header = self._header(ctx, datum)
             stats = self._stats(ctx, series, datum)
-            images = [
-                base64.b64encode(self._blob(ctx, datum, info.image_index(probe, c))).decode()
-                for c in range(info.channels)
-            ]
         except _Gone as e:
             raise errors.NotFoundError(f"Run {run!r}, tag {tag!r}: {e}.") from None
+        pngs = self._map(
+            lambda c: self._blob(ctx, datum, info.image_index(probe, c)), range(info.channels)
+        )
+        if any(png is None for png in pngs):
+            raise errors.NotFoundError(
+                f"Run {run!r}, tag {tag!r}: step {datum.step} is no longer available."
+            )
+        images = [base64.b64encode(png).decode() for png in pngs]
         return self._json(
             request,
             {
@@ -523,14 +616,19 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         self._check_probe(series, probe)
         self._check_channel(series, channel)
         index = series.info.image_index(probe, channel)
+
+        def read(datum):
+            return (
+                self._header(ctx, datum),
+                self._stats(ctx, series, datum),
+                self._blob(ctx, datum, index),
+            )
+
         steps = []
-        for datum in series.data:
-            try:
-                header = self._header(ctx, datum)
-                stats = self._stats(ctx, series, datum)
-                png = self._blob(ctx, datum, index)
-            except _Gone:
+        for datum, got in zip(series.data, self._map(read, series.data)):
+            if got is None:
                 continue
+            header, stats, png = got
             steps.append(
                 {
                     "step": datum.step,
@@ -552,13 +650,15 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         ctx = plugin_util.context(request.environ)
         series = self._series(ctx, plugin_util.experiment_id(request.environ), run, tag)
         fields = list(series.info.stats_fields)
+
+        def read(datum):
+            return self._header(ctx, datum), self._stats(ctx, series, datum)
+
         steps = []
-        for datum in series.data:
-            try:
-                header = self._header(ctx, datum)
-                stats = self._stats(ctx, series, datum)
-            except _Gone:
+        for datum, got in zip(series.data, self._map(read, series.data)):
+            if got is None:
                 continue
+            header, stats = got
             fields = self._fields(series, stats)
             steps.append(
                 {

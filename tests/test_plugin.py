@@ -187,8 +187,9 @@ def logdir(tmp_path_factory):
     return root
 
 
-def make_client(logdir, keep: int) -> Client:
-    """The plugin served as in production, with `keep` steps per series."""
+def make_server(logdir, keep: int):
+    """The plugin served as in production, with `keep` steps per series;
+    returns the test client and the multiplexer (to reload)."""
     mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": keep})
     mux.AddRunsFromDirectory(str(logdir))
     mux.Reload()
@@ -197,7 +198,11 @@ def make_client(logdir, keep: int) -> Client:
         logdir=str(logdir), data_provider=provider, sampling_hints={"activations": keep}
     )
     plugin = plugin_lib.ActivationsLoader().load(context)
-    return Client(application.TensorBoardWSGI([plugin]))
+    return Client(application.TensorBoardWSGI([plugin])), mux
+
+
+def make_client(logdir, keep: int) -> Client:
+    return make_server(logdir, keep)[0]
 
 
 @pytest.fixture(scope="module")
@@ -349,6 +354,26 @@ def test_steps_with_batch_and_slashed_unicode_tag(client):
 def test_steps_of_a_series_with_unreadable_statistics_are_listed(client):
     body = get_json(client, "steps", run="broken", tag="badstats")
     assert [s["step"] for s in body["steps"]] == [0, 1]
+
+
+def test_new_steps_appear_after_a_reload(tmp_path):
+    writer = summary.ActivationWriter(tmp_path / RUN)
+    for step in range(3):
+        writer.submit(step, [summary.LayerValue(CONV, conv_array(step))], wall_time=wall(step))
+    writer.flush()
+    client, mux = make_server(tmp_path, KEEP)
+    assert get_json(client, "tags")[RUN]["conv"]["steps_kept"] == 3
+    assert len(get_json(client, "steps", run=RUN, tag="conv")["steps"]) == 3
+    for step in range(3, 12):
+        writer.submit(step, [summary.LayerValue(CONV, conv_array(step))], wall_time=wall(step))
+    writer.close()
+    mux.Reload()
+    conv = get_json(client, "tags")[RUN]["conv"]
+    assert (conv["steps_kept"], conv["max_step"]) == (KEEP, 11)
+    body = get_json(client, "steps", run=RUN, tag="conv")
+    assert (body["steps_kept"], body["steps_logged"], body["steps"][-1]["step"]) == (KEEP, 12, 11)
+    layer = get_json(client, "layer", run=RUN, tag="conv", step=11)
+    assert_image(base64.b64decode(layer["images"][0]), conv_array(11), 0, 0)
 
 
 # -- layer -------------------------------------------------------------------
