@@ -114,8 +114,8 @@ class _LRU:
     values."""
 
     def __init__(self, max_cost: int):
-        self._max_bytes = max_cost
-        self._bytes = 0
+        self._max_cost = max_cost
+        self._cost = 0
         self._items: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -131,11 +131,11 @@ class _LRU:
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
-                self._bytes -= old[1]
+                self._cost -= old[1]
             self._items[key] = (value, size)
-            self._bytes += size
-            while self._bytes > self._max_bytes and len(self._items) > 1:
-                self._bytes -= self._items.popitem(last=False)[1][1]
+            self._cost += size
+            while self._cost > self._max_cost and len(self._items) > 1:
+                self._cost -= self._items.popitem(last=False)[1][1]
 
 
 @dataclass
