@@ -4,6 +4,9 @@ on both data loaders: the Python one and the Rust data server."""
 from __future__ import annotations
 
 import base64
+import collections
+import threading
+import time
 import urllib.parse
 
 import numpy as np
@@ -128,12 +131,81 @@ def test_plugin_serves_every_step_by_default(logdir, load_fast):
 
 
 @pytest.mark.parametrize("load_fast", [False, True], ids=["python", "rust"])
-def test_user_sampling_wins(logdir, load_fast):
+@pytest.mark.parametrize(("keep", "kept", "limit"), [(5, 5, 5), (0, STEPS, None)])
+def test_user_sampling_wins(logdir, load_fast, keep, kept, limit):
     with running_tensorboard(
-        logdir, "--samples_per_plugin=activations=5", load_fast=load_fast
+        logdir, f"--samples_per_plugin=activations={keep}", load_fast=load_fast
     ) as base:
-        body = loaded_steps(base, 5)
-        assert (body["steps_kept"], body["steps_logged"], body["sampling_limit"]) == (5, STEPS, 5)
+        body = loaded_steps(base, kept)
+        assert (body["steps_kept"], body["steps_logged"], body["sampling_limit"]) == (
+            kept,
+            STEPS,
+            limit,
+        )
         assert body["steps"][-1]["step"] == (STEPS - 1) * 10
         tags = fetch(plugin_url(base, "tags")).json()
-        assert tags[RUN]["conv"]["steps_kept"] == 5
+        assert tags[RUN]["conv"]["steps_kept"] == kept
+
+
+@pytest.mark.parametrize("load_fast", [False, True], ids=["python", "rust"])
+def test_steps_evicted_while_training_never_fail_the_server(tmp_path, load_fast):
+    """A run written while the panel reads it, with only 2 steps kept: the
+    steps a client just listed are soon dropped. Answers are 200 or 404."""
+    layers = [info("a", 16), info("b", 16)]
+    writer = summary.ActivationWriter(tmp_path / RUN)
+    writer.submit(0, [summary.LayerValue(i, np.zeros((1, 6, 5, 16))) for i in layers])
+    writer.flush()
+    stop = threading.Event()
+
+    def train():
+        rng = np.random.default_rng(0)
+        step = 1
+        while not stop.is_set() and step < 2000:
+            x = rng.normal(size=(1, 6, 5, 16)).astype(np.float32)
+            writer.submit(step, [summary.LayerValue(i, x) for i in layers], epoch=float(step))
+            writer.flush()
+            step += 1
+            time.sleep(0.02)
+
+    statuses = collections.Counter()
+    listed_before = collections.deque(maxlen=200)
+    with running_tensorboard(
+        tmp_path,
+        "--samples_per_plugin=activations=2",
+        "--reload_interval=1",
+        load_fast=load_fast,
+    ) as base:
+        wait_until(
+            lambda: fetch(plugin_url(base, "steps", run=RUN, tag="a")).status == 200,
+            LOAD_TIMEOUT,
+            "the run to load",
+        )
+        thread = threading.Thread(target=train, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 12
+            while time.monotonic() < deadline:
+                listed = fetch(plugin_url(base, "steps", run=RUN, tag="a"))
+                statuses[listed.status] += 1
+                if listed.status != 200:
+                    continue
+                step = listed.json()["steps"][0]["step"]
+                listed_before.append(step)
+                for route, params in [
+                    ("layer", {"step": step}),
+                    ("layer", {"step": listed_before[0]}),
+                    ("channel", {"step": listed_before[0], "channel": 0}),
+                    ("channel", {"step": step, "channel": 15}),
+                    ("series", {"channel": 3}),
+                    ("stats", {}),
+                    ("tags", {}),
+                ]:
+                    r = fetch(plugin_url(base, route, run=RUN, tag="a", **params))
+                    statuses[r.status] += 1
+                    assert r.status in (200, 404), (route, params, r.status, r.text[:500])
+        finally:
+            stop.set()
+            thread.join(10)
+            writer.close()
+    # Steps listed a while ago were dropped: those answers were 404.
+    assert statuses[200] > 10 and statuses[404] > 0, statuses
