@@ -544,6 +544,22 @@ def test_index_js_is_served(client):
     assert b"export" in r.data
 
 
+def test_routes_under_a_path_prefix(logdir):
+    mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": KEEP})
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(logdir))
+    context = base_plugin.TBContext(logdir=str(logdir), data_provider=provider)
+    plugin = plugin_lib.ActivationsLoader().load(context)
+    client = Client(application.TensorBoardWSGI([plugin], path_prefix="/tb"))
+    r = client.get("/tb" + URL + "static/index.js")
+    assert (r.status_code, r.mimetype) == (200, "text/javascript")
+    r = client.get("/tb" + URL + "steps", query_string={"run": RUN, "tag": "conv"})
+    assert r.status_code == 200
+    # Without TensorBoard's flags the plugin does not know the sampling limit.
+    assert r.get_json()["sampling_limit"] is None
+
+
 @pytest.mark.parametrize(
     "path",
     [
