@@ -283,10 +283,21 @@ class ActivationsPlugin(base_plugin.TBPlugin):
 
     def _parse(self, run: str, tag: str, content: bytes) -> metadata.LayerInfo | None:
         try:
-            return metadata.parse_plugin_metadata(content)
+            info = metadata.parse_plugin_metadata(content)
         except (ValueError, TypeError) as e:
             self._warn_once(run, tag, f"skipped: {e}")
             return None
+        # Parsing checks the version and the field names, not their types;
+        # the blob arithmetic below needs these to be counts.
+        for name in ("probes", "channels", "height", "width"):
+            value = getattr(info, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                self._warn_once(run, tag, f"skipped: {name} is not a count: {value!r}")
+                return None
+        if not all(isinstance(f, str) for f in info.stats_fields):
+            self._warn_once(run, tag, f"skipped: bad stats_fields {info.stats_fields!r}")
+            return None
+        return info
 
     def _well_formed(self, run, tag, info, data) -> list[provider.BlobSequenceDatum]:
         """Drops steps whose blob count does not match the layer's metadata

@@ -135,8 +135,9 @@ def assert_image(png: bytes, x: np.ndarray, p: int, c: int) -> None:
 
 
 def write_bad_series(run_dir) -> None:
-    """Series a reader must survive: a newer format, garbage metadata, steps
-    with too few blobs, statistics that are not an array."""
+    """Series a reader must survive: a newer format, garbage metadata,
+    metadata with a string for a count, steps with too few blobs, statistics
+    that are not an array."""
     writer = EventFileWriter(str(run_dir))
     png = Image.new("L", (5, 6))
     buf = io.BytesIO()
@@ -155,7 +156,12 @@ def write_bad_series(run_dir) -> None:
         garbage.summary.value[0].metadata.plugin_data.content = b"\xff not json"
         truncated = summary.make_event(TRUNCATED, step, wall(step), [header, stats, png])
         badstats = summary.make_event(BADSTATS, step, wall(step), [header, b"not npy", png, png])
-        for event in (future, garbage, truncated, badstats):
+        wrongtypes = summary.make_event(CONV, step, wall(step), [header, stats, png, png, png])
+        content = json.loads(wrongtypes.summary.value[0].metadata.plugin_data.content)
+        content["channels"] = "3"
+        wrongtypes.summary.value[0].tag = "wrongtypes"
+        wrongtypes.summary.value[0].metadata.plugin_data.content = json.dumps(content).encode()
+        for event in (future, garbage, truncated, badstats, wrongtypes):
             writer.add_event(event)
     writer.close()
 
@@ -287,7 +293,7 @@ def test_tags(logdir, client, full, keep):
             HTML_TAG: tag_entry(HTML, 3, 20, keep),
             SLASH_TAG: tag_entry(SLASH, 3, 20, keep),
         },
-        # A newer format and garbage metadata are skipped; steps with the
+        # A newer format and broken metadata are skipped; steps with the
         # wrong number of blobs are not counted.
         "broken": {
             "truncated": tag_entry(TRUNCATED, 0, 1, keep),
@@ -656,6 +662,7 @@ NOT_FOUND = [
     ("probe", {"run": RUN, "probe": PROBES}, f"Probe {PROBES}"),
     ("steps", {"run": "broken", "tag": "future"}, "format"),
     ("layer", {"run": "broken", "tag": "garbage", "step": 0}, "format"),
+    ("steps", {"run": "broken", "tag": "wrongtypes"}, "format"),
     ("layer", {"run": "broken", "tag": "truncated", "step": 0}, "Step 0"),
     ("layer", {"run": "broken", "tag": "badstats", "step": 0}, "statistics"),
     ("nope", {}, "Not found"),
