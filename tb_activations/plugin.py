@@ -416,6 +416,9 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             except (ValueError, OSError, EOFError) as e:
                 self._warn_once(series.run, series.tag, f"unreadable statistics: {e}")
                 raise _Gone(f"step {datum.step} has unreadable statistics") from None
+            if stats.dtype.kind not in "fiu":
+                self._warn_once(series.run, series.tag, f"statistics of dtype {stats.dtype}")
+                raise _Gone(f"step {datum.step} has unreadable statistics")
             if stats.shape[:2] != (info.probes, info.channels):
                 self._warn_once(
                     series.run,

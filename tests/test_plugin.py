@@ -64,6 +64,7 @@ HTML = layer_info(HTML_TAG, 2, probes=1)
 SLASH = layer_info(SLASH_TAG, 2, probes=1, h=3, w=4)
 TRUNCATED = layer_info("truncated", 3, probes=1)
 BADSTATS = layer_info("badstats", 2, probes=1)
+TEXTSTATS = layer_info("textstats", 2, probes=1)
 
 
 def conv_array(step: int) -> np.ndarray:
@@ -161,7 +162,12 @@ def write_bad_series(run_dir) -> None:
         content["channels"] = "3"
         wrongtypes.summary.value[0].tag = "wrongtypes"
         wrongtypes.summary.value[0].metadata.plugin_data.content = json.dumps(content).encode()
-        for event in (future, garbage, truncated, badstats, wrongtypes):
+        text = io.BytesIO()
+        np.save(text, np.full((1, 2, 6), "x"), allow_pickle=False)
+        textstats = summary.make_event(
+            TEXTSTATS, step, wall(step), [header, text.getvalue(), png, png]
+        )
+        for event in (future, garbage, truncated, badstats, wrongtypes, textstats):
             writer.add_event(event)
     writer.close()
 
@@ -298,6 +304,7 @@ def test_tags(logdir, client, full, keep):
         "broken": {
             "truncated": tag_entry(TRUNCATED, 0, 1, keep),
             "badstats": tag_entry(BADSTATS, 2, 1, keep),
+            "textstats": tag_entry(TEXTSTATS, 2, 1, keep),
         },
     }
 
@@ -493,8 +500,10 @@ def test_stats(full):
         )
 
 
-def test_stats_skip_unreadable_steps(client):
-    assert get_json(client, "stats", run="broken", tag="badstats")["steps"] == []
+@pytest.mark.parametrize("tag", ["badstats", "textstats"])
+def test_stats_skip_unreadable_steps(client, tag):
+    assert get_json(client, "stats", run="broken", tag=tag)["steps"] == []
+    assert get_json(client, "series", run="broken", tag=tag, channel=1)["steps"] == []
 
 
 # -- probe and colormaps -------------------------------------------------------------
@@ -665,6 +674,7 @@ NOT_FOUND = [
     ("steps", {"run": "broken", "tag": "wrongtypes"}, "format"),
     ("layer", {"run": "broken", "tag": "truncated", "step": 0}, "Step 0"),
     ("layer", {"run": "broken", "tag": "badstats", "step": 0}, "statistics"),
+    ("layer", {"run": "broken", "tag": "textstats", "step": 1}, "statistics"),
     ("nope", {}, "Not found"),
 ]
 
