@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import common  # first: sets TensorFlow's log level before it loads
@@ -24,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from common import LAYERS, median, ms, repeat, size, table, timed
+from PIL import Image
 
 from tb_activations import encoding, metadata, summary
 from tb_activations.callback import ActivationLogger
@@ -251,6 +253,12 @@ def writer_breakdown(recorder, arrays, n, workers):
     return {k: median(v) for k, v in stages.items()}, median(plain_write[1:]), payload, tmp
 
 
+def pillow_png(image, level, strategy):
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=level, compress_type=strategy)
+    return buf.getvalue()
+
+
 def png_tradeoff(arrays, recorder, n):
     """Time and bytes of one step's PNGs at each zlib level, and TensorFlow's encoder."""
     planes = []
@@ -270,6 +278,16 @@ def png_tradeoff(arrays, recorder, n):
             rows.append((f"Pillow compress_level={level}", median(times), nbytes))
     finally:
         encoding.PNG_COMPRESS_LEVEL = saved
+    # zlib's run-length strategy, which Pillow exposes as compress_type.
+    for level in (1, 6):
+        times = repeat(
+            lambda level=level: [pillow_png(p, level, zlib.Z_RLE) for p in planes],
+            n,
+            warmup=1,
+            clock=time.thread_time,
+        )
+        nbytes = sum(len(pillow_png(p, level, zlib.Z_RLE)) for p in planes)
+        rows.append((f"Pillow compress_level={level}, strategy Z_RLE", median(times), nbytes))
     tf_planes = [tf.constant(p[..., None]) for p in planes]
     times = repeat(
         lambda: [tf.io.encode_png(p) for p in tf_planes], n, warmup=1, clock=time.thread_time

@@ -1,0 +1,473 @@
+"""How fast the Activations panel answers, in headless Chromium on a real TensorBoard.
+
+    .venv/bin/python benchmarks/bench_panel.py [--quick] [--output FILE] [--logdir DIR]
+
+The log: VGG16 (random weights, perturbed between steps so that steps
+differ), the five `blockN_conv1` layers, 30 steps written with
+`log_activations`. A real `tensorboard` serves it, loaded before any
+measure. Each measure runs inside the panel's iframe: it starts just before
+the control is operated (by the same DOM event a user's input makes) and
+ends at the first animation frame after the panel reports the render done
+(`body[data-state=ready]` with the expected `data-rendered-*`), so it
+includes fetching, PNG decoding, colouring and painting, but no browser
+automation latency. Every repeat uses a fresh browser context: nothing is
+cached in the page at its start.
+
+Reference: TensorBoard's own Images dashboard showing the same 64
+block1_conv1 channels, logged the usual way (one `tf.summary.image` tag per
+channel), timed from switching to its tab until every image has loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import common
+import numpy as np
+from common import LAYERS, median, p90, table
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from support import fetch, running_tensorboard, wait_until  # noqa: E402
+
+STEPS = 30
+SWITCH_LAYER = "block4_conv1"  # 512 channels of 28x28
+OTHER_512 = "block5_conv1"  # 512 channels of 14x14
+BIG_LAYER = "block1_conv1"  # 64 channels of 224x224
+TARGETS = {"switch": 300.0, "evolution": 300.0, "notch": 150.0}  # ms
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1400, "height": 900}
+TIMEOUT_MS = 60_000
+PAGINATION_KEY = "TF.TensorBoard.PaginatedView.limit"
+
+# Counts the page's fetches in flight, to wait for prefetching to settle
+# between two measures (a user pauses between two clicks too).
+INFLIGHT_SCRIPT = """
+(() => {
+  const f = window.fetch.bind(window);
+  window.__inflight = 0;
+  window.fetch = (...args) => {
+    window.__inflight++;
+    return f(...args).then(
+      async (r) => {
+        try { await r.clone().arrayBuffer(); } finally { window.__inflight--; }
+        return r;
+      },
+      (e) => { window.__inflight--; throw e; });
+  };
+})();
+"""
+
+# Operates one control and resolves with the time to the panel's "ready"
+# and to the next frames after it.
+MEASURE_JS = """
+async ([action, arg, expect]) => {
+  const b = document.body;
+  const ok = () => b.dataset.state === "ready" &&
+    Object.entries(expect).every(([k, v]) => b.dataset[k] === v);
+  if (ok()) throw new Error("already showing " + JSON.stringify(expect));
+  let observer;
+  const done = new Promise((resolve, reject) => {
+    observer = new MutationObserver(() => { if (ok()) resolve(performance.now()); });
+    observer.observe(b, { attributes: true });
+    setTimeout(() => reject(new Error("no render of " + JSON.stringify(expect))), 60000);
+  });
+  const actions = {
+    layer: (name) =>
+      b.querySelector(`#layers button.layer[data-layer="${CSS.escape(name)}"]`).click(),
+    channel: (c) => b.querySelector(`.grid .tile[data-channel="${c}"]`).click(),
+    slider: (index) => {
+      const s = document.getElementById("step-slider");
+      s.value = String(index);
+      s.dispatchEvent(new Event("input", { bubbles: true }));
+    },
+  };
+  const t0 = performance.now();
+  actions[action](arg);
+  const ready = await done;
+  observer.disconnect();
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  return { ready: ready - t0, painted: performance.now() - t0,
+           tiles: b.querySelectorAll(".grid .tile").length,
+           frames: b.querySelectorAll("#evolution .frame").length };
+}
+"""
+
+# The reference: switch TensorBoard to its Images tab and wait until `want`
+# images (inside the dashboard's shadow DOM) have loaded.
+IMAGES_JS = """
+async ([want]) => {
+  const imgs = () => {
+    const out = [];
+    const walk = (root) => {
+      for (const el of root.querySelectorAll("*")) {
+        if (el.tagName === "IMG") out.push(el);
+        if (el.shadowRoot) walk(el.shadowRoot);
+      }
+    };
+    walk(document);
+    return out.filter((i) => i.src && !i.src.startsWith("data:") && i.closest && true);
+  };
+  const t0 = performance.now();
+  window.location.hash = "#images";
+  const deadline = t0 + 60000;
+  for (;;) {
+    await new Promise((r) => requestAnimationFrame(r));
+    const all = imgs().filter((i) => i.src.includes("/data/plugin/images/"));
+    if (all.length >= want && all.every((i) => i.complete && i.naturalWidth > 0)) {
+      await new Promise((r) => requestAnimationFrame(r));
+      return { painted: performance.now() - t0, images: all.length };
+    }
+    if (performance.now() > deadline) {
+      return { painted: NaN, images: all.length,
+               loaded: all.filter((i) => i.complete && i.naturalWidth > 0).length };
+    }
+  }
+}
+"""
+
+
+def api_json(base, route, plugin="activations", **params):
+    r = fetch(f"{base}data/plugin/{plugin}/{route}?{urlencode(params)}")
+    if r.status != 200:
+        raise ValueError(f"{route} answered {r.status}: {r.text[:200]}")
+    return r.json()
+
+
+def write_logs(logdir: Path, steps: int) -> None:
+    """The activations log and the reference image summaries, once per directory."""
+    import keras
+    import tensorflow as tf
+
+    from tb_activations import log_activations
+
+    done = logdir / "complete.json"
+    if done.exists() and json.loads(done.read_text()).get("steps") == steps:
+        return
+    keras.utils.set_random_seed(0)
+    model = common.vgg16()
+    pixels = common.probe_pixels()
+    preprocess = keras.applications.vgg16.preprocess_input
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    for s in range(steps):
+        if s:
+            # Small changes to the kernels, so that every step shows something new.
+            for layer in model.layers:
+                if layer.weights:
+                    k = layer.weights[0]
+                    w = keras.ops.convert_to_numpy(k)
+                    k.assign(w + rng.normal(0, 0.03 * w.std(), w.shape).astype(w.dtype))
+        log_activations(
+            model,
+            pixels,
+            logdir / "vgg16",
+            layers=LAYERS,
+            step=s,
+            preprocess=preprocess,
+            verbose=0,
+        )
+    print(f"wrote {steps} steps of activations in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    # The same 64 channels of block1_conv1, the usual way: one image tag per channel.
+    extractor = keras.Model(model.inputs[0], model.get_layer(BIG_LAYER).output)
+    batch = preprocess(pixels.copy())
+    writer = tf.summary.create_file_writer(str(logdir / "reference" / "images"))
+    with writer.as_default():
+        for s in range(3):
+            a = np.asarray(extractor.predict_on_batch(batch))
+            lo = a.min(axis=(1, 2), keepdims=True)
+            span = a.max(axis=(1, 2), keepdims=True) - lo
+            norm = np.divide(a - lo, span, out=np.zeros_like(a), where=span > 0)
+            for c in range(a.shape[-1]):
+                tf.summary.image(f"{BIG_LAYER}/{c:02d}", norm[..., c : c + 1], step=s)
+    writer.close()
+    done.write_text(json.dumps({"steps": steps}))
+
+
+class Session:
+    """One fresh browser context on the panel."""
+
+    def __init__(self, browser, base):
+        self.context = browser.new_context(viewport=VIEWPORT)
+        self.context.add_init_script(INFLIGHT_SCRIPT)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(f"{base}#activations&run=activations&layer={BIG_LAYER}")
+        self.frame = self._frame()
+        self.frame.wait_for_selector(
+            f'body[data-state=ready][data-rendered-layer="{BIG_LAYER}"]',
+            state="attached",
+            timeout=TIMEOUT_MS,
+        )
+        self.settle()
+
+    def _frame(self):
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while time.monotonic() < deadline:
+            for f in self.page.frames:
+                if "plugin_entry.html" in f.url and "activations" in f.url:
+                    return f
+            # Sleeping through Playwright lets it process the page's events.
+            self.page.wait_for_timeout(50)
+        raise TimeoutError(f"No Activations iframe among {[f.url for f in self.page.frames]}")
+
+    def settle(self, quiet_ms: int = 400) -> None:
+        """Waits until no fetch has been in flight for `quiet_ms`."""
+        self.frame.wait_for_function(
+            """(quiet) => {
+                const now = performance.now();
+                if (window.__inflight > 0) { window.__quietSince = null; return false; }
+                window.__quietSince = window.__quietSince || now;
+                return now - window.__quietSince >= quiet;
+            }""",
+            arg=quiet_ms,
+            polling=50,
+            timeout=TIMEOUT_MS,
+        )
+        self.frame.evaluate("() => { window.__quietSince = null; }")
+
+    def measure(self, action, arg, **expect):
+        expect = {"rendered" + k[0].upper() + k[1:]: str(v) for k, v in expect.items()}
+        result = self.frame.evaluate(MEASURE_JS, [action, arg, expect])
+        self.settle()
+        return result
+
+    def slider_index(self) -> int:
+        return int(self.frame.evaluate("() => document.getElementById('step-slider').value"))
+
+    def close_detail(self) -> None:
+        self.frame.evaluate(
+            """() => document.body.dispatchEvent(
+                new KeyboardEvent("keydown", { key: "Escape", bubbles: true }))"""
+        )
+        self.frame.wait_for_selector('body[data-rendered-channel=""]', state="attached")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def measure_panel(browser, base, steps, n, notches):
+    rows: dict[str, list[dict]] = {}
+
+    def add(name, r):
+        rows.setdefault(name, []).append(r)
+
+    for rep in range(n):
+        s = Session(browser, base)
+        # (c) One notch of the step slider on the 64-channel 224x224 layer; the
+        # panel prefetches the neighbouring steps, as it does for a user.
+        for _ in range(notches):
+            i = s.slider_index() - 1
+            add("notch", s.measure("slider", i, step=steps[i], layer=BIG_LAYER))
+        # A jump the prefetch did not foresee: fetch and decode all 64 channels.
+        i = s.slider_index() - 10
+        add("jump", s.measure("slider", i, step=steps[i], layer=BIG_LAYER))
+        # (b) One channel's evolution over all steps, on the largest images.
+        c = (5 + 11 * rep) % 64
+        r = s.measure("channel", c, channel=c, layer=BIG_LAYER)
+        add("evolution", r)
+        s.close_detail()
+        # (a) Switching to a 512-channel layer: its whole grid.
+        add("switch", s.measure("layer", SWITCH_LAYER, layer=SWITCH_LAYER))
+        c = (7 + 13 * rep) % 512
+        add("evolution512", s.measure("channel", c, channel=c, layer=SWITCH_LAYER))
+        s.close_detail()
+        add("switch512b", s.measure("layer", OTHER_512, layer=OTHER_512))
+        add("back64", s.measure("layer", BIG_LAYER, layer=BIG_LAYER))
+        add("back512", s.measure("layer", SWITCH_LAYER, layer=SWITCH_LAYER))
+        if s.errors:
+            raise RuntimeError(f"page errors: {s.errors}")
+        s.close()
+        print(f"panel repeat {rep + 1}/{n} done", file=sys.stderr)
+    return rows
+
+
+def measure_reference(browser, base, n, want=64):
+    out = []
+    for rep in range(n):
+        context = browser.new_context(viewport=VIEWPORT)
+        # Show all the tags on one page, as the panel does (TensorBoard's default is 12).
+        context.add_init_script(
+            f"localStorage.setItem({PAGINATION_KEY!r}, '{want}');"
+            f"localStorage.setItem('_tb_global_settings', '{{\"paginationSize\": {want}}}');"
+        )
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{base}#scalars")
+        page.wait_for_function(
+            "() => document.querySelector('tb-webapp') !== null", timeout=TIMEOUT_MS
+        )
+        time.sleep(1.0)
+        r = page.evaluate(IMAGES_JS, [want])
+        out.append(r)
+        context.close()
+        print(f"reference repeat {rep + 1}/{n}: {r}", file=sys.stderr)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few repeats: a smoke run")
+    ap.add_argument("--repeats", type=int, help="fresh browser contexts per measure")
+    ap.add_argument("--logdir", help="where to write (or reuse) the logs")
+    ap.add_argument("--output", help="also write the tables to this markdown file")
+    ap.add_argument("--part", choices=("all", "panel", "reference"), default="all")
+    args = ap.parse_args(argv)
+    n = args.repeats or (2 if args.quick else 8)
+    notches = 2 if args.quick else 3
+
+    from playwright.sync_api import sync_playwright
+
+    logdir = Path(args.logdir or tempfile.mkdtemp(prefix="tb_act_panel_"))
+    write_logs(logdir, STEPS)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        panel, reference = {}, []
+        if args.part != "reference":
+            panel = run_panel(browser, logdir, n, notches)
+        if args.part != "panel":
+            reference = run_reference(browser, logdir, n)
+        browser.close()
+    report(panel, reference, n, notches, args.output)
+    return 0
+
+
+def run_panel(browser, logdir, n, notches):
+    with running_tensorboard(logdir / "vgg16") as base:
+        wait_until(
+            lambda: all(
+                len(api_json(base, "steps", run="activations", tag=t)["steps"]) == STEPS
+                for t in LAYERS
+            ),
+            300,
+            "TensorBoard to load every step",
+            interval=1.0,
+        )
+        steps = [
+            s["step"] for s in api_json(base, "steps", run="activations", tag=BIG_LAYER)["steps"]
+        ]
+        Session(browser, base).close()  # warm-up: the browser, the server's caches
+        return measure_panel(browser, base, steps, n, notches)
+
+
+def run_reference(browser, logdir, n):
+    with running_tensorboard(logdir / "reference") as base:
+        wait_until(
+            lambda: len(api_json(base, "tags", plugin="images").get("images", {})) >= 64,
+            300,
+            "TensorBoard to load the reference images",
+            interval=1.0,
+        )
+        return measure_reference(browser, base, n)
+
+
+def report(panel, reference, n, notches, output):
+    out = io.StringIO()
+
+    def emit(s=""):
+        print(s)
+        out.write(s + "\n")
+
+    def painted(name):
+        return [r["painted"] for r in panel[name]]
+
+    emit("# Panel benchmark: VGG16, five `blockN_conv1` layers, 30 steps, headless Chromium")
+    emit()
+    emit(
+        f"Each row: {n} fresh browser contexts (notches: {notches} per context). Time from "
+        "operating the control to the first frame after the panel reports the render done "
+        "(fetch, PNG decode, colouring, painting). Viewport "
+        f"{VIEWPORT['width']}x{VIEWPORT['height']}, tiles at the panel's default size."
+    )
+    emit()
+    emit(common.machine_info([f"Chromium {CHROMIUM} with {' '.join(CHROMIUM_ARGS)}"]))
+    emit()
+    rows = []
+    for key, label in (
+        ("switch", f"(a) switch to a 512-channel layer ({SWITCH_LAYER}, 28x28): whole grid"),
+        (
+            "evolution",
+            f"(b) open one channel's evolution over {STEPS} steps ({BIG_LAYER}, 224x224)",
+        ),
+        ("notch", f"(c) step slider one notch, {BIG_LAYER} (64 channels, 224x224)"),
+    ):
+        if key not in panel:
+            continue
+        v = painted(key)
+        target = TARGETS[key]
+        rows.append(
+            (
+                label,
+                f"{median(v):.0f} ms",
+                f"{p90(v):.0f} ms",
+                f"<= {target:.0f} ms",
+                "yes" if median(v) <= target else "**no**",
+            )
+        )
+    emit(table(["measure", "median", "p90", "target", "met"], rows))
+    emit()
+    emit("## More measures (no target)")
+    emit()
+    ref = [r["painted"] for r in reference if r["painted"] == r["painted"]]
+    rows = []
+    for key, label in (
+        ("jump", f"step slider jump of 10 steps (not prefetched), {BIG_LAYER}"),
+        (
+            "evolution512",
+            f"open one channel's evolution over {STEPS} steps ({SWITCH_LAYER}, 28x28)",
+        ),
+        ("switch512b", f"switch to the other 512-channel layer ({OTHER_512}, 14x14)"),
+        ("back64", f"switch back to {BIG_LAYER} (already fetched)"),
+        ("back512", f"switch back to {SWITCH_LAYER} (already fetched)"),
+    ):
+        if key not in panel:
+            continue
+        v = painted(key)
+        rows.append((label, f"{median(v):.0f} ms", f"{p90(v):.0f} ms"))
+    if ref:
+        rows.append(
+            (
+                f"reference: TensorBoard's Images dashboard, {reference[0]['images']} images of "
+                f"{BIG_LAYER} (one tag per channel), tab switch until all loaded",
+                f"{median(ref):.0f} ms",
+                f"{p90(ref):.0f} ms",
+            )
+        )
+    elif reference:
+        rows.append(("reference: Images dashboard did not load its images", str(reference), ""))
+    emit(table(["measure", "median", "p90"], rows))
+    emit()
+    ready = [(key, median([r["ready"] for r in panel[key]]), median(painted(key))) for key in panel]
+    emit(
+        "Of these, the time to the panel's `ready` signal (before the browser paints): "
+        + "; ".join(f"{k} {a:.0f} ms of {b:.0f}" for k, a, b in ready)
+        + "."
+    )
+    emit()
+    if output:
+        with open(output, "w") as f:
+            f.write(out.getvalue())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
