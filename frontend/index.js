@@ -45,7 +45,7 @@ const state = {
   channel: null,
   cmap: "viridis",
   norm: "channel",
-  size: 96,
+  size: null,
   filter: "",
   steps: [],
   stepsData: null,
@@ -410,6 +410,12 @@ async function renderStep() {
   if (step === null || !info) return;
   setPhase("loading");
   writeUrl();
+  if (state.channel !== null) {
+    // Start the evolution's request now, so the server works while we draw.
+    model.fetchSeries(run, tag, state.channel, probe, state.version).catch(() => {
+      // Reported when the evolution is drawn.
+    });
+  }
   let layer = model.peekLayer(run, tag, step, probe);
   let statsData = null;
   try {
@@ -433,7 +439,9 @@ async function renderStep() {
   if (gen !== renderGen) return;
   state.layer = layer;
   state.statsData = statsData;
+  const drawStart = performance.now();
   drawLayer(info, layer);
+  performance.measure("activations:draw", { start: drawStart, end: performance.now() });
   if (state.channel !== null) {
     await renderDetail(gen, info, layer);
     if (gen !== renderGen) return;
@@ -448,6 +456,14 @@ async function renderStep() {
   b.renderedChannel = state.channel === null ? "" : String(state.channel);
   setPhase("ready");
   prefetch();
+}
+
+/** Tiles shrink as channels grow, until the user picks a size. */
+function tileSize(n) {
+  if (state.size !== null) return state.size;
+  const auto = n <= 16 ? 128 : n <= 64 ? 96 : n <= 256 ? 64 : 48;
+  el.size.value = String(auto);
+  return auto;
 }
 
 function drawLayer(info, layer) {
@@ -489,10 +505,10 @@ function drawLayer(info, layer) {
   }
   if (info.layout === "image") {
     if (el.view.firstChild !== grid.el) el.view.replaceChildren(grid.el);
-    grid.show(layer, tables, state.size, state.channel);
+    grid.show(layer, tables, tileSize(n), state.channel);
   } else {
     if (el.view.firstChild !== stripMap.el) el.view.replaceChildren(stripMap.el);
-    stripMap.show(layer, tables, info.layout, state.size);
+    stripMap.show(layer, tables, info.layout, state.size ?? 96);
   }
 }
 
@@ -609,14 +625,24 @@ function selectRun(run) {
     state.channel = null;
   }
   closeDetailIfInvalid();
+  speculate();
   renderLayerList();
   renderProbes();
   loadSteps();
 }
 
+/** Layers of a run share their steps: ask for the same step before the list arrives. */
+function speculate() {
+  if (state.step === null || !state.run || !state.tag) return;
+  model.fetchLayer(state.run, state.tag, state.step, state.probe).catch(() => {
+    // The step may not exist for this layer; loadSteps picks one that does.
+  });
+}
+
 function selectLayer(tag) {
   if (tag === state.tag) return;
   state.tag = tag;
+  speculate();
   state.channel = null;
   detail.hide();
   evolutionKey = null;
@@ -643,7 +669,7 @@ function closeDetail() {
   state.channel = null;
   evolutionKey = null;
   detail.hide();
-  grid.el.querySelector(".tile.selected")?.classList.remove("selected");
+  grid.select(null);
   document.body.dataset.renderedChannel = "";
   writeUrl();
 }
@@ -794,7 +820,6 @@ export async function render() {
   detail = new Detail(el.detail, { onClose: closeDetail, onStep: goToStep });
   applyUrlState(readUrlState());
   el.norm.value = state.norm;
-  el.size.value = String(state.size);
   wire();
   await loadColormaps();
   await poll();

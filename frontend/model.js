@@ -2,6 +2,8 @@
 // through here, so caching, in-flight de-duplication and error text live in
 // one place. URLs are relative: the iframe's <base> points at the plugin.
 
+import { decodeGrayPng } from "./png.js";
+
 /** A failed request, carrying the server's plain-text explanation. */
 export class RequestError extends Error {
   constructor(what, status, text) {
@@ -82,7 +84,15 @@ function scratchContext(w, h) {
  * management is switched off so the levels arrive untouched.
  */
 export async function decodeGray(b64) {
-  const blob = new Blob([base64Bytes(b64)], { type: "image/png" });
+  const bytes = base64Bytes(b64);
+  const fast = decodeGrayPng(bytes);
+  if (fast) return fast;
+  return decodeWithBrowser(bytes);
+}
+
+/** The browser's own decoder, for any PNG the small decoder does not take. */
+export async function decodeWithBrowser(bytes) {
+  const blob = new Blob([bytes], { type: "image/png" });
   const bitmap = await createImageBitmap(blob, {
     colorSpaceConversion: "none",
     premultiplyAlpha: "none",

@@ -265,18 +265,36 @@ function badges(row) {
   return out;
 }
 
-/** The grid of channel tiles for image layers; tiles and canvases are reused across steps. */
+const GAP = 6;
+const CAPTION = 16;
+
+/**
+ * The grid of channel tiles for image layers. Every tile is drawn into one
+ * atlas canvas (one putImageData, one composited layer), with a light DOM
+ * element over each tile for its label, marks, hover and clicks: hundreds of
+ * separate canvases cost far more to create and composite.
+ */
 export class TileGrid {
   constructor(onOpen) {
-    this.el = h("div", { className: "grid", role: "list" });
+    this.canvas = h("canvas", { className: "atlas" });
+    this.overlay = h("div", { className: "atlas-tiles", role: "list" });
+    this.el = h("div", { className: "grid" }, this.canvas, this.overlay);
     this.tiles = [];
     this.onOpen = onOpen;
+    this.last = null;
+    this.cols = 0;
+    // The view narrows when the detail opens; re-flow only if columns change.
+    this.resize = new ResizeObserver(() => {
+      if (this.last && this.el.isConnected && this._columns(this.last) !== this.cols) {
+        this.show(...this.last.args);
+      }
+    });
+    this.resize.observe(this.el);
   }
 
   _tile(c) {
     let t = this.tiles[c];
     if (!t) {
-      const canvas = h("canvas", { className: "tile-canvas" });
       const label = h("span", { className: "tile-label" });
       const marks = h("span", { className: "tile-marks" });
       const el = h(
@@ -294,38 +312,97 @@ export class TileGrid {
             }
           },
         },
-        canvas,
         h("div", { className: "tile-caption" }, label, marks),
       );
-      t = { el, canvas, label, marks, deadKey: null };
+      label.textContent = `${c}`;
+      t = { el, label, marks, markKey: null };
       this.tiles[c] = t;
     }
     return t;
   }
 
+  _columns({ tileW }) {
+    const avail = this.el.clientWidth || this.el.parentElement?.clientWidth || 800;
+    return Math.max(1, Math.floor((avail + GAP) / (tileW + GAP)));
+  }
+
   show(layer, tables, size, selected) {
     const n = layer.channels.length;
+    if (!n) {
+      this.overlay.replaceChildren();
+      return;
+    }
+    const { width: w, height: hh } = layer.channels[0];
+    const scale = size / Math.max(w, hh);
+    const tileW = w * scale;
+    const geometry = { tileW };
+    const cols = Math.min(n, this._columns(geometry));
+    this.cols = this._columns(geometry);
+    this.last = { tileW, args: [layer, tables, size, selected] };
+    // Gaps are whole atlas pixels, so every tile starts on a pixel boundary.
+    const gx = Math.max(1, Math.ceil(GAP / scale));
+    const gy = Math.max(1, Math.ceil((GAP + CAPTION) / scale));
+    const rows = Math.ceil(n / cols);
+    const aw = cols * (w + gx) - gx;
+    const ah = rows * (hh + gy);
+    if (this.canvas.width !== aw || this.canvas.height !== ah || !this.image) {
+      this.canvas.width = aw;
+      this.canvas.height = ah;
+      this.ctx = this.canvas.getContext("2d");
+      this.image = this.ctx.createImageData(aw, ah);
+    }
+    const out = new Uint32Array(this.image.data.buffer);
+    out.fill(0);
     const els = [];
     for (let c = 0; c < n; c++) {
-      const t = this._tile(c);
       const ch = layer.channels[c];
-      paint(t.canvas, ch, tables[c]);
-      fitCanvas(t.canvas, ch.width, ch.height, size);
-      t.label.textContent = `${c}`;
-      const row = layer.stats[c];
-      const key = `${isDead(row)}${row && row[STAT.nonfinite] > 0}`;
-      if (key !== t.deadKey) {
-        t.marks.replaceChildren(...badges(row));
-        t.el.classList.toggle("is-dead", isDead(row));
-        t.deadKey = key;
+      const col = c % cols;
+      const row = (c / cols) | 0;
+      const ax = col * (w + gx);
+      const ay = row * (hh + gy);
+      const table = tables[c];
+      const g = ch.gray;
+      const cw = Math.min(ch.width, w);
+      const chh = Math.min(ch.height, hh);
+      for (let y = 0; y < chh; y++) {
+        let o = (ay + y) * aw + ax;
+        let i = y * ch.width;
+        for (let x = 0; x < cw; x++) out[o++] = table[g[i++]];
       }
-      t.el.title = row
-        ? `channel ${c}: min ${fmt(row[STAT.min])}, max ${fmt(row[STAT.max])}, mean ${fmt(row[STAT.mean])}`
-        : `channel ${c}`;
+      const t = this._tile(c);
+      const st = t.el.style;
+      st.left = `${ax * scale}px`;
+      st.top = `${ay * scale}px`;
+      st.width = `${w * scale}px`;
+      st.height = `${hh * scale}px`;
+      t.el.dataset.ax = String(ax);
+      t.el.dataset.ay = String(ay);
+      t.el.dataset.w = String(w);
+      t.el.dataset.h = String(hh);
+      const row0 = layer.stats[c];
+      const dead = isDead(row0);
+      const key = `${dead}${row0 && row0[STAT.nonfinite] > 0}`;
+      if (key !== t.markKey) {
+        t.marks.replaceChildren(...badges(row0));
+        t.el.classList.toggle("is-dead", dead);
+        t.markKey = key;
+      }
+      t.el.title = row0
+        ? `channel ${c}: min ${fmt(row0[STAT.min])}, max ${fmt(row0[STAT.max])}, mean ${fmt(row0[STAT.mean])}`
+        : `channel ${c}: no finite values`;
       t.el.classList.toggle("selected", c === selected);
       els.push(t.el);
     }
-    if (this.el.childElementCount !== n || this.el.firstChild !== els[0]) this.el.replaceChildren(...els);
+    this.ctx.putImageData(this.image, 0, 0);
+    this.canvas.style.width = `${aw * scale}px`;
+    this.canvas.style.height = `${ah * scale}px`;
+    if (this.overlay.childElementCount !== n || this.overlay.firstChild !== els[0]) {
+      this.overlay.replaceChildren(...els);
+    }
+  }
+
+  select(c) {
+    for (const t of this.tiles) t?.el.classList.toggle("selected", t.el.dataset.channel === String(c));
   }
 }
 

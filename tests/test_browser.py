@@ -263,11 +263,23 @@ class Panel:
 
     def canvas(self, selector: str, index: int = 0) -> dict:
         """Pixels of a canvas: size, luminance variance and a digest."""
+        return self._pixels(selector, index, None)
+
+    def tile(self, channel: int) -> dict:
+        """Pixels of one channel's tile in the grid."""
+        return self._pixels(".grid canvas.atlas", 0, channel)
+
+    def _pixels(self, selector, index, tile):
         return self.frame.evaluate(
-            """([sel, i]) => {
+            """([sel, i, tile]) => {
                 const c = document.querySelectorAll(sel)[i];
                 if (!c) return null;
-                const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+                let [x, y, w, ht] = [0, 0, c.width, c.height];
+                if (tile !== null) {
+                    const t = document.querySelector(`.grid .tile[data-channel="${tile}"]`).dataset;
+                    [x, y, w, ht] = [+t.ax, +t.ay, +t.w, +t.h];
+                }
+                const d = c.getContext("2d").getImageData(x, y, w, ht).data;
                 let h = 2166136261, s = 0, s2 = 0, gray = true;
                 for (let j = 0; j < d.length; j += 4) {
                     const l = (d[j] + d[j + 1] + d[j + 2]) / 3;
@@ -277,10 +289,10 @@ class Panel:
                     h = Math.imul(h ^ d[j + 2], 16777619) >>> 0;
                 }
                 const n = d.length / 4;
-                return {w: c.width, h: c.height, variance: s2 / n - (s / n) ** 2,
+                return {w, h: ht, variance: s2 / n - (s / n) ** 2,
                         digest: h >>> 0, gray, cssWidth: c.getBoundingClientRect().width};
             }""",
-            [selector, index],
+            [selector, index, tile],
         )
 
 
@@ -315,7 +327,7 @@ def test_grid_shows_every_channel_with_real_pixels(panel, server):
     tiles = panel.ui.locator(".grid .tile")
     assert tiles.count() == info["channels"] == 16
     assert tiles.locator(".tile-label").all_text_contents() == [str(c) for c in range(16)]
-    pixels = [panel.canvas(".grid canvas", c) for c in range(16)]
+    pixels = [panel.tile(c) for c in range(16)]
     assert all(p["w"] == 28 and p["h"] == 28 for p in pixels)
     assert sum(p["variance"] > 1 for p in pixels) >= 8, pixels
     # The latest step is shown, with its epoch.
@@ -416,13 +428,13 @@ def test_step_slider_keys_typed_step_and_play_change_the_image(panel, server):
     panel.pick_layer("conv1")
     steps = steps_of(server, HTML_RUN, "conv1")
     assert len(steps) >= 5
-    latest = panel.canvas(".grid canvas", 0)
+    latest = panel.tile(0)
     # The slider, by keyboard on the slider itself.
     slider = panel.ui.locator("#step-slider")
     slider.focus()
     panel.page.keyboard.press("Home")
     panel.wait_ready(step=str(steps[0]))
-    first = panel.canvas(".grid canvas", 0)
+    first = panel.tile(0)
     assert first["digest"] != latest["digest"]
     assert panel.ui.locator("#step-input").input_value() == str(steps[0])
     # Arrow keys anywhere else in the panel.
@@ -436,12 +448,12 @@ def test_step_slider_keys_typed_step_and_play_change_the_image(panel, server):
     panel.ui.locator("#step-input").fill(str(target))
     panel.ui.locator("#step-input").press("Enter")
     panel.wait_ready(step=str(target))
-    assert panel.canvas(".grid canvas", 0)["digest"] not in (first["digest"],)
+    assert panel.tile(0)["digest"] not in (first["digest"],)
     # Dragging the slider to its end.
     box = slider.bounding_box()
     panel.page.mouse.click(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
     panel.wait_ready(step=str(steps[-1]))
-    assert panel.canvas(".grid canvas", 0)["digest"] == latest["digest"]
+    assert panel.tile(0)["digest"] == latest["digest"]
     # Play runs through the steps from the start and stops at the end.
     panel.ui.locator("#prev-step").click()
     panel.wait_ready(step=str(steps[-2]))
@@ -454,18 +466,18 @@ def test_colormap_and_normalization_change_the_pixels(panel, server):
     panel.open()
     panel.pick_run(HTML_RUN)
     panel.pick_layer("conv1")
-    base = [panel.canvas(".grid canvas", c) for c in range(4)]
+    base = [panel.tile(c) for c in range(4)]
     assert not base[0]["gray"]
     panel.ui.locator("#colormap").select_option("gray")
     panel.wait_ready(cmap="gray")
-    gray = [panel.canvas(".grid canvas", c) for c in range(4)]
+    gray = [panel.tile(c) for c in range(4)]
     assert all(g["gray"] for g in gray)
     assert gray[0]["digest"] != base[0]["digest"]
     digests = {"channel": [g["digest"] for g in gray]}
     for norm in ("layer", "channel-fixed", "layer-fixed"):
         panel.ui.locator("#normalization").select_option(norm)
         panel.wait_ready(norm=norm)
-        digests[norm] = [panel.canvas(".grid canvas", c)["digest"] for c in range(4)]
+        digests[norm] = [panel.tile(c)["digest"] for c in range(4)]
     assert digests["layer"] != digests["channel"]
     assert digests["layer-fixed"] != digests["layer"]
     assert digests["channel-fixed"] != digests["channel"]
@@ -505,10 +517,10 @@ def test_probe_selection_switches_the_activations(panel, server):
     panel.open()
     panel.pick_run(HTML_RUN)
     panel.pick_layer("conv1")
-    before = panel.canvas(".grid canvas", 0)
+    before = panel.tile(0)
     panel.ui.locator("#probes .probe").nth(1).click()
     panel.wait_ready(probe="1")
-    assert panel.canvas(".grid canvas", 0)["digest"] != before["digest"]
+    assert panel.tile(0)["digest"] != before["digest"]
     assert "selected" in panel.ui.locator("#probes .probe").nth(1).get_attribute("class")
 
 
@@ -565,7 +577,7 @@ def test_selection_lives_in_the_url_and_survives_a_reload(panel, server):
     panel.page.wait_for_function("() => location.hash.includes('channel=7')")
     url = panel.page.url
     assert url.split("#", 1)[1].startswith("activations&")
-    pixels = panel.canvas(".grid canvas", 3)
+    pixels = panel.tile(3)
 
     panel.page.reload()
     assert panel.page.url == url
@@ -583,14 +595,14 @@ def test_selection_lives_in_the_url_and_survives_a_reload(panel, server):
     assert panel.ui.locator("#run").input_value() == HTML_RUN
     assert panel.ui.locator("#colormap").input_value() == "magma"
     assert panel.ui.locator("#normalization").input_value() == "layer-fixed"
-    assert panel.canvas(".grid canvas", 3)["digest"] == pixels["digest"]
+    assert panel.tile(3)["digest"] == pixels["digest"]
 
     # The same address in a fresh page shows the same view: it can be shared.
     fresh = panel.page.context.new_page()
     fresh.goto(url)
     other = Panel(fresh, server)
     other.wait_ready(**expected)
-    assert other.canvas(".grid canvas", 3)["digest"] == pixels["digest"]
+    assert other.tile(3)["digest"] == pixels["digest"]
     assert not other.problems
 
 
