@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import tempfile
 import time
@@ -104,7 +105,14 @@ async ([action, arg, expect]) => {
   const ready = await done;
   observer.disconnect();
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-  return { ready: ready - t0, painted: performance.now() - t0,
+  const painted = performance.now() - t0;
+  // The panel's own requests for this render (prefetches start after it).
+  const res = performance.getEntriesByType("resource").filter((e) =>
+    e.startTime >= t0 && e.startTime <= ready && e.name.includes("/data/plugin/activations/"));
+  return { ready: ready - t0, painted,
+           fetched: res.length ? Math.max(...res.map((e) => e.responseEnd)) - t0 : 0,
+           bytes: res.reduce((a, e) => a + (e.encodedBodySize || 0), 0),
+           requests: res.length,
            tiles: b.querySelectorAll(".grid .tile").length,
            frames: b.querySelectorAll("#evolution .frame").length };
 }
@@ -149,6 +157,26 @@ def api_json(base, route, plugin="activations", **params):
     if r.status != 200:
         raise ValueError(f"{route} answered {r.status}: {r.text[:200]}")
     return r.json()
+
+
+# The panel's counterpart of the reference: switch TensorBoard to the
+# Activations tab (its iframe loads) until the grid of `layer` is drawn.
+TAB_JS = """
+async ([hash, layer]) => {
+  const t0 = performance.now();
+  window.location.hash = hash;
+  for (;;) {
+    await new Promise((r) => requestAnimationFrame(r));
+    const f = document.querySelector("iframe");
+    const b = f && f.contentDocument && f.contentDocument.body;
+    if (b && b.dataset.state === "ready" && b.dataset.renderedLayer === layer) {
+      await new Promise((r) => requestAnimationFrame(r));
+      return { painted: performance.now() - t0 };
+    }
+    if (performance.now() - t0 > 60000) return { painted: NaN };
+  }
+}
+"""
 
 
 def write_logs(logdir: Path, steps: int) -> None:
@@ -301,6 +329,21 @@ def measure_panel(browser, base, steps, n, notches):
     return rows
 
 
+def measure_tab_switch(browser, base, n):
+    out = []
+    for _ in range(n):
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{base}#scalars")
+        page.wait_for_function("() => document.querySelector('tb-webapp') !== null")
+        page.wait_for_timeout(1000)
+        hash_ = f"#activations&run=activations&layer={BIG_LAYER}"
+        out.append(page.evaluate(TAB_JS, [hash_, BIG_LAYER]))
+        context.close()
+    return out
+
+
 def measure_reference(browser, base, n, want=64):
     out = []
     for rep in range(n):
@@ -316,7 +359,7 @@ def measure_reference(browser, base, n, want=64):
         page.wait_for_function(
             "() => document.querySelector('tb-webapp') !== null", timeout=TIMEOUT_MS
         )
-        time.sleep(1.0)
+        page.wait_for_timeout(1000)
         r = page.evaluate(IMAGES_JS, [want])
         out.append(r)
         context.close()
@@ -331,7 +374,9 @@ def main(argv=None):
     ap.add_argument("--logdir", help="where to write (or reuse) the logs")
     ap.add_argument("--output", help="also write the tables to this markdown file")
     ap.add_argument("--part", choices=("all", "panel", "reference"), default="all")
+    common.add_quiet_arguments(ap)
     args = ap.parse_args(argv)
+    wait = args.wait if args.wait is not None else (0 if args.quick else 600)
     n = args.repeats or (2 if args.quick else 8)
     notches = 2 if args.quick else 3
 
@@ -343,16 +388,17 @@ def main(argv=None):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         panel, reference = {}, []
+        loads = []
         if args.part != "reference":
-            panel = run_panel(browser, logdir, n, notches)
+            panel = run_panel(browser, logdir, n, notches, args.max_load, wait, loads)
         if args.part != "panel":
-            reference = run_reference(browser, logdir, n)
+            reference = run_reference(browser, logdir, n, args.max_load, wait, loads)
         browser.close()
-    report(panel, reference, n, notches, args.output)
+    report(panel, reference, n, notches, args.output, loads)
     return 0
 
 
-def run_panel(browser, logdir, n, notches):
+def run_panel(browser, logdir, n, notches, max_load, wait, loads):
     with running_tensorboard(logdir / "vgg16") as base:
         wait_until(
             lambda: all(
@@ -367,10 +413,14 @@ def run_panel(browser, logdir, n, notches):
             s["step"] for s in api_json(base, "steps", run="activations", tag=BIG_LAYER)["steps"]
         ]
         Session(browser, base).close()  # warm-up: the browser, the server's caches
-        return measure_panel(browser, base, steps, n, notches)
+        loads.append(common.wait_for_quiet(max_load, wait))
+        rows = measure_panel(browser, base, steps, n, notches)
+        rows["tab"] = measure_tab_switch(browser, base, n)
+        loads.append(os.getloadavg()[0])
+        return rows
 
 
-def run_reference(browser, logdir, n):
+def run_reference(browser, logdir, n, max_load, wait, loads):
     with running_tensorboard(logdir / "reference") as base:
         wait_until(
             lambda: len(api_json(base, "tags", plugin="images").get("images", {})) >= 64,
@@ -378,10 +428,13 @@ def run_reference(browser, logdir, n):
             "TensorBoard to load the reference images",
             interval=1.0,
         )
-        return measure_reference(browser, base, n)
+        loads.append(common.wait_for_quiet(max_load, wait))
+        rows = measure_reference(browser, base, n)
+        loads.append(os.getloadavg()[0])
+        return rows
 
 
-def report(panel, reference, n, notches, output):
+def report(panel, reference, n, notches, output, loads):
     out = io.StringIO()
 
     def emit(s=""):
@@ -400,7 +453,16 @@ def report(panel, reference, n, notches, output):
         f"{VIEWPORT['width']}x{VIEWPORT['height']}, tiles at the panel's default size."
     )
     emit()
-    emit(common.machine_info([f"Chromium {CHROMIUM} with {' '.join(CHROMIUM_ARGS)}"]))
+    emit(
+        common.machine_info(
+            [
+                f"Chromium {CHROMIUM} with {' '.join(CHROMIUM_ARGS)}",
+                "1-min load average at the start and end of each part: "
+                + ", ".join(f"{x:.2f}" for x in loads)
+                + " (the cores are shared with other processes)",
+            ]
+        )
+    )
     emit()
     rows = []
     for key, label in (
@@ -439,6 +501,11 @@ def report(panel, reference, n, notches, output):
         ("switch512b", f"switch to the other 512-channel layer ({OTHER_512}, 14x14)"),
         ("back64", f"switch back to {BIG_LAYER} (already fetched)"),
         ("back512", f"switch back to {SWITCH_LAYER} (already fetched)"),
+        (
+            "tab",
+            f"tab switch to Activations (iframe load included) until {BIG_LAYER}'s 64 "
+            "channels are drawn",
+        ),
     ):
         if key not in panel:
             continue
@@ -457,13 +524,29 @@ def report(panel, reference, n, notches, output):
         rows.append(("reference: Images dashboard did not load its images", str(reference), ""))
     emit(table(["measure", "median", "p90"], rows))
     emit()
-    ready = [(key, median([r["ready"] for r in panel[key]]), median(painted(key))) for key in panel]
-    emit(
-        "Of these, the time to the panel's `ready` signal (before the browser paints): "
-        + "; ".join(f"{k} {a:.0f} ms of {b:.0f}" for k, a, b in ready)
-        + "."
-    )
-    emit()
+    rows = [
+        (
+            key,
+            f"{median([r['fetched'] for r in v]):.0f} ms",
+            f"{median([r['ready'] for r in v]):.0f} ms",
+            f"{median(painted(key)):.0f} ms",
+            f"{median([r['requests'] for r in v]):.0f}",
+            common.size(median([r["bytes"] for r in v])),
+        )
+        for key, v in panel.items()
+        if "ready" in v[0]
+    ]
+    if rows:
+        emit("## Where the time goes (medians, ms from operating the control)")
+        emit()
+        emit(
+            "`responses in`: the panel's requests for this render have all arrived (server "
+            "and transfer); `ready`: decoded, coloured and drawn to canvases; `painted`: "
+            "the next frames are presented."
+        )
+        emit()
+        emit(table(["measure", "responses in", "ready", "painted", "requests", "bytes"], rows))
+        emit()
     if output:
         with open(output, "w") as f:
             f.write(out.getvalue())

@@ -308,7 +308,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, help="repeats of each measure")
     ap.add_argument("--steps", type=int, help="steps logged in a row for back-to-back cost")
     ap.add_argument("--output", help="also write the tables to this markdown file")
+    common.add_quiet_arguments(ap)
     args = ap.parse_args(argv)
+    wait = args.wait if args.wait is not None else (0 if args.quick else 600)
     n = args.repeats or (3 if args.quick else 15)
     k = args.steps or (3 if args.quick else 6)
     naive_n = 1 if args.quick else 4
@@ -320,7 +322,7 @@ def main(argv=None):
     recorder = ours.recorder
     workers = ours.cb._writer._workers
 
-    load_before = os.getloadavg()[0]
+    load_before = common.wait_for_quiet(args.max_load, wait)
     forward, o = measure_latency(ours, n)
     bare = median(forward[FORWARD])
     naive = Naive(recorder.extractor, recorder.batch, os.path.join(tmp, "naive"))

@@ -125,3 +125,32 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def wait_for_quiet(max_load: float, timeout: float) -> float:
+    """Waits (up to `timeout` s) for the 1-minute load average to drop below `max_load`.
+
+    Other processes on a shared machine take cores from the measures; waiting
+    for a quiet moment makes runs comparable. Returns the load at the end.
+    """
+    deadline = time.monotonic() + timeout
+    load = os.getloadavg()[0]
+    while load >= max_load and time.monotonic() < deadline:
+        print(f"waiting for a quieter machine: load {load:.2f} >= {max_load}", file=sys.stderr)
+        time.sleep(10)
+        load = os.getloadavg()[0]
+    return load
+
+
+def add_quiet_arguments(ap) -> None:
+    ap.add_argument(
+        "--max-load",
+        type=float,
+        default=1.0,
+        help="wait for the 1-minute load average to drop below this before measuring",
+    )
+    ap.add_argument(
+        "--wait",
+        type=float,
+        help="seconds to wait at most for that (default: 600, 0 with --quick)",
+    )
