@@ -416,7 +416,15 @@ export class StripMap {
     this.readout = h("div", { className: "readout" }, "Hover for values; click to open.");
     this.axis = h("div", { className: "axis muted" });
     this.dead = h("div", { className: "muted" });
-    this.el = h("div", { className: "strip-map" }, this.axis, this.canvas, this.readout, this.dead);
+    this.rowLabels = h("div", { className: "row-labels", "aria-hidden": "true" });
+    this.el = h(
+      "div",
+      { className: "strip-map" },
+      this.axis,
+      h("div", { className: "map-row" }, this.rowLabels, this.canvas),
+      this.readout,
+      this.dead,
+    );
     this.onOpen = onOpen;
     this.onHover = onHover;
     this.canvas.addEventListener("mousemove", (ev) => this._hover(ev));
@@ -471,6 +479,14 @@ export class StripMap {
       const rowPx = Math.max(3, Math.min(24, Math.floor((size * 4) / n)));
       this.canvas.style.width = `${width}px`;
       this.canvas.style.height = `${rowPx * n}px`;
+      // Label every row that has room for its number.
+      const every = Math.max(1, Math.ceil(12 / rowPx));
+      const labels = [];
+      for (let c = 0; c < n; c += every) {
+        labels.push(h("span", { style: `top:${c * rowPx}px;height:${rowPx}px;line-height:${rowPx}px` }, String(c)));
+      }
+      this.rowLabels.style.height = `${rowPx * n}px`;
+      this.rowLabels.replaceChildren(...labels);
       this.axis.textContent = `rows: channels 0–${n - 1} · columns: time 0–${T - 1}`;
       const dead = layer.stats.map((r, c) => (isDead(r) ? c : -1)).filter((c) => c >= 0);
       this.dead.textContent = dead.length ? `All-zero channels: ${dead.join(", ")}` : "";
@@ -489,6 +505,7 @@ export class StripMap {
       const cell = Math.max(6, Math.min(40, Math.floor((size * 4) / cols)));
       this.canvas.style.width = `${cell * cols}px`;
       this.canvas.style.height = `${cell * rows}px`;
+      this.rowLabels.replaceChildren();
       this.axis.textContent = `${U} units, ${cols} per row (unit i at row ⌊i/${cols}⌋, column i mod ${cols})`;
       const row = layer.stats[0];
       this.dead.textContent = isDead(row)
@@ -569,6 +586,7 @@ export class Detail {
     this.bar = h("div", { className: "detail-bar" });
     this.stats = h("div");
     this.evoTitle = h("div", { className: "section-title" }, "Evolution");
+    this.evoNote = h("div", { className: "muted evo-note" });
     this.evo = h("div", { className: "evolution", id: "evolution" });
     this.evoFrames = [];
     el.replaceChildren(
@@ -578,6 +596,7 @@ export class Detail {
       this.bar,
       this.stats,
       this.evoTitle,
+      this.evoNote,
       this.evo,
     );
     this.canvas.addEventListener("mousemove", (ev) => this._hover(ev));
@@ -654,7 +673,8 @@ export class Detail {
   /** `frames`: [{step, epoch, channel, table}], drawn as tiles (image) or rows (strips). */
   showEvolution(frames, layout, currentStep, note) {
     const strip = layout !== "image";
-    this.evoTitle.textContent = `Evolution over ${frames.length} step${frames.length === 1 ? "" : "s"}${note ? ` · ${note}` : ""}`;
+    this.evoTitle.textContent = `Evolution over ${frames.length} step${frames.length === 1 ? "" : "s"}`;
+    this.evoNote.textContent = note || "";
     this.evo.className = strip ? "evolution rows" : "evolution tiles";
     const els = [];
     frames.forEach((f, i) => {
@@ -692,6 +712,7 @@ export class Detail {
 
   evolutionMessage(text) {
     this.evoTitle.textContent = "Evolution";
+    this.evoNote.textContent = "";
     this.evo.replaceChildren(h("div", { className: "muted" }, text));
   }
 

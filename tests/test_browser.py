@@ -34,6 +34,7 @@ SCREENSHOT = os.environ.get("TB_ACTIVATIONS_SCREENSHOT") or str(
 HTML_LAYER = "<img src=x onerror=alert(1)>"
 HTML_RUN = "<svg onload=alert(2)>"
 SEQ_RUN = "sequence"
+CNN_RUN = "stripes_cnn"
 LIVE_RUN = "live"
 
 CHROMIUM_ARGS = [
@@ -96,6 +97,22 @@ def image_models():
     return model
 
 
+def stripes_cnn():
+    import keras
+
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(16, 3, activation="relu", padding="same", name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = keras.layers.Conv2D(24, 3, activation="relu", padding="same", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(name="pool2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(32, activation="relu", name="dense")(x)
+    outputs = keras.layers.Dense(3, name="logits")(x)
+    model = keras.Model(inputs, outputs, name="stripes_cnn")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
 def sequence_model():
     import keras
 
@@ -143,6 +160,21 @@ def logdir(tmp_path_factory):
         verbose=0,
         callbacks=[
             ActivationLogger(root, probes, layers="all", run_name=HTML_RUN, batch_freq=2, verbose=0)
+        ],
+    )
+    # The README's picture: a plain CNN, one probe of each class.
+    xc, yc = stripes(n=192, seed=1)
+    cnn_probes = xc[[int(np.argmax(yc == k)) for k in range(3)]]
+    stripes_cnn().fit(
+        xc,
+        yc,
+        batch_size=16,
+        epochs=4,
+        verbose=0,
+        callbacks=[
+            ActivationLogger(
+                root, cnn_probes, layers="all", run_name=CNN_RUN, batch_freq=3, verbose=0
+            )
         ],
     )
     xs, ys = waves()
@@ -659,11 +691,41 @@ def test_empty_log_directory_explains_how_to_log(browser, tmp_path):
         assert not p.problems, p.problems
 
 
+def test_sampled_steps_are_announced_with_the_way_to_keep_all(browser, logdir):
+    from support import running_tensorboard, wait_until
+
+    with running_tensorboard(logdir["root"], "--samples_per_plugin=activations=3") as url:
+        wait_until(lambda: HTML_RUN in api(url, "tags"), 120, "the runs to load")
+        logged = api(url, "steps", run=HTML_RUN, tag="conv1")["steps_logged"]
+        context = browser.new_context()
+        p = Panel(context.new_page(), url)
+        p.open(f"&run={quote(HTML_RUN)}&layer=conv1")
+        note = p.ui.locator("#sampling")
+        assert note.is_visible()
+        text = note.text_content()
+        assert f"Showing 3 of {logged} logged steps" in text
+        assert "--samples_per_plugin=activations=" in text
+        assert p.ui.locator("#step-slider").get_attribute("max") == "2"
+        context.close()
+        assert not p.problems, p.problems
+
+
 def test_screenshot_of_the_panel(panel, server):
-    """Writes the README's picture: a trained model's layer, a channel opened."""
-    panel.open(f"&run={quote(HTML_RUN)}&layer=conv1&channel=6")
-    panel.ui.locator("body[data-evolution-channel='6']").wait_for(state="attached")
-    panel.page.wait_for_timeout(300)
+    """Writes the README's picture: a trained CNN's layer, a channel opened."""
+    steps = steps_of(server, CNN_RUN, "conv1")
+    layer = api(server, "layer", run=CNN_RUN, tag="conv1", step=steps[-1], probe=0)
+    # The busiest channel, the one a user would open first.
+    channel = int(np.argmax([s[3] if s[3] is not None else -1 for s in layer["stats"]]))
+    panel.open(f"&run={CNN_RUN}&layer=conv1&channel={channel}")
+    panel.ui.locator(f"body[data-evolution-channel='{channel}']").wait_for(state="attached")
+    img = np.asarray(Image.open(io.BytesIO(base64.b64decode(layer["images"][channel]))))
+    y, x = np.unravel_index(int(np.argmax(img)), img.shape)
+    box = panel.ui.locator("#detail canvas.big").bounding_box()
+    panel.page.mouse.move(
+        box["x"] + (x + 0.5) * box["width"] / img.shape[1],
+        box["y"] + (y + 0.5) * box["height"] / img.shape[0],
+    )
+    assert re.match(rf"x {x}, y {y}: ", panel.ui.locator("#readout").text_content())
     Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
     panel.page.screenshot(path=SCREENSHOT)
     assert Image.open(SCREENSHOT).size == (1400, 900)
