@@ -51,11 +51,19 @@ def machine_info(extra: Sequence[str] = ()) -> str:
             ["git", "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
             timeout=10,
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "tb_activations", "frontend"],
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            timeout=10,
+        ).stdout.split()[1::2]
         if rev:
-            lines.append(f"- commit {rev}")
+            changed = f" plus uncommitted changes to {', '.join(dirty)}" if dirty else ""
+            lines.append(f"- commit {rev}{changed}")
     except (OSError, subprocess.SubprocessError):
         pass
     lines.append(f"- command: `{' '.join([os.path.basename(sys.executable), *sys.argv])}`")
