@@ -234,8 +234,14 @@ async function refreshTags() {
   if (changed || version !== state.version) await loadSteps();
 }
 
+let layerListKey = null;
 function renderLayerList() {
-  fillLayerList(el.layerList, infosOf(state.run), state.filter, state.tag, selectLayer);
+  const infos = infosOf(state.run);
+  // Polling must not rebuild an unchanged list: that would reset its scroll.
+  const key = JSON.stringify([state.run, state.tag, state.filter, infos.map((i) => [i.layer, i.class_name, i.output_shape, i.channels])]);
+  if (key === layerListKey) return;
+  layerListKey = key;
+  fillLayerList(el.layerList, infos, state.filter, state.tag, selectLayer);
 }
 
 let probesKey = null;
@@ -246,6 +252,8 @@ function renderProbes() {
   const key = `${state.run}\u0000${count}\u0000${state.probe}\u0000${runHasProbe(state.run)}`;
   if (key === probesKey) return;
   probesKey = key;
+  for (const k of [...errors.keys()]) if (k.startsWith("probe")) errors.delete(k);
+  errorList(el.errors, errors);
   const run = state.run;
   fillProbes(el.probes, count, state.probe, runHasProbe(run), (p) => model.probeUrl(run, p), selectProbe, (p, e) =>
     setError(`probe${p}`, e.message),
@@ -433,6 +441,8 @@ async function renderStep() {
   } catch (e) {
     if (gen !== renderGen) return;
     setError("layer", e.message);
+    // What is still drawn belongs to another step: say so by fading it.
+    el.view.classList.add("stale");
     setPhase("error");
     return;
   }
@@ -440,6 +450,7 @@ async function renderStep() {
   state.layer = layer;
   state.statsData = statsData;
   const drawStart = performance.now();
+  el.view.classList.remove("stale");
   drawLayer(info, layer);
   performance.measure("activations:draw", { start: drawStart, end: performance.now() });
   if (state.channel !== null) {
