@@ -182,7 +182,13 @@ export function fillLayerList(list, infos, filter, current, onPick) {
     items.push(h("div", { className: "muted" }, needle ? "No layer matches the filter." : "No layers."));
   }
   list.replaceChildren(...items);
-  list.querySelector(".selected")?.scrollIntoView?.({ block: "nearest" });
+  const sel = list.querySelector(".selected");
+  if (sel) {
+    const top = sel.getBoundingClientRect().top - list.getBoundingClientRect().top + list.scrollTop;
+    if (top < list.scrollTop || top + sel.offsetHeight > list.scrollTop + list.clientHeight) {
+      list.scrollTop = Math.max(0, top - list.clientHeight / 2);
+    }
+  }
 }
 
 export function fillProbes(container, count, current, available, loadUrl, onPick, onError) {
@@ -587,6 +593,15 @@ export class Detail {
     this.stats = h("div");
     this.evoTitle = h("div", { className: "section-title" }, "Evolution");
     this.evoNote = h("div", { className: "muted evo-note" });
+    this.trend = h("canvas", { className: "trend", id: "trend" });
+    this.trendLabels = h("div", { className: "trend-labels muted" });
+    this.trendKey = h("div", { className: "trend-key muted" }, "mean (line) and min..max (band) over the steps");
+    this.trendBox = h(
+      "div",
+      { className: "trend-box", hidden: true },
+      h("div", { className: "trend-row" }, this.trendLabels, this.trend),
+      this.trendKey,
+    );
     this.evo = h("div", { className: "evolution", id: "evolution" });
     this.evoFrames = [];
     el.replaceChildren(
@@ -597,6 +612,7 @@ export class Detail {
       this.stats,
       this.evoTitle,
       this.evoNote,
+      this.trendBox,
       this.evo,
     );
     this.canvas.addEventListener("mousemove", (ev) => this._hover(ev));
@@ -656,14 +672,14 @@ export class Detail {
       const out = new Uint32Array(img.data.buffer);
       for (let i = 0; i < cols * rows; i++) out[i] = i < U ? s.table[ch.gray[i]] : 0;
       this.canvas._ctx.putImageData(img, 0, 0);
-      fitCanvas(this.canvas, cols, rows, 360);
+      fitCanvas(this.canvas, cols, rows, 320);
     } else {
       paint(this.canvas, ch, s.table);
       if (s.layout === "sequence") {
         this.canvas.style.width = "100%";
         this.canvas.style.height = "40px";
       } else {
-        fitCanvas(this.canvas, ch.width, ch.height, 360);
+        fitCanvas(this.canvas, ch.width, ch.height, 320);
       }
     }
     this.bar.replaceChildren(colorbar(s.lut, s.win, s.caption));
@@ -703,16 +719,92 @@ export class Detail {
     });
     this.evoFrames.length = Math.max(this.evoFrames.length, frames.length);
     this.evo.replaceChildren(...els);
-    this.evo.querySelector(".current")?.scrollIntoView?.({ block: "nearest", inline: "nearest" });
+    this.showTrend(frames.map((f) => ({ step: f.step, stats: f.channel.stats })), currentStep);
+    this._revealCurrent();
+  }
+
+  /** Scrolls the evolution list only; scrollIntoView would move the page too. */
+  _revealCurrent() {
+    const cur = this.evo.querySelector(".current");
+    if (!cur) return;
+    const top = cur.getBoundingClientRect().top - this.evo.getBoundingClientRect().top + this.evo.scrollTop;
+    if (top < this.evo.scrollTop || top + cur.offsetHeight > this.evo.scrollTop + this.evo.clientHeight) {
+      this.evo.scrollTop = Math.max(0, top - this.evo.clientHeight / 2);
+    }
   }
 
   markStep(step) {
     for (const fr of this.evoFrames) if (fr) fr.el.classList.toggle("current", fr.step === step);
+    this._revealCurrent();
+    if (this.trendData) this._drawTrend(this.trendData, step);
+  }
+
+  /** min..max band and mean over the steps: growth or decay at a glance. */
+  showTrend(points, currentStep) {
+    this.trendData = points.filter((p) => p.stats && p.stats[STAT.min] !== null && p.stats[STAT.max] !== null);
+    this.trendBox.hidden = this.trendData.length < 2;
+    if (!this.trendBox.hidden) this._drawTrend(this.trendData, currentStep);
+  }
+
+  _drawTrend(points, currentStep) {
+    const dpr = window.devicePixelRatio || 1;
+    const W = 320;
+    const H = 64;
+    const c = this.trend;
+    if (c.width !== W * dpr) {
+      c.width = W * dpr;
+      c.height = H * dpr;
+    }
+    const ctx = c.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, W, H);
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const p of points) {
+      lo = Math.min(lo, p.stats[STAT.min]);
+      hi = Math.max(hi, p.stats[STAT.max]);
+    }
+    if (hi === lo) hi = lo + 1;
+    const s0 = points[0].step;
+    const s1 = points[points.length - 1].step;
+    const X = (step) => 4 + ((step - s0) / Math.max(1, s1 - s0)) * (W - 8);
+    const Y = (v) => H - 4 - ((v - lo) / (hi - lo)) * (H - 8);
+    ctx.fillStyle = "rgba(245, 124, 0, 0.18)";
+    ctx.beginPath();
+    points.forEach((p, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, X(p.step), Y(p.stats[STAT.max])));
+    for (let i = points.length - 1; i >= 0; i--) ctx.lineTo(X(points[i].step), Y(points[i].stats[STAT.min]));
+    ctx.closePath();
+    ctx.fill();
+    ctx.strokeStyle = "#e65100";
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    points.forEach((p, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, X(p.step), Y(p.stats[STAT.mean])));
+    ctx.stroke();
+    if (lo < 0 && hi > 0) {
+      ctx.strokeStyle = "#bdbdbd";
+      ctx.lineWidth = 1;
+      ctx.beginPath();
+      ctx.moveTo(0, Y(0));
+      ctx.lineTo(W, Y(0));
+      ctx.stroke();
+    }
+    const cur = points.find((p) => p.step === currentStep);
+    if (cur) {
+      ctx.strokeStyle = "#212121";
+      ctx.lineWidth = 1;
+      ctx.beginPath();
+      ctx.moveTo(X(cur.step), 0);
+      ctx.lineTo(X(cur.step), H);
+      ctx.stroke();
+    }
+    this.trendLabels.replaceChildren(h("span", {}, fmt(hi)), h("span", {}, fmt(lo)));
   }
 
   evolutionMessage(text) {
     this.evoTitle.textContent = "Evolution";
     this.evoNote.textContent = "";
+    this.trendData = null;
+    this.trendBox.hidden = true;
     this.evo.replaceChildren(h("div", { className: "muted" }, text));
   }
 

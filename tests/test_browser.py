@@ -716,6 +716,7 @@ def test_screenshot_of_the_panel(panel, server):
     layer = api(server, "layer", run=CNN_RUN, tag="conv1", step=steps[-1], probe=0)
     # The busiest channel, the one a user would open first.
     channel = int(np.argmax([s[3] if s[3] is not None else -1 for s in layer["stats"]]))
+    panel.page.set_viewport_size({"width": 1440, "height": 1000})
     panel.open(f"&run={CNN_RUN}&layer=conv1&channel={channel}")
     panel.ui.locator(f"body[data-evolution-channel='{channel}']").wait_for(state="attached")
     img = np.asarray(Image.open(io.BytesIO(base64.b64decode(layer["images"][channel]))))
@@ -728,4 +729,4 @@ def test_screenshot_of_the_panel(panel, server):
     assert re.match(rf"x {x}, y {y}: ", panel.ui.locator("#readout").text_content())
     Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
     panel.page.screenshot(path=SCREENSHOT)
-    assert Image.open(SCREENSHOT).size == (1400, 900)
+    assert Image.open(SCREENSHOT).size == (1440, 1000)
