@@ -710,6 +710,62 @@ def test_sampled_steps_are_announced_with_the_way_to_keep_all(browser, logdir):
         assert not p.problems, p.problems
 
 
+def test_the_panel_decoder_matches_the_browser_on_every_logged_image(panel):
+    """The panel inflates the channel PNGs itself, for speed; it must agree
+    with Chromium's own decoder on every image the writer made."""
+    panel.open()
+    result = panel.frame.evaluate(
+        """async () => {
+            const model = await import("./static/model.js");
+            const png = await import("./static/png.js");
+            const get = async (route, params) =>
+                (await fetch(`${route}?${new URLSearchParams(params)}`)).json();
+            const tags = await (await fetch("tags")).json();
+            const out = {checked: 0, fallbacks: 0, mismatched: []};
+            for (const [run, layers] of Object.entries(tags)) {
+                for (const tag of Object.keys(layers)) {
+                    if (tag === "__probe__") continue;
+                    const steps = (await get("steps", {run, tag})).steps;
+                    for (const s of [steps[0], steps[steps.length - 1]]) {
+                        const d = await get("layer", {run, tag, step: s.step});
+                        for (const [c, b64] of d.images.entries()) {
+                            const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+                            const mine = png.decodeGrayPng(bytes);
+                            if (!mine) { out.fallbacks++; continue; }
+                            const ref = await model.decodeWithBrowser(bytes);
+                            out.checked++;
+                            const same = mine.width === ref.width && mine.height === ref.height
+                                && mine.gray.every((v, i) => v === ref.gray[i]);
+                            if (!same) out.mismatched.push([run, tag, s.step, c]);
+                        }
+                    }
+                }
+            }
+            return out;
+        }"""
+    )
+    assert result["mismatched"] == []
+    assert result["fallbacks"] == 0
+    assert result["checked"] > 300
+
+
+def test_rust_data_server_shows_the_same_pixels(browser, logdir, panel, server):
+    """TensorBoard's default loader is the Rust data server (--load_fast)."""
+    from support import running_tensorboard, wait_until
+
+    panel.open(f"&run={quote(HTML_RUN)}&layer=conv1&cmap=magma")
+    expected = [panel.tile(c)["digest"] for c in range(16)]
+    with running_tensorboard(logdir["root"], load_fast=True) as url:
+        wait_until(lambda: HTML_RUN in api(url, "tags"), 120, "the runs to load")
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        p = Panel(context.new_page(), url)
+        p.open(f"&run={quote(HTML_RUN)}&layer=conv1&cmap=magma")
+        p.wait_ready(run=HTML_RUN, layer="conv1", cmap="magma")
+        assert [p.tile(c)["digest"] for c in range(16)] == expected
+        context.close()
+        assert not p.problems, p.problems
+
+
 def test_screenshot_of_the_panel(panel, server):
     """Writes the README's picture: a trained CNN's layer, a channel opened."""
     steps = steps_of(server, CNN_RUN, "conv1")
