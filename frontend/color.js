@@ -11,8 +11,16 @@ export const DIVERGING = new Set(["coolwarm"]);
 export const NORMALIZATIONS = [
   { id: "channel", label: "Per channel, per step", short: "each tile: own min..max at this step" },
   { id: "layer", label: "Per layer, per step", short: "one scale for the layer at this step" },
-  { id: "channel-fixed", label: "Per channel, all steps", short: "each tile: its min..max over all steps" },
-  { id: "layer-fixed", label: "Per layer, all steps", short: "one scale for the layer over all steps" },
+  {
+    id: "channel-fixed",
+    label: "Per channel, all steps",
+    short: "each tile: its min..max over all steps",
+  },
+  {
+    id: "layer-fixed",
+    label: "Per layer, all steps",
+    short: "one scale for the layer over all steps",
+  },
 ];
 
 export const STAT = { min: 0, max: 1, mean: 2, std: 3, zero: 4, nonfinite: 5 };
@@ -24,7 +32,9 @@ export function grayLut() {
 
 const little = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 function pack(r, g, b) {
-  return little ? ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0 : ((r << 24) | (g << 16) | (b << 8) | 255) >>> 0;
+  return little
+    ? ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0
+    : ((r << 24) | (g << 16) | (b << 8) | 255) >>> 0;
 }
 
 const finite = (x) => typeof x === "number" && Number.isFinite(x);

@@ -113,7 +113,10 @@ function writeUrlNow() {
   const host = hostWindow();
   try {
     // Only while our tab is the one shown: never steal another tab's hash.
-    if (host && (host.location.hash === `#${PLUGIN}` || host.location.hash.startsWith(`#${PLUGIN}&`))) {
+    if (
+      host &&
+      (host.location.hash === `#${PLUGIN}` || host.location.hash.startsWith(`#${PLUGIN}&`))
+    ) {
       const want = params ? `#${PLUGIN}&${params}` : `#${PLUGIN}`;
       if (host.location.hash !== want) host.history.replaceState(host.history.state, "", want);
       return;
@@ -121,7 +124,12 @@ function writeUrlNow() {
   } catch {
     // Fall through to the iframe's own URL.
   }
-  if (!host) history.replaceState(history.state, "", params ? `#${params}` : location.pathname + location.search);
+  if (!host)
+    history.replaceState(
+      history.state,
+      "",
+      params ? `#${params}` : location.pathname + location.search,
+    );
 }
 
 function writeUrl() {
@@ -238,7 +246,12 @@ let layerListKey = null;
 function renderLayerList() {
   const infos = infosOf(state.run);
   // Polling must not rebuild an unchanged list: that would reset its scroll.
-  const key = JSON.stringify([state.run, state.tag, state.filter, infos.map((i) => [i.layer, i.class_name, i.output_shape, i.channels])]);
+  const key = JSON.stringify([
+    state.run,
+    state.tag,
+    state.filter,
+    infos.map((i) => [i.layer, i.class_name, i.output_shape, i.channels]),
+  ]);
   if (key === layerListKey) return;
   layerListKey = key;
   fillLayerList(el.layerList, infos, state.filter, state.tag, selectLayer);
@@ -255,8 +268,14 @@ function renderProbes() {
   for (const k of [...errors.keys()]) if (k.startsWith("probe")) errors.delete(k);
   errorList(el.errors, errors);
   const run = state.run;
-  fillProbes(el.probes, count, state.probe, runHasProbe(run), (p) => model.probeUrl(run, p), selectProbe, (p, e) =>
-    setError(`probe${p}`, e.message),
+  fillProbes(
+    el.probes,
+    count,
+    state.probe,
+    runHasProbe(run),
+    (p) => model.probeUrl(run, p),
+    selectProbe,
+    (p, e) => setError(`probe${p}`, e.message),
   );
 }
 
@@ -268,7 +287,8 @@ async function loadSteps() {
   const info = currentInfo();
   const version = versionOf(info);
   const sameSeries = state.stepsData && state.stepsData.run === run && state.stepsData.tag === tag;
-  const wasLatest = sameSeries && state.steps.length && state.step === state.steps[state.steps.length - 1].step;
+  const wasLatest =
+    sameSeries && state.steps.length && state.step === state.steps[state.steps.length - 1].step;
   let data;
   try {
     data = await model.fetchSteps(run, tag, version);
@@ -288,7 +308,9 @@ async function loadSteps() {
   if (!state.steps.length) {
     state.step = null;
     updateStepControls();
-    el.view.replaceChildren(h("div", { className: "muted" }, "No steps of this layer are kept yet."));
+    el.view.replaceChildren(
+      h("div", { className: "muted" }, "No steps of this layer are kept yet."),
+    );
     setPhase("ready");
     return;
   }
@@ -308,13 +330,16 @@ function updateStepControls() {
   el.prev.disabled = i <= 0;
   el.next.disabled = i < 0 || i >= n - 1;
   el.play.disabled = n < 2;
-  if (document.activeElement !== el.stepInput) el.stepInput.value = state.step === null ? "" : String(state.step);
+  if (document.activeElement !== el.stepInput)
+    el.stepInput.value = state.step === null ? "" : String(state.step);
   const s = state.steps[i];
   const parts = [];
   if (s && s.epoch !== null && s.epoch !== undefined) parts.push(fmtEpoch(s.epoch));
   if (s && s.batch !== null && s.batch !== undefined) parts.push(`batch ${s.batch}`);
   el.epoch.textContent = parts.join(", ");
-  el.stepCount.textContent = n ? `Step ${i + 1} of ${n} kept (steps ${state.steps[0].step}–${state.steps[n - 1].step})` : "";
+  el.stepCount.textContent = n
+    ? `Step ${i + 1} of ${n} kept (steps ${state.steps[0].step}–${state.steps[n - 1].step})`
+    : "";
   const d = state.stepsData;
   if (d && d.steps_logged > d.steps_kept) {
     el.sampling.hidden = false;
@@ -503,15 +528,22 @@ function drawLayer(info, layer) {
   const norm = NORMALIZATIONS.find((x) => x.id === state.norm);
   if (state.norm === "channel") {
     el.legend.replaceChildren(
-      colorbar(lut(), null, `Scale: ${norm.short}${info.layout === "image" ? "; hover a tile for its range, click to open it" : ""}`, [
-        "min",
-        "max",
-      ]),
+      colorbar(
+        lut(),
+        null,
+        `Scale: ${norm.short}${info.layout === "image" ? "; hover a tile for its range, click to open it" : ""}`,
+        ["min", "max"],
+      ),
     );
   } else {
     const shared = state.norm.startsWith("layer") ? windows.find(Boolean) : null;
     el.legend.replaceChildren(
-      colorbar(lut(), shared, `Scale: ${norm.short}${shared ? "" : " (open a channel for its values)"}`, shared ? null : ["min", "max"]),
+      colorbar(
+        lut(),
+        shared,
+        `Scale: ${norm.short}${shared ? "" : " (open a channel for its values)"}`,
+        shared ? null : ["min", "max"],
+      ),
     );
   }
   if (info.layout === "image") {
@@ -553,7 +585,16 @@ async function renderDetail(gen, info, layer) {
 
 async function renderEvolution(gen, info) {
   const { run, tag, channel, probe, version } = state;
-  const key = [run, tag, channel, probe, version, state.cmap, state.norm, state.statsData ? 1 : 0].join("\u0000");
+  const key = [
+    run,
+    tag,
+    channel,
+    probe,
+    version,
+    state.cmap,
+    state.norm,
+    state.statsData ? 1 : 0,
+  ].join("\u0000");
   if (key === evolutionKey) {
     detail.markStep(state.step);
     return;

@@ -188,10 +188,7 @@ export class Model {
     const k = key(run, tag);
     const cached = this.steps.get(k);
     if (cached && cached.version === version) return cached.promise;
-    const promise = fetchJson(
-      query("steps", { run, tag }),
-      `Could not list the steps of ${tag}`,
-    );
+    const promise = fetchJson(query("steps", { run, tag }), `Could not list the steps of ${tag}`);
     this.steps.set(k, { version, promise });
     promise.catch(() => {
       if (this.steps.get(k)?.promise === promise) this.steps.delete(k);

@@ -132,7 +132,8 @@ function inflate(src, start, out) {
         out[o++] = bits(8);
         k++;
       }
-      if (pos + (len - k) > end || o + (len - k) > out.length) throw new Corrupt("stored block overruns");
+      if (pos + (len - k) > end || o + (len - k) > out.length)
+        throw new Corrupt("stored block overruns");
       out.set(src.subarray(pos, pos + len - k), o);
       o += len - k;
       pos += len - k;
@@ -150,7 +151,7 @@ function inflate(src, start, out) {
       for (let i = 0; i < hclen; i++) cl[CLEN_ORDER[i]] = bits(3);
       const clt = buildTree(cl, 19);
       const lengths = new Uint8Array(hlit + hdist);
-      for (let i = 0; i < hlit + hdist; ) {
+      for (let i = 0; i < hlit + hdist;) {
         const s = sym(clt);
         if (s < 16) lengths[i++] = s;
         else if (s === 16) {
@@ -201,7 +202,7 @@ export function decodeGrayPng(bytes) {
   let height = 0;
   const idat = [];
   let idatLen = 0;
-  for (let i = 8; i + 8 <= bytes.length; ) {
+  for (let i = 8; i + 8 <= bytes.length;) {
     const len = u32(bytes, i);
     const type = String.fromCharCode(bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]);
     const data = i + 8;

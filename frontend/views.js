@@ -21,7 +21,8 @@ export function h(tag, props = {}, ...children) {
     if (k === "dataset") Object.assign(el.dataset, v);
     else if (k === "style") el.style.cssText = v;
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "aria" || k.startsWith("aria-") || k === "role" || k === "for") el.setAttribute(k, v);
+    else if (k === "aria" || k.startsWith("aria-") || k === "role" || k === "for")
+      el.setAttribute(k, v);
     else el[k] = v;
   }
   for (const c of children.flat()) {
@@ -179,7 +180,9 @@ export function fillLayerList(list, infos, filter, current, onPick) {
     );
   }
   if (!items.length) {
-    items.push(h("div", { className: "muted" }, needle ? "No layer matches the filter." : "No layers."));
+    items.push(
+      h("div", { className: "muted" }, needle ? "No layer matches the filter." : "No layers."),
+    );
   }
   list.replaceChildren(...items);
   const sel = list.querySelector(".selected");
@@ -215,7 +218,10 @@ export function fillProbes(container, count, current, available, loadUrl, onPick
         {
           type: "button",
           className: p === current ? "probe selected" : "probe",
-          title: count > 1 ? `Show the activations of probe ${p}` : "The probe the activations come from",
+          title:
+            count > 1
+              ? `Show the activations of probe ${p}`
+              : "The probe the activations come from",
           "aria-pressed": String(p === current),
           dataset: { probe: String(p) },
           onclick: () => onPick(p),
@@ -264,7 +270,8 @@ function pixelAt(canvas, ev, w, h) {
 
 function badges(row) {
   const out = [];
-  if (isDead(row)) out.push(h("span", { className: "badge dead", title: "Every value is 0" }, "all 0"));
+  if (isDead(row))
+    out.push(h("span", { className: "badge dead", title: "Every value is 0" }, "all 0"));
   else if (row && row[STAT.nonfinite] > 0) {
     out.push(h("span", { className: "badge nan", title: "Has NaN or infinite values" }, "NaN"));
   }
@@ -408,7 +415,8 @@ export class TileGrid {
   }
 
   select(c) {
-    for (const t of this.tiles) t?.el.classList.toggle("selected", t.el.dataset.channel === String(c));
+    for (const t of this.tiles)
+      t?.el.classList.toggle("selected", t.el.dataset.channel === String(c));
   }
 }
 
@@ -489,7 +497,13 @@ export class StripMap {
       const every = Math.max(1, Math.ceil(12 / rowPx));
       const labels = [];
       for (let c = 0; c < n; c += every) {
-        labels.push(h("span", { style: `top:${c * rowPx}px;height:${rowPx}px;line-height:${rowPx}px` }, String(c)));
+        labels.push(
+          h(
+            "span",
+            { style: `top:${c * rowPx}px;height:${rowPx}px;line-height:${rowPx}px` },
+            String(c),
+          ),
+        );
       }
       this.rowLabels.style.height = `${rowPx * n}px`;
       this.rowLabels.replaceChildren(...labels);
@@ -551,7 +565,13 @@ export function colorbar(lut, win, caption, labels) {
   } else {
     ticks.append(h("span", { style: "left:0" }, "no finite values"));
   }
-  return h("div", { className: "colorbar-box" }, caption ? h("div", { className: "muted" }, caption) : null, canvas, ticks);
+  return h(
+    "div",
+    { className: "colorbar-box" },
+    caption ? h("div", { className: "muted" }, caption) : null,
+    canvas,
+    ticks,
+  );
 }
 
 export function statsTable(row, fields) {
@@ -586,16 +606,28 @@ export class Detail {
     this.el = el;
     this.onStep = onStep;
     this.title = h("h2", { className: "detail-title" });
-    this.close = h("button", { type: "button", className: "close", title: "Close (Esc)", onclick: onClose }, "✕");
+    this.close = h(
+      "button",
+      { type: "button", className: "close", title: "Close (Esc)", onclick: onClose },
+      "✕",
+    );
     this.canvas = h("canvas", { className: "big" });
-    this.readout = h("div", { className: "readout", id: "readout" }, "Hover the image to read values.");
+    this.readout = h(
+      "div",
+      { className: "readout", id: "readout" },
+      "Hover the image to read values.",
+    );
     this.bar = h("div", { className: "detail-bar" });
     this.stats = h("div");
     this.evoTitle = h("div", { className: "section-title" }, "Evolution");
     this.evoNote = h("div", { className: "muted evo-note" });
     this.trend = h("canvas", { className: "trend", id: "trend" });
     this.trendLabels = h("div", { className: "trend-labels muted" });
-    this.trendKey = h("div", { className: "trend-key muted" }, "mean (line) and min..max (band) over the steps");
+    this.trendKey = h(
+      "div",
+      { className: "trend-key muted" },
+      "mean (line) and min..max (band) over the steps",
+    );
     this.trendBox = h(
       "div",
       { className: "trend-box", hidden: true },
@@ -660,7 +692,11 @@ export class Detail {
       h("span", {}, what),
       h("span", { className: "muted" }, " of "),
       h("span", { className: "detail-layer" }, s.tag),
-      h("span", { className: "muted" }, ` · step ${s.step}${s.epoch !== null && s.epoch !== undefined ? ` · ${fmtEpoch(s.epoch)}` : ""}`),
+      h(
+        "span",
+        { className: "muted" },
+        ` · step ${s.step}${s.epoch !== null && s.epoch !== undefined ? ` · ${fmtEpoch(s.epoch)}` : ""}`,
+      ),
     );
     const ch = s.channel;
     if (s.layout === "units") {
@@ -719,7 +755,10 @@ export class Detail {
     });
     this.evoFrames.length = Math.max(this.evoFrames.length, frames.length);
     this.evo.replaceChildren(...els);
-    this.showTrend(frames.map((f) => ({ step: f.step, stats: f.channel.stats })), currentStep);
+    this.showTrend(
+      frames.map((f) => ({ step: f.step, stats: f.channel.stats })),
+      currentStep,
+    );
     this._revealCurrent();
   }
 
@@ -727,8 +766,12 @@ export class Detail {
   _revealCurrent() {
     const cur = this.evo.querySelector(".current");
     if (!cur) return;
-    const top = cur.getBoundingClientRect().top - this.evo.getBoundingClientRect().top + this.evo.scrollTop;
-    if (top < this.evo.scrollTop || top + cur.offsetHeight > this.evo.scrollTop + this.evo.clientHeight) {
+    const top =
+      cur.getBoundingClientRect().top - this.evo.getBoundingClientRect().top + this.evo.scrollTop;
+    if (
+      top < this.evo.scrollTop ||
+      top + cur.offsetHeight > this.evo.scrollTop + this.evo.clientHeight
+    ) {
       this.evo.scrollTop = Math.max(0, top - this.evo.clientHeight / 2);
     }
   }
@@ -741,7 +784,9 @@ export class Detail {
 
   /** min..max band and mean over the steps: growth or decay at a glance. */
   showTrend(points, currentStep) {
-    this.trendData = points.filter((p) => p.stats && p.stats[STAT.min] !== null && p.stats[STAT.max] !== null);
+    this.trendData = points.filter(
+      (p) => p.stats && p.stats[STAT.min] !== null && p.stats[STAT.max] !== null,
+    );
     this.trendBox.hidden = this.trendData.length < 2;
     if (!this.trendBox.hidden) this._drawTrend(this.trendData, currentStep);
   }
@@ -771,14 +816,19 @@ export class Detail {
     const Y = (v) => H - 4 - ((v - lo) / (hi - lo)) * (H - 8);
     ctx.fillStyle = "rgba(245, 124, 0, 0.18)";
     ctx.beginPath();
-    points.forEach((p, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, X(p.step), Y(p.stats[STAT.max])));
-    for (let i = points.length - 1; i >= 0; i--) ctx.lineTo(X(points[i].step), Y(points[i].stats[STAT.min]));
+    points.forEach((p, i) =>
+      (i ? ctx.lineTo : ctx.moveTo).call(ctx, X(p.step), Y(p.stats[STAT.max])),
+    );
+    for (let i = points.length - 1; i >= 0; i--)
+      ctx.lineTo(X(points[i].step), Y(points[i].stats[STAT.min]));
     ctx.closePath();
     ctx.fill();
     ctx.strokeStyle = "#e65100";
     ctx.lineWidth = 1.5;
     ctx.beginPath();
-    points.forEach((p, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, X(p.step), Y(p.stats[STAT.mean])));
+    points.forEach((p, i) =>
+      (i ? ctx.lineTo : ctx.moveTo).call(ctx, X(p.step), Y(p.stats[STAT.mean])),
+    );
     ctx.stroke();
     if (lo < 0 && hi > 0) {
       ctx.strokeStyle = "#bdbdbd";
