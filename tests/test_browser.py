@@ -172,9 +172,11 @@ def logdir(tmp_path_factory):
         epochs=4,
         verbose=0,
         callbacks=[
+            # Keras's own runs beside ours: TensorBoard then has other tabs.
+            keras.callbacks.TensorBoard(root, histogram_freq=0, write_graph=False),
             ActivationLogger(
                 root, cnn_probes, layers="all", run_name=CNN_RUN, batch_freq=3, verbose=0
-            )
+            ),
         ],
     )
     xs, ys = waves()
@@ -636,6 +638,20 @@ def test_selection_lives_in_the_url_and_survives_a_reload(panel, server):
     other.wait_ready(**expected)
     assert other.tile(3)["digest"] == pixels["digest"]
     assert not other.problems
+
+
+def test_switching_tensorboard_tabs_keeps_the_view(panel, server):
+    panel.open(f"&run={CNN_RUN}&layer=conv2&channel=5")
+    panel.wait_ready(run=CNN_RUN, layer="conv2", channel="5")
+    # Keras's "train" run has no activations: it is not offered.
+    assert "train" not in panel.ui.locator("#run option").all_text_contents()
+    panel.page.get_by_text("Time Series", exact=False).first.click()
+    panel.page.wait_for_function("() => !location.hash.startsWith('#activations')")
+    panel.page.get_by_text("Activations", exact=True).first.click()
+    panel.page.wait_for_function("() => location.hash.startsWith('#activations&')")
+    panel.wait_ready(run=CNN_RUN, layer="conv2", channel="5")
+    assert panel.ui.locator("#detail").is_visible()
+    assert "channel=5" in panel.page.url and "layer=conv2" in panel.page.url
 
 
 def test_new_steps_appear_live_and_the_view_follows_the_latest(panel, server, logdir):
