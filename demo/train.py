@@ -212,15 +212,22 @@ def main(argv=None) -> int:
         ),
     ]
     start = time.monotonic()
-    history = model.fit(
-        x,
-        y,
-        batch_size=BATCH_SIZE,
-        epochs=args.epochs,
-        validation_data=(x_val, y_val),
-        callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    try:
+        history = model.fit(
+            x,
+            y,
+            batch_size=BATCH_SIZE,
+            epochs=args.epochs,
+            validation_data=(x_val, y_val),
+            callbacks=callbacks,
+            # One line per epoch when the output is a log file, not a terminal.
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nInterrupted. What was logged so far is in {logdir}/: tensorboard --logdir {logdir}"
+        )
+        return 130
     seconds = time.monotonic() - start
 
     logged = read_back(logdir)
