@@ -78,6 +78,7 @@ _CACHE_BYTES = 32 * 1024 * 1024
 _SERIES_CACHE_REFS = 200_000
 
 
+@functools.cache
 def frontend_dir():
     """The directory of the panel's files (a `Traversable`).
 
