@@ -54,6 +54,7 @@ const state = {
   statsData: null,
   luts: { gray: grayLut() },
   playing: false,
+  direction: 1,
 };
 const errors = new Map();
 let el = null;
@@ -357,6 +358,7 @@ function goToIndex(i) {
   if (!state.steps.length) return;
   const j = Math.max(0, Math.min(state.steps.length - 1, i));
   if (state.steps[j].step === state.step) return;
+  state.direction = j < stepIndex() ? -1 : 1;
   state.step = state.steps[j].step;
   updateStepControls();
   renderStep();
@@ -453,7 +455,11 @@ async function renderStep() {
   let statsData = null;
   try {
     const wantStats = needsStats(state.norm) ? model.fetchStats(run, tag, state.version) : null;
-    if (!layer) layer = await model.fetchLayer(run, tag, step, probe);
+    if (!layer) {
+      layer = await model.fetchLayer(run, tag, step, probe);
+      // Ask for the next step while this one is drawn.
+      if (gen === renderGen) prefetch();
+    }
     clearError("layer");
     if (wantStats) {
       try {
@@ -645,17 +651,24 @@ async function renderEvolution(gen, info) {
 }
 
 /** Warms the cache for the steps a slider notch or playback reaches next. */
-function prefetch() {
+async function prefetch() {
   const i = stepIndex();
   const { run, tag, probe } = state;
-  const around = state.playing ? [i + 1, i + 2] : [i + 1, i - 1];
-  for (const j of around) {
+  const d = state.direction;
+  // The next notch in the direction of travel first, one request at a time,
+  // so the likeliest step is ready soonest.
+  const order = state.playing ? [i + 1, i + 2] : [i + d, i - d, i + 2 * d];
+  const gen = renderGen;
+  for (const j of order) {
     const s = state.steps[j];
-    if (s && !model.peekLayer(run, tag, s.step, probe)) {
-      model.fetchLayer(run, tag, s.step, probe).catch(() => {
-        // Shown if the user actually goes there.
-      });
+    if (!s || model.peekLayer(run, tag, s.step, probe)) continue;
+    try {
+      await model.fetchLayer(run, tag, s.step, probe);
+    } catch {
+      // Shown if the user actually goes there.
     }
+    // A newer render prefetches around itself.
+    if (gen !== renderGen) return;
   }
 }
 

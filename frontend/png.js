@@ -181,7 +181,12 @@ function inflate(src, start, out) {
         if (di >= 30) throw new Corrupt("bad distance");
         const d = DBASE[di] + bits(DEXT[di]);
         if (d > o || o + len > out.length) throw new Corrupt("bad back-reference");
-        for (let k = 0; k < len; k++, o++) out[o] = out[o - d];
+        if (d >= len && len > 16) {
+          out.copyWithin(o, o - d, o - d + len);
+          o += len;
+        } else {
+          for (let k = 0; k < len; k++, o++) out[o] = out[o - d];
+        }
       }
     }
     if (pos > end + 4) throw new Corrupt("truncated stream");
@@ -244,41 +249,39 @@ export function decodeGrayPng(bytes) {
     throw e;
   }
   const gray = new Uint8Array(width * height);
+  // One loop per filter type: a switch per pixel costs more than the work.
   for (let y = 0; y < height; y++) {
     const f = raw[y * stride];
     const s = y * stride + 1;
     const r = y * width;
     const up = r - width;
-    for (let x = 0; x < width; x++) {
-      const v = raw[s + x];
-      const a = x ? gray[r + x - 1] : 0;
-      const b = y ? gray[up + x] : 0;
-      let p;
-      switch (f) {
-        case 0:
-          p = v;
-          break;
-        case 1:
-          p = v + a;
-          break;
-        case 2:
-          p = v + b;
-          break;
-        case 3:
-          p = v + ((a + b) >> 1);
-          break;
-        case 4: {
-          const c = x && y ? gray[up + x - 1] : 0;
-          const pa = Math.abs(b - c);
-          const pb = Math.abs(a - c);
-          const pc = Math.abs(a + b - 2 * c);
-          p = v + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
-          break;
-        }
-        default:
-          return null;
+    if (f === 0 || (f === 2 && y === 0)) {
+      gray.set(raw.subarray(s, s + width), r);
+    } else if (f === 1 || (f === 4 && y === 0)) {
+      let a = 0;
+      for (let x = 0; x < width; x++) a = gray[r + x] = (raw[s + x] + a) & 255;
+    } else if (f === 2) {
+      for (let x = 0; x < width; x++) gray[r + x] = (raw[s + x] + gray[up + x]) & 255;
+    } else if (f === 3) {
+      let a = 0;
+      for (let x = 0; x < width; x++) {
+        const b = y ? gray[up + x] : 0;
+        a = gray[r + x] = (raw[s + x] + ((a + b) >> 1)) & 255;
       }
-      gray[r + x] = p & 255;
+    } else if (f === 4) {
+      let a = 0;
+      let c = 0;
+      for (let x = 0; x < width; x++) {
+        const b = gray[up + x];
+        const pa = b > c ? b - c : c - b;
+        const pb = a > c ? a - c : c - a;
+        const t = a + b - 2 * c;
+        const pc = t < 0 ? -t : t;
+        a = gray[r + x] = (raw[s + x] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c)) & 255;
+        c = b;
+      }
+    } else {
+      return null;
     }
   }
   return { width, height, gray };

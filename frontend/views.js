@@ -352,12 +352,19 @@ export class TileGrid {
     const cols = Math.min(n, this._columns(geometry));
     this.cols = this._columns(geometry);
     this.last = { tileW, args: [layer, tables, size, selected] };
+    // Tiles shown smaller than their maps are sampled down to the screen's
+    // pixels (nearest neighbour, as the browser would): less to colour and
+    // upload on every step.
+    const k = Math.min(1, scale * (window.devicePixelRatio || 1));
+    const dw = Math.max(1, Math.round(w * k));
+    const dh = Math.max(1, Math.round(hh * k));
+    const css = tileW / dw;
     // Gaps are whole atlas pixels, so every tile starts on a pixel boundary.
-    const gx = Math.max(1, Math.ceil(GAP / scale));
-    const gy = Math.max(1, Math.ceil((GAP + CAPTION) / scale));
+    const gx = Math.max(1, Math.ceil(GAP / css));
+    const gy = Math.max(1, Math.ceil((GAP + CAPTION) / css));
     const rows = Math.ceil(n / cols);
-    const aw = cols * (w + gx) - gx;
-    const ah = rows * (hh + gy);
+    const aw = cols * (dw + gx) - gx;
+    const ah = rows * (dh + gy);
     if (this.canvas.width !== aw || this.canvas.height !== ah || !this.image) {
       this.canvas.width = aw;
       this.canvas.height = ah;
@@ -366,32 +373,43 @@ export class TileGrid {
     }
     const out = new Uint32Array(this.image.data.buffer);
     out.fill(0);
+    const xs = new Int32Array(dw);
+    for (let x = 0; x < dw; x++) xs[x] = Math.min(w - 1, Math.floor(((x + 0.5) * w) / dw));
+    const ys = new Int32Array(dh);
+    for (let y = 0; y < dh; y++) ys[y] = Math.min(hh - 1, Math.floor(((y + 0.5) * hh) / dh));
     const els = [];
     for (let c = 0; c < n; c++) {
       const ch = layer.channels[c];
       const col = c % cols;
       const row = (c / cols) | 0;
-      const ax = col * (w + gx);
-      const ay = row * (hh + gy);
+      const ax = col * (dw + gx);
+      const ay = row * (dh + gy);
       const table = tables[c];
       const g = ch.gray;
-      const cw = Math.min(ch.width, w);
-      const chh = Math.min(ch.height, hh);
-      for (let y = 0; y < chh; y++) {
-        let o = (ay + y) * aw + ax;
-        let i = y * ch.width;
-        for (let x = 0; x < cw; x++) out[o++] = table[g[i++]];
+      const sw = ch.width;
+      if (dw === sw && dh === ch.height) {
+        for (let y = 0; y < dh; y++) {
+          let o = (ay + y) * aw + ax;
+          let i = y * sw;
+          for (let x = 0; x < dw; x++) out[o++] = table[g[i++]];
+        }
+      } else {
+        for (let y = 0; y < dh; y++) {
+          let o = (ay + y) * aw + ax;
+          const base = Math.min(ys[y], ch.height - 1) * sw;
+          for (let x = 0; x < dw; x++) out[o++] = table[g[base + Math.min(xs[x], sw - 1)]];
+        }
       }
       const t = this._tile(c);
       const st = t.el.style;
-      st.left = `${ax * scale}px`;
-      st.top = `${ay * scale}px`;
-      st.width = `${w * scale}px`;
-      st.height = `${hh * scale}px`;
+      st.left = `${ax * css}px`;
+      st.top = `${ay * css}px`;
+      st.width = `${dw * css}px`;
+      st.height = `${dh * css}px`;
       t.el.dataset.ax = String(ax);
       t.el.dataset.ay = String(ay);
-      t.el.dataset.w = String(w);
-      t.el.dataset.h = String(hh);
+      t.el.dataset.w = String(dw);
+      t.el.dataset.h = String(dh);
       const row0 = layer.stats[c];
       const dead = isDead(row0);
       const key = `${dead}${row0 && row0[STAT.nonfinite] > 0}`;
@@ -407,8 +425,8 @@ export class TileGrid {
       els.push(t.el);
     }
     this.ctx.putImageData(this.image, 0, 0);
-    this.canvas.style.width = `${aw * scale}px`;
-    this.canvas.style.height = `${ah * scale}px`;
+    this.canvas.style.width = `${aw * css}px`;
+    this.canvas.style.height = `${ah * css}px`;
     if (this.overlay.childElementCount !== n || this.overlay.firstChild !== els[0]) {
       this.overlay.replaceChildren(...els);
     }
