@@ -16,6 +16,8 @@ import io
 import os
 import re
 import shutil
+import struct
+import zlib
 from pathlib import Path
 from urllib.parse import quote
 
@@ -763,6 +765,78 @@ def test_the_panel_decoder_matches_the_browser_on_every_logged_image(panel):
     assert result["mismatched"] == []
     assert result["fallbacks"] == 0
     assert result["checked"] > 300
+
+
+def png_bytes(gray: np.ndarray, filters=(0,), level: int = 6, parts: int = 1) -> bytes:
+    """An 8-bit grayscale PNG with chosen row filters, deflate level and IDAT split."""
+    h, w = gray.shape
+    rows = []
+    prev = np.zeros(w, np.int32)
+    for y in range(h):
+        f = filters[y % len(filters)]
+        row = gray[y].astype(np.int32)
+        a = np.concatenate([[0], row[:-1]])
+        c = np.concatenate([[0], prev[:-1]])
+        if f == 4:
+            p = a + prev - c
+            pa, pb, pc = abs(p - a), abs(p - prev), abs(p - c)
+            pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, prev, c))
+        else:
+            pred = [0 * row, a, prev, (a + prev) // 2][f]
+        rows.append(bytes([f]) + ((row - pred) % 256).astype(np.uint8).tobytes())
+        prev = row
+    z = zlib.compress(b"".join(rows), level)
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    cut = [len(z) * i // parts for i in range(parts + 1)]
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+        + b"".join(chunk(b"IDAT", z[cut[i] : cut[i + 1]]) for i in range(parts))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_the_panel_decoder_handles_every_png_filter_and_deflate_block(panel):
+    rng = np.random.default_rng(7)
+    smooth = (np.add.outer(np.arange(40), np.arange(70)) * 3 % 256).astype(np.uint8)
+    cases = []
+    for shape in [(1, 1), (1, 300), (40, 70), (3, 257)]:
+        noise = rng.integers(0, 256, shape, dtype=np.uint8)
+        flat = smooth[: shape[0], : shape[1]] if shape[0] <= 40 and shape[1] <= 70 else noise
+        for img in (noise, flat, np.zeros(shape, np.uint8)):
+            for filters in [(0,), (1,), (2,), (3,), (4,), (0, 1, 2, 3, 4)]:
+                for level, parts in [(0, 1), (1, 2), (9, 3)]:
+                    cases.append((img, png_bytes(img, filters, level, parts)))
+    got = panel.open().frame.evaluate(
+        """async (pngs) => {
+            const png = await import("./static/png.js");
+            return pngs.map((b64) => {
+                const d = png.decodeGrayPng(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+                return d && [d.width, d.height, Array.from(d.gray)];
+            });
+        }""",
+        [base64.b64encode(b).decode() for _, b in cases],
+    )
+    for (img, _), decoded in zip(cases, got):
+        assert decoded is not None
+        assert decoded[:2] == [img.shape[1], img.shape[0]]
+        assert decoded[2] == img.ravel().tolist()
+    # Anything else is left to the browser's decoder.
+    rgb = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(rgb, format="PNG")
+    assert (
+        panel.frame.evaluate(
+            """async (b64) => (await import("./static/png.js"))
+            .decodeGrayPng(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)))""",
+            base64.b64encode(rgb.getvalue()).decode(),
+        )
+        is None
+    )
 
 
 def test_rust_data_server_shows_the_same_pixels(browser, logdir, panel, server):
