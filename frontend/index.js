@@ -1,6 +1,13 @@
 // The Activations tab: state, URL, polling and the wiring between model.js
 // (data) and views.js (DOM). TensorBoard imports this module inside its
 // plugin iframe and calls render().
+//
+// Scripts (tests, benchmarks) can tell when a view is on screen from the
+// iframe's <body>: data-state is "loading", "ready", "empty" or "error";
+// after each completed render data-rendered-{run,layer,step,probe,cmap,norm,
+// channel} name what is shown, and data-evolution-channel /
+// data-evolution-steps once a channel's evolution is drawn. Each grid draw is
+// also a performance.measure named "activations:draw".
 
 import {
   COLORMAPS,
@@ -335,8 +342,11 @@ function updateStepControls() {
     el.stepInput.value = state.step === null ? "" : String(state.step);
   const s = state.steps[i];
   const parts = [];
-  if (s && s.epoch !== null && s.epoch !== undefined) parts.push(fmtEpoch(s.epoch));
-  if (s && s.batch !== null && s.batch !== undefined) parts.push(`batch ${s.batch}`);
+  const hasBatch = s && s.batch !== null && s.batch !== undefined;
+  if (s && s.epoch !== null && s.epoch !== undefined) {
+    parts.push(s.epoch === 0 && !hasBatch ? "epoch 0 (before training)" : fmtEpoch(s.epoch));
+  }
+  if (hasBatch) parts.push(`batch ${s.batch}`);
   el.epoch.textContent = parts.join(", ");
   el.stepCount.textContent = n
     ? `Step ${i + 1} of ${n} kept (steps ${state.steps[0].step}–${state.steps[n - 1].step})`
