@@ -309,7 +309,14 @@ async function loadSteps() {
     return;
   }
   if (run !== state.run || tag !== state.tag) return;
-  if (sameSeries && version !== state.version) model.invalidate(run, tag);
+  if (sameSeries && version !== state.version) {
+    model.invalidate(run, tag);
+    const before = new Map(state.steps.map((x) => [x.step, x.wall_time]));
+    for (const x of data.steps || []) {
+      if (before.has(x.step) && before.get(x.step) !== x.wall_time)
+        model.forgetStep(run, tag, x.step);
+    }
+  }
   state.version = version;
   state.stepsData = { ...data, run, tag };
   state.steps = Array.isArray(data.steps) ? data.steps : [];

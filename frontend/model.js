@@ -278,4 +278,10 @@ export class Model {
     const prefix = key(run, tag) + SEP;
     this.series.deleteWhere((k) => k.startsWith(prefix));
   }
+
+  /** Forgets a step that was written again (a restarted run reuses its steps). */
+  forgetStep(run, tag, step) {
+    const prefix = key(run, tag, step) + SEP;
+    this.layers.deleteWhere((k) => k.startsWith(prefix));
+  }
 }
