@@ -701,6 +701,11 @@ export class Detail {
     this.readout.textContent = `${where}: ${fmt(v)}${pm}`;
   }
 
+  /** The zoomed image fills the panel's width, up to 320 px. */
+  _bigSize() {
+    return Math.max(160, Math.min(320, (this.el.clientWidth || 400) - 48));
+  }
+
   /** `s`: {info, layout, tag, channelIndex, step, epoch, channel, row, fields, table, lut, win, caption} */
   show(s) {
     this.el.hidden = false;
@@ -726,14 +731,14 @@ export class Detail {
       const out = new Uint32Array(img.data.buffer);
       for (let i = 0; i < cols * rows; i++) out[i] = i < U ? s.table[ch.gray[i]] : 0;
       this.canvas._ctx.putImageData(img, 0, 0);
-      fitCanvas(this.canvas, cols, rows, 320);
+      fitCanvas(this.canvas, cols, rows, this._bigSize());
     } else {
       paint(this.canvas, ch, s.table);
       if (s.layout === "sequence") {
         this.canvas.style.width = "100%";
         this.canvas.style.height = "40px";
       } else {
-        fitCanvas(this.canvas, ch.width, ch.height, 320);
+        fitCanvas(this.canvas, ch.width, ch.height, this._bigSize());
       }
     }
     this.bar.replaceChildren(colorbar(s.lut, s.win, s.caption));
@@ -811,9 +816,9 @@ export class Detail {
 
   _drawTrend(points, currentStep) {
     const dpr = window.devicePixelRatio || 1;
-    const W = 320;
-    const H = 64;
     const c = this.trend;
+    const W = Math.round(c.getBoundingClientRect().width) || 320;
+    const H = 64;
     if (c.width !== W * dpr) {
       c.width = W * dpr;
       c.height = H * dpr;
