@@ -386,6 +386,12 @@ def test_html_names_are_literal_text_and_never_run(panel):
     names = panel.ui.locator("#layers .layer-name").all_text_contents()
     assert HTML_LAYER in names
     assert "__probe__" not in names
+    # The filter box narrows the list, by name or by class.
+    panel.ui.locator("#layer-filter").fill("onerror")
+    assert panel.ui.locator("#layers .layer-name").all_text_contents() == [HTML_LAYER]
+    panel.ui.locator("#layer-filter").fill("dense")
+    assert panel.ui.locator("#layers .layer-name").all_text_contents() == ["dense1", "logits"]
+    panel.ui.locator("#layer-filter").fill("")
     panel.pick_layer(HTML_LAYER)
     assert panel.ui.locator(".layer-heading").text_content() == HTML_LAYER
     panel.ui.locator(".grid .tile").nth(1).click()
@@ -499,9 +505,23 @@ def test_step_slider_keys_typed_step_and_play_change_the_image(panel, server):
 
 
 def test_colormap_and_normalization_change_the_pixels(panel, server):
-    panel.open()
-    panel.pick_run(HTML_RUN)
-    panel.pick_layer("conv1")
+    stats = api(server, "stats", run=HTML_RUN, tag="conv1")
+    # (steps, channels, fields) of probe 0; None is a NaN.
+    arr = np.array(
+        [[[np.nan if v is None else v for v in ch] for ch in s["stats"][0]] for s in stats["steps"]]
+    )
+    lo, hi = arr[..., 0], arr[..., 1]
+    # A step where the fixed scales must differ from that step's own: some of
+    # the first tiles' ranges, and the layer's, are narrower than over all steps.
+    own_differs = (lo[:, :4] != lo[:, :4].min(0)) | (hi[:, :4] != hi[:, :4].max(0))
+    layer_differs = (lo.min(1) != lo.min()) | (hi.max(1) != hi.max())
+    score = own_differs.sum(1) + 10 * layer_differs
+    at = int(np.argmax(score))
+    assert own_differs[at].any() and layer_differs[at]
+    step = stats["steps"][at]["step"]
+
+    panel.open(f"&run={quote(HTML_RUN)}&layer=conv1&step={step}")
+    panel.wait_ready(step=str(step))
     base = [panel.tile(c) for c in range(4)]
     assert not base[0]["gray"]
     panel.ui.locator("#colormap").select_option("gray")
@@ -512,19 +532,15 @@ def test_colormap_and_normalization_change_the_pixels(panel, server):
     digests = {"channel": [g["digest"] for g in gray]}
     for norm in ("layer", "channel-fixed", "layer-fixed"):
         panel.ui.locator("#normalization").select_option(norm)
-        panel.wait_ready(norm=norm)
+        panel.wait_ready(norm=norm, step=str(step))
         digests[norm] = [panel.tile(c)["digest"] for c in range(4)]
     assert digests["layer"] != digests["channel"]
     assert digests["layer-fixed"] != digests["layer"]
     assert digests["channel-fixed"] != digests["channel"]
     # A shared scale has a colorbar in real units spanning the whole layer.
     ticks = panel.ui.locator("#legend .colorbar-ticks span").all_text_contents()
-    stats = api(server, "stats", run=HTML_RUN, tag="conv1")
-    arr = np.array(
-        [[[np.nan if v is None else v for v in ch] for ch in s["stats"][0]] for s in stats["steps"]]
-    )
-    assert float(ticks[0]) == pytest.approx(np.nanmin(arr[..., 0]), rel=5e-3, abs=1e-6)
-    assert float(ticks[-1]) == pytest.approx(np.nanmax(arr[..., 1]), rel=5e-3, abs=1e-6)
+    assert float(ticks[0]) == pytest.approx(np.nanmin(lo), rel=5e-3, abs=1e-6)
+    assert float(ticks[-1]) == pytest.approx(np.nanmax(hi), rel=5e-3, abs=1e-6)
     # Coolwarm is centred on zero for shared scales.
     panel.ui.locator("#colormap").select_option("coolwarm")
     panel.wait_ready(cmap="coolwarm")
