@@ -707,7 +707,6 @@ function selectRun(run) {
     state.channel = null;
   }
   closeDetailIfInvalid();
-  speculate();
   renderLayerList();
   renderProbes();
   loadSteps();
