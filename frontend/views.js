@@ -308,8 +308,8 @@ export class TileGrid {
   _tile(c) {
     let t = this.tiles[c];
     if (!t) {
-      const label = h("span", { className: "tile-label" });
-      const marks = h("span", { className: "tile-marks" });
+      // Two elements per tile: hundreds of tiles are laid out on every switch.
+      const label = h("span", { className: "tile-label" }, String(c));
       const el = h(
         "div",
         {
@@ -324,11 +324,17 @@ export class TileGrid {
               this.onOpen(c);
             }
           },
+          // The tooltip is written when wanted, not for every tile on every step.
+          onmouseenter: () => {
+            const row = this.layer?.stats[c];
+            el.title = row
+              ? `channel ${c}: min ${fmt(row[STAT.min])}, max ${fmt(row[STAT.max])}, mean ${fmt(row[STAT.mean])}`
+              : `channel ${c}: no finite values`;
+          },
         },
-        h("div", { className: "tile-caption" }, label, marks),
+        label,
       );
-      label.textContent = `${c}`;
-      t = { el, label, marks, markKey: null };
+      t = { el, label, marks: null, markKey: "falsefalse", geometry: "" };
       this.tiles[c] = t;
     }
     return t;
@@ -401,29 +407,34 @@ export class TileGrid {
         }
       }
       const t = this._tile(c);
-      const st = t.el.style;
-      st.left = `${ax * css}px`;
-      st.top = `${ay * css}px`;
-      st.width = `${dw * css}px`;
-      st.height = `${dh * css}px`;
-      t.el.dataset.ax = String(ax);
-      t.el.dataset.ay = String(ay);
-      t.el.dataset.w = String(dw);
-      t.el.dataset.h = String(dh);
+      const geometry = `${ax},${ay},${dw},${dh},${css}`;
+      if (geometry !== t.geometry) {
+        const st = t.el.style;
+        st.left = `${ax * css}px`;
+        st.top = `${ay * css}px`;
+        st.width = `${dw * css}px`;
+        st.height = `${dh * css}px`;
+        Object.assign(t.el.dataset, { ax, ay, w: dw, h: dh });
+        t.geometry = geometry;
+      }
       const row0 = layer.stats[c];
       const dead = isDead(row0);
-      const key = `${dead}${row0 && row0[STAT.nonfinite] > 0}`;
+      const key = `${dead}${Boolean(row0 && row0[STAT.nonfinite] > 0)}`;
       if (key !== t.markKey) {
-        t.marks.replaceChildren(...badges(row0));
+        t.marks?.remove();
+        const marks = badges(row0);
+        t.marks = marks.length ? h("span", { className: "tile-marks" }, marks) : null;
+        if (t.marks) t.el.append(t.marks);
         t.el.classList.toggle("is-dead", dead);
         t.markKey = key;
       }
-      t.el.title = row0
-        ? `channel ${c}: min ${fmt(row0[STAT.min])}, max ${fmt(row0[STAT.max])}, mean ${fmt(row0[STAT.mean])}`
-        : `channel ${c}: no finite values`;
-      t.el.classList.toggle("selected", c === selected);
+      if (t.selected !== (c === selected)) {
+        t.selected = c === selected;
+        t.el.classList.toggle("selected", t.selected);
+      }
       els.push(t.el);
     }
+    this.layer = layer;
     this.ctx.putImageData(this.image, 0, 0);
     this.canvas.style.width = `${aw * css}px`;
     this.canvas.style.height = `${ah * css}px`;
