@@ -2,8 +2,6 @@
 // through here, so caching, in-flight de-duplication and error text live in
 // one place. URLs are relative: the iframe's <base> points at the plugin.
 
-import { decodeGrayPng } from "./png.js";
-
 /** A failed request, carrying the server's plain-text explanation. */
 export class RequestError extends Error {
   constructor(what, status, text) {
@@ -65,47 +63,25 @@ function base64Bytes(b64) {
   return out;
 }
 
-// One reusable canvas to read decoded pixels back; willReadFrequently keeps
-// it in CPU memory, which makes getImageData cheap.
-let scratch = null;
-function scratchContext(w, h) {
-  if (!scratch) {
-    const canvas = document.createElement("canvas");
-    scratch = canvas.getContext("2d", { willReadFrequently: true });
-  }
-  if (scratch.canvas.width < w) scratch.canvas.width = w;
-  if (scratch.canvas.height < h) scratch.canvas.height = h;
-  return scratch;
-}
-
 /**
- * Decodes a base64 PNG to its gray levels (0..255), one byte per pixel.
- * The PNGs are 8-bit grayscale, so the red channel is the level; colour
- * management is switched off so the levels arrive untouched.
+ * Splits the server's gray levels (base64 of `count` maps of height x width
+ * bytes, one after another) into one view per map, without copying.
  */
-export async function decodeGray(b64) {
-  const bytes = base64Bytes(b64);
-  const fast = decodeGrayPng(bytes);
-  if (fast) return fast;
-  return decodeWithBrowser(bytes);
-}
-
-/** The browser's own decoder, for any PNG the small decoder does not take. */
-export async function decodeWithBrowser(bytes) {
-  const blob = new Blob([bytes], { type: "image/png" });
-  const bitmap = await createImageBitmap(blob, {
-    colorSpaceConversion: "none",
-    premultiplyAlpha: "none",
-  });
-  const { width, height } = bitmap;
-  const ctx = scratchContext(width, height);
-  ctx.clearRect(0, 0, width, height);
-  ctx.drawImage(bitmap, 0, 0);
-  bitmap.close();
-  const rgba = ctx.getImageData(0, 0, width, height).data;
-  const gray = new Uint8Array(width * height);
-  for (let i = 0, j = 0; i < gray.length; i++, j += 4) gray[i] = rgba[j];
-  return { width, height, gray };
+function grayMaps(b64, count, height, width, what) {
+  const gray = base64Bytes(b64 || "");
+  const size = height * width;
+  if (!(size >= 0) || gray.length !== count * size) {
+    throw new RequestError(
+      what,
+      0,
+      `expected ${count} × ${height} × ${width} gray levels, received ${gray.length}`,
+    );
+  }
+  return Array.from({ length: count }, (_, i) => ({
+    width,
+    height,
+    gray: gray.subarray(i * size, (i + 1) * size),
+  }));
 }
 
 /** A small byte-bounded LRU map of decoded data. */
@@ -222,13 +198,12 @@ export class Model {
     const hit = this.layers.get(k);
     if (hit) return Promise.resolve(hit);
     return this._once(`layer${SEP}${k}`, async () => {
-      const data = await fetchJson(
-        query("layer", { run, tag, step, probe }),
-        `Could not load ${tag} at step ${step}`,
-      );
-      const channels = await Promise.all((data.images || []).map(decodeGray));
-      const decoded = { meta: data, stats: data.stats || [], channels };
-      const bytes = channels.reduce((n, c) => n + c.gray.length, 0) + 1024;
+      const what = `Could not load ${tag} at step ${step}`;
+      // Only the levels are kept: the base64 text would double what the cache holds.
+      const { pixels, ...meta } = await fetchJson(query("layer", { run, tag, step, probe }), what);
+      const channels = grayMaps(pixels, meta.channels, meta.height, meta.width, what);
+      const decoded = { meta, stats: meta.stats || [], channels };
+      const bytes = meta.channels * meta.height * meta.width + 1024;
       this.layers.set(k, decoded, bytes);
       return decoded;
     });
@@ -240,19 +215,15 @@ export class Model {
     const hit = this.series.get(k);
     if (hit) return Promise.resolve(hit);
     return this._once(`series${SEP}${k}`, async () => {
-      const data = await fetchJson(
-        query("series", { run, tag, channel, probe }),
-        `Could not load the evolution of channel ${channel} of ${tag}`,
-      );
-      const steps = await Promise.all(
-        (data.steps || []).map(async (s) => ({
-          step: s.step,
-          epoch: s.epoch,
-          wall_time: s.wall_time,
-          stats: s.stats,
-          ...(await decodeGray(s.image)),
-        })),
-      );
+      const what = `Could not load the evolution of channel ${channel} of ${tag}`;
+      const data = await fetchJson(query("series", { run, tag, channel, probe }), what);
+      const steps = (data.steps || []).map((s) => ({
+        step: s.step,
+        epoch: s.epoch,
+        wall_time: s.wall_time,
+        stats: s.stats,
+        ...grayMaps(s.pixels, 1, s.height, s.width, what)[0],
+      }));
       const bytes = steps.reduce((n, s) => n + s.gray.length, 0) + 1024;
       this.series.set(k, steps, bytes);
       return steps;

@@ -17,6 +17,7 @@ import base64
 import collections
 import functools
 import importlib.resources
+import io
 import json
 import logging
 import math
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
 from tensorboard.data import provider
@@ -156,6 +158,11 @@ class _Header:
 
 class _Gone(Exception):
     """A blob of a listed step could not be read (evicted or corrupt)."""
+
+
+def _encode_levels(levels: np.ndarray) -> str:
+    """Gray levels as JSON can carry them: the raw bytes, base64."""
+    return base64.b64encode(np.ascontiguousarray(levels, dtype=np.uint8).tobytes()).decode("ascii")
 
 
 def _show(value: str, limit: int = 200) -> str:
@@ -432,6 +439,26 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             self._cache.put(key, stats, stats.nbytes + 128)
         return stats
 
+    def _levels(self, series: _Series, datum, png: bytes) -> np.ndarray:
+        """The (height, width) gray levels of one channel's 8-bit gray PNG.
+
+        Decoded here, by Pillow, so the panel receives levels it can colour
+        directly instead of hundreds of small PNGs to decode. The size is the
+        PNG's own: the writer reduces a units or sequence strip longer than
+        its `max_size` while the metadata keeps the strip's full length."""
+        try:
+            with Image.open(io.BytesIO(png)) as image:
+                mode = image.mode
+                levels = np.asarray(image)
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+            problem = f"an unreadable channel image ({e})"
+        else:
+            if mode == "L" and levels.ndim == 2:
+                return levels
+            problem = f"a channel image of mode {mode}, not 8-bit gray"
+        self._warn_once(series.run, series.tag, problem)
+        raise _Gone(f"step {datum.step} has {problem}")
+
     def _fields(self, series: _Series, stats: np.ndarray) -> list[str]:
         return list(series.info.stats_fields[: stats.shape[2]])
 
@@ -582,7 +609,21 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             raise errors.NotFoundError(
                 f"Run {run!r}, tag {tag!r}: step {datum.step} is no longer available."
             )
-        images = [base64.b64encode(png).decode() for png in pngs]
+        try:
+            maps = [self._levels(series, datum, png) for png in pngs]
+        except _Gone as e:
+            raise errors.NotFoundError(f"Run {run!r}, tag {tag!r}: {e}.") from None
+        shape = maps[0].shape if maps else (info.height, info.width)
+        for c, m in enumerate(maps):
+            if m.shape != shape:
+                # One buffer of equal maps is what the panel splits; a step
+                # mixing sizes is not something the writer makes.
+                problem = f"channel {c} of shape {m.shape} where channel 0's is {shape}"
+                self._warn_once(run, tag, f"channel images of different sizes: {problem}")
+                raise errors.NotFoundError(
+                    f"Run {run!r}, tag {tag!r}: step {datum.step} has {problem}."
+                )
+        levels = np.stack(maps) if maps else np.zeros((0, *shape), np.uint8)
         return self._json(
             request,
             {
@@ -593,12 +634,12 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                 "epoch": header.epoch,
                 "probe": probe,
                 "layout": info.layout,
-                "height": info.height,
-                "width": info.width,
+                "height": shape[0],
+                "width": shape[1],
                 "channels": info.channels,
                 "stats_fields": self._fields(series, stats),
                 "stats": _finite_or_none(stats[probe]),
-                "images": images,
+                "pixels": _encode_levels(levels),
             },
         )
 
@@ -636,21 +677,23 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             return (
                 self._header(ctx, datum),
                 self._stats(ctx, series, datum),
-                self._blob(ctx, datum, index),
+                self._levels(series, datum, self._blob(ctx, datum, index)),
             )
 
         steps = []
         for datum, got in zip(series.data, self._map(read, series.data)):
             if got is None:
                 continue
-            header, stats, png = got
+            header, stats, levels = got
             steps.append(
                 {
                     "step": datum.step,
                     "wall_time": datum.wall_time,
                     "epoch": header.epoch,
                     "stats": _finite_or_none(stats[probe, channel]),
-                    "image": base64.b64encode(png).decode(),
+                    "height": levels.shape[0],
+                    "width": levels.shape[1],
+                    "pixels": _encode_levels(levels),
                 }
             )
         return self._json(

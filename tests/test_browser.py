@@ -12,12 +12,9 @@ text, and no script in them may ever run.
 from __future__ import annotations
 
 import base64
-import io
 import os
 import re
 import shutil
-import struct
-import zlib
 from pathlib import Path
 from urllib.parse import quote
 
@@ -343,6 +340,12 @@ def panel(browser, server):
     assert not p.problems, "\n".join(p.problems)
 
 
+def layer_levels(layer) -> np.ndarray:
+    """A `layer` answer's gray levels as (channels, height, width)."""
+    shape = (layer["channels"], layer["height"], layer["width"])
+    return np.frombuffer(base64.b64decode(layer["pixels"]), np.uint8).reshape(shape)
+
+
 def tags(server, run):
     return api(server, "tags")[run]
 
@@ -436,7 +439,7 @@ def test_channel_opens_large_with_value_readout_colorbar_and_evolution(panel, se
     assert m, readout
     layer = api(server, "layer", run=HTML_RUN, tag="conv1", step=steps[-1], probe=0)
     lo, hi = layer["stats"][5][:2]
-    level = np.asarray(Image.open(io.BytesIO(base64.b64decode(layer["images"][5]))))
+    level = layer_levels(layer)[5]
     expected = lo + level[py, px] / 255 * (hi - lo)
     assert float(m.group(1)) == pytest.approx(expected, rel=5e-3, abs=1e-6)
     # A colorbar in real units, and the statistics.
@@ -744,115 +747,122 @@ def test_sampled_steps_are_announced_with_the_way_to_keep_all(browser, logdir):
         assert not p.problems, p.problems
 
 
-def test_the_panel_decoder_matches_the_browser_on_every_logged_image(panel):
-    """The panel inflates the channel PNGs itself, for speed; it must agree
-    with Chromium's own decoder on every image the writer made."""
+# Chromium's own decoding of a PNG the server sends, as gray levels: colour
+# management off, so the levels arrive untouched; 8-bit gray has R = G = B.
+CHROMIUM_GRAY_JS = """
+async (url) => {
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    const bitmap = await createImageBitmap(await response.blob(), {
+        colorSpaceConversion: "none",
+        premultiplyAlpha: "none",
+    });
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(bitmap, 0, 0);
+    const rgba = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    const gray = new Uint8Array(bitmap.width * bitmap.height);
+    for (let i = 0; i < gray.length; i++) gray[i] = rgba[4 * i];
+    return {width: bitmap.width, height: bitmap.height, gray};
+}
+"""
+
+
+def test_the_panel_gets_the_levels_chromium_decodes_from_every_logged_image(panel):
+    """The server decodes the channel PNGs for the panel; what the panel's
+    data layer hands to its views must be what Chromium's own decoder makes of
+    the `channel` PNG, for every layer and layout, in a step's grid and in a
+    channel's evolution."""
     panel.open()
     result = panel.frame.evaluate(
-        """async () => {
-            const model = await import("./static/model.js");
-            const png = await import("./static/png.js");
-            const get = async (route, params) =>
-                (await fetch(`${route}?${new URLSearchParams(params)}`)).json();
+        """async (chromiumGraySource) => {
+            const chromiumGray = eval(chromiumGraySource);
+            const { Model } = await import("./static/model.js");
+            const model = new Model();
+            const q = (route, params) => `${route}?${new URLSearchParams(params)}`;
             const tags = await (await fetch("tags")).json();
-            const out = {checked: 0, fallbacks: 0, mismatched: []};
+            const out = {checked: 0, frames: 0, mismatched: []};
+            const same = (a, b) => a.width === b.width && a.height === b.height
+                && a.gray.length === b.gray.length && a.gray.every((v, i) => v === b.gray[i]);
             for (const [run, layers] of Object.entries(tags)) {
                 for (const tag of Object.keys(layers)) {
                     if (tag === "__probe__") continue;
-                    const steps = (await get("steps", {run, tag})).steps;
+                    const steps = (await (await fetch(q("steps", {run, tag}))).json()).steps;
                     for (const s of [steps[0], steps[steps.length - 1]]) {
-                        const d = await get("layer", {run, tag, step: s.step});
-                        for (const [c, b64] of d.images.entries()) {
-                            const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
-                            const mine = png.decodeGrayPng(bytes);
-                            if (!mine) { out.fallbacks++; continue; }
-                            const ref = await model.decodeWithBrowser(bytes);
+                        const layer = await model.fetchLayer(run, tag, s.step, 0);
+                        for (const [c, mine] of layer.channels.entries()) {
+                            const ref = await chromiumGray(
+                                q("channel", {run, tag, step: s.step, channel: c}));
                             out.checked++;
-                            const same = mine.width === ref.width && mine.height === ref.height
-                                && mine.gray.every((v, i) => v === ref.gray[i]);
-                            if (!same) out.mismatched.push([run, tag, s.step, c]);
+                            if (!same(mine, ref)) out.mismatched.push([run, tag, s.step, c]);
                         }
+                    }
+                    const c = layers[tag].channels - 1;
+                    const series = await model.fetchSeries(run, tag, c, 0, "test");
+                    for (const frame of series) {
+                        const ref = await chromiumGray(
+                            q("channel", {run, tag, step: frame.step, channel: c}));
+                        out.frames++;
+                        if (!same(frame, ref)) out.mismatched.push([run, tag, frame.step, c]);
                     }
                 }
             }
             return out;
-        }"""
+        }""",
+        CHROMIUM_GRAY_JS,
     )
     assert result["mismatched"] == []
-    assert result["fallbacks"] == 0
     assert result["checked"] > 300
+    assert result["frames"] > 50
 
 
-def png_bytes(gray: np.ndarray, filters=(0,), level: int = 6, parts: int = 1) -> bytes:
-    """An 8-bit grayscale PNG with chosen row filters, deflate level and IDAT split."""
-    h, w = gray.shape
-    rows = []
-    prev = np.zeros(w, np.int32)
-    for y in range(h):
-        f = filters[y % len(filters)]
-        row = gray[y].astype(np.int32)
-        a = np.concatenate([[0], row[:-1]])
-        c = np.concatenate([[0], prev[:-1]])
-        if f == 4:
-            p = a + prev - c
-            pa, pb, pc = abs(p - a), abs(p - prev), abs(p - c)
-            pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, prev, c))
-        else:
-            pred = [0 * row, a, prev, (a + prev) // 2][f]
-        rows.append(bytes([f]) + ((row - pred) % 256).astype(np.uint8).tobytes())
-        prev = row
-    z = zlib.compress(b"".join(rows), level)
-
-    def chunk(kind, data):
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    cut = [len(z) * i // parts for i in range(parts + 1)]
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-        + b"".join(chunk(b"IDAT", z[cut[i] : cut[i + 1]]) for i in range(parts))
-        + chunk(b"IEND", b"")
-    )
-
-
-def test_the_panel_decoder_handles_every_png_filter_and_deflate_block(panel):
-    rng = np.random.default_rng(7)
-    smooth = (np.add.outer(np.arange(40), np.arange(70)) * 3 % 256).astype(np.uint8)
-    cases = []
-    for shape in [(1, 1), (1, 300), (40, 70), (3, 257)]:
-        noise = rng.integers(0, 256, shape, dtype=np.uint8)
-        flat = smooth[: shape[0], : shape[1]] if shape[0] <= 40 and shape[1] <= 70 else noise
-        for img in (noise, flat, np.zeros(shape, np.uint8)):
-            for filters in [(0,), (1,), (2,), (3,), (4,), (0, 1, 2, 3, 4)]:
-                for level, parts in [(0, 1), (1, 2), (9, 3)]:
-                    cases.append((img, png_bytes(img, filters, level, parts)))
-    got = panel.open().frame.evaluate(
-        """async (pngs) => {
-            const png = await import("./static/png.js");
-            return pngs.map((b64) => {
-                const d = png.decodeGrayPng(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
-                return d && [d.width, d.height, Array.from(d.gray)];
-            });
+def test_drawn_gray_levels_are_the_logged_pngs_as_chromium_decodes_them(panel, server):
+    """End to end: in the gray colormap at the default scale a level is its
+    own colour, so the grid's tiles, the opened channel and its evolution
+    show exactly the `channel` PNGs' levels."""
+    steps = steps_of(server, HTML_RUN, "conv1")
+    panel.open(f"&run={quote(HTML_RUN)}&layer=conv1&cmap=gray&channel=5")
+    panel.wait_ready(run=HTML_RUN, layer="conv1", cmap="gray", norm="channel", channel="5")
+    panel.ui.locator("body[data-evolution-channel='5']").wait_for(state="attached")
+    result = panel.frame.evaluate(
+        """async (chromiumGraySource) => {
+            const chromiumGray = eval(chromiumGraySource);
+            const b = document.body.dataset;
+            const q = (params) => `channel?${new URLSearchParams(
+                {run: b.renderedRun, tag: b.renderedLayer, ...params})}`;
+            const red = (canvas, x, y, w, h) => {
+                const d = canvas.getContext("2d").getImageData(x, y, w, h).data;
+                const gray = new Uint8Array(w * h);
+                for (let i = 0; i < gray.length; i++) gray[i] = d[4 * i];
+                return {width: w, height: h, gray};
+            };
+            const same = (a, b) => a.width === b.width && a.height === b.height
+                && a.gray.every((v, i) => v === b.gray[i]);
+            const out = {tiles: 0, frames: 0, mismatched: []};
+            const atlas = document.querySelector(".grid canvas.atlas");
+            for (const tile of document.querySelectorAll(".grid .tile")) {
+                const t = tile.dataset;
+                const ref = await chromiumGray(q({step: b.renderedStep, channel: t.channel}));
+                out.tiles++;
+                if (!same(red(atlas, +t.ax, +t.ay, +t.w, +t.h), ref))
+                    out.mismatched.push(["tile", t.channel]);
+            }
+            const big = document.querySelector("#detail canvas.big");
+            const ref = await chromiumGray(q({step: b.renderedStep, channel: 5}));
+            if (!same(red(big, 0, 0, big.width, big.height), ref)) out.mismatched.push(["big"]);
+            for (const frame of document.querySelectorAll("#evolution .frame")) {
+                const canvas = frame.querySelector("canvas");
+                const ref = await chromiumGray(q({step: frame.dataset.step, channel: 5}));
+                out.frames++;
+                if (!same(red(canvas, 0, 0, canvas.width, canvas.height), ref))
+                    out.mismatched.push(["frame", frame.dataset.step]);
+            }
+            return out;
         }""",
-        [base64.b64encode(b).decode() for _, b in cases],
+        CHROMIUM_GRAY_JS,
     )
-    for (img, _), decoded in zip(cases, got):
-        assert decoded is not None
-        assert decoded[:2] == [img.shape[1], img.shape[0]]
-        assert decoded[2] == img.ravel().tolist()
-    # Anything else is left to the browser's decoder.
-    rgb = io.BytesIO()
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(rgb, format="PNG")
-    assert (
-        panel.frame.evaluate(
-            """async (b64) => (await import("./static/png.js"))
-            .decodeGrayPng(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)))""",
-            base64.b64encode(rgb.getvalue()).decode(),
-        )
-        is None
-    )
+    assert result["mismatched"] == []
+    assert (result["tiles"], result["frames"]) == (16, len(steps))
 
 
 def test_rust_data_server_shows_the_same_pixels(browser, logdir, panel, server):
@@ -881,7 +891,7 @@ def test_screenshot_of_the_panel(panel, server):
     panel.page.set_viewport_size({"width": 1440, "height": 1000})
     panel.open(f"&run={CNN_RUN}&layer=conv1&channel={channel}")
     panel.ui.locator(f"body[data-evolution-channel='{channel}']").wait_for(state="attached")
-    img = np.asarray(Image.open(io.BytesIO(base64.b64decode(layer["images"][channel]))))
+    img = layer_levels(layer)[channel]
     y, x = np.unravel_index(int(np.argmax(img)), img.shape)
     box = panel.ui.locator("#detail canvas.big").bounding_box()
     panel.page.mouse.move(

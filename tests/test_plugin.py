@@ -65,6 +65,8 @@ SLASH = layer_info(SLASH_TAG, 2, probes=1, h=3, w=4)
 TRUNCATED = layer_info("truncated", 3, probes=1)
 BADSTATS = layer_info("badstats", 2, probes=1)
 TEXTSTATS = layer_info("textstats", 2, probes=1)
+BADSIZE = layer_info("badsize", 2, probes=1)
+BADMODE = layer_info("badmode", 2, probes=1)
 
 
 def conv_array(step: int) -> np.ndarray:
@@ -126,10 +128,34 @@ def as_array(nested) -> np.ndarray:
 
 
 def assert_image(png: bytes, x: np.ndarray, p: int, c: int) -> None:
+    assert_levels(decode_png(png), x, p, c)
+
+
+def assert_levels(levels: np.ndarray, x: np.ndarray, p: int, c: int) -> None:
+    """Gray levels are channel c of probe p quantized from its own min..max."""
     stats = expected_stats(x)
     np.testing.assert_allclose(
-        decode_png(png), expected_image(x[p, :, :, c], *stats[p, c, :2]), atol=1, rtol=0
+        levels, expected_image(x[p, :, :, c], *stats[p, c, :2]), atol=1, rtol=0
     )
+
+
+def levels_of(pixels: str, count: int, height: int, width: int) -> np.ndarray:
+    """A `pixels` field back to (count, height, width) uint8, checking its length."""
+    assert isinstance(pixels, str)
+    raw = base64.b64decode(pixels, validate=True)
+    assert len(raw) == count * height * width
+    return np.frombuffer(raw, np.uint8).reshape(count, height, width)
+
+
+def layer_levels(body) -> np.ndarray:
+    return levels_of(body["pixels"], body["channels"], body["height"], body["width"])
+
+
+def channel_png(client, **params) -> np.ndarray:
+    """What the `channel` route serves, decoded by Pillow."""
+    r = get(client, "channel", **params)
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    return decode_png(r.data)
 
 
 # -- logs ------------------------------------------------------------------
@@ -144,8 +170,15 @@ def write_bad_series(run_dir) -> None:
     buf = io.BytesIO()
     png.save(buf, format="PNG")
     png = buf.getvalue()
+    buf = io.BytesIO()
+    Image.new("L", (4, 4)).save(buf, format="PNG")
+    small = buf.getvalue()
+    buf = io.BytesIO()
+    Image.new("RGB", (5, 6)).save(buf, format="PNG")
+    rgb = buf.getvalue()
     header = metadata.encode_header(0.0)
     stats = metadata.encode_stats(np.zeros((1, 3, 6)))
+    two_stats = metadata.encode_stats(np.zeros((1, 2, 6)))
     for step in range(2):
         future = summary.make_event(CONV, step, wall(step), [header, stats, png, png, png])
         content = json.loads(future.summary.value[0].metadata.plugin_data.content)
@@ -167,7 +200,19 @@ def write_bad_series(run_dir) -> None:
         textstats = summary.make_event(
             TEXTSTATS, step, wall(step), [header, text.getvalue(), png, png]
         )
-        for event in (future, garbage, truncated, badstats, wrongtypes, textstats):
+        # Channel 1's image is not the size of channel 0's, nor the metadata's.
+        badsize = summary.make_event(BADSIZE, step, wall(step), [header, two_stats, png, small])
+        badmode = summary.make_event(BADMODE, step, wall(step), [header, two_stats, png, rgb])
+        for event in (
+            future,
+            garbage,
+            truncated,
+            badstats,
+            wrongtypes,
+            textstats,
+            badsize,
+            badmode,
+        ):
             writer.add_event(event)
     writer.close()
 
@@ -305,6 +350,8 @@ def test_tags(logdir, client, full, keep):
             "truncated": tag_entry(TRUNCATED, 0, 1, keep),
             "badstats": tag_entry(BADSTATS, 2, 1, keep),
             "textstats": tag_entry(TEXTSTATS, 2, 1, keep),
+            "badsize": tag_entry(BADSIZE, 2, 1, keep),
+            "badmode": tag_entry(BADMODE, 2, 1, keep),
         },
     }
 
@@ -386,7 +433,7 @@ def test_new_steps_appear_after_a_reload(tmp_path):
     body = get_json(client, "steps", run=RUN, tag="conv")
     assert (body["steps_kept"], body["steps_logged"], body["steps"][-1]["step"]) == (KEEP, 12, 11)
     layer = get_json(client, "layer", run=RUN, tag="conv", step=11)
-    assert_image(base64.b64decode(layer["images"][0]), conv_array(11), 0, 0)
+    assert_levels(layer_levels(layer)[0], conv_array(11), 0, 0)
 
 
 # -- layer -------------------------------------------------------------------
@@ -397,7 +444,7 @@ def test_new_steps_appear_after_a_reload(tmp_path):
 def test_layer(full, step, probe):
     x = conv_array(step)
     body = get_json(full, "layer", run=RUN, tag="conv", step=step, probe=probe)
-    images = body.pop("images")
+    levels = levels_of(body.pop("pixels"), 3, 6, 5)
     stats = body.pop("stats")
     assert body == {
         "run": RUN,
@@ -415,9 +462,11 @@ def test_layer(full, step, probe):
     np.testing.assert_allclose(
         as_array(stats), expected_stats(x)[probe], rtol=1e-5, atol=1e-6, equal_nan=True
     )
-    assert len(images) == 3
-    for c, image in enumerate(images):
-        assert_image(base64.b64decode(image), x, probe, c)
+    for c in range(3):
+        assert_levels(levels[c], x, probe, c)
+        # Channel-major: channel c's bytes are exactly its PNG's, decoded by Pillow.
+        png = channel_png(full, run=RUN, tag="conv", step=step, channel=c, probe=probe)
+        np.testing.assert_array_equal(levels[c], png)
 
 
 def test_layer_nonfinite_statistics_are_null(full):
@@ -438,7 +487,54 @@ def test_layer_of_units(full):
     body = get_json(full, "layer", run=RUN, tag="dense", step=4, probe=1)
     assert (body["layout"], body["height"], body["width"], body["channels"]) == ("units", 1, 7, 1)
     nhwc = x[:, None, :, None]
-    assert_image(base64.b64decode(body["images"][0]), nhwc, 1, 0)
+    levels = layer_levels(body)
+    assert levels.shape == (1, 1, 7)
+    assert_levels(levels[0], nhwc, 1, 0)
+    png = channel_png(full, run=RUN, tag="dense", step=4, channel=0, probe=1)
+    np.testing.assert_array_equal(levels[0], png)
+
+
+def test_layer_of_a_non_square_map_is_row_major(full):
+    body = get_json(full, "layer", run=HTML_RUN, tag=SLASH_TAG, step=10)
+    assert (body["height"], body["width"], body["channels"]) == (3, 4, 2)
+    levels = layer_levels(body)
+    x = small_array(10, SLASH)
+    for c in range(2):
+        assert_levels(levels[c], x, 0, c)
+        png = channel_png(full, run=HTML_RUN, tag=SLASH_TAG, step=10, channel=c)
+        np.testing.assert_array_equal(levels[c], png)
+
+
+def test_layer_of_units_reduced_by_the_writer_sends_the_reduced_strip(tmp_path):
+    # The writer box-reduces a strip longer than max_size, while the metadata
+    # keeps the layer's own length: what is sent is the image that was logged.
+    writer = summary.ActivationWriter(tmp_path / RUN, max_size=4)
+    writer.submit(0, [summary.LayerValue(DENSE, dense_array(0))], wall_time=wall(0))
+    writer.close()
+    client = make_client(tmp_path, KEEP)
+    assert get_json(client, "tags")[RUN]["dense"]["width"] == 7
+    body = get_json(client, "layer", run=RUN, tag="dense", step=0, probe=1)
+    assert (body["height"], body["width"], body["channels"]) == (1, 4, 1)
+    png = channel_png(client, run=RUN, tag="dense", step=0, channel=0, probe=1)
+    np.testing.assert_array_equal(layer_levels(body)[0], png)
+    (step,) = get_json(client, "series", run=RUN, tag="dense", channel=0, probe=1)["steps"]
+    assert (step["height"], step["width"]) == (1, 4)
+    np.testing.assert_array_equal(levels_of(step["pixels"], 1, 1, 4)[0], png)
+
+
+@pytest.mark.parametrize(
+    ("tag", "message"),
+    [
+        ("badsize", "step 0 has channel 1 of shape (4, 4) where channel 0's is (6, 5)."),
+        ("badmode", "step 0 has a channel image of mode RGB, not 8-bit gray."),
+    ],
+)
+def test_layer_with_images_it_cannot_send_as_one_buffer_is_a_clear_error(client, tag, message):
+    r = get(client, "layer", run="broken", tag=tag, step=0)
+    assert (r.status_code, r.mimetype) == (404, "text/plain")
+    text = r.get_data(as_text=True)
+    assert message in text
+    assert "Traceback" not in text
 
 
 # -- channel -------------------------------------------------------------------
@@ -452,7 +548,7 @@ def test_channel(full, probe, channel):
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert_image(r.data, conv_array(7), probe, channel)
     layer = get_json(full, "layer", run=RUN, tag="conv", step=7, probe=probe)
-    assert r.data == base64.b64decode(layer["images"][channel])
+    np.testing.assert_array_equal(layer_levels(layer)[channel], decode_png(r.data))
 
 
 # -- series and stats --------------------------------------------------------------
@@ -465,6 +561,8 @@ def test_series(full, probe, channel):
     assert body == {"run": RUN, "tag": "conv", "channel": channel, "probe": probe}
     assert [s["step"] for s in steps] == list(range(STEPS))
     for s in steps:
+        assert set(s) == {"step", "wall_time", "epoch", "stats", "height", "width", "pixels"}
+        assert (s["height"], s["width"]) == (6, 5)
         x = conv_array(s["step"])
         assert (s["wall_time"], s["epoch"]) == (wall(s["step"]), float(s["step"]))
         np.testing.assert_allclose(
@@ -474,7 +572,10 @@ def test_series(full, probe, channel):
             atol=1e-6,
             equal_nan=True,
         )
-        assert_image(base64.b64decode(s["image"]), x, probe, channel)
+        levels = levels_of(s["pixels"], 1, 6, 5)[0]
+        assert_levels(levels, x, probe, channel)
+        png = channel_png(full, run=RUN, tag="conv", step=s["step"], channel=channel, probe=probe)
+        np.testing.assert_array_equal(levels, png)
 
 
 def test_series_follows_sampling(client):
@@ -504,6 +605,17 @@ def test_stats(full):
 def test_stats_skip_unreadable_steps(client, tag):
     assert get_json(client, "stats", run="broken", tag=tag)["steps"] == []
     assert get_json(client, "series", run="broken", tag=tag, channel=1)["steps"] == []
+
+
+def test_series_gives_each_image_its_own_size_and_skips_images_not_gray(client):
+    # A strip longer than the writer's max_size is reduced while the metadata
+    # keeps its full length: the size sent is the image's own.
+    steps = get_json(client, "series", run="broken", tag="badsize", channel=1)["steps"]
+    assert [(s["step"], s["height"], s["width"]) for s in steps] == [(0, 4, 4), (1, 4, 4)]
+    assert all(levels_of(s["pixels"], 1, 4, 4).max() == 0 for s in steps)
+    assert get_json(client, "series", run="broken", tag="badmode", channel=1)["steps"] == []
+    good = get_json(client, "series", run="broken", tag="badmode", channel=0)["steps"]
+    assert [(s["step"], s["height"], s["width"]) for s in good] == [(0, 6, 5), (1, 6, 5)]
 
 
 # -- probe and colormaps -------------------------------------------------------------
@@ -675,6 +787,8 @@ NOT_FOUND = [
     ("layer", {"run": "broken", "tag": "truncated", "step": 0}, "Step 0"),
     ("layer", {"run": "broken", "tag": "badstats", "step": 0}, "statistics"),
     ("layer", {"run": "broken", "tag": "textstats", "step": 1}, "statistics"),
+    ("layer", {"run": "broken", "tag": "badsize", "step": 1}, "of shape (4, 4)"),
+    ("layer", {"run": "broken", "tag": "badmode", "step": 1}, "mode RGB"),
     ("nope", {}, "Not found"),
 ]
 
@@ -777,11 +891,13 @@ def test_trained_log_last_step_matches_the_trained_model(trained, probe):
     body = get_json(client, "layer", run="activations", tag="conv2", step=9, probe=probe)
     expected = expected_stats(conv2)[probe]
     np.testing.assert_allclose(as_array(body["stats"]), expected, rtol=1e-4, atol=1e-5)
+    levels = layer_levels(body)
     for c in (0, 7, 15):
-        assert_image(base64.b64decode(body["images"][c]), conv2, probe, c)
+        assert_levels(levels[c], conv2, probe, c)
     series = get_json(client, "series", run="activations", tag="conv2", channel=7, probe=probe)
     assert [s["step"] for s in series["steps"]] == [0, 3, 6, 9]
-    assert series["steps"][-1]["image"] == body["images"][7]
+    last = levels_of(series["steps"][-1]["pixels"], 1, 11, 11)[0]
+    np.testing.assert_array_equal(last, levels[7])
 
 
 def test_trained_log_probe_image(trained):

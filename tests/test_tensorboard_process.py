@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import collections
+import io
 import threading
 import time
 import urllib.parse
 
 import numpy as np
 import pytest
+from PIL import Image
 from support import fetch, running_tensorboard, wait_until
 
 from tb_activations import metadata, summary
@@ -110,10 +112,14 @@ def test_plugin_serves_every_step_by_default(logdir, load_fast):
         assert (conv["steps_kept"], conv["max_step"]) == (STEPS, (STEPS - 1) * 10)
 
         layer = fetch(plugin_url(base, "layer", run=RUN, tag="conv", step=50)).json()
-        assert len(layer["images"]) == 4 and layer["epoch"] == 5.0
+        assert layer["channels"] == 4 and layer["epoch"] == 5.0
+        h, w = layer["height"], layer["width"]
+        levels = np.frombuffer(base64.b64decode(layer["pixels"]), np.uint8)
+        assert levels.size == 4 * h * w
         png = fetch(plugin_url(base, "channel", run=RUN, tag="conv", step=50, channel=3))
         assert png.status == 200 and png.content_type == "image/png"
-        assert png.body == base64.b64decode(layer["images"][3])
+        decoded = np.asarray(Image.open(io.BytesIO(png.body)))
+        np.testing.assert_array_equal(levels.reshape(4, h, w)[3], decoded)
 
         html = fetch(plugin_url(base, "steps", run=HTML_RUN, tag=HTML_TAG)).json()
         assert (html["run"], html["tag"]) == (HTML_RUN, HTML_TAG)
