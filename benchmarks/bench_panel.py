@@ -9,9 +9,9 @@ measure. Each measure runs inside the panel's iframe: it starts just before
 the control is operated (by the same DOM event a user's input makes) and
 ends at the first animation frame after the panel reports the render done
 (`body[data-state=ready]` with the expected `data-rendered-*`), so it
-includes fetching, PNG decoding, colouring and painting, but no browser
-automation latency. Every repeat uses a fresh browser context: nothing is
-cached in the page at its start.
+includes fetching (the server decodes the PNGs), colouring and painting, but
+no browser automation latency. Every repeat uses a fresh browser context:
+nothing is cached in the page at its start.
 
 Reference: TensorBoard's own Images dashboard showing the same 64
 block1_conv1 channels, logged the usual way (one `tf.summary.image` tag per
@@ -306,7 +306,7 @@ def measure_panel(browser, base, steps, n, notches):
         for _ in range(notches):
             i = s.slider_index() - 1
             add("notch", s.measure("slider", i, step=steps[i], layer=BIG_LAYER))
-        # A jump the prefetch did not foresee: fetch and decode all 64 channels.
+        # A jump the prefetch did not foresee: fetch all 64 channels.
         i = s.slider_index() - 10
         add("jump", s.measure("slider", i, step=steps[i], layer=BIG_LAYER))
         # (b) One channel's evolution over all steps, on the largest images.
@@ -449,7 +449,7 @@ def report(panel, reference, n, notches, output, loads):
     emit(
         f"Each row: {n} fresh browser contexts (notches: {notches} per context). Time from "
         "operating the control to the first frame after the panel reports the render done "
-        "(fetch, PNG decode, colouring, painting). Viewport "
+        "(fetch, the server decoding the PNGs, colouring, painting). Viewport "
         f"{VIEWPORT['width']}x{VIEWPORT['height']}, tiles at the panel's default size."
     )
     emit()
@@ -541,7 +541,7 @@ def report(panel, reference, n, notches, output, loads):
         emit()
         emit(
             "`responses in`: the panel's requests for this render have all arrived (server "
-            "and transfer); `ready`: decoded, coloured and drawn to canvases; `painted`: "
+            "and transfer); `ready`: unpacked, coloured and drawn to canvases; `painted`: "
             "the next frames are presented."
         )
         emit()
