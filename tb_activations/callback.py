@@ -328,7 +328,7 @@ class ActivationLogger(keras.callbacks.Callback):
         if self.batch_freq is None or self._epoch >= self._first_epoch + self.batch_epochs:
             return
         if (batch + 1) % self.batch_freq == 0:
-            steps = self.params.get("steps") if self.params else None
+            steps = self._params().get("steps")
             fraction = (batch + 1) / steps if steps else None
             if fraction is not None and fraction >= 1:
                 return  # the epoch-end event logs this state
@@ -347,7 +347,11 @@ class ActivationLogger(keras.callbacks.Callback):
     # -- helpers ------------------------------------------------------------
 
     def _epoch_base(self) -> int:
-        return int(self.params.get("initial_epoch", 0)) if self.params else 0
+        return int(self._params().get("initial_epoch", 0))
+
+    def _params(self) -> dict:
+        # Keras before 3.5 sets `params` only inside fit(); log_activations runs without.
+        return getattr(self, "params", None) or {}
 
     def _prepare(self) -> None:
         self._first_epoch = self._epoch_base()

@@ -140,11 +140,8 @@ def lower_bounds(wheel: Path) -> list[str]:
 
 
 # A known gap at the lower bounds, to be dropped when it is fixed (strict: an
-# unexpected pass fails, so this cannot outlive the bug).
-OLDEST_ISSUE = (
-    "log_activations reads Callback.params, which Keras before 3.5 sets only in fit(); "
-    "pyproject.toml allows keras>=3.3"
-)
+# unexpected pass fails, so this cannot outlive the bug). None: no known gap.
+OLDEST_ISSUE = None
 
 
 @pytest.fixture(scope="module", params=["latest", "oldest"])
