@@ -98,6 +98,7 @@ class _Recorder:
                 f"A layer may not be named {metadata.PROBE_TAG!r}: that tag holds the probe."
             )
         self.taps = layers_lib.taps(model, self.paths)
+        self.positions = {path: i for i, (path, _) in enumerate(layers_lib.walk(model))}
         # The probe is laid out like the first layer that declares a format.
         self.input_format = next(
             (
@@ -200,6 +201,7 @@ class _Recorder:
             source_width=w,
             reduction=encoding.rank5_reduction(tap.data_format) if arr.ndim == 5 else None,
             data_format=tap.data_format,
+            position=self.positions[tap.path],
         )
 
 

@@ -74,6 +74,9 @@ class LayerInfo:
     source_width: int
     reduction: str | None = None
     data_format: str = "channels_last"
+    # Where the layer sits in the model (depth-first order, nested models
+    # included), so a reader can list layers as the model has them.
+    position: int | None = None
     normalization: str = NORMALIZATION
     stats_fields: tuple[str, ...] = STATS_FIELDS
     version: int = FORMAT_VERSION

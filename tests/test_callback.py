@@ -35,7 +35,7 @@ def trained(tmp_path_factory, data):
             self._take(0)
 
         def on_epoch_end(self, epoch, logs=None):
-            self._take(int(self.model.optimizer.iterations))
+            self._take(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
 
         def _take(self, step):
             ref = keras.Model(self.model.input, self.model.get_layer("conv2").output)
@@ -65,6 +65,10 @@ def test_tags_and_layer_infos(trained):
     assert conv2.class_name == "Conv2D" and conv2.output_shape == (None, 11, 11, 16)
     dense = series["dense1"].info
     assert (dense.layout, dense.channels, dense.width, dense.height) == ("units", 1, 12, 1)
+    by_position = sorted(
+        (s.info.position, t) for t, s in series.items() if s.info.position is not None
+    )
+    assert [t for _, t in by_position] == ["conv1", "conv2", "dense1", "logits"]
 
 
 def test_steps_are_iterations_starting_untrained(trained):
