@@ -86,7 +86,10 @@ def encode_step(
     if value.info.layout == "probe":
         stats, pngs = encoding.probe_images(value.array)
     else:
-        stats, pngs = encoding.encode_layer(value.nhwc(), max_size=max_size, executor=executor)
+        # Strips (units, sequences) are one pixel high: small at any length,
+        # and a downscaled strip would no longer line up with its units.
+        size_cap = max_size if value.info.layout == "image" else None
+        stats, pngs = encoding.encode_layer(value.nhwc(), max_size=size_cap, executor=executor)
     return [header, metadata.encode_stats(stats), *pngs]
 
 

@@ -505,21 +505,20 @@ def test_layer_of_a_non_square_map_is_row_major(full):
         np.testing.assert_array_equal(levels[c], png)
 
 
-def test_layer_of_units_reduced_by_the_writer_sends_the_reduced_strip(tmp_path):
-    # The writer box-reduces a strip longer than max_size, while the metadata
-    # keeps the layer's own length: what is sent is the image that was logged.
+def test_units_strip_longer_than_max_size_is_sent_whole(tmp_path):
+    # Strips are never downscaled by the writer: each pixel stays one unit.
     writer = summary.ActivationWriter(tmp_path / RUN, max_size=4)
     writer.submit(0, [summary.LayerValue(DENSE, dense_array(0))], wall_time=wall(0))
     writer.close()
     client = make_client(tmp_path, KEEP)
     assert get_json(client, "tags")[RUN]["dense"]["width"] == 7
     body = get_json(client, "layer", run=RUN, tag="dense", step=0, probe=1)
-    assert (body["height"], body["width"], body["channels"]) == (1, 4, 1)
+    assert (body["height"], body["width"], body["channels"]) == (1, 7, 1)
     png = channel_png(client, run=RUN, tag="dense", step=0, channel=0, probe=1)
     np.testing.assert_array_equal(layer_levels(body)[0], png)
     (step,) = get_json(client, "series", run=RUN, tag="dense", channel=0, probe=1)["steps"]
-    assert (step["height"], step["width"]) == (1, 4)
-    np.testing.assert_array_equal(levels_of(step["pixels"], 1, 1, 4)[0], png)
+    assert (step["height"], step["width"]) == (1, 7)
+    np.testing.assert_array_equal(levels_of(step["pixels"], 1, 1, 7)[0], png)
 
 
 @pytest.mark.parametrize(
@@ -608,8 +607,8 @@ def test_stats_skip_unreadable_steps(client, tag):
 
 
 def test_series_gives_each_image_its_own_size_and_skips_images_not_gray(client):
-    # A strip longer than the writer's max_size is reduced while the metadata
-    # keeps its full length: the size sent is the image's own.
+    # The size sent is the image's own, whatever the metadata says: a
+    # damaged or foreign series must not break the strip.
     steps = get_json(client, "series", run="broken", tag="badsize", channel=1)["steps"]
     assert [(s["step"], s["height"], s["width"]) for s in steps] == [(0, 4, 4), (1, 4, 4)]
     assert all(levels_of(s["pixels"], 1, 4, 4).max() == 0 for s in steps)
