@@ -163,11 +163,15 @@ function setPhase(phase) {
 // ---------------------------------------------------------------------------
 // Selection helpers.
 
+// In the model's order (the writer's `position`); the data providers list
+// tags in an order of their own. Layers without a position come last, by name.
 function infosOf(run) {
   const tags = state.tags[run] || {};
+  const rank = (info) => (Number.isInteger(info.position) ? info.position : Infinity);
   return Object.entries(tags)
     .filter(([tag, info]) => tag !== PROBE_TAG && info && info.layout !== "probe")
-    .map(([tag, info]) => ({ ...info, layer: tag }));
+    .map(([tag, info]) => ({ ...info, layer: tag }))
+    .sort((a, b) => rank(a) - rank(b) || (a.layer < b.layer ? -1 : a.layer > b.layer ? 1 : 0));
 }
 
 function currentInfo() {

@@ -15,6 +15,8 @@ import base64
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -34,6 +36,7 @@ HTML_LAYER = "<img src=x onerror=alert(1)>"
 HTML_RUN = "<svg onload=alert(2)>"
 SEQ_RUN = "sequence"
 CNN_RUN = "stripes_cnn"
+DEMO_RUN = "demo/activations"
 LIVE_RUN = "live"
 
 CHROMIUM_ARGS = [
@@ -161,7 +164,7 @@ def logdir(tmp_path_factory):
             ActivationLogger(root, probes, layers="all", run_name=HTML_RUN, batch_freq=2, verbose=0)
         ],
     )
-    # The README's picture: a plain CNN, one probe of each class.
+    # A plain CNN, one probe of each class.
     xc, yc = stripes(n=192, seed=1)
     cnn_probes = xc[[int(np.argmax(yc == k)) for k in range(3)]]
     stripes_cnn().fit(
@@ -186,6 +189,14 @@ def logdir(tmp_path_factory):
         epochs=3,
         verbose=0,
         callbacks=[ActivationLogger(root, xs[:1], layers="all", run_name=SEQ_RUN, verbose=0)],
+    )
+    # The README's picture: the demo's own log, from its fast mode.
+    subprocess.run(
+        [sys.executable, str(REPO / "demo" / "train.py"), "--fast", "--no-tensorboard"]
+        + ["--logdir", str(root / "demo")],
+        check=True,
+        timeout=600,
+        capture_output=True,
     )
     # A run that keeps training while the page is open (see the live test).
     live = sequence_model()
@@ -356,6 +367,13 @@ def steps_of(server, run, tag):
 
 # --------------------------------------------------------------------------
 # Tests.
+
+
+def test_layers_are_listed_in_the_models_order(panel):
+    panel.open()
+    panel.pick_run(CNN_RUN)
+    names = panel.ui.locator("#layers .layer-name").all_text_contents()
+    assert names == ["conv1", "pool1", "conv2", "pool2", "flatten", "dense", "logits"]
 
 
 def test_grid_shows_every_channel_with_real_pixels(panel, server):
@@ -883,13 +901,13 @@ def test_rust_data_server_shows_the_same_pixels(browser, logdir, panel, server):
 
 
 def test_screenshot_of_the_panel(panel, server):
-    """Writes the README's picture: a trained CNN's layer, a channel opened."""
-    steps = steps_of(server, CNN_RUN, "conv1")
-    layer = api(server, "layer", run=CNN_RUN, tag="conv1", step=steps[-1], probe=0)
+    """Writes the README's picture: the demo's first layer, a channel opened."""
+    steps = steps_of(server, DEMO_RUN, "conv1")
+    layer = api(server, "layer", run=DEMO_RUN, tag="conv1", step=steps[-1], probe=0)
     # The busiest channel, the one a user would open first.
     channel = int(np.argmax([s[3] if s[3] is not None else -1 for s in layer["stats"]]))
     panel.page.set_viewport_size({"width": 1440, "height": 1000})
-    panel.open(f"&run={CNN_RUN}&layer=conv1&channel={channel}")
+    panel.open(f"&run={DEMO_RUN}&layer=conv1&channel={channel}")
     panel.ui.locator(f"body[data-evolution-channel='{channel}']").wait_for(state="attached")
     img = layer_levels(layer)[channel]
     y, x = np.unravel_index(int(np.argmax(img)), img.shape)
