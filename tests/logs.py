@@ -74,6 +74,24 @@ def read_run(
     return out
 
 
+def layer_info(layer, channels, probes=1, h=6, w=5, layout="image", **kw) -> metadata.LayerInfo:
+    """A LayerInfo for writing series by hand, image layout by default."""
+    return metadata.LayerInfo(
+        layer=layer,
+        class_name=kw.pop("class_name", "Conv2D"),
+        layout=layout,
+        output_shape=kw.pop("output_shape", (None, h, w, channels)),
+        channels=channels,
+        total_channels=channels,
+        probes=probes,
+        height=h,
+        width=w,
+        source_height=h,
+        source_width=w,
+        **kw,
+    )
+
+
 def small_cnn(name: str = "small_cnn", input_shape=(28, 28, 1), classes: int = 3):
     import keras
 

@@ -12,6 +12,7 @@ import sys
 import urllib.parse
 from argparse import Namespace
 
+import logs
 import matplotlib
 import numpy as np
 import pytest
@@ -40,21 +41,8 @@ def wall(step: int) -> float:
     return 1000.0 + step
 
 
-def layer_info(layer, channels, probes=PROBES, h=6, w=5, layout="image", **kw):
-    return metadata.LayerInfo(
-        layer=layer,
-        class_name=kw.pop("class_name", "Conv2D"),
-        layout=layout,
-        output_shape=kw.pop("output_shape", (None, h, w, channels)),
-        channels=channels,
-        total_channels=channels,
-        probes=probes,
-        height=h,
-        width=w,
-        source_height=h,
-        source_width=w,
-        **kw,
-    )
+def layer_info(layer, channels, probes=PROBES, **kw):
+    return logs.layer_info(layer, channels, probes, **kw)
 
 
 CONV = layer_info("conv", 3)

@@ -5,25 +5,13 @@ import sys
 
 import numpy as np
 import pytest
-from logs import read_run
+from logs import layer_info, read_run
 
-from tb_activations import encoding, metadata, summary
+from tb_activations import encoding, summary
 
 
 def _info(layer="conv", channels=3, probes=1, h=6, w=5):
-    return metadata.LayerInfo(
-        layer=layer,
-        class_name="Conv2D",
-        layout="image",
-        output_shape=(None, h, w, channels),
-        channels=channels,
-        total_channels=channels,
-        probes=probes,
-        height=h,
-        width=w,
-        source_height=h,
-        source_width=w,
-    )
+    return layer_info(layer, channels, probes, h=h, w=w)
 
 
 def _value(step, info=None):
