@@ -140,7 +140,7 @@ class _Recorder:
 
     def values(self, arrays: Sequence[np.ndarray]) -> list[LayerValue]:
         return [
-            LayerValue(info, a, data_format=t.data_format, max_channels=self.max_channels)
+            LayerValue(info, a, data_format=t.data_format)
             for info, t, a in zip(self.infos, self.taps, arrays)
         ]
 
@@ -168,9 +168,7 @@ class _Recorder:
 
     def _describe(self, tap: layers_lib.Tap, arr: np.ndarray) -> metadata.LayerInfo:
         layout = encoding.layout_of(arr.ndim)
-        nhwc_shape = encoding.to_nhwc(
-            np.zeros((1,) + arr.shape[1:], np.float32), tap.data_format
-        ).shape
+        nhwc_shape = encoding.to_nhwc(arr[:1], tap.data_format).shape
         _, h, w, c = nhwc_shape
         kept = min(c, self.max_channels)
         if kept < c:

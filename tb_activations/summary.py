@@ -41,18 +41,17 @@ MAX_PENDING_BYTES = 512 * 1024 * 1024
 class LayerValue:
     """One layer's raw activations at one step, as the model gave them.
 
-    Reshaping (`encoding.to_nhwc`) and the channel cap happen in the writer's
-    thread, so the training loop only pays for the forward pass.
+    Reshaping (`encoding.to_nhwc`) and the channel cap (`info.channels`)
+    happen in the writer's thread, so the training loop only pays for the
+    forward pass.
     """
 
     info: metadata.LayerInfo
     array: np.ndarray
     data_format: str = "channels_last"
-    max_channels: int | None = None
 
     def nhwc(self) -> np.ndarray:
-        x = encoding.to_nhwc(self.array, self.data_format)
-        return x[..., : self.max_channels] if self.max_channels else x
+        return encoding.to_nhwc(self.array, self.data_format)[..., : self.info.channels]
 
 
 def blob_tensor(blobs: Sequence[bytes]) -> tensor_pb2.TensorProto:
@@ -191,7 +190,6 @@ class ActivationWriter:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.steps_written = 0
         self._submitted = 0
         self.last_error: BaseException | None = None
         _live_writers.add(self)
@@ -303,12 +301,12 @@ class ActivationWriter:
             records.append(make_event(value.info, step, wall_time, blobs))
         self._enqueue_pending(records)
         self._drain()
-        self.steps_written += 1
 
     def _enqueue_pending(self, records: list[event_pb2.Event]) -> None:
         for r in records:
-            self._pending.append((r, r.ByteSize()))
-            self._pending_bytes += r.ByteSize()
+            size = r.ByteSize()
+            self._pending.append((r, size))
+            self._pending_bytes += size
         dropped = 0
         while self._pending_bytes > MAX_PENDING_BYTES and len(self._pending) > len(records):
             self._pending_bytes -= self._pending.popleft()[1]

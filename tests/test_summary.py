@@ -43,7 +43,7 @@ def test_channel_cap_keeps_the_first_channels(tmp_path):
     writer = summary.ActivationWriter(tmp_path / "activations")
     info = _info(channels=2)
     x = np.random.default_rng(0).normal(size=(1, 6, 5, 7)).astype(np.float32)
-    writer.submit(0, [summary.LayerValue(info, x, max_channels=2)])
+    writer.submit(0, [summary.LayerValue(info, x)])
     writer.close()
     step = read_run(tmp_path)["conv"].steps[0]
     np.testing.assert_allclose(step.stats, encoding.compute_stats(x[..., :2]), rtol=1e-6)
