@@ -31,8 +31,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import common
-import numpy as np
 from common import LAYERS, median, p90, table
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))

@@ -27,9 +27,10 @@ import tempfile
 import time
 
 import common  # first: sets TensorFlow's log level before it loads
+from common import LAYERS, median, ms, size, table, timed
+
 import keras
 import tensorflow as tf
-from common import LAYERS, median, ms, size, table, timed
 
 from tb_activations.callback import ActivationLogger
 

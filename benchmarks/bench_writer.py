@@ -21,10 +21,11 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import common  # first: sets TensorFlow's log level before it loads
+from common import LAYERS, median, ms, repeat, size, table, timed
+
 import keras
 import numpy as np
 import tensorflow as tf
-from common import LAYERS, median, ms, repeat, size, table, timed
 from PIL import Image
 
 from tb_activations import encoding, metadata, summary

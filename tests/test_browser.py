@@ -145,9 +145,9 @@ def waves(n=64, length=48, seed=0):
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     keras = pytest.importorskip("keras")
-    from logs import stripes
-
     from tb_activations import ActivationLogger
+
+    from recorded import stripes
 
     keras.utils.set_random_seed(3)
     root = tmp_path_factory.mktemp("browser_logs")

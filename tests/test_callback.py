@@ -5,10 +5,11 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from logs import read_run, small_cnn, stripes
 from matplotlib import cbook
 
 from tb_activations import ActivationLogger, encoding, log_activations, metadata
+
+from recorded import read_run, small_cnn, stripes
 
 BATCH = 32
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from logs import read_run
-from support import fetch, wait_until
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
+
+from recorded import read_run
+from support import fetch, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,10 @@ import re
 import keras
 import numpy as np
 import pytest
-from logs import small_cnn
 
 from tb_activations import layers
+
+from recorded import small_cnn
 
 
 class _Pair(keras.layers.Layer):

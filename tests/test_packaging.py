@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 import support
 from support import fetch, wait_until
 

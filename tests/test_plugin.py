@@ -12,7 +12,6 @@ import sys
 import urllib.parse
 from argparse import Namespace
 
-import logs
 import matplotlib
 import numpy as np
 import pytest
@@ -25,6 +24,8 @@ from werkzeug.test import Client
 
 from tb_activations import metadata, summary
 from tb_activations import plugin as plugin_lib
+
+import recorded
 
 URL = "/data/plugin/activations/"
 RUN = "activations"
@@ -42,7 +43,7 @@ def wall(step: int) -> float:
 
 
 def layer_info(layer, channels, probes=PROBES, **kw):
-    return logs.layer_info(layer, channels, probes, **kw)
+    return recorded.layer_info(layer, channels, probes, **kw)
 
 
 CONV = layer_info("conv", 3)
@@ -829,9 +830,10 @@ def trained(tmp_path_factory):
     """A small CNN trained three epochs (three batches each) with the
     callback; its log served with production sampling, and the model."""
     import keras
-    from logs import small_cnn, stripes
 
     from tb_activations import ActivationLogger, log_activations
+
+    from recorded import small_cnn, stripes
 
     keras.utils.set_random_seed(2)
     x, y = stripes(n=96)

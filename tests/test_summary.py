@@ -5,9 +5,10 @@ import sys
 
 import numpy as np
 import pytest
-from logs import layer_info, read_run
 
 from tb_activations import encoding, summary
+
+from recorded import layer_info, read_run
 
 
 def _info(layer="conv", channels=3, probes=1, h=6, w=5):

@@ -13,9 +13,10 @@ import urllib.parse
 import numpy as np
 import pytest
 from PIL import Image
-from support import fetch, running_tensorboard, wait_until
 
 from tb_activations import metadata, summary
+
+from support import fetch, running_tensorboard, wait_until
 
 pytestmark = pytest.mark.slow
 
