@@ -124,3 +124,115 @@ def stripes(n: int = 96, size: int = 28, seed: int = 0):
         x[i, :, :, 0] = np.sin(2 * np.pi * coord / period + phase) > 0
     x += rng.normal(0, 0.1, x.shape).astype(np.float32)
     return x, y.astype("int32")
+
+
+# -- a run whose feature dynamics are known in advance ------------------------------
+
+DEAD_FROM_START = (0, 1)  # conv2 channels whose bias keeps them below ReLU's zero
+KILLED = (3, 7)  # conv2 channels whose bias is pushed down at the end of KILL_EPOCH
+KILL_EPOCH = 2  # an epoch index: the state after it is the first one they are dead in
+GROUND_TRUTH_LAYERS = ("conv1", "conv2", "dense1")
+_BURIED = -1e4  # far below any activation the inputs can reach
+
+
+@dataclass
+class GroundTruth:
+    """A training run with known dead, dying and frozen features, its log, and
+    the full-precision activations of every logged state."""
+
+    log_dir: str
+    probe: np.ndarray
+    steps: list[int]  # the optimizer iterations of the logged states, in order
+    activations: dict[str, list[np.ndarray]]  # layer -> one (probes, ...) array per step
+    kill_step: int  # the first logged step at which KILLED are dead
+    epochs: int
+    steps_per_epoch: int
+
+
+def ground_truth_model(seed: int = 4):
+    """conv1 is frozen (it sees only the fixed input, so it never changes);
+    conv2 has channels dead from the start; the rest trains normally."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1", trainable=False)(inputs)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    conv2 = keras.layers.Conv2D(16, 3, activation="relu", name="conv2")
+    x = conv2(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dense(12, activation="relu", name="dense1")(x)
+    outputs = keras.layers.Dense(3, name="logits")(x)
+    model = keras.Model(inputs, outputs, name="ground_truth")
+    bias = conv2.bias.numpy()
+    bias[list(DEAD_FROM_START)] = _BURIED
+    conv2.bias.assign(bias)
+    model.compile(
+        keras.optimizers.Adam(0.01),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def train_ground_truth(log_dir, *, epochs: int = 5, probes: int = 2, **logger_kw) -> GroundTruth:
+    """Trains `ground_truth_model` with ActivationLogger and Keras's own
+    TensorBoard callback into `log_dir`, recording beside them the exact
+    activations of every state the logger logs."""
+    import keras
+
+    from tb_activations import ActivationLogger
+
+    model = ground_truth_model()
+    x, y = stripes(n=96)
+    probe = x[:probes]
+    extractor = keras.Model(
+        model.inputs, [model.get_layer(name).output for name in GROUND_TRUTH_LAYERS]
+    )
+    steps: list[int] = []
+    activations: dict[str, list[np.ndarray]] = {name: [] for name in GROUND_TRUTH_LAYERS}
+
+    def record():
+        outs = extractor.predict_on_batch(probe)
+        for name, out in zip(GROUND_TRUTH_LAYERS, outs):
+            activations[name].append(np.asarray(out, dtype=np.float32))
+        steps.append(int(model.optimizer.iterations.numpy()))
+
+    def kill(epoch):
+        if epoch == KILL_EPOCH:
+            conv2 = model.get_layer("conv2")
+            bias = conv2.bias.numpy()
+            bias[list(KILLED)] = _BURIED
+            conv2.bias.assign(bias)
+
+    callbacks = [
+        # Kills before the loggers see the end of that epoch, so the state
+        # after it is the first one logged with those channels dead.
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kill(epoch)),
+        keras.callbacks.TensorBoard(os.fspath(log_dir), update_freq="batch"),
+        ActivationLogger(log_dir, probe, list(GROUND_TRUTH_LAYERS), verbose=0, **logger_kw),
+        keras.callbacks.LambdaCallback(
+            on_train_begin=lambda logs: record(), on_epoch_end=lambda epoch, logs: record()
+        ),
+    ]
+    batch_size = 32
+    model.fit(
+        x,
+        y,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_split=0.0,
+        validation_data=(x[:32], y[:32]),
+        callbacks=callbacks,
+        verbose=0,
+    )
+    steps_per_epoch = len(x) // batch_size
+    return GroundTruth(
+        log_dir=os.fspath(log_dir),
+        probe=probe,
+        steps=steps,
+        activations=activations,
+        kill_step=(KILL_EPOCH + 1) * steps_per_epoch,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+    )
