@@ -418,12 +418,13 @@ def test_html_names_are_literal_text_and_never_run(panel):
     panel.ui.locator(".grid .tile").nth(1).click()
     panel.wait_ready(channel="1")
     assert HTML_LAYER in panel.ui.locator(".detail-title").text_content()
+    # The names went into the panel's own document, so that is where markup
+    # made from them would be: no element came from a name, no handler was set.
     injected = panel.frame.evaluate(
-        "() => document.querySelectorAll('img[src=x], img[src$=\"/x\"], svg').length"
+        """() => document.querySelectorAll(
+            'img[src=x], img[src$="/x"], svg, [onerror], [onload]').length"""
     )
     assert injected == 0
-    # Panel markup is ours alone: no element came from a name.
-    assert panel.page.evaluate("() => document.querySelectorAll('img[src=x]').length") == 0
 
 
 def test_channel_opens_large_with_value_readout_colorbar_and_evolution(panel, server):
@@ -511,7 +512,7 @@ def test_step_slider_keys_typed_step_and_play_change_the_image(panel, server):
     panel.ui.locator("#step-input").fill(str(target))
     panel.ui.locator("#step-input").press("Enter")
     panel.wait_ready(step=str(target))
-    assert panel.tile(0)["digest"] not in (first["digest"],)
+    assert panel.tile(0)["digest"] != first["digest"]
     # Dragging the slider to its end.
     box = slider.bounding_box()
     panel.page.mouse.click(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
