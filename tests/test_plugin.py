@@ -24,6 +24,7 @@ from werkzeug.test import Client
 
 from tb_activations import metadata, summary
 from tb_activations import plugin as plugin_lib
+from tb_activations.colormaps import COLORMAPS
 
 import recorded
 
@@ -625,7 +626,7 @@ def test_probe_default_is_0(client):
 
 def test_colormaps(client):
     body = get_json(client, "colormaps")
-    assert list(body) == list(plugin_lib.COLORMAPS)
+    assert list(body) == list(COLORMAPS)
     for name, lut in body.items():
         assert np.array(lut).shape == (256, 3)
         rgb = matplotlib.colormaps[name](np.linspace(0, 1, 256))[:, :3]

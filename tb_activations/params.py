@@ -1,0 +1,58 @@
+"""Query parameters of the plugin's routes, checked strictly.
+
+A parameter that is missing, empty, repeated or malformed raises
+`tensorboard.errors.InvalidArgumentError` (TensorBoard answers 400) with a
+message naming the parameter, the value received and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tensorboard import errors
+
+__all__ = ["name", "show", "uint"]
+
+# ASCII digits only: int() would also take " 1", "1_0" and other scripts'
+# digits. Twenty digits cover every step a summary can carry (int64).
+_UINT = re.compile(r"[0-9]{1,20}")
+
+
+def show(value: str, limit: int = 200) -> str:
+    """A received value, quoted for an error message, cut if long."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _one(request, key: str, expected: str, default: str | None = None) -> str:
+    values = request.args.getlist(key)
+    if not values:
+        if default is not None:
+            return default
+        raise errors.InvalidArgumentError(f"Missing parameter {key!r}: expected {expected}.")
+    if len(values) > 1:
+        raise errors.InvalidArgumentError(
+            f"Parameter {key!r} was given {len(values)} times; expected it once, "
+            f"as {expected}. Received: {', '.join(show(v) for v in values)}"
+        )
+    return values[0]
+
+
+def name(request, key: str) -> str:
+    """A non-empty name, such as `run` or `tag`, given once."""
+    value = _one(request, key, f"a {key} name")
+    if not value:
+        raise errors.InvalidArgumentError(f"Parameter {key!r} is empty; expected a {key} name.")
+    return value
+
+
+def uint(request, key: str, default: int | None = None) -> int:
+    """A non-negative integer in plain ASCII digits, given at most once;
+    `default` when absent, or required when `default` is None."""
+    expected = "a non-negative integer"
+    value = _one(request, key, expected, None if default is None else str(default))
+    if not _UINT.fullmatch(value):
+        raise errors.InvalidArgumentError(
+            f"Parameter {key!r} must be {expected} (at most 20 digits). "
+            f"Received: {key}={show(value)}"
+        )
+    return int(value)

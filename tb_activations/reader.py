@@ -1,0 +1,585 @@
+"""Reading logged activations back through TensorBoard's data provider.
+
+A `Reader` opens a series (one run and tag, see `metadata` for the format)
+and reads its steps: headers, statistics, and the channel PNGs, as bytes or
+as gray levels decoded by Pillow. It goes through the data provider only, so
+it reads the same with the Python loader and with the Rust data server
+(`--load_fast`), and it must import neither Keras nor TensorFlow.
+
+Errors the routes answer 404 for are raised as
+`tensorboard.errors.NotFoundError`: an unknown run or tag, a series in a
+format this version cannot read, a step sampling does not keep, a probe or
+channel out of range, a blob gone or unreadable. Reads over many steps leave
+out a step whose blobs are gone or unreadable instead.
+
+Blobs are read concurrently (`READ_THREADS`). Recently read series, headers
+and statistics are cached, keyed so that a series TensorBoard has reloaded
+is read again.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+from tensorboard import errors
+from tensorboard.data import provider
+
+from tb_activations import metadata
+
+__all__ = ["ChannelStep", "Header", "Listed", "READ_THREADS", "Reader", "Series", "StatsSeries"]
+
+logger = logging.getLogger("tb_activations")
+
+# Reads ask for every kept step. Passing 0 returns nothing (TensorBoard
+# #5550), and both providers return the whole series for any larger bound.
+_READ_ALL = 1 << 30
+
+# Blobs are read concurrently: with the Rust data server each read is a gRPC
+# call of tens of milliseconds, mostly waiting, and a layer has a PNG per
+# channel.
+READ_THREADS = 16
+
+# Decoded headers and statistics of recent steps; polling the panel asks for
+# the same steps again and again.
+_CACHE_BYTES = 32 * 1024 * 1024
+
+# Blob references of recently read series, counted in references. Listing a
+# series costs the providers time in proportion to steps x channels, and the
+# panel reads the same series for every step and channel it shows.
+_SERIES_CACHE_REFS = 200_000
+
+_T = TypeVar("_T")
+
+
+class _Gone(Exception):
+    """A blob of a listed step could not be read (evicted or corrupt)."""
+
+
+@dataclass
+class Series:
+    """One (run, tag) as sampling keeps it now."""
+
+    run: str
+    tag: str
+    info: metadata.LayerInfo
+    data: list[provider.BlobSequenceDatum]  # well-formed kept steps, by step
+
+    @property
+    def steps(self) -> list[int]:
+        return [d.step for d in self.data]
+
+    def find(self, step: int) -> provider.BlobSequenceDatum:
+        """The kept step `step`; NotFoundError listing the kept steps if none."""
+        for datum in self.data:
+            if datum.step == step:
+                return datum
+        kept = self.steps
+        shown = ", ".join(map(str, kept[:20])) + (", ..." if len(kept) > 20 else "")
+        raise errors.NotFoundError(
+            f"Step {step} of run {self.run!r}, tag {self.tag!r} is not kept. Kept steps: [{shown}]"
+        )
+
+    def check_probe(self, probe: int) -> None:
+        if probe >= self.info.probes:
+            raise errors.NotFoundError(
+                f"Probe {probe} is out of range: run {self.run!r}, tag {self.tag!r} "
+                f"has {self.info.probes} probe(s), numbered from 0."
+            )
+
+    def check_channel(self, channel: int) -> None:
+        if channel >= self.info.channels:
+            raise errors.NotFoundError(
+                f"Channel {channel} is out of range: run {self.run!r}, tag "
+                f"{self.tag!r} has {self.info.channels} logged channel(s), numbered from 0."
+            )
+
+    def fields(self, stats: np.ndarray) -> list[str]:
+        """The names of the statistics `stats` (one step's) has."""
+        return list(self.info.stats_fields[: stats.shape[-1]])
+
+    def _gone(self, e: _Gone) -> errors.NotFoundError:
+        where = (
+            f"Probe image of run {self.run!r}"
+            if self.tag == metadata.PROBE_TAG
+            else f"Run {self.run!r}, tag {self.tag!r}"
+        )
+        return errors.NotFoundError(f"{where}: {e}.")
+
+
+@dataclass(frozen=True)
+class Header:
+    """A step's header: `epoch`, `batch` and `index` when they are numbers,
+    else None; `values` is the whole decoded header ({} if unreadable), for
+    keys later writers add."""
+
+    epoch: float | None
+    batch: int | None
+    index: int | None
+    values: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A series as `Reader.tags` lists it."""
+
+    info: metadata.LayerInfo
+    steps_kept: int
+    max_step: int
+    max_wall_time: float
+
+
+@dataclass(frozen=True)
+class StatsSeries:
+    """The readable kept steps of a series with their headers and statistics
+    (each `(probes, channels, fields)`), oldest first."""
+
+    series: Series
+    data: list[provider.BlobSequenceDatum]
+    headers: list[Header]
+    stats: list[np.ndarray]
+
+    @property
+    def steps(self) -> list[int]:
+        return [d.step for d in self.data]
+
+    @property
+    def fields(self) -> list[str]:
+        """The statistics' names: those of the newest readable step."""
+        if not self.stats:
+            return list(self.series.info.stats_fields)
+        return self.series.fields(self.stats[-1])
+
+    def array(self) -> np.ndarray:
+        """The statistics as one `(steps, probes, channels, fields)` float32
+        array, cut to the fields every step has."""
+        info = self.series.info
+        count = min((s.shape[2] for s in self.stats), default=len(info.stats_fields))
+        out = np.empty((len(self.stats), info.probes, info.channels, count), np.float32)
+        for i, s in enumerate(self.stats):
+            out[i] = s[:, :, :count]
+        return out
+
+
+@dataclass(frozen=True)
+class ChannelStep:
+    """One step of one (probe, channel): its statistics `(fields,)` and its
+    `(height, width)` gray levels."""
+
+    datum: provider.BlobSequenceDatum
+    header: Header
+    stats: np.ndarray
+    levels: np.ndarray
+
+
+class _LRU:
+    """A thread-safe LRU cache bounded by the total cost (bytes, say) of its
+    values."""
+
+    def __init__(self, max_cost: int):
+        self._max_cost = max_cost
+        self._cost = 0
+        self._items: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key, value, size: int) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._cost -= old[1]
+            self._items[key] = (value, size)
+            self._cost += size
+            while self._cost > self._max_cost and len(self._items) > 1:
+                self._cost -= self._items.popitem(last=False)[1][1]
+
+
+def _number(v, kind):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return kind(v)
+
+
+def _version(ts) -> tuple:
+    """Changes whenever the kept steps of a series may have: every new step
+    raises max_step or max_wall_time."""
+    return (ts.max_step, ts.max_wall_time, ts.max_length, ts.plugin_content)
+
+
+def _model_order(series: Series) -> tuple:
+    # Layers without a position (older logs) come last, by name.
+    p = series.info.position
+    known = isinstance(p, int) and not isinstance(p, bool)
+    return (not known, p if known else 0, series.tag)
+
+
+class Reader:
+    """Reads activation series through a TensorBoard data provider.
+
+    Args:
+        data_provider: the `TBContext.data_provider` to read through.
+        sampling_hint: the steps TensorBoard keeps per series for this
+            plugin (`TBContext.sampling_hints`): 0 keeps every step, None
+            means this process does not know. Defaults to `None`.
+    """
+
+    def __init__(self, data_provider, sampling_hint: int | None = None):
+        self._provider = data_provider
+        self.sampling_limit: int | None = int(sampling_hint) if sampling_hint else None
+        self._cache = _LRU(_CACHE_BYTES)
+        self._series_cache = _LRU(_SERIES_CACHE_REFS)
+        self._kept_counts: dict[tuple[str, str, str], tuple[tuple, int]] = {}
+        self._warned: set[tuple[str, str, str]] = set()
+        self._warned_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    # -- series --------------------------------------------------------------
+
+    def tags(self, ctx, experiment: str) -> dict[str, dict[str, Listed]]:
+        """Every readable series, by run and tag, with its kept-step count.
+
+        A series is read only when it changed since it was last counted."""
+        listing = self._list(ctx, experiment)
+        counts = {}
+        stale = []
+        for run, tags in listing.items():
+            for tag, (ts, info) in tags.items():
+                known = self._kept_counts.get((experiment, run, tag))
+                if known is None or known[0] != _version(ts):
+                    stale.append((run, tag, ts, info))
+                else:
+                    counts[run, tag] = known[1]
+        for series in self._read(ctx, experiment, stale):
+            counts[series.run, series.tag] = len(series.data)
+        return {
+            run: {
+                tag: Listed(info, counts[run, tag], ts.max_step, ts.max_wall_time)
+                for tag, (ts, info) in tags.items()
+            }
+            for run, tags in listing.items()
+        }
+
+    def series(self, ctx, experiment: str, run: str, tag: str) -> Series:
+        """Opens one series; NotFoundError if it is not logged or unreadable."""
+        rtf = provider.RunTagFilter(runs=[run], tags=[tag])
+        ts = self._listing(ctx, experiment, rtf).get(run, {}).get(tag)
+        if ts is None:
+            if tag == metadata.PROBE_TAG:
+                raise errors.NotFoundError(f"Run {run!r} has no probe image logged.")
+            raise errors.NotFoundError(f"No activations logged for run {run!r}, tag {tag!r}.")
+        info = self._parse(run, tag, ts.plugin_content)
+        if info is None:
+            raise errors.NotFoundError(
+                f"The activations of run {run!r}, tag {tag!r} are in a format this "
+                "version of tb-activations cannot read."
+            )
+        cached = self._series_cache.get((experiment, run, tag))
+        if cached is not None and cached[0] == _version(ts):
+            return cached[1]
+        (series,) = self._read(ctx, experiment, [(run, tag, ts, info)])
+        return series
+
+    def layers(self, ctx, experiment: str, run: str) -> list[Series]:
+        """Every readable layer series of a run (not the probe), in the
+        model's order; NotFoundError if the run logged no activations."""
+        listing = self._list(ctx, experiment, provider.RunTagFilter(runs=[run]))
+        if run not in listing:
+            raise errors.NotFoundError(f"No readable activations logged for run {run!r}.")
+        found, stale = [], []
+        for tag, (ts, info) in listing[run].items():
+            if tag == metadata.PROBE_TAG or info.layout == "probe":
+                continue
+            cached = self._series_cache.get((experiment, run, tag))
+            if cached is not None and cached[0] == _version(ts):
+                found.append(cached[1])
+            else:
+                stale.append((run, tag, ts, info))
+        found += self._read(ctx, experiment, stale)
+        return sorted(found, key=_model_order)
+
+    # -- one step ------------------------------------------------------------
+
+    def header(self, ctx, series: Series, datum) -> Header:
+        with self._found(series):
+            return self._header(ctx, datum)
+
+    def stats(self, ctx, series: Series, datum) -> np.ndarray:
+        """The step's `(probes, channels, fields)` statistics."""
+        with self._found(series):
+            return self._stats(ctx, series, datum)
+
+    def png(self, ctx, series: Series, datum, probe: int, channel: int) -> bytes:
+        """One channel's PNG, as logged."""
+        with self._found(series):
+            return self._blob(ctx, datum, series.info.image_index(probe, channel))
+
+    def layer_levels(self, ctx, series: Series, datum, probe: int) -> np.ndarray:
+        """Every channel of one probe at one step, as `(channels, height,
+        width)` gray levels; NotFoundError if the images are not all 8-bit
+        gray of one size."""
+        info = series.info
+        pngs = self._map(
+            lambda c: self._blob(ctx, datum, info.image_index(probe, c)), range(info.channels)
+        )
+        with self._found(series):
+            if any(png is None for png in pngs):
+                raise _Gone(f"step {datum.step} is no longer available")
+            maps = [self._levels(series, datum, png) for png in pngs]
+            shape = maps[0].shape if maps else (info.height, info.width)
+            for c, m in enumerate(maps):
+                if m.shape != shape:
+                    # One buffer of equal maps is what the panel splits; a
+                    # step mixing sizes is not something the writer makes.
+                    problem = f"channel {c} of shape {m.shape} where channel 0's is {shape}"
+                    self._warn_once(
+                        series.run, series.tag, f"channel images of different sizes: {problem}"
+                    )
+                    raise _Gone(f"step {datum.step} has {problem}")
+        return np.stack(maps) if maps else np.zeros((0, *shape), np.uint8)
+
+    # -- every kept step -----------------------------------------------------
+
+    def headers(self, ctx, series: Series) -> list[tuple[provider.BlobSequenceDatum, Header]]:
+        """The readable kept steps with their headers, oldest first."""
+        got = self._map(lambda d: self._header(ctx, d), series.data)
+        return [(d, h) for d, h in zip(series.data, got) if h is not None]
+
+    def stats_series(self, ctx, series: Series) -> StatsSeries:
+        """The readable kept steps with their headers and statistics."""
+
+        def read(datum):
+            return self._header(ctx, datum), self._stats(ctx, series, datum)
+
+        got = [(d, g) for d, g in zip(series.data, self._map(read, series.data)) if g is not None]
+        return StatsSeries(
+            series,
+            [d for d, _ in got],
+            [h for _, (h, _) in got],
+            [s for _, (_, s) in got],
+        )
+
+    def channel_series(self, ctx, series: Series, probe: int, channel: int) -> list[ChannelStep]:
+        """One (probe, channel) at every readable kept step, oldest first.
+        Each step's levels have that step's image size."""
+        index = series.info.image_index(probe, channel)
+
+        def read(datum):
+            header = self._header(ctx, datum)
+            stats = self._stats(ctx, series, datum)
+            levels = self._levels(series, datum, self._blob(ctx, datum, index))
+            return ChannelStep(datum, header, stats[probe, channel], levels)
+
+        return [step for step in self._map(read, series.data) if step is not None]
+
+    # -- internals -----------------------------------------------------------
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _found(series: Series):
+        try:
+            yield
+        except _Gone as e:
+            raise series._gone(e) from None
+
+    def _warn_once(self, run: str, tag: str, problem: str) -> None:
+        key = (run, tag, problem)
+        with self._warned_lock:
+            if key in self._warned or len(self._warned) > 10_000:
+                return
+            self._warned.add(key)
+        logger.warning("tb_activations: run %r, tag %r: %s", run, tag, problem)
+
+    def _listing(self, ctx, experiment: str, run_tag_filter=None):
+        return self._provider.list_blob_sequences(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.PLUGIN_NAME,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def _list(self, ctx, experiment: str, run_tag_filter=None) -> dict[str, dict[str, tuple]]:
+        """{run: {tag: (time series, LayerInfo)}} of the readable series;
+        runs with none left out."""
+        out: dict[str, dict[str, tuple]] = {}
+        for run, tags in self._listing(ctx, experiment, run_tag_filter).items():
+            for tag, ts in tags.items():
+                info = self._parse(run, tag, ts.plugin_content)
+                if info is not None:
+                    out.setdefault(run, {})[tag] = (ts, info)
+        return out
+
+    def _parse(self, run: str, tag: str, content: bytes) -> metadata.LayerInfo | None:
+        try:
+            info = metadata.parse_plugin_metadata(content)
+        except (ValueError, TypeError) as e:
+            self._warn_once(run, tag, f"skipped: {e}")
+            return None
+        # Parsing checks the version and the field names, not their types;
+        # the blob arithmetic below needs these to be counts.
+        for name in ("probes", "channels", "height", "width"):
+            value = getattr(info, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                self._warn_once(run, tag, f"skipped: {name} is not a count: {value!r}")
+                return None
+        if not all(isinstance(f, str) for f in info.stats_fields):
+            self._warn_once(run, tag, f"skipped: bad stats_fields {info.stats_fields!r}")
+            return None
+        return info
+
+    def _read(self, ctx, experiment: str, entries: list[tuple]) -> list[Series]:
+        """Reads the (run, tag, time series, info) `entries` in one call and
+        remembers them."""
+        if not entries:
+            return []
+        data = self._provider.read_blob_sequences(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.PLUGIN_NAME,
+            downsample=_READ_ALL,
+            run_tag_filter=provider.RunTagFilter(
+                runs={e[0] for e in entries}, tags={e[1] for e in entries}
+            ),
+        )
+        out = []
+        for run, tag, ts, info in entries:
+            kept = self._well_formed(run, tag, info, data.get(run, {}).get(tag, []))
+            series = Series(run, tag, info, kept)
+            self._remember(experiment, series, _version(ts))
+            out.append(series)
+        return out
+
+    def _well_formed(self, run, tag, info, data) -> list[provider.BlobSequenceDatum]:
+        """Drops steps whose blob count does not match the layer's metadata
+        (a truncated event, or a run directory reused for another model)."""
+        good = [d for d in data if len(d.values) == info.blob_count]
+        if len(good) < len(data):
+            self._warn_once(
+                run,
+                tag,
+                f"ignoring {len(data) - len(good)} steps without the "
+                f"{info.blob_count} blobs the layer's metadata implies",
+            )
+        return good
+
+    def _remember(self, experiment: str, series: Series, version: tuple) -> None:
+        key = (experiment, series.run, series.tag)
+        refs = sum(len(d.values) for d in series.data)
+        self._series_cache.put(key, (version, series), refs + 1)
+        if len(self._kept_counts) > 10_000:
+            self._kept_counts.clear()
+        self._kept_counts[key] = (version, len(series.data))
+
+    def _blob(self, ctx, datum, index: int) -> bytes:
+        try:
+            return self._provider.read_blob(ctx, blob_key=datum.values[index].blob_key)
+        except (errors.NotFoundError, KeyError) as e:
+            # The Rust data server evicts a step that sampling drops after
+            # it was listed; the Python loader forgets a run that vanished.
+            raise _Gone(f"step {datum.step} is no longer available") from e
+
+    def _map(self, fn: Callable[[Any], _T], items: Iterable) -> list[_T | None]:
+        """`fn` over `items` in the reading threads; None where a blob is gone.
+
+        `fn` must not itself wait on the pool."""
+
+        def call(item):
+            try:
+                return fn(item)
+            except _Gone:
+                return None
+
+        items = list(items)
+        if len(items) < 2:
+            return [call(item) for item in items]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="tb_activations")
+        return list(self._pool.map(call, items))
+
+    def _header(self, ctx, datum) -> Header:
+        key = ("header", datum.values[metadata.HEADER_INDEX].blob_key, datum.wall_time)
+        header = self._cache.get(key)
+        if header is None:
+            blob = self._blob(ctx, datum, metadata.HEADER_INDEX)
+            try:
+                d = metadata.decode_header(blob)
+            except ValueError:  # includes UnicodeDecodeError and JSONDecodeError
+                d = None
+            d = d if isinstance(d, dict) else {}
+            header = Header(
+                epoch=_number(d.get("epoch"), float),
+                batch=_number(d.get("batch"), int),
+                index=_number(d.get("index"), int),
+                values=d,
+            )
+            self._cache.put(key, header, 128 + len(blob))
+        return header
+
+    def _stats(self, ctx, series: Series, datum) -> np.ndarray:
+        """The step's (probes, channels, fields) statistics, fields cut to
+        the names the metadata gives."""
+        key = ("stats", datum.values[metadata.STATS_INDEX].blob_key, datum.wall_time)
+        stats = self._cache.get(key)
+        if stats is None:
+            blob = self._blob(ctx, datum, metadata.STATS_INDEX)
+            info = series.info
+            try:
+                stats = metadata.decode_stats(blob)
+            except (ValueError, OSError, EOFError) as e:
+                self._warn_once(series.run, series.tag, f"unreadable statistics: {e}")
+                raise _Gone(f"step {datum.step} has unreadable statistics") from None
+            if stats.dtype.kind not in "fiu":
+                self._warn_once(series.run, series.tag, f"statistics of dtype {stats.dtype}")
+                raise _Gone(f"step {datum.step} has unreadable statistics")
+            if stats.shape[:2] != (info.probes, info.channels):
+                self._warn_once(
+                    series.run,
+                    series.tag,
+                    f"statistics of shape {stats.shape} do not match "
+                    f"{info.probes} probes x {info.channels} channels",
+                )
+                raise _Gone(f"step {datum.step} has statistics of the wrong shape")
+            stats = stats[:, :, : len(info.stats_fields)]
+            self._cache.put(key, stats, stats.nbytes + 128)
+        return stats
+
+    def _levels(self, series: Series, datum, png: bytes) -> np.ndarray:
+        """The (height, width) gray levels of one channel's 8-bit gray PNG.
+
+        Decoded here, by Pillow, so the panel receives levels it can colour
+        directly instead of hundreds of small PNGs to decode. The size is the
+        PNG's own, which is the metadata's `height` x `width` for everything
+        the writer makes: it downscales only `image` maps, and records the
+        reduced size; `units` and `sequence` strips are never downscaled."""
+        try:
+            with Image.open(io.BytesIO(png)) as image:
+                mode = image.mode
+                levels = np.asarray(image)
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+            problem = f"an unreadable channel image ({e})"
+        else:
+            if mode == "L" and levels.ndim == 2:
+                return levels
+            problem = f"a channel image of mode {mode}, not 8-bit gray"
+        self._warn_once(series.run, series.tag, problem)
+        raise _Gone(f"step {datum.step} has {problem}")
