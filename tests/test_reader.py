@@ -1,0 +1,328 @@
+"""The reader's public surface on real event files, written by the project's
+writer and read through TensorBoard's own multiplexer and data provider."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard import context, errors
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from tb_activations import metadata, summary
+from tb_activations.reader import Reader
+
+import recorded
+
+RUN = "activations"
+BROKEN = "broken"
+STEPS = 6
+MAX_SIZE = 16
+EXP = ""
+
+# Positions out of name order, so model order and name order differ; layers
+# without a position (older logs) come last, by name.
+CONV = recorded.layer_info("b_conv", 3, probes=2, position=0)
+DENSE = recorded.layer_info(
+    "a_dense",
+    1,
+    probes=2,
+    h=1,
+    w=40,  # longer than MAX_SIZE: strips are never downscaled
+    layout="units",
+    class_name="Dense",
+    output_shape=(None, 40),
+    position=1,
+)
+OLD_Z = recorded.layer_info("z_old", 2)
+OLD_Y = recorded.layer_info("y_old", 2)
+PROBE = recorded.layer_info(
+    metadata.PROBE_TAG, 1, probes=2, h=8, w=8, layout="probe", class_name="Probe"
+)
+LAYERS = (CONV, DENSE, OLD_Z, OLD_Y)
+BADSTATS = recorded.layer_info("badstats", 2)
+
+
+def array(info: metadata.LayerInfo, step: int) -> np.ndarray:
+    rng = np.random.default_rng([step, sum(map(ord, info.layer))])
+    if info.layout == "units":
+        return rng.normal(size=(info.probes, info.width)).astype(np.float32)
+    shape = (info.probes, info.height, info.width, info.channels)
+    return rng.normal(size=shape).astype(np.float32)
+
+
+def nhwc(info: metadata.LayerInfo, step: int) -> np.ndarray:
+    return summary.LayerValue(info, array(info, step)).nhwc().astype(np.float64)
+
+
+def expected_stats(info: metadata.LayerInfo, step: int) -> np.ndarray:
+    """(probes, channels, 6) from the array with numpy alone; no value is
+    zero or non-finite."""
+    x = nhwc(info, step)
+    zeros = np.zeros(x.shape[::3])
+    return np.stack([x.min((1, 2)), x.max((1, 2)), x.mean((1, 2)), x.std((1, 2)), zeros, zeros], -1)
+
+
+def expected_levels(info: metadata.LayerInfo, step: int, probe: int) -> np.ndarray:
+    """(channels, height, width): each channel quantized from its own min..max."""
+    x = np.moveaxis(nhwc(info, step)[probe], -1, 0)
+    lo = x.min((1, 2), keepdims=True)
+    hi = x.max((1, 2), keepdims=True)
+    return np.floor((x - lo) / (hi - lo) * 255 + 0.5).astype(np.uint8)
+
+
+def header_of(step: int) -> dict:
+    return {"epoch": step / 2, "batch": step if step % 2 else None, "index": step}
+
+
+def wall(step: int) -> float:
+    return 1000.0 + step
+
+
+def png(shape=(6, 5)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", shape[::-1]).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_run(run_dir, steps) -> None:
+    writer = summary.ActivationWriter(run_dir, max_size=MAX_SIZE)
+    for step in steps:
+        values = [summary.LayerValue(info, array(info, step)) for info in LAYERS]
+        if step == 0:
+            values.append(summary.LayerValue(PROBE, np.ones((2, 8, 8, 3), np.float32)))
+        h = header_of(step)
+        writer.submit(step, values, epoch=h["epoch"], batch=h["batch"], wall_time=wall(step))
+    writer.close()
+
+
+def write_broken_run(run_dir) -> None:
+    """A series in a newer format, and one whose statistics are not an array."""
+    writer = EventFileWriter(str(run_dir))
+    header = metadata.encode_header(0.0)
+    stats = metadata.encode_stats(np.zeros((1, 2, 6)))
+    for step in range(2):
+        future = summary.make_event(BADSTATS, step, wall(step), [header, stats, png(), png()])
+        content = json.loads(future.summary.value[0].metadata.plugin_data.content)
+        content["version"] = metadata.FORMAT_VERSION + 1
+        future.summary.value[0].tag = "future"
+        future.summary.value[0].metadata.plugin_data.content = json.dumps(content).encode()
+        writer.add_event(future)
+        writer.add_event(
+            summary.make_event(BADSTATS, step, wall(step), [header, b"not npy", png(), png()])
+        )
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reader_logs")
+    write_run(root / RUN, range(STEPS))
+    write_broken_run(root / BROKEN)
+    return root
+
+
+def make_reader(logdir, keep: int = 0, hint: int | None = 0):
+    """A reader over TensorBoard's Python loader keeping `keep` steps per
+    series (0: all); returns it and the multiplexer (to reload)."""
+    mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": keep})
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    return Reader(data_provider.MultiplexerDataProvider(mux, str(logdir)), hint), mux
+
+
+@pytest.fixture(scope="module")
+def reader(logdir):
+    return make_reader(logdir)[0]
+
+
+@pytest.fixture
+def ctx():
+    return context.RequestContext()
+
+
+# -- series ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("hint", "limit"), [(None, None), (0, None), (10, 10), (500, 500)])
+def test_sampling_limit_is_none_when_unlimited_or_unknown(logdir, hint, limit):
+    assert make_reader(logdir, hint=hint)[0].sampling_limit == limit
+
+
+@pytest.mark.parametrize(("keep", "kept"), [(0, STEPS), (3, 3)])
+def test_tags_list_readable_series_with_their_kept_steps(logdir, ctx, keep, kept):
+    listed = make_reader(logdir, keep)[0].tags(ctx, EXP)
+    assert set(listed) == {RUN, BROKEN}
+    assert set(listed[BROKEN]) == {"badstats"}  # "future" is left out
+    assert listed[BROKEN]["badstats"].steps_kept == 2
+    assert {tag: s.info for tag, s in listed[RUN].items()} == {
+        info.layer: info for info in (*LAYERS, PROBE)
+    }
+    for tag, s in listed[RUN].items():
+        last = 0 if tag == metadata.PROBE_TAG else STEPS - 1
+        assert (s.steps_kept, s.max_step, s.max_wall_time) == (
+            1 if tag == metadata.PROBE_TAG else kept,
+            last,
+            wall(last),
+        )
+
+
+@pytest.mark.parametrize(("keep", "steps"), [(0, list(range(STEPS))), (3, None)])
+def test_series_holds_the_kept_steps(logdir, ctx, keep, steps):
+    series = make_reader(logdir, keep)[0].series(ctx, EXP, RUN, "b_conv")
+    assert (series.run, series.tag, series.info) == (RUN, "b_conv", CONV)
+    if steps is None:  # TensorBoard's reservoir keeps the newest step
+        assert len(series.steps) == keep and series.steps[-1] == STEPS - 1
+        assert series.steps == sorted(series.steps)
+    else:
+        assert series.steps == steps
+    assert all(len(d.values) == CONV.blob_count for d in series.data)
+
+
+@pytest.mark.parametrize(
+    ("run", "tag", "message"),
+    [
+        ("nope", "b_conv", "No activations logged for run 'nope', tag 'b_conv'."),
+        (RUN, "nope", "No activations logged for run 'activations', tag 'nope'."),
+        (BROKEN, metadata.PROBE_TAG, "Run 'broken' has no probe image logged."),
+        (BROKEN, "future", "in a format this version of tb-activations cannot read"),
+    ],
+)
+def test_series_not_found(reader, ctx, run, tag, message):
+    with pytest.raises(errors.NotFoundError, match=message):
+        reader.series(ctx, EXP, run, tag)
+
+
+def test_series_is_read_again_only_when_it_changed(tmp_path, ctx):
+    write_run(tmp_path / RUN, range(2))
+    reader, mux = make_reader(tmp_path)
+    first = reader.series(ctx, EXP, RUN, "b_conv")
+    assert reader.series(ctx, EXP, RUN, "b_conv") is first
+    write_run(tmp_path / RUN, range(2, 4))
+    mux.Reload()
+    again = reader.series(ctx, EXP, RUN, "b_conv")
+    assert (first.steps, again.steps) == ([0, 1], [0, 1, 2, 3])
+    assert reader.tags(ctx, EXP)[RUN]["b_conv"].steps_kept == 4
+
+
+@pytest.mark.parametrize(
+    ("check", "message"),
+    [
+        (lambda s: s.find(STEPS), r"Step 6 of run 'activations', tag 'b_conv' is not kept. "),
+        (lambda s: s.find(STEPS), r"Kept steps: \[0, 1, 2, 3, 4, 5\]"),
+        (lambda s: s.check_probe(2), "Probe 2 is out of range: .* has 2 probe"),
+        (lambda s: s.check_channel(3), "Channel 3 is out of range: .* has 3 logged channel"),
+    ],
+)
+def test_series_checks(reader, ctx, check, message):
+    series = reader.series(ctx, EXP, RUN, "b_conv")
+    with pytest.raises(errors.NotFoundError, match=message):
+        check(series)
+    assert series.find(3).step == 3
+    series.check_probe(1)
+    series.check_channel(2)
+
+
+def test_layers_in_model_order_without_the_probe(reader, ctx):
+    layers = reader.layers(ctx, EXP, RUN)
+    assert [s.tag for s in layers] == ["b_conv", "a_dense", "y_old", "z_old"]
+    assert all(s.steps == list(range(STEPS)) for s in layers)
+    assert layers[0] is reader.series(ctx, EXP, RUN, "b_conv")
+
+
+def test_layers_of_an_unknown_run_are_not_found(reader, ctx):
+    with pytest.raises(errors.NotFoundError, match="'nope'"):
+        reader.layers(ctx, EXP, "nope")
+
+
+# -- one step ------------------------------------------------------------------------
+
+
+def test_header(reader, ctx):
+    series = reader.series(ctx, EXP, RUN, "b_conv")
+    for datum in series.data:
+        header = reader.header(ctx, series, datum)
+        expected = header_of(datum.step)
+        assert (header.epoch, header.batch, header.index) == tuple(expected.values())
+        assert header.values == expected
+
+
+@pytest.mark.parametrize(("info", "probe"), [(CONV, 0), (CONV, 1), (DENSE, 1), (OLD_Y, 0)])
+def test_stats_levels_and_png_of_one_step(reader, ctx, info, probe):
+    series = reader.series(ctx, EXP, RUN, info.layer)
+    for datum in series.data:
+        stats = reader.stats(ctx, series, datum)
+        assert series.fields(stats) == list(metadata.STATS_FIELDS)
+        np.testing.assert_allclose(stats, expected_stats(info, datum.step), rtol=1e-5, atol=1e-6)
+        levels = reader.layer_levels(ctx, series, datum, probe)
+        # Every layer keeps its metadata's size, the long units strip too.
+        assert levels.shape == (info.channels, info.height, info.width)
+        assert levels.dtype == np.uint8
+        expected = expected_levels(info, datum.step, probe)
+        np.testing.assert_allclose(levels, expected, atol=1, rtol=0)
+        for c in range(info.channels):
+            image = Image.open(io.BytesIO(reader.png(ctx, series, datum, probe, c)))
+            np.testing.assert_array_equal(np.asarray(image), levels[c])
+
+
+def test_unreadable_statistics(reader, ctx):
+    series = reader.series(ctx, EXP, BROKEN, "badstats")
+    with pytest.raises(errors.NotFoundError, match="step 0 has unreadable statistics"):
+        reader.stats(ctx, series, series.find(0))
+    assert [d.step for d, _ in reader.headers(ctx, series)] == [0, 1]
+    assert reader.stats_series(ctx, series).steps == []
+    assert reader.channel_series(ctx, series, 0, 1) == []
+
+
+# -- every kept step ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("info", [CONV, DENSE])
+def test_stats_series_is_every_step_with_its_header_and_stats(reader, ctx, info):
+    series = reader.series(ctx, EXP, RUN, info.layer)
+    got = reader.stats_series(ctx, series)
+    assert got.series is series
+    assert got.steps == list(range(STEPS))
+    assert got.fields == list(metadata.STATS_FIELDS)
+    assert [(h.epoch, h.batch, h.index) for h in got.headers] == [
+        tuple(header_of(s).values()) for s in range(STEPS)
+    ]
+    assert [d for d, _ in reader.headers(ctx, series)] == got.data
+    array = got.array()
+    assert array.shape == (STEPS, info.probes, info.channels, len(metadata.STATS_FIELDS))
+    for i, step in enumerate(got.steps):
+        np.testing.assert_array_equal(array[i], got.stats[i])
+        np.testing.assert_allclose(got.stats[i], expected_stats(info, step), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("probe", "channel"), [(0, 0), (1, 2)])
+def test_channel_series_is_one_channel_at_every_step(reader, ctx, probe, channel):
+    series = reader.series(ctx, EXP, RUN, "b_conv")
+    got = reader.channel_series(ctx, series, probe, channel)
+    assert [s.datum.step for s in got] == list(range(STEPS))
+    for s in got:
+        assert s.header == reader.header(ctx, series, s.datum)
+        np.testing.assert_array_equal(s.stats, reader.stats(ctx, series, s.datum)[probe, channel])
+        layer = reader.layer_levels(ctx, series, s.datum, probe)
+        np.testing.assert_array_equal(s.levels, layer[channel])
+
+
+def test_steps_whose_run_vanished_are_gone(tmp_path, ctx):
+    write_run(tmp_path / RUN, range(2))
+    reader, mux = make_reader(tmp_path)
+    series = reader.series(ctx, EXP, RUN, "b_conv")
+    shutil.rmtree(tmp_path / RUN)
+    mux.Reload()  # the Python loader forgets the run
+    with pytest.raises(errors.NotFoundError, match="'b_conv': step 1 is no longer available."):
+        reader.layer_levels(ctx, series, series.find(1), 0)
+    with pytest.raises(errors.NotFoundError, match="step 0 is no longer available"):
+        reader.header(ctx, series, series.find(0))
+    assert reader.headers(ctx, series) == []
+    assert reader.stats_series(ctx, series).steps == []
+    with pytest.raises(errors.NotFoundError, match="'activations'"):
+        reader.series(ctx, EXP, RUN, "b_conv")
