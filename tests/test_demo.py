@@ -43,26 +43,32 @@ VGG16_CHANNELS = {
 }
 
 
-def run_script(script: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+def run(cmd: list, cwd: Path = ROOT, env=None, check=True) -> subprocess.CompletedProcess:
+    """Runs `cmd` to its end, with `env` added to this process's environment."""
     r = subprocess.run(
-        [sys.executable, str(script), *args],
-        cwd=ROOT,
+        [str(a) for a in cmd],
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
         env={**os.environ, **(env or {})},
     )
-    assert r.returncode == 0, f"{script.name} failed:\n{r.stdout}\n{r.stderr}"
+    if check:
+        assert r.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{r.stdout}\n{r.stderr}"
     return r
 
 
-def scalars(logdir: Path, run: str, tag: str) -> list[tuple[int, float]]:
+def run_script(script: Path, *args: str, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
+    return run([sys.executable, script, *args], cwd, env)
+
+
+def scalars(logdir: Path, run_dir: str, tag: str) -> list[tuple[int, float]]:
     mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": 0})
     mux.AddRunsFromDirectory(str(logdir))
     mux.Reload()
     return [
-        (e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in mux.Tensors(run, tag)
+        (e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in mux.Tensors(run_dir, tag)
     ]
 
 
