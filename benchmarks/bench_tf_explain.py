@@ -32,7 +32,7 @@ from common import LAYERS, median, ms, size, table, timed
 import keras
 import tensorflow as tf
 
-from tb_activations.callback import ActivationLogger
+from tb_activations import ActivationLogger
 
 
 def dir_bytes(path: str) -> int:
@@ -43,14 +43,14 @@ def dir_bytes(path: str) -> int:
 
 
 def main(argv=None):
-    from tf_explain.callbacks.activations_visualization import ActivationsVisualizationCallback
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="few repeats: a smoke run")
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--output", help="also write the table to this markdown file")
     common.add_quiet_arguments(ap)
     args = ap.parse_args(argv)
+    from tf_explain.callbacks.activations_visualization import ActivationsVisualizationCallback
+
     n = args.repeats or (2 if args.quick else 7)
     wait = args.wait if args.wait is not None else (0 if args.quick else 600)
 
@@ -66,9 +66,9 @@ def main(argv=None):
     )
     ours.set_model(model)
     ours.on_train_begin()
-    ours._writer.flush()
-    batch = ours._recorder.batch
-    extractor = ours._recorder.extractor
+    ours.session.flush()
+    batch = ours.session.batch
+    extractor = ours.session.extractor
     theirs = []
     for layer in LAYERS:
         cb = ActivationsVisualizationCallback(
@@ -97,11 +97,11 @@ def main(argv=None):
     for epoch in range(1, n + 1):
         forward.append(timed(lambda: extractor.predict_on_batch(batch)))
 
-        ours._writer.flush()
+        ours.session.flush()
         before = dir_bytes(os.path.join(tmp, "ours"))
         model.optimizer.iterations.assign_add(1)
         blocking.append(timed(lambda e=epoch: ours.on_epoch_end(e)))
-        ours._writer.flush()
+        ours.session.flush()
         bytes_ours.append(dir_bytes(os.path.join(tmp, "ours")) - before)
 
         before = dir_bytes(os.path.join(tmp, "tf_explain"))

@@ -28,12 +28,13 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tb_activations import encoding, metadata, summary
-from tb_activations.callback import ActivationLogger
+from tb_activations import ActivationLogger, encoding, metadata, summary
 
 TARGET_BLOCKING = 1.2  # x the bare forward pass
 TARGET_THROUGHPUT = 1.0  # x the naive loop's back-to-back cost per step
 TARGET_BYTES = 1.1  # x the naive loop's bytes per step
+# The PNG pool size `summary.ActivationWriter` picks when not told.
+WRITER_WORKERS = min(4, os.cpu_count() or 1)
 
 
 def dir_bytes(path: str) -> int:
@@ -57,16 +58,13 @@ class Ours:
         )
         self.cb.set_model(model)
         self.cb.on_train_begin()  # builds the extraction model, logs step 0 and the probe
+        self.session = self.cb.session
         self.flush()
         self.epoch = 0
         self.run_dir = self.cb.run_dir
 
-    @property
-    def recorder(self):
-        return self.cb._recorder
-
     def flush(self):
-        self.cb._writer.flush()
+        self.session.flush()
 
     def log(self):
         """One logging event, as at an epoch end; returns the time it blocked the loop."""
@@ -105,8 +103,8 @@ class Naive:
         self.writer.close()
 
 
-FORWARD = "`predict_on_batch` (as `_Recorder.forward`)"
-FORWARD_NUMPY = "`_Recorder.forward()` (the above + to numpy)"
+FORWARD = "`predict_on_batch` (as `LoggingSession.forward`)"
+FORWARD_NUMPY = "`LoggingSession.forward()` (the above + to numpy)"
 FORWARD_EAGER = "eager `model(x, training=False)` + `.numpy()`"
 
 
@@ -116,11 +114,11 @@ def measure_latency(ours, n):
     Interleaving keeps a baseline and the measure it divides under the
     same background load, which drifts on a shared machine.
     """
-    ex, batch = ours.recorder.extractor, ours.recorder.batch
+    ex, batch = ours.session.extractor, ours.session.batch
     x = tf.constant(batch)
     forms = {
         FORWARD: lambda: ex.predict_on_batch(batch),
-        FORWARD_NUMPY: ours.recorder.forward,
+        FORWARD_NUMPY: ours.session.forward,
         FORWARD_EAGER: lambda: [o.numpy() for o in ex(x, training=False)],
     }
     for fn in forms.values():
@@ -165,7 +163,7 @@ def measure_throughput(ours, naive, rounds, k):
     return o, nv
 
 
-def writer_breakdown(recorder, arrays, n, workers):
+def writer_breakdown(values, n, workers):
     """The writer's work for one step, stage by stage, with the functions it calls.
 
     Serial stages run in this thread with the training loop idle and are
@@ -173,7 +171,6 @@ def writer_breakdown(recorder, arrays, n, workers):
     the size of the writer's, by wall time.
     """
     clock = time.thread_time
-    values = recorder.values(arrays)
     header = metadata.encode_header(1.0, None, 1)
     stages: dict[str, list[float]] = {
         k: []
@@ -260,10 +257,10 @@ def pillow_png(image, level, strategy):
     return buf.getvalue()
 
 
-def png_tradeoff(arrays, recorder, n):
+def png_tradeoff(values, n):
     """Time and bytes of one step's PNGs at each zlib level, and TensorFlow's encoder."""
     planes = []
-    for value in recorder.values(arrays):
+    for value in values:
         x = value.nhwc()
         q = encoding.quantize(x, encoding.compute_stats(x))
         planes += [q[p, c] for p in range(q.shape[0]) for c in range(q.shape[1])]
@@ -320,22 +317,22 @@ def main(argv=None):
     model = common.vgg16()
     tmp = tempfile.mkdtemp(prefix="tb_act_bench_")
     ours = Ours(model, pixels, os.path.join(tmp, "ours"))
-    recorder = ours.recorder
-    workers = ours.cb._writer._workers
+    session = ours.session
+    workers = WRITER_WORKERS
 
     load_before = common.wait_for_quiet(args.max_load, wait)
     forward, o = measure_latency(ours, n)
     bare = median(forward[FORWARD])
-    naive = Naive(recorder.extractor, recorder.batch, os.path.join(tmp, "naive"))
+    naive = Naive(session.extractor, session.batch, os.path.join(tmp, "naive"))
     o_tp, nv = measure_throughput(ours, naive, naive_n, k)
     o.update(o_tp)
     ours.close()
     naive.close()
     load_after = os.getloadavg()[0]
 
-    arrays = recorder.forward()
-    stages, plain_write, payload, _ = writer_breakdown(recorder, arrays, max(2, n // 3), workers)
-    png_rows, raw_pixels, n_planes = png_tradeoff(arrays, recorder, max(2, n // 3))
+    values = session.forward()
+    stages, plain_write, payload, _ = writer_breakdown(values, max(2, n // 3), workers)
+    png_rows, raw_pixels, n_planes = png_tradeoff(values, max(2, n // 3))
 
     blocking = median(o["blocking"])
     ours_step = median(o["per_step"])

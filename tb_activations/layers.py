@@ -46,7 +46,7 @@ def _is_model(layer) -> bool:
     return isinstance(layer, keras.Model)
 
 
-def _has_graph(model) -> bool:
+def has_graph(model) -> bool:
     try:
         return bool(model.inputs) and bool(model.outputs)
     except (AttributeError, ValueError):
@@ -58,7 +58,7 @@ def walk(model, prefix: str = "") -> Iterator[tuple[str, Any]]:
     for layer in model.layers:
         path = f"{prefix}{layer.name}"
         yield path, layer
-        if _is_model(layer) and _has_graph(layer):
+        if _is_model(layer) and has_graph(layer):
             yield from walk(layer, prefix=f"{path}/")
 
 
@@ -95,20 +95,29 @@ def why_not_showable(layer) -> str | None:
     return None
 
 
-def _data_formats(model) -> dict[str, str]:
-    """The data format each layer's output is in.
+_FORMATS = ("channels_first", "channels_last")
 
-    A layer without a `data_format` of its own (an activation, a BatchNorm)
-    inherits the one of the closest earlier layer that has one.
+
+def data_formats(model) -> tuple[str, dict[str, str]]:
+    """The data format of the model's input, and the one each layer's output is in.
+
+    The input is laid out like the first layer that declares a format (a
+    convolution, a pooling); Keras's default when none does. A layer without
+    a `data_format` of its own (an activation, a BatchNorm, a Rescaling)
+    inherits the one of the closest earlier layer that has one, or the
+    input's when it comes before them all.
     """
-    current = keras.config.image_data_format()
+    declared = [(path, getattr(layer, "data_format", None)) for path, layer in walk(model)]
+    input_format = next(
+        (fmt for _, fmt in declared if fmt in _FORMATS), keras.config.image_data_format()
+    )
+    current = input_format
     formats = {}
-    for path, layer in walk(model):
-        fmt = getattr(layer, "data_format", None)
-        if fmt in ("channels_first", "channels_last"):
+    for path, fmt in declared:
+        if fmt in _FORMATS:
             current = fmt
         formats[path] = current
-    return formats
+    return input_format, formats
 
 
 def available(model) -> list[tuple[str, Any]]:
@@ -137,7 +146,7 @@ def _unknown(name: str, model) -> ValueError:
 
 def select(model, layers: LayerSpec, max_layers: int) -> list[str]:
     """Resolves a `layers` argument to layer paths, in model order."""
-    if not _has_graph(model):
+    if not has_graph(model):
         raise ValueError(
             f"Model {model.name!r} has no symbolic inputs and outputs, so its "
             "intermediate layers cannot be reached. tb_activations supports Functional "
@@ -208,7 +217,7 @@ def _unique_by_name(model, name: str) -> str:
 
 def taps(model, paths: Sequence[str]) -> list[Tap]:
     by_path = dict(walk(model))
-    formats = _data_formats(model)
+    _, formats = data_formats(model)
     return [Tap(p, by_path[p], _output_shape(by_path[p]) or (), formats[p]) for p in paths]
 
 

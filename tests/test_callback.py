@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 from matplotlib import cbook
+from tensorboard.backend.event_processing import plugin_event_multiplexer
 
 from tb_activations import ActivationLogger, encoding, log_activations, metadata
 
@@ -43,13 +44,37 @@ def trained(tmp_path_factory, data):
             snapshots[step] = ref.predict_on_batch(probe)
 
     logger = ActivationLogger(log_dir, probe)
-    model.fit(x, y, batch_size=BATCH, epochs=3, callbacks=[Snapshot(), logger], verbose=0)
+    board = keras.callbacks.TensorBoard(log_dir)
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=3,
+        # Validation data of its own keeps every sample in training: 3 batches an epoch.
+        validation_data=(x[:BATCH], y[:BATCH]),
+        callbacks=[Snapshot(), board, logger],
+        verbose=0,
+    )
     return model, log_dir, read_run(log_dir), snapshots, probe
 
 
+def _scalar_steps(log_dir, run: str, tag: str) -> list[int]:
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(os.fspath(log_dir))
+    mux.Reload()
+    return [e.step for e in mux.Tensors(run, tag)]
+
+
 def test_run_sits_beside_keras_tensorboard_runs(trained):
-    _, log_dir, _, _, _ = trained
-    assert os.listdir(log_dir) == ["activations"]
+    _, log_dir, series, _, _ = trained
+    assert sorted(os.listdir(log_dir)) == ["activations", "train", "validation"]
+    # Keras plots validation against the optimizer's iterations: the frames
+    # after each epoch sit at the same steps.
+    per_epoch = 96 // BATCH
+    evaluated = _scalar_steps(log_dir, "validation", "evaluation_loss_vs_iterations")
+    assert evaluated == [per_epoch, 2 * per_epoch, 3 * per_epoch]
+    assert series["conv1"].step_numbers[1:] == evaluated
+    assert _scalar_steps(log_dir, "train", "epoch_loss") == [0, 1, 2]
 
 
 def test_tags_and_layer_infos(trained):
@@ -196,13 +221,15 @@ def test_eager_fallback_when_graph_tracing_fails(tmp_path):
         ),
         # 3-D convolution: averaged over depth.
         (lambda i: keras.layers.Conv3D(3, 3, name="l")(i), (5, 9, 9, 1), "l", "image", 3, (7, 7)),
-        # channels_first
+        # channels_first (a pooling: TensorFlow runs no channels_first convolution on a CPU)
         (
-            lambda i: keras.layers.Conv2D(4, 3, data_format="channels_first", name="l")(i),
+            lambda i: keras.layers.AveragePooling2D(3, 1, data_format="channels_first", name="l")(
+                i
+            ),
             (2, 10, 10),
             "l",
             "image",
-            4,
+            2,
             (8, 8),
         ),
     ],
@@ -374,22 +401,13 @@ def test_several_probes_are_all_logged(tmp_path, data):
     assert series[metadata.PROBE_TAG].info.probes == 3
 
 
-def test_beside_keras_tensorboard_callback_on_the_same_log_dir(tmp_path, data):
+def test_repeated_fit_reuses_one_extraction_model(tmp_path, data):
     x, y = data
     model = small_cnn()
     logger = ActivationLogger(tmp_path, x[:1], layers=["conv1"], verbose=0)
-    board = keras.callbacks.TensorBoard(tmp_path, update_freq="batch")
-    model.fit(
-        x,
-        y,
-        batch_size=BATCH,
-        epochs=2,
-        validation_split=0.25,
-        callbacks=[board, logger],
-        verbose=0,
-    )
-    assert sorted(os.listdir(tmp_path)) == ["activations", "train", "validation"]
-    # The extraction model was built once for the whole fit.
-    extractor = logger._recorder.extractor
+    assert logger.session.layers == ()
+    model.fit(x, y, batch_size=BATCH, epochs=2, callbacks=[logger], verbose=0)
+    extractor = logger.session.extractor
     model.fit(x, y, batch_size=BATCH, epochs=3, initial_epoch=2, callbacks=[logger], verbose=0)
-    assert logger._recorder.extractor is extractor
+    assert logger.session.extractor is extractor
+    assert logger.session.layers == ("conv1",) and logger.session.last_step == 9

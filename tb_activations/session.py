@@ -1,0 +1,464 @@
+"""One run's activation log, with one owner for the model side and the writer.
+
+`LoggingSession` is what `ActivationLogger` and `log_activations` share. It
+keeps what must outlive one `fit`: the layers it logs and the extraction
+model that computes them, whether the probe is logged yet, the last step
+logged and how many steps the run holds, the events a failed write left
+behind, and the measures tracker that compares each step with the previous
+one and the first. Whoever holds a session only decides *when* to `log`.
+
+Keras is at this edge only: the extraction model runs the probe, and
+everything after `.numpy()` (normalization, PNG, events) is numpy and Pillow
+in `encoding` and `summary`, off the training thread.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from tb_activations import encoding, metadata
+from tb_activations import layers as layers_lib
+from tb_activations import probe as probe_lib
+from tb_activations.summary import ActivationWriter, LayerValue
+
+RUN_NAME = "activations"
+DEFAULT_MAX_LAYERS = 12
+DEFAULT_MAX_CHANNELS = 512
+DEFAULT_MAX_SIZE = 256
+
+
+def check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
+    """Raises a ValueError naming `name` unless `value` is an integer >= `minimum`."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        expected = f"an integer >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"{name} must be {expected}. Received: {name}={value!r}")
+
+
+def _check_layers(layers) -> None:
+    if layers is None or isinstance(layers, (str, re.Pattern)):
+        return
+    if isinstance(layers, Sequence) and not isinstance(layers, (bytes, bytearray)):
+        return
+    raise ValueError(
+        "layers must be None, 'all', a regular expression, or a list of layer names or "
+        f"layer objects. Received: layers={layers!r}"
+    )
+
+
+def _check_probe(probe) -> None:
+    """Fails at construction for a probe file that cannot be read."""
+    if isinstance(probe, (str, os.PathLike)):
+        probe_lib.open_image(probe)
+    elif probe is None:
+        raise ValueError(
+            "A probe is required: an image path, a PIL.Image or an array. Received: probe=None"
+        )
+
+
+class _Recorder:
+    """The extraction model, the prepared probe, and the layer descriptions.
+
+    Built once per model (not per epoch); `forward` is the only part that
+    runs on the training thread at each logging event.
+    """
+
+    def __init__(
+        self,
+        model,
+        probe,
+        layers,
+        *,
+        preprocess,
+        max_layers: int,
+        max_channels: int,
+        max_size: int | None,
+        verbose: int,
+    ):
+        self.model = model
+        self.max_channels = max_channels
+        self.max_size = max_size
+        if not model.layers:
+            raise ValueError(
+                f"Model {model.name!r} has no layers to log. Received: model={model!r}"
+            )
+        _ensure_built(model, probe)
+        self.paths = layers_lib.select(model, layers, max_layers)
+        if not self.paths:
+            raise ValueError(
+                f"Model {model.name!r} has no layer whose output can be shown (convolution, "
+                f"pooling, Dense, ...). Received: layers={layers!r}"
+            )
+        if metadata.PROBE_TAG in self.paths:
+            raise ValueError(
+                f"A layer may not be named {metadata.PROBE_TAG!r}: that tag holds the probe."
+            )
+        self.taps = layers_lib.taps(model, self.paths)
+        self.positions = {path: i for i, (path, _) in enumerate(layers_lib.walk(model))}
+        self.input_format, _ = layers_lib.data_formats(model)
+        shape = tuple(model.inputs[0].shape)
+        self.batch = probe_lib.load(probe, shape, self.input_format, preprocess)
+        self.extractor = layers_lib.extractor(model, self.paths)
+        # Respect a user's choice of eager execution; it may be there for a reason.
+        self.extractor.run_eagerly = bool(getattr(model, "run_eagerly", False))
+        self.infos: list[metadata.LayerInfo] | None = None
+        if verbose and layers is None:
+            print(
+                f"ActivationLogger: logging {len(self.paths)} layers of {model.name!r}: "
+                f"{', '.join(self.paths)} (pass layers=[...] to choose)"
+            )
+
+    def forward(self) -> list[LayerValue]:
+        try:
+            outs = self.extractor.predict_on_batch(self.batch)
+        except Exception:
+            if self.extractor.run_eagerly:
+                raise
+            # Some models only run eagerly (layer names TensorFlow refuses as
+            # graph name scopes, Python side effects); fall back once, for good.
+            self.extractor.run_eagerly = True
+            self.extractor.predict_function = None
+            outs = self.extractor.predict_on_batch(self.batch)
+        if not isinstance(outs, (list, tuple)):
+            outs = [outs]
+        arrays = [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs]
+        if self.infos is None:
+            self.infos = [self._describe(t, a) for t, a in zip(self.taps, arrays)]
+        return [
+            LayerValue(info, a, data_format=t.data_format)
+            for info, t, a in zip(self.infos, self.taps, arrays)
+        ]
+
+    def probe_value(self) -> LayerValue:
+        """The probe as the model takes it, stored as channels-last images.
+
+        Its metadata describes the model's input as Keras sees it, as a
+        layer's describes the layer's output: `output_shape` is the input's
+        shape, with the channel axis `data_format` says. The stored images do
+        not depend on it.
+        """
+        b = self.batch
+        images = b
+        if b.ndim >= 4 and self.input_format == "channels_first":
+            images = np.moveaxis(b, 1, -1)
+        _, h, w, _ = encoding.probe_nhwc(images[:1]).shape
+        info = metadata.LayerInfo(
+            layer=metadata.PROBE_TAG,
+            class_name="Probe",
+            layout="probe",
+            output_shape=(None, *b.shape[1:]),
+            channels=1,
+            total_channels=int(images.shape[-1]) if images.ndim > 2 else 1,
+            probes=int(b.shape[0]),
+            height=int(h),
+            width=int(w),
+            source_height=int(h),
+            source_width=int(w),
+            data_format=self.input_format,
+            normalization="per probe min..max over all its pixels and channels to 0..255",
+        )
+        return LayerValue(info, images)
+
+    def _describe(self, tap: layers_lib.Tap, arr: np.ndarray) -> metadata.LayerInfo:
+        layout = encoding.layout_of(arr.ndim)
+        nhwc_shape = encoding.to_nhwc(arr[:1], tap.data_format).shape
+        _, h, w, c = nhwc_shape
+        kept = min(c, self.max_channels)
+        if kept < c:
+            warnings.warn(
+                f"ActivationLogger: layer {tap.path!r} has {c} channels; logging the first "
+                f"{kept} (max_channels={self.max_channels}).",
+                stacklevel=2,
+            )
+        factor = encoding.downscale_factor(h, w, self.max_size) if layout == "image" else 1
+        if factor > 1:
+            warnings.warn(
+                f"ActivationLogger: layer {tap.path!r} is {h}x{w}; logging it downscaled by "
+                f"{factor} to {math.ceil(h / factor)}x{math.ceil(w / factor)} "
+                f"(max_size={self.max_size}).",
+                stacklevel=2,
+            )
+        return metadata.LayerInfo(
+            layer=tap.path,
+            class_name=type(tap.layer).__name__,
+            layout=layout,
+            output_shape=tap.output_shape or (None, *arr.shape[1:]),
+            channels=kept,
+            total_channels=c,
+            probes=int(arr.shape[0]),
+            height=math.ceil(h / factor),
+            width=math.ceil(w / factor),
+            source_height=h,
+            source_width=w,
+            reduction=encoding.rank5_reduction(tap.data_format) if arr.ndim == 5 else None,
+            data_format=tap.data_format,
+            position=self.positions[tap.path],
+        )
+
+
+def _ensure_built(model, probe) -> None:
+    """A Sequential model without an Input has no graph before its first batch.
+
+    Building it from the probe's shape lets the untrained state be logged.
+    """
+    if getattr(model, "built", True) and layers_lib.has_graph(model):
+        return
+    if not isinstance(model, keras.Sequential):
+        return
+    arr = np.asarray(probe) if not isinstance(probe, (str, os.PathLike)) else None
+    if arr is None or arr.dtype == object or arr.ndim < 2:
+        raise ValueError(
+            f"Sequential model {model.name!r} has no input shape yet. Give it a "
+            "keras.Input(shape=...) first, or pass the probe as an array with a batch "
+            f"axis (for example x_train[:1]). Received: probe={type(probe).__name__}"
+        )
+    model.build((None, *arr.shape[1:]))
+
+
+class LoggingSession:
+    """Logs a model's activations on a probe to one TensorBoard run, step by step.
+
+    A session outlives `fit` calls: the probe is logged once, steps only
+    increase, each step's `index` counts the steps of the run, the events a
+    failed write could not store are written by the next writer, and the
+    measures compare each step with the previous and the first one logged.
+
+    Args:
+        log_dir: the directory given to TensorBoard.
+        probe: what `ActivationLogger` takes as `probe`.
+        layers: what `ActivationLogger` takes as `layers`. Defaults to `None`.
+        preprocess: called once on the probe batch. Defaults to `None`.
+        max_layers: the most layers `layers=None` picks. Defaults to `12`.
+        max_channels: channels logged per layer. Defaults to `512`.
+        max_size: larger feature maps are downscaled to fit. Defaults to `256`.
+        run_name: the run's directory in `log_dir`. Defaults to `"activations"`.
+        verbose: 1 prints which layers `layers=None` picked. Defaults to `1`.
+
+    Raises:
+        ValueError: on an argument of the wrong type or range, or a probe
+            file that cannot be read.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike,
+        probe: probe_lib.Probe,
+        layers: layers_lib.LayerSpec = None,
+        *,
+        preprocess: Callable[[np.ndarray], Any] | None = None,
+        max_layers: int = DEFAULT_MAX_LAYERS,
+        max_channels: int = DEFAULT_MAX_CHANNELS,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        run_name: str = RUN_NAME,
+        verbose: int = 1,
+    ):
+        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
+            raise ValueError(f"log_dir must be a directory path. Received: log_dir={log_dir!r}")
+        _check_probe(probe)
+        _check_layers(layers)
+        check_int("max_layers", max_layers, 1)
+        check_int("max_channels", max_channels, 1)
+        check_int("max_size", max_size, 1, allow_none=True)
+        if preprocess is not None and not callable(preprocess):
+            raise ValueError(f"preprocess must be callable. Received: preprocess={preprocess!r}")
+        if not isinstance(run_name, str) or not run_name or run_name in (".", ".."):
+            raise ValueError(f"run_name must be a directory name. Received: run_name={run_name!r}")
+        self.run_dir = os.path.join(os.fspath(log_dir), run_name)
+        self._probe = probe
+        self._layer_spec = layers
+        self._preprocess = preprocess
+        self._max_layers = max_layers
+        self._max_channels = max_channels
+        self._max_size = max_size
+        self._verbose = verbose
+        self._recorder: _Recorder | None = None
+        self._writer: ActivationWriter | None = None
+        self._tracker = None  # measures.Tracker(): see `_new_tracker`
+        self._last_step: int | None = None
+        self._index = 0
+        self._probe_logged = False
+        self._warned_failure = False
+        # Events whose write failed, handed to the next writer of this run.
+        self._pending: list = []
+
+    # -- the model ---------------------------------------------------------
+
+    def check_layers(self, model) -> None:
+        """Fails now, before training, on a layer `model` does not have.
+
+        A model without a graph yet (a Sequential without an Input) is checked
+        when it is bound instead.
+
+        Raises:
+            ValueError: on a layer name or object that `model` does not have,
+                or a layer whose output cannot be shown.
+        """
+        if layers_lib.has_graph(model) and self._layer_spec is not None:
+            layers_lib.select(model, self._layer_spec, self._max_layers)
+
+    def bind(self, model) -> None:
+        """Logs `model` from now on: picks its layers and builds its extraction model.
+
+        Binding the model already bound does nothing, so that repeated `fit`
+        calls reuse one extraction model. Another model starts its measures
+        afresh; the run's steps, index and kept events go on.
+
+        Raises:
+            ValueError: on a model that cannot be logged (no layers, several
+                inputs, a subclassed model), an unknown layer, or a probe that
+                does not fit the model's input.
+        """
+        if self._recorder is not None and self._recorder.model is model:
+            return
+        recorder = _Recorder(
+            model,
+            self._probe,
+            self._layer_spec,
+            preprocess=self._preprocess,
+            max_layers=self._max_layers,
+            max_channels=self._max_channels,
+            max_size=self._max_size,
+            verbose=self._verbose,
+        )
+        self.close()
+        self._recorder = recorder
+        self._tracker = _new_tracker()
+
+    @property
+    def model(self):
+        """The bound model, or None before `bind`."""
+        return self._recorder.model if self._recorder else None
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The logged layers' paths, in model order; empty before `bind`."""
+        return tuple(self._recorder.paths) if self._recorder else ()
+
+    @property
+    def extractor(self):
+        """The Keras model from the input to the logged layers' outputs."""
+        return self._bound().extractor
+
+    @property
+    def batch(self) -> np.ndarray:
+        """The probe batch as the model takes it (preprocessed, float32)."""
+        return self._bound().batch
+
+    def forward(self) -> list[LayerValue]:
+        """The logged layers' activations on the probe now, one value per layer.
+
+        The work `log` does on the calling thread; everything else happens
+        in the writer's thread.
+        """
+        return self._bound().forward()
+
+    # -- the run -----------------------------------------------------------
+
+    @property
+    def last_step(self) -> int | None:
+        """The last step logged, or None before the first."""
+        return self._last_step
+
+    def log(
+        self,
+        step: int,
+        *,
+        epoch: float | None = None,
+        batch: int | None = None,
+        strict: bool = False,
+    ) -> bool:
+        """Logs the bound model's activations as `step`; the probe too, the first time.
+
+        Returns as soon as the writer's queue takes the step; `flush` or
+        `close` wait for it to be on disk.
+
+        Args:
+            step: the step to log as. A step not above `last_step` is already
+                logged and is skipped.
+            epoch: the epoch to store with the step (fractional within an
+                epoch). Defaults to `None`.
+            batch: the batch index within the epoch. Defaults to `None`.
+            strict: True raises when the activations cannot be computed;
+                False warns once and skips the step, so that training goes
+                on. Defaults to `False`.
+
+        Returns:
+            True if the step was logged, False if it was skipped.
+
+        Raises:
+            RuntimeError: before `bind`.
+            Exception: with `strict=True`, whatever computing the
+                activations raised.
+        """
+        recorder = self._bound()
+        step = int(step)
+        if self._last_step is not None and step <= self._last_step:
+            return False
+        try:
+            values = recorder.forward()
+        except Exception as e:
+            if strict:
+                raise
+            # Logging must never end a training run.
+            if not self._warned_failure:
+                warnings.warn(
+                    f"ActivationLogger: could not compute activations at step {step} ({e!r}); "
+                    "training goes on and later steps are tried again.",
+                    stacklevel=2,
+                )
+                self._warned_failure = True
+            return False
+        if not self._probe_logged:
+            values.append(recorder.probe_value())
+            self._probe_logged = True
+        self._open_writer().submit(step, values, epoch=epoch, batch=batch, index=self._index)
+        self._index += 1
+        self._last_step = step
+        return True
+
+    def flush(self) -> None:
+        """Blocks until every logged step is written, or kept for a retry."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Writes what it can and closes the event file.
+
+        The session stays usable: the next `log` opens a new file and first
+        writes the events this one could not.
+        """
+        if self._writer is not None:
+            self._pending = self._writer.close()
+            self._writer = None
+
+    # -- helpers -------------------------------------------------------------
+
+    def _bound(self) -> _Recorder:
+        if self._recorder is None:
+            raise RuntimeError("No model to log yet: call bind(model) first.")
+        return self._recorder
+
+    def _open_writer(self) -> ActivationWriter:
+        if self._writer is None:
+            self._writer = ActivationWriter(
+                self.run_dir,
+                max_size=self._max_size,
+                pending=self._pending,
+                # tracker=self._tracker,  # TODO(measures): enable once ActivationWriter takes it
+            )
+            self._pending = []
+        return self._writer
+
+
+def _new_tracker():
+    """The measures tracker of one bound model, kept across its fits."""
+    return None  # TODO(measures): measures.Tracker() once tb_activations/measures.py exists
