@@ -30,9 +30,9 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_activations import metadata, params
+from tb_activations import curves, measures, metadata, params
 from tb_activations.colormaps import colormap_luts
-from tb_activations.reader import Reader
+from tb_activations.reader import Reader, Series, StatsSeries
 
 logger = logging.getLogger("tb_activations")
 
@@ -223,10 +223,172 @@ def probe_impl(reader: Reader, ctx, experiment: str, run: str, probe: int) -> by
     return reader.png(ctx, series, series.data[-1], probe, 0)
 
 
+# -- measures over training (docs/measures.md) ---------------------------------
+
+LAYER_MEASURES = (
+    "change_prev",
+    "change_start",
+    "drift_prev",
+    "drift_start",
+    "dead_fraction",
+    "mean",
+)
+CHANNEL_MEASURES = ("change_prev", "change_start", "dead", "mean", "max", "zero_fraction")
+ENCODING = "base64 little-endian float32, row-major (channels, steps); NaN = null"
+
+
+class Answer(dict):
+    """A computed JSON body, kept in the reader's cache with its text made
+    once: a repeated request sends the same bytes without numpy or
+    serialization work. Never mutate one."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, body: dict):
+        super().__init__(body)
+        self.text = json.dumps(body, allow_nan=False)
+
+    @classmethod
+    def sized(cls, body: dict) -> tuple[Answer, int]:
+        answer = cls(body)
+        return answer, 2 * len(answer.text) + 256
+
+
+def _float32_b64(rows: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(rows, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _kept(got: StatsSeries) -> tuple[list[int], np.ndarray, list[dict], list[str]]:
+    """A series' readable steps, one per step number (the last logged of a
+    repeated one) in increasing order, with their statistics as one array,
+    header dicts and field names."""
+    last = {d.step: i for i, d in enumerate(got.data)}
+    order = [last[step] for step in sorted(last)]
+    stats = got.array()[order] if got.stats else np.zeros((0, 0, 0, 0), np.float32)
+    fields = list(got.series.info.stats_fields[: stats.shape[-1]]) if got.stats else []
+    headers = [got.headers[i].values for i in order]
+    return sorted(last), stats, headers, fields
+
+
+def _rows(fn, steps, stats, headers, fields):
+    """`fn`'s rows, or the reason the series' statistics cannot give any."""
+    if not steps:
+        return None, "no readable step"
+    try:
+        return fn(steps, stats, headers, fields), None
+    except ValueError as e:
+        # Statistics a foreign or damaged log gives: never a server error.
+        return None, f"unusable statistics: {e}"
+
+
+def _null_where_nan(a: np.ndarray) -> list:
+    a = np.asarray(a, np.float64)
+    return np.where(np.isfinite(a), a, None).tolist()
+
+
+def overview_impl(reader: Reader, ctx, experiment: str, run: str) -> Answer:
+    layers = reader.layers(ctx, experiment, run)
+    key = ("overview", experiment, run, tuple((s.tag, s.version) for s in layers))
+    return reader.memo(key, lambda: Answer.sized(_overview(reader, ctx, run, layers)))
+
+
+def _overview(reader: Reader, ctx, run: str, layers: list[Series]) -> dict:
+    read = [_kept(reader.stats_series(ctx, series)) for series in layers]
+    steps = sorted({s for kept in read for s in kept[0]})
+    where = {s: i for i, s in enumerate(steps)}
+    rows = {m: np.full((len(layers), len(steps)), np.nan) for m in LAYER_MEASURES}
+    unavailable: dict[str, dict[str, str]] = {}
+    for i, (series, (kept, stats, headers, fields)) in enumerate(zip(layers, read)):
+        got, problem = _rows(measures.layer_rows, kept, stats, headers, fields)
+        columns = [where[s] for s in kept]
+        for m in LAYER_MEASURES:
+            why = problem or got.reasons.get(m)
+            if why:
+                unavailable.setdefault(m, {})[series.tag] = why
+            if got is not None:
+                rows[m][i, columns] = got.values[m]
+    return {
+        "run": run,
+        "layers": [s.tag for s in layers],
+        "steps": steps,
+        "measures": list(LAYER_MEASURES),
+        "rows": {m: _null_where_nan(rows[m]) for m in LAYER_MEASURES},
+        "unavailable": unavailable,
+    }
+
+
+def timeline_impl(reader: Reader, ctx, experiment: str, run: str, tag: str) -> Answer:
+    series = reader.series(ctx, experiment, run, tag)
+    if tag == metadata.PROBE_TAG or series.info.layout == "probe":
+        raise errors.NotFoundError(
+            f"Tag {tag!r} of run {run!r} is the probe image, which has no timeline; "
+            "ask for a layer's tag."
+        )
+    key = ("timeline", experiment, run, tag, series.version)
+    return reader.memo(key, lambda: Answer.sized(_timeline(reader, ctx, series)))
+
+
+def _timeline(reader: Reader, ctx, series: Series) -> dict:
+    steps, stats, headers, fields = _kept(reader.stats_series(ctx, series))
+    channels = series.info.channels
+    rows = {m: np.full((channels, len(steps)), np.nan) for m in CHANNEL_MEASURES}
+    got, problem = _rows(measures.channel_rows, steps, stats, headers, fields)
+    unavailable = {}
+    events: list[dict] = []
+    never: list[int] = []
+    if got is not None:
+        dead = got.values["dead"]
+        rows["change_prev"] = got.values["change_prev"]
+        rows["change_start"] = got.values["change_start"]
+        rows["dead"] = dead.astype(np.float64)
+        rows.update(measures.statistic_rows(stats, fields))
+        events = measures.events(steps, dead)
+        never = measures.never_active(dead)
+        unavailable = dict(got.reasons)
+    elif steps:
+        unavailable = {m: problem for m in CHANNEL_MEASURES}
+    return {
+        "run": series.run,
+        "tag": series.tag,
+        "steps": steps,
+        "channels": channels,
+        "encoding": ENCODING,
+        "rows": {m: _float32_b64(rows[m]) for m in CHANNEL_MEASURES},
+        "events": events,
+        "never_active": never,
+        "unavailable": unavailable,
+    }
+
+
+def curves_impl(reader: Reader, ctx, experiment: str, run: str) -> Answer:
+    layers = reader.layers(ctx, experiment, run)
+    scalars = reader.scalars(ctx, experiment, run)
+    key = ("curves", experiment, run, tuple((s.tag, s.version) for s in layers), scalars.version)
+
+    def compute():
+        logged = sorted(
+            (datum.step, header.epoch)
+            for series in layers
+            for datum, header in reader.headers(ctx, series)
+        )
+        anchors = curves.epoch_anchors(logged)
+        series = [
+            curves.map_series(r, tag, points, anchors)
+            for r, tags in scalars.points.items()
+            for tag, points in tags.items()
+        ]
+        steps = sorted({step for step, _ in logged})
+        return Answer.sized({"run": run, "steps": steps, "series": series})
+
+    return reader.memo(key, compute)
+
+
 # -- the plugin --------------------------------------------------------------
 
 
 def _json(request, body):
+    if isinstance(body, Answer):
+        return http_util.Respond(request, body.text, "application/json")
     try:
         # Serialized here: TensorBoard's own path walks every number in
         # Python first, which dominates for the statistics of many steps.
@@ -258,6 +420,9 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             "/series": self._series_route,
             "/stats": self._stats_route,
             "/probe": self._probe_route,
+            "/overview": self._overview_route,
+            "/timeline": self._timeline_route,
+            "/curves": self._curves_route,
             "/colormaps": self._colormaps_route,
             _STATIC_ROUTE + "*": self._static_route,
         }
@@ -320,6 +485,18 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         where = self._where(request, "run")
         probe = params.uint(request, "probe", default=0)
         return _png(request, probe_impl(*where, probe))
+
+    @wrappers.Request.application
+    def _overview_route(self, request):
+        return _json(request, overview_impl(*self._where(request, "run")))
+
+    @wrappers.Request.application
+    def _timeline_route(self, request):
+        return _json(request, timeline_impl(*self._where(request, "run", "tag")))
+
+    @wrappers.Request.application
+    def _curves_route(self, request):
+        return _json(request, curves_impl(*self._where(request, "run")))
 
     @wrappers.Request.application
     def _colormaps_route(self, request):

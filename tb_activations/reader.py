@@ -35,9 +35,18 @@ from PIL import Image
 from tensorboard import errors
 from tensorboard.data import provider
 
-from tb_activations import metadata
+from tb_activations import curves, metadata
 
-__all__ = ["ChannelStep", "Header", "Listed", "READ_THREADS", "Reader", "Series", "StatsSeries"]
+__all__ = [
+    "ChannelStep",
+    "Header",
+    "Listed",
+    "READ_THREADS",
+    "Reader",
+    "Scalars",
+    "Series",
+    "StatsSeries",
+]
 
 logger = logging.getLogger("tb_activations")
 
@@ -59,6 +68,14 @@ _CACHE_BYTES = 32 * 1024 * 1024
 # panel reads the same series for every step and channel it shows.
 _SERIES_CACHE_REFS = 200_000
 
+# Answers computed from many steps (a run's training map, a layer's
+# timeline), by the versions of the series they come from, so that asking
+# again does no work until a series changes.
+_ANSWER_CACHE_BYTES = 64 * 1024 * 1024
+
+# Keras's `TensorBoard` callback writes its scalars under this plugin name.
+_SCALARS_PLUGIN = "scalars"
+
 _T = TypeVar("_T")
 
 
@@ -74,6 +91,9 @@ class Series:
     tag: str
     info: metadata.LayerInfo
     data: list[provider.BlobSequenceDatum]  # well-formed kept steps, by step
+    # Changes whenever the kept steps may have: answers computed from the
+    # series are cached under it.
+    version: tuple = ()
 
     @property
     def steps(self) -> list[int]:
@@ -172,6 +192,16 @@ class StatsSeries:
 
 
 @dataclass(frozen=True)
+class Scalars:
+    """The scalar series of a run and its sibling runs: `points[run][tag]`
+    are `(step, value)` pairs, runs in `curves.sibling_runs` order, tags by
+    name. `version` changes whenever a series may have."""
+
+    points: dict[str, dict[str, list[tuple[int, float]]]]
+    version: tuple
+
+
+@dataclass(frozen=True)
 class ChannelStep:
     """One step of one (probe, channel): its statistics `(fields,)` and its
     `(height, width)` gray levels."""
@@ -247,6 +277,7 @@ class Reader:
         self.sampling_limit: int | None = int(sampling_hint) if sampling_hint else None
         self._cache = _LRU(_CACHE_BYTES)
         self._series_cache = _LRU(_SERIES_CACHE_REFS)
+        self._answers = _LRU(_ANSWER_CACHE_BYTES)
         self._kept_counts: dict[tuple[str, str, str], tuple[tuple, int]] = {}
         self._warned: set[tuple[str, str, str]] = set()
         self._warned_lock = threading.Lock()
@@ -316,6 +347,54 @@ class Reader:
                 stale.append((run, tag, ts, info))
         found += self._read(ctx, experiment, stale)
         return sorted(found, key=_model_order)
+
+    def scalars(self, ctx, experiment: str, run: str) -> Scalars:
+        """Every scalar series of `run` and of its sibling runs (the runs in
+        the same parent directory, such as Keras's `train` and `validation`
+        beside `activations`), each at every step the server keeps."""
+        listing = self._provider.list_scalars(
+            ctx, experiment_id=experiment, plugin_name=_SCALARS_PLUGIN
+        )
+        runs = [r for r in curves.sibling_runs(run, listing) if listing.get(r)]
+        version = tuple(
+            (r, tag, ts.max_step, ts.max_wall_time)
+            for r in runs
+            for tag, ts in sorted(listing[r].items())
+        )
+        key = ("scalars", experiment, run)
+        cached = self._answers.get(key)
+        if cached is not None and cached.version == version:
+            return cached
+        data = {}
+        if runs:
+            data = self._provider.read_scalars(
+                ctx,
+                experiment_id=experiment,
+                plugin_name=_SCALARS_PLUGIN,
+                downsample=_READ_ALL,
+                run_tag_filter=provider.RunTagFilter(runs=runs),
+            )
+        points = {
+            r: {tag: [(d.step, d.value) for d in data[r][tag]] for tag in sorted(data.get(r, {}))}
+            for r in runs
+        }
+        got = Scalars({r: p for r, p in points.items() if p}, version)
+        self._answers.put(
+            key, got, 64 + 32 * sum(len(v) for p in points.values() for v in p.values())
+        )
+        return got
+
+    # -- answers -------------------------------------------------------------
+
+    def memo(self, key, compute: Callable[[], tuple[_T, int]]) -> _T:
+        """The answer cached under `key`, or `compute()`'s, which returns the
+        answer and its size in bytes. `key` must hold the versions of every
+        series the answer comes from."""
+        got = self._answers.get(("answer", key))
+        if got is None:
+            got, size = compute()
+            self._answers.put(("answer", key), got, size)
+        return got
 
     # -- one step ------------------------------------------------------------
 
@@ -463,8 +542,8 @@ class Reader:
         out = []
         for run, tag, ts, info in entries:
             kept = self._well_formed(run, tag, info, data.get(run, {}).get(tag, []))
-            series = Series(run, tag, info, kept)
-            self._remember(experiment, series, _version(ts))
+            series = Series(run, tag, info, kept, _version(ts))
+            self._remember(experiment, series, series.version)
             out.append(series)
         return out
 
