@@ -1,9 +1,89 @@
+// @ts-check
 // Data access for the Activations tab: every request the panel makes goes
 // through here, so caching, in-flight de-duplication and error text live in
 // one place. URLs are relative: the iframe's <base> points at the plugin.
+//
+// Cache keys come from what is asked (route, run, tag, step, probe, channel)
+// and from the series' version in the last `tags` answer (its newest step and
+// step count): a new step makes a new key, so nothing is ever cleared by hand.
+// A new route is one method here over `_versioned` or the layer/series LRUs.
+
+import { fixedRanges, statIndex } from "./color.js";
+
+/** @typedef {import("./color.js").Lut} Lut */
+/** @typedef {import("./color.js").StatIndex} StatIndex */
+/** @typedef {import("./color.js").StatsRow} StatsRow */
+
+/**
+ * One series as `tags` lists it (the layer's metadata and the server's counts).
+ * @typedef {Object} LayerInfo
+ * @property {string} layer
+ * @property {string} class_name
+ * @property {string} layout "image" | "sequence" | "units" | "probe"
+ * @property {(number | null)[]} output_shape
+ * @property {number} channels
+ * @property {number} total_channels
+ * @property {number} probes
+ * @property {number} height
+ * @property {number} width
+ * @property {number} source_height
+ * @property {number} source_width
+ * @property {string | null} reduction
+ * @property {number} [position]
+ * @property {string[]} stats_fields
+ * @property {number} steps_kept
+ * @property {number} max_step
+ * @property {number} max_wall_time
+ * @property {number | null} sampling_limit
+ */
+
+/** @typedef {Record<string, Record<string, LayerInfo>>} Tags */
+
+/**
+ * @typedef {Object} StepInfo
+ * @property {number} step
+ * @property {number} wall_time
+ * @property {number | null} epoch
+ * @property {number | null} batch
+ */
+
+/**
+ * The kept steps of one series, as `steps` answers, with the version it belongs to.
+ * @typedef {Object} StepList
+ * @property {string} run
+ * @property {string} tag
+ * @property {string | null} version
+ * @property {StepInfo[]} steps
+ * @property {number} steps_kept
+ * @property {number} steps_logged
+ * @property {number | null} sampling_limit
+ */
+
+/** @typedef {{width: number, height: number, gray: Uint8Array}} GrayMap */
+
+/**
+ * One step of one layer, decoded.
+ * @typedef {Object} Layer
+ * @property {{epoch: number | null, wall_time: number, stats_fields: string[], channels: number, height: number, width: number}} meta
+ * @property {StatsRow[]} stats
+ * @property {StatIndex} fields
+ * @property {GrayMap[]} channels
+ */
+
+/** @typedef {GrayMap & {step: number, epoch: number | null, wall_time: number, stats: StatsRow}} SeriesFrame */
+
+/**
+ * Every channel's statistics at every kept step, for the fixed scales.
+ * @typedef {Object} LayerStats
+ * @property {StatIndex} fields
+ * @property {{step: number, stats: StatsRow[][]}[]} steps
+ */
+
+export const PROBE_TAG = "__probe__";
 
 /** A failed request, carrying the server's plain-text explanation. */
 export class RequestError extends Error {
+  /** @param {string} what @param {number} status @param {string} text */
   constructor(what, status, text) {
     const detail = (text || "").trim();
     super(status ? `${what}: ${detail || `HTTP ${status}`}` : `${what}: ${detail}`);
@@ -12,6 +92,7 @@ export class RequestError extends Error {
   }
 }
 
+/** @param {string} route @param {Record<string, string | number | null | undefined>} params */
 function query(route, params) {
   const qs = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
@@ -21,12 +102,13 @@ function query(route, params) {
   return s ? `${route}?${s}` : route;
 }
 
+/** @param {string} url @param {string} what */
 async function fetchOk(url, what) {
   let response;
   try {
     response = await fetch(url);
   } catch (e) {
-    throw new RequestError(what, 0, `the TensorBoard server did not answer (${e.message})`);
+    throw new RequestError(what, 0, `the TensorBoard server did not answer (${messageOf(e)})`);
   }
   if (!response.ok) {
     let text = "";
@@ -42,21 +124,25 @@ async function fetchOk(url, what) {
   return response;
 }
 
+/** @param {string} url @param {string} what @returns {Promise<any>} */
 async function fetchJson(url, what) {
   const response = await fetchOk(url, what);
   try {
     return await response.json();
   } catch (e) {
-    throw new RequestError(what, response.status, `the answer is not JSON (${e.message})`);
+    throw new RequestError(what, response.status, `the answer is not JSON (${messageOf(e)})`);
   }
 }
 
-export function urlFor(route, params) {
-  return query(route, params);
+/** @param {unknown} e */
+export function messageOf(e) {
+  return e instanceof Error ? e.message : String(e);
 }
 
+/** @param {string} b64 */
 function base64Bytes(b64) {
-  if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(b64);
+  const from = /** @type {any} */ (Uint8Array).fromBase64;
+  if (typeof from === "function") return /** @type {Uint8Array} */ (from(b64));
   const bin = atob(b64);
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
@@ -66,6 +152,9 @@ function base64Bytes(b64) {
 /**
  * Splits the server's gray levels (base64 of `count` maps of height x width
  * bytes, one after another) into one view per map, without copying.
+ * @param {string} b64 @param {number} count @param {number} height @param {number} width
+ * @param {string} what
+ * @returns {GrayMap[]}
  */
 function grayMaps(b64, count, height, width, what) {
   const gray = base64Bytes(b64 || "");
@@ -84,13 +173,19 @@ function grayMaps(b64, count, height, width, what) {
   }));
 }
 
-/** A small byte-bounded LRU map of decoded data. */
+/**
+ * A small byte-bounded LRU map of decoded data.
+ * @template V
+ */
 class Lru {
+  /** @param {number} maxBytes */
   constructor(maxBytes) {
     this.maxBytes = maxBytes;
     this.bytes = 0;
+    /** @type {Map<string, {value: V, bytes: number}>} */
     this.map = new Map();
   }
+  /** @param {string} key */
   get(key) {
     const e = this.map.get(key);
     if (!e) return undefined;
@@ -98,6 +193,7 @@ class Lru {
     this.map.set(key, e);
     return e.value;
   }
+  /** @param {string} key @param {V} value @param {number} bytes */
   set(key, value, bytes) {
     this.delete(key);
     this.map.set(key, { value, bytes });
@@ -108,6 +204,7 @@ class Lru {
       this.bytes -= e.bytes;
     }
   }
+  /** @param {string} key */
   delete(key) {
     const e = this.map.get(key);
     if (e) {
@@ -115,26 +212,37 @@ class Lru {
       this.bytes -= e.bytes;
     }
   }
-  deleteWhere(pred) {
-    for (const k of [...this.map.keys()]) if (pred(k)) this.delete(k);
-  }
 }
 
 const SEP = "\u0000";
-const key = (...parts) => parts.join(SEP);
+const key = (/** @type {unknown[]} */ ...parts) => parts.join(SEP);
 
 export class Model {
   constructor() {
-    // Decoded layers: gray levels for every channel of one (run, tag, step, probe).
+    /** @type {Tags} The last `tags` answer. */
+    this.tags = {};
+    /** @type {Lru<Layer>} Every channel of one (run, tag, step, probe). */
     this.layers = new Lru(192 * 1024 * 1024);
+    /** @type {Lru<SeriesFrame[]>} One channel over the kept steps of one version. */
     this.series = new Lru(64 * 1024 * 1024);
+    /** @type {Map<string, Promise<any>>} */
     this.pending = new Map();
+    /** @type {Map<string, Promise<string>>} */
     this.probes = new Map();
-    this.steps = new Map();
-    this.stats = new Map();
+    /** @type {Map<string, {version: string | null, promise: Promise<any>}>} */
+    this.versioned = new Map();
+    /** @type {WeakMap<LayerStats, Map<number, ReturnType<typeof fixedRanges>>>} */
+    this.fixed = new WeakMap();
+    /** @type {Promise<Map<string, Lut>> | null} */
     this.colormaps = null;
   }
 
+  /**
+   * @template T
+   * @param {string} k
+   * @param {() => Promise<T>} make
+   * @returns {Promise<T>}
+   */
   _once(k, make) {
     const inflight = this.pending.get(k);
     if (inflight) return inflight;
@@ -143,15 +251,93 @@ export class Model {
     return p;
   }
 
-  fetchTags() {
-    return fetchJson("tags", "Could not list the logged layers");
+  /**
+   * A JSON answer cached under its URL while `version` holds.
+   * @template T
+   * @param {string} route
+   * @param {Record<string, string | number | null>} params
+   * @param {string | null} version
+   * @param {string} what
+   * @param {(data: any) => T} decode
+   * @returns {Promise<T>}
+   */
+  _versioned(route, params, version, what, decode) {
+    const url = query(route, params);
+    const hit = this.versioned.get(url);
+    if (hit && hit.version === version) return hit.promise;
+    const promise = fetchJson(url, what).then(decode);
+    this.versioned.set(url, { version, promise });
+    promise.catch(() => {
+      if (this.versioned.get(url)?.promise === promise) this.versioned.delete(url);
+    });
+    return promise;
   }
 
-  async fetchColormaps() {
+  // -- tags: runs, layers and their versions --------------------------------
+
+  /** @returns {Promise<Tags>} */
+  async fetchTags() {
+    const tags = await fetchJson("tags", "Could not list the logged layers");
+    this.tags = tags && typeof tags === "object" ? tags : {};
+    return this.tags;
+  }
+
+  /** Runs with at least one layer. */
+  runs() {
+    return Object.keys(this.tags).filter((r) => this.layersOf(r).length);
+  }
+
+  /**
+   * A run's layers in the model's order (the writer's `position`); the data
+   * providers list tags in an order of their own. Layers without a position
+   * come last, by name.
+   * @param {string | null} run
+   * @returns {LayerInfo[]}
+   */
+  layersOf(run) {
+    const tags = (run !== null && this.tags[run]) || {};
+    const rank = (/** @type {LayerInfo} */ info) =>
+      Number.isInteger(info.position) ? /** @type {number} */ (info.position) : Infinity;
+    return Object.entries(tags)
+      .filter(([tag, info]) => tag !== PROBE_TAG && info && info.layout !== "probe")
+      .map(([tag, info]) => ({ ...info, layer: tag }))
+      .sort((a, b) => rank(a) - rank(b) || (a.layer < b.layer ? -1 : a.layer > b.layer ? 1 : 0));
+  }
+
+  /** @param {string | null} run @param {string | null} tag @returns {LayerInfo | null} */
+  info(run, tag) {
+    const info = run !== null && tag !== null ? this.tags[run]?.[tag] : undefined;
+    return info && tag !== null ? { ...info, layer: tag } : null;
+  }
+
+  /** @param {string | null} run */
+  hasProbe(run) {
+    return run !== null && Boolean(this.tags[run]?.[PROBE_TAG]);
+  }
+
+  /**
+   * What changes when the series gains or loses a step.
+   * @param {string | null} run @param {string | null} tag
+   */
+  version(run, tag) {
+    const info = this.info(run, tag);
+    return info ? `${info.max_step}:${info.steps_kept}:${info.max_wall_time}` : null;
+  }
+
+  // -- cached answers ------------------------------------------------------
+
+  /** @returns {Promise<Map<string, Lut>>} The server's colormaps, in its order. */
+  fetchColormaps() {
     if (!this.colormaps) {
-      this.colormaps = this._once("colormaps", () =>
-        fetchJson("colormaps", "Could not load the colormaps"),
-      ).catch((e) => {
+      this.colormaps = this._once("colormaps", async () => {
+        const maps = await fetchJson("colormaps", "Could not load the colormaps");
+        /** @type {Map<string, Lut>} */
+        const out = new Map();
+        for (const [name, m] of Object.entries(maps || {})) {
+          if (Array.isArray(m) && m.length === 256) out.set(name, m);
+        }
+        return out;
+      }).catch((e) => {
         this.colormaps = null;
         throw e;
       });
@@ -159,80 +345,117 @@ export class Model {
     return this.colormaps;
   }
 
-  /** Steps of one series; `version` (max_step, steps_kept) invalidates it. */
-  fetchSteps(run, tag, version) {
-    const k = key(run, tag);
-    const cached = this.steps.get(k);
-    if (cached && cached.version === version) return cached.promise;
-    const promise = fetchJson(query("steps", { run, tag }), `Could not list the steps of ${tag}`);
-    this.steps.set(k, { version, promise });
-    promise.catch(() => {
-      if (this.steps.get(k)?.promise === promise) this.steps.delete(k);
-    });
-    return promise;
-  }
-
-  /** Per-step statistics of every channel and probe, for the fixed scales. */
-  fetchStats(run, tag, version) {
-    const k = key(run, tag);
-    const cached = this.stats.get(k);
-    if (cached && cached.version === version) return cached.promise;
-    const promise = fetchJson(
-      query("stats", { run, tag }),
-      `Could not load the statistics of ${tag}`,
+  /** @param {string} run @param {string} tag @returns {Promise<StepList>} */
+  fetchSteps(run, tag) {
+    const version = this.version(run, tag);
+    return this._versioned(
+      "steps",
+      { run, tag },
+      version,
+      `Could not list the steps of ${tag}`,
+      (data) => ({
+        ...data,
+        run,
+        tag,
+        version,
+        steps: Array.isArray(data?.steps) ? data.steps : [],
+      }),
     );
-    this.stats.set(k, { version, promise });
-    promise.catch(() => {
-      if (this.stats.get(k)?.promise === promise) this.stats.delete(k);
-    });
-    return promise;
   }
 
-  peekLayer(run, tag, step, probe) {
-    return this.layers.get(key(run, tag, step, probe));
+  /** @param {string} run @param {string} tag @returns {Promise<LayerStats>} */
+  fetchStats(run, tag) {
+    return this._versioned(
+      "stats",
+      { run, tag },
+      this.version(run, tag),
+      `Could not load the statistics of ${tag}`,
+      (data) => ({ fields: statIndex(data?.fields), steps: data?.steps || [] }),
+    );
   }
 
-  /** One step of one layer, decoded: {meta, stats, channels: [{width, height, gray}]}. */
-  fetchLayer(run, tag, step, probe) {
-    const k = key(run, tag, step, probe);
-    const hit = this.layers.get(k);
+  /** Derived once per answer and probe. @param {LayerStats} stats @param {number} probe */
+  fixedRanges(stats, probe) {
+    let perProbe = this.fixed.get(stats);
+    if (!perProbe) this.fixed.set(stats, (perProbe = new Map()));
+    let value = perProbe.get(probe);
+    if (!value) perProbe.set(probe, (value = fixedRanges(stats.steps, probe, stats.fields)));
+    return value;
+  }
+
+  /**
+   * A cached layer, if it is still the one logged at that step: a restarted
+   * run writes its steps again, with new wall times.
+   * @param {string} run @param {string} tag @param {number} step @param {number} probe
+   * @param {number} [wallTime] the step's wall time in the step list, when known
+   */
+  peekLayer(run, tag, step, probe, wallTime) {
+    const hit = this.layers.get(key(run, tag, step, probe));
+    return hit && (wallTime === undefined || hit.meta.wall_time === wallTime) ? hit : undefined;
+  }
+
+  /**
+   * One step of one layer, decoded.
+   * @param {string} run @param {string} tag @param {number} step @param {number} probe
+   * @param {number} [wallTime]
+   * @returns {Promise<Layer>}
+   */
+  fetchLayer(run, tag, step, probe, wallTime) {
+    const hit = this.peekLayer(run, tag, step, probe, wallTime);
     if (hit) return Promise.resolve(hit);
+    const k = key(run, tag, step, probe);
     return this._once(`layer${SEP}${k}`, async () => {
       const what = `Could not load ${tag} at step ${step}`;
       // Only the levels are kept: the base64 text would double what the cache holds.
       const { pixels, ...meta } = await fetchJson(query("layer", { run, tag, step, probe }), what);
       const channels = grayMaps(pixels, meta.channels, meta.height, meta.width, what);
-      const decoded = { meta, stats: meta.stats || [], channels };
+      /** @type {Layer} */
+      const decoded = {
+        meta,
+        stats: meta.stats || [],
+        fields: statIndex(meta.stats_fields),
+        channels,
+      };
       const bytes = meta.channels * meta.height * meta.width + 1024;
       this.layers.set(k, decoded, bytes);
       return decoded;
     });
   }
 
-  /** One channel over every kept step: [{step, epoch, stats, width, height, gray}]. */
-  fetchSeries(run, tag, channel, probe, version) {
-    const k = key(run, tag, channel, probe, version);
+  /**
+   * One channel over every kept step; its rows follow the layer's `stats_fields`.
+   * @param {string} run @param {string} tag @param {number} channel @param {number} probe
+   * @returns {Promise<SeriesFrame[]>}
+   */
+  fetchSeries(run, tag, channel, probe) {
+    const k = key(run, tag, channel, probe, this.version(run, tag));
     const hit = this.series.get(k);
     if (hit) return Promise.resolve(hit);
     return this._once(`series${SEP}${k}`, async () => {
       const what = `Could not load the evolution of channel ${channel} of ${tag}`;
       const data = await fetchJson(query("series", { run, tag, channel, probe }), what);
-      const steps = (data.steps || []).map((s) => ({
+      const steps = (data.steps || []).map((/** @type {any} */ s) => ({
         step: s.step,
         epoch: s.epoch,
         wall_time: s.wall_time,
         stats: s.stats,
         ...grayMaps(s.pixels, 1, s.height, s.width, what)[0],
       }));
-      const bytes = steps.reduce((n, s) => n + s.gray.length, 0) + 1024;
-      this.series.set(k, steps, bytes);
+      const bytes = steps.reduce(
+        (/** @type {number} */ n, /** @type {SeriesFrame} */ s) => n + s.gray.length,
+        0,
+      );
+      this.series.set(k, steps, bytes + 1024);
       return steps;
     });
   }
 
-  /** An object URL for a probe image (fetched, so a failure has the server's text). */
+  /**
+   * An object URL for a probe image (fetched, so a failure has the server's text).
+   * @param {string} run @param {number} probe
+   */
   probeUrl(run, probe) {
-    const k = key("probe", run, probe);
+    const k = key(run, probe);
     let p = this.probes.get(k);
     if (!p) {
       p = fetchOk(query("probe", { run, probe }), `Could not load probe ${probe} of ${run}`)
@@ -242,17 +465,5 @@ export class Model {
       this.probes.set(k, p);
     }
     return p;
-  }
-
-  /** Forgets what a new step may have changed (kept steps can be resampled). */
-  invalidate(run, tag) {
-    const prefix = key(run, tag) + SEP;
-    this.series.deleteWhere((k) => k.startsWith(prefix));
-  }
-
-  /** Forgets a step that was written again (a restarted run reuses its steps). */
-  forgetStep(run, tag, step) {
-    const prefix = key(run, tag, step) + SEP;
-    this.layers.deleteWhere((k) => k.startsWith(prefix));
   }
 }

@@ -817,7 +817,7 @@ def test_the_panel_gets_the_levels_chromium_decodes_from_every_logged_image(pane
                         }
                     }
                     const c = layers[tag].channels - 1;
-                    const series = await model.fetchSeries(run, tag, c, 0, "test");
+                    const series = await model.fetchSeries(run, tag, c, 0);
                     for (const frame of series) {
                         const ref = await chromiumGray(
                             q("channel", {run, tag, step: frame.step, channel: c}));
