@@ -163,11 +163,62 @@ def test_subclassed_model_inside_a_functional_one_is_logged_whole():
     assert layers.select(model, "all", 12) == ["sub"]
 
 
-def test_data_format_is_inherited_by_layers_without_one():
+def _first_chain(shape, *made):
+    inputs = keras.Input(shape, name="in")
+    x = inputs
+    for make in made:
+        x = make()(x)
+    return keras.Model(inputs, x)
+
+
+@pytest.mark.parametrize(
+    "model, input_format, formats",
+    [
+        # A layer without a format inherits the closest earlier one's...
+        (
+            lambda: _first_chain(
+                (3, 8, 8),
+                lambda: keras.layers.Conv2D(4, 3, data_format="channels_first", name="c"),
+                lambda: keras.layers.ReLU(name="r"),
+            ),
+            "channels_first",
+            {"c": "channels_first", "r": "channels_first"},
+        ),
+        # ...and one before them all is laid out like the input.
+        (
+            lambda: _first_chain(
+                (3, 8, 8),
+                lambda: keras.layers.Rescaling(0.5, name="s"),
+                lambda: keras.layers.MaxPooling2D(data_format="channels_first", name="p"),
+                lambda: keras.layers.MaxPooling2D(data_format="channels_last", name="q"),
+                lambda: keras.layers.ReLU(name="r"),
+            ),
+            "channels_first",
+            {
+                "s": "channels_first",
+                "p": "channels_first",
+                "q": "channels_last",
+                "r": "channels_last",
+            },
+        ),
+        # No layer says: Keras's default.
+        (
+            lambda: _first_chain((8,), lambda: keras.layers.Dense(2, name="d")),
+            keras.config.image_data_format(),
+            {"d": keras.config.image_data_format()},
+        ),
+    ],
+)
+def test_data_formats_of_the_input_and_every_layer(model, input_format, formats):
+    got_input, got = layers.data_formats(model())
+    assert got_input == input_format
+    assert {path: got[path] for path in formats} == formats
+
+
+def test_taps_carry_the_output_shape_and_format():
     inputs = keras.Input((3, 8, 8))
     x = keras.layers.Conv2D(4, 3, data_format="channels_first", name="c")(inputs)
-    x = keras.layers.ReLU(name="r")(x)
-    model = keras.Model(inputs, x)
+    model = keras.Model(inputs, keras.layers.ReLU(name="r")(x))
     taps = layers.taps(model, ["c", "r"])
     assert [t.data_format for t in taps] == ["channels_first", "channels_first"]
     assert taps[1].output_shape == (None, 4, 6, 6)
