@@ -1,0 +1,609 @@
+"""How activations change during training: the numeric core of the measures.
+
+The definitions are in docs/measures.md. In short, for channel c of a layer
+at kept step s, over all probes, with a_s its map and A_s the layer matrix
+(rows = positions, probe x height x width; columns = channels):
+
+    change(c, s, r) = ||a_s - a_r|| / max(||a_s||, ||a_r||)   in [0, 2]
+    drift(s, r)     = 1 - linear CKA(A_s, A_r)                 in [0, 1]
+
+against r = the kept step before s ("prev") or the first kept step ("start").
+
+Two halves, numpy only:
+
+- `Tracker`, on the writer's side, sees every logged map at full precision
+  and returns what a reader cannot recompute from the PNGs: per (probe,
+  channel) sums of squares (`MEASURE_FIELDS`, appended to the statistics) and
+  the layer's CKA against the previous and the first logged step (header
+  keys `HEADER_KEYS`).
+- Pure functions on the reader's side (`channel_rows`, `layer_rows`,
+  `statistic_rows`, `events`, `never_active`) turn one series' kept steps
+  into rows of values, using a writer value only when its reference step is
+  the kept step the definition names, and saying why a value is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "HEADER_KEYS",
+    "MEASURE_FIELDS",
+    "NO_MEASURES",
+    "Rows",
+    "Tracker",
+    "channel_rows",
+    "events",
+    "layer_rows",
+    "linear_cka",
+    "never_active",
+    "statistic_rows",
+]
+
+# Statistics the writer appends after `metadata.STATS_FIELDS`, per (probe,
+# channel): the sum of squares of the map and of its difference to the same
+# channel at the previous and at the first step the tracker saw.
+MEASURE_FIELDS = ("sq_norm", "sq_diff_prev", "sq_diff_start")
+
+# Header keys of a tracked layer's step: the steps of the two references and
+# the layer's linear CKA against each (None where undefined or absent).
+HEADER_KEYS = ("prev_step", "start_step", "cka_prev", "cka_start")
+
+NO_MEASURES = "logged by a version without measures"
+
+# Rows per chunk in the sums of squares: partial sums of a few thousand
+# float32 squares go into float64 totals, so the error stays near float64's
+# while the temporaries stay in cache.
+_CHUNK_VALUES = 1 << 17
+
+
+# -- writer side ----------------------------------------------------------------
+
+
+def _square_sums(x: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
+    """(P, n, C) float32 to (P, C) float64 sums of x**2, or of (x - ref)**2."""
+    probes, n, c = x.shape
+    out = np.zeros((probes, c), np.float64)
+    rows = max(1, _CHUNK_VALUES // max(c, 1))
+    buf = np.empty((min(rows, n), c), np.float32) if ref is not None else None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for p in range(probes):
+            for i in range(0, n, rows):
+                part = x[p, i : i + rows]
+                if ref is not None:
+                    part = np.subtract(part, ref[p, i : i + rows], out=buf[: len(part)])
+                out[p] += np.einsum("nc,nc->c", part, part, dtype=np.float64)
+    return out
+
+
+def _column_sums(x: np.ndarray) -> np.ndarray:
+    """(n, C) float32 to (C,) float64 sums, chunked like `_square_sums`."""
+    n, c = x.shape
+    out = np.zeros(c, np.float64)
+    rows = max(1, _CHUNK_VALUES // max(c, 1))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(0, n, rows):
+            out += x[i : i + rows].sum(axis=0, dtype=np.float64)
+    return out
+
+
+def _frobenius_sq(m: np.ndarray) -> float:
+    m = m.ravel()
+    return float(np.dot(m.astype(np.float64), m.astype(np.float64)))
+
+
+@dataclasses.dataclass
+class _Map:
+    """One logged map and what CKA needs of it.
+
+    `gram_norm` is ||X^T X||_F = ||X X^T||_F of the centred matrix X, or None
+    when CKA with this map is undefined. `gram` (X X^T, n x n) is kept only
+    when positions n < channels c, where the cross term is the cheap
+    sum(K_s * K_r); otherwise the cross term is ||X_r^T X_s||_F^2 and the
+    centred matrix is rebuilt from `x` and `mean` when needed.
+    """
+
+    step: int
+    x: np.ndarray  # (probes, height, width, channels) float32, owned
+    mean: np.ndarray | None  # (channels,) float32 column means
+    gram_norm: float | None
+    gram: np.ndarray | None
+
+    def centred(self) -> np.ndarray:
+        c = self.x.shape[-1]
+        return self.x.reshape(-1, c) - self.mean
+
+
+def _describe(step: int, x: np.ndarray, col_sums: np.ndarray) -> tuple[_Map, np.ndarray | None]:
+    """The map's CKA facts, and its centred matrix when c <= n (for the
+    cross terms of this step)."""
+    c = x.shape[-1]
+    n = x.size // c if c else 0
+    if n < 3 or c == 0 or not np.isfinite(col_sums).all():
+        return _Map(step, x, None, None, None), None
+    mean = (col_sums / n).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        xc = x.reshape(n, c) - mean
+        if c <= n:
+            gram, keep = xc.T @ xc, None
+        else:
+            gram = xc @ xc.T
+            keep = gram
+        norm = math.sqrt(_frobenius_sq(gram))
+    if not (math.isfinite(norm) and norm > 0):
+        return _Map(step, x, mean, None, None), None
+    return _Map(step, x, mean, norm, keep), (xc if c <= n else None)
+
+
+def _cka(cur: _Map, cur_centred: np.ndarray | None, ref: _Map) -> float | None:
+    if cur.gram_norm is None or ref.gram_norm is None:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if cur.gram is not None and ref.gram is not None:
+            hsic = float(np.dot(cur.gram.ravel().astype(np.float64), ref.gram.ravel()))
+        else:
+            hsic = _frobenius_sq(ref.centred().T @ cur_centred)
+    value = hsic / (cur.gram_norm * ref.gram_norm)
+    if not math.isfinite(value):
+        return None
+    return min(max(value, 0.0), 1.0)
+
+
+@dataclasses.dataclass
+class _Layer:
+    start: _Map
+    prev: _Map
+
+
+class Tracker:
+    """Keeps, per layer path, the previous and the first map it was given,
+    and measures each new map against them.
+
+    Memory: per layer, a float32 copy of the first map and of the previous
+    one (one copy while they are the same step), each probes x height x
+    width x channels as logged (after the channel cap, before any PNG
+    downscale), plus, for a layer with fewer positions than channels, its
+    positions x positions Gram matrix per kept map (smaller than the map).
+    For VGG16's five `blockN_conv1` layers and one 224 x 224 probe that is
+    about 49 MB.
+
+    Thread-safe; meant to be fed by one writer thread, in step order.
+    """
+
+    def __init__(self) -> None:
+        self._layers: dict[str, _Layer] = {}
+        self._lock = threading.Lock()
+
+    def reset(self, path: str | None = None) -> None:
+        """Forgets one layer's references, or every layer's."""
+        with self._lock:
+            if path is None:
+                self._layers.clear()
+            else:
+                self._layers.pop(path, None)
+
+    def update(self, path: str, step: int, nhwc: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Measures one layer's map at `step` and keeps it as the previous one.
+
+        `nhwc` is the logged (probes, height, width, channels) array. Returns
+        `(extra_stats, header_fields)`: float32 (probes, channels, 3) in
+        `MEASURE_FIELDS` order, NaN where there is no reference, and a dict
+        of `HEADER_KEYS`. At the first step of a layer (or the first after
+        its shape changed, as when another model logs into the same run),
+        the first step is its own start reference: `start_step` is `step`,
+        `sq_diff_start` is 0 and `cka_start` is 1 (or None where undefined).
+        """
+        x = np.array(nhwc, dtype=np.float32, order="C", copy=True)
+        if x.ndim != 4:
+            raise ValueError(
+                f"Tracker.update takes a (probes, height, width, channels) array. "
+                f"Received: nhwc.shape={x.shape}"
+            )
+        step = int(step)
+        probes, h, w, c = x.shape
+        flat = x.reshape(probes, h * w, c)
+        sq_norm = _square_sums(flat)
+        cur, cur_centred = _describe(step, x, _column_sums(x.reshape(-1, c)))
+        with self._lock:
+            layer = self._layers.get(path)
+            if layer is not None and layer.start.x.shape != x.shape:
+                layer = None
+            extra = np.full((probes, c, len(MEASURE_FIELDS)), np.nan, np.float32)
+            extra[..., 0] = sq_norm
+            if layer is None:
+                with np.errstate(invalid="ignore"):
+                    extra[..., 2] = sq_norm * 0.0  # 0, or NaN where not finite
+                fields = {
+                    "prev_step": None,
+                    "start_step": step,
+                    "cka_prev": None,
+                    "cka_start": 1.0 if cur.gram_norm is not None else None,
+                }
+                self._layers[path] = _Layer(start=cur, prev=cur)
+            else:
+                prev, start = layer.prev, layer.start
+                extra[..., 1] = _square_sums(flat, prev.x.reshape(flat.shape))
+                cka_prev = _cka(cur, cur_centred, prev)
+                if start is prev:
+                    extra[..., 2] = extra[..., 1]
+                    cka_start = cka_prev
+                else:
+                    extra[..., 2] = _square_sums(flat, start.x.reshape(flat.shape))
+                    cka_start = _cka(cur, cur_centred, start)
+                fields = {
+                    "prev_step": prev.step,
+                    "start_step": start.step,
+                    "cka_prev": cka_prev,
+                    "cka_start": cka_start,
+                }
+                layer.prev = cur
+        return extra, fields
+
+
+def linear_cka(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Linear CKA of two (positions, channels) matrices, columns centred;
+    None where undefined (fewer than 3 rows, a zero matrix after centring,
+    values that are not finite). The channel counts may differ."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"linear_cka takes two (positions, channels) matrices with the same positions. "
+            f"Received: a.shape={a.shape}, b.shape={b.shape}"
+        )
+    if a.shape[0] < 3 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    den = np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)
+    if not den > 0:
+        return None
+    return min(max(float(np.linalg.norm(b.T @ a) ** 2 / den), 0.0), 1.0)
+
+
+# -- reader side ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """Values of some measures, one per kept step (per channel, or for the
+    layer), and why some are missing.
+
+    `values[name]` is float64 with NaN for null, shaped (channels, steps) or
+    (steps,); `dead` is bool. `reasons[name]` is present when values are
+    null for a reason other than the definition (first step, undefined CKA,
+    non-finite activations).
+    """
+
+    steps: list[int]
+    values: dict[str, np.ndarray]
+    reasons: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The rows as JSON can carry them: lists, None for null."""
+        return {
+            "steps": list(self.steps),
+            "values": {k: _jsonable(v) for k, v in self.values.items()},
+            "reasons": dict(self.reasons),
+        }
+
+
+def _jsonable(a: np.ndarray) -> list:
+    if a.dtype == bool:
+        return a.tolist()
+    return np.where(np.isfinite(a), a, None).tolist()
+
+
+@dataclasses.dataclass
+class _Series:
+    steps: list[int]
+    stats: np.ndarray  # (steps, probes, channels, fields) float64
+    field: dict[str, int]
+    has_measures: bool
+    prev_ok: np.ndarray  # (steps,) bool: the writer's prev reference is the kept previous step
+    start_ok: np.ndarray
+    prev_reason: str | None
+    start_reason: str | None
+
+    def column(self, name: str) -> np.ndarray:
+        return self.stats[..., self.field[name]]
+
+
+_BASE_FIELDS = ("mean", "max", "zero_fraction", "nonfinite_fraction")
+
+
+def _header_step(header: Mapping[str, Any], key: str) -> int | None:
+    v = header.get(key) if isinstance(header, Mapping) else None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return int(v) if v == int(v) else None
+
+
+def _header_cka(header: Mapping[str, Any], key: str) -> float:
+    v = header.get(key) if isinstance(header, Mapping) else None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return math.nan
+    return min(max(float(v), 0.0), 1.0)
+
+
+def _list_steps(steps: list[int], limit: int = 5) -> str:
+    shown = ", ".join(str(s) for s in steps[:limit])
+    more = len(steps) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _join(reasons: dict[str, list[int]]) -> str | None:
+    if not reasons:
+        return None
+    return "; ".join(
+        f"{why} (at step{'s' if len(at) > 1 else ''} {_list_steps(at)})"
+        for why, at in reasons.items()
+    )
+
+
+def _prev_validity(steps, headers) -> tuple[np.ndarray, str | None]:
+    ok = np.zeros(len(steps), bool)
+    why: dict[str, list[int]] = {}
+    kept = set(steps)
+    for i in range(1, len(steps)):
+        ref = _header_step(headers[i], "prev_step")
+        before = steps[i - 1]
+        if ref == before:
+            ok[i] = True
+        elif ref is None:
+            why.setdefault(
+                "the writer measured no step before this one: the steps before it come "
+                "from another logger or a layer of another shape",
+                [],
+            ).append(steps[i])
+        elif before < ref < steps[i] and ref not in kept:
+            why.setdefault(
+                f"step {ref}, the step logged before, was dropped by sampling; "
+                "tensorboard --samples_per_plugin=activations=N keeps more steps",
+                [],
+            ).append(steps[i])
+        else:
+            why.setdefault(
+                f"the writer measured against step {ref}, not the kept step before "
+                f"({before}): the steps come from more than one logger",
+                [],
+            ).append(steps[i])
+    return ok, _join(why)
+
+
+def _start_validity(steps, headers) -> tuple[np.ndarray, str | None]:
+    ok = np.zeros(len(steps), bool)
+    why: dict[str, list[int]] = {}
+    first = steps[0] if steps else None
+    for i, s in enumerate(steps):
+        ref = _header_step(headers[i], "start_step")
+        if ref == first:
+            ok[i] = True
+        elif ref is not None and ref < first:
+            why.setdefault(
+                f"step {ref}, the first step logged, was dropped by sampling; "
+                "tensorboard --samples_per_plugin=activations=N keeps more steps",
+                [],
+            ).append(s)
+        else:
+            why.setdefault(
+                f"the writer's first step is {ref}, not the first kept step ({first}): "
+                "the steps come from more than one logger",
+                [],
+            ).append(s)
+    return ok, _join(why)
+
+
+def _stack(stats, fields: Sequence[str], count: int) -> tuple[np.ndarray, dict[str, int]]:
+    """The steps' statistics as one (steps, probes, channels, fields) float64
+    array, and the index of each field name."""
+    if len(stats) != count:
+        raise ValueError(
+            f"Expected one statistics array per step. Received: {count} steps, "
+            f"{len(stats)} statistics arrays"
+        )
+    field = {name: i for i, name in enumerate(fields)}
+    missing = [f for f in _BASE_FIELDS if f not in field]
+    if missing:
+        raise ValueError(f"Statistics lack the fields {missing}. Received: fields={list(fields)}")
+    shapes = {np.shape(s) for s in stats}
+    if len(shapes) > 1:
+        raise ValueError(f"Statistics of every step must have one shape. Received: {shapes}")
+    arr = np.array(stats, np.float64) if count else np.zeros((0, 0, 0, len(fields)))
+    if arr.ndim != 4 or arr.shape[3] < len(fields):
+        raise ValueError(
+            f"Statistics must be (probes, channels, fields) with {len(fields)} fields. "
+            f"Received: shape {arr.shape[1:]}"
+        )
+    return arr, field
+
+
+def _series(
+    steps: Sequence[int],
+    stats: Sequence[np.ndarray],
+    headers: Sequence[Mapping[str, Any]],
+    fields: Sequence[str],
+) -> _Series:
+    steps = [int(s) for s in steps]
+    if len(headers) != len(steps):
+        raise ValueError(
+            f"Expected one header per step. Received: {len(steps)} steps, {len(headers)} headers"
+        )
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"Steps must increase. Received: steps={steps}")
+    arr, field = _stack(stats, fields, len(steps))
+    has = all(f in field for f in MEASURE_FIELDS)
+    if has:
+        prev_ok, prev_reason = _prev_validity(steps, headers)
+        start_ok, start_reason = _start_validity(steps, headers)
+    else:
+        prev_ok = start_ok = np.zeros(len(steps), bool)
+        prev_reason = start_reason = NO_MEASURES
+    return _Series(steps, arr, field, has, prev_ok, start_ok, prev_reason, start_reason)
+
+
+def _change(diff_sq: np.ndarray, norm_sq: np.ndarray, ref_norm_sq: np.ndarray) -> np.ndarray:
+    """||a - b|| / max(||a||, ||b||) from sums of squares; 0 where both are 0."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        den = np.sqrt(np.maximum(norm_sq, ref_norm_sq))
+        out = np.where(den > 0, np.sqrt(diff_sq) / den, 0.0)
+        out = np.clip(out, 0.0, 2.0)
+    finite = np.isfinite(diff_sq) & np.isfinite(norm_sq) & np.isfinite(ref_norm_sq)
+    return np.where(finite, out, np.nan)
+
+
+def _changes(series: _Series, reduce) -> dict[str, np.ndarray]:
+    """change_prev and change_start, (steps, ...) with `reduce` summing a
+    (steps, probes, channels) array over what one value covers."""
+    n = len(series.steps)
+    norm = reduce(series.column("sq_norm"))
+    shape = norm.shape
+    prev = np.full(shape, np.nan)
+    start = np.full(shape, np.nan)
+    if n:
+        diff_prev = reduce(series.column("sq_diff_prev"))
+        diff_start = reduce(series.column("sq_diff_start"))
+        ok = series.prev_ok[1:]
+        prev[1:][ok] = _change(diff_prev[1:], norm[1:], norm[:-1])[ok]
+        ok = series.start_ok
+        start[ok] = _change(diff_start, norm, np.broadcast_to(norm[0], shape))[ok]
+        # The first kept step against itself, whichever step the writer
+        # started from.
+        start[0] = np.where(np.isfinite(norm[0]), 0.0, np.nan)
+    return {"change_prev": prev, "change_start": start}
+
+
+def _dead(series: _Series) -> np.ndarray:
+    """(steps, channels): every probe's map is exactly zero."""
+    return (series.column("zero_fraction") == 1.0).all(axis=1)
+
+
+def _finite_mean(means: np.ndarray, nonfinite: np.ndarray, axis) -> np.ndarray:
+    """Mean of the finite values, from per-map means over finite values and
+    the non-finite fraction (all maps of a layer have the same size)."""
+    weight = np.clip(1.0 - nonfinite, 0.0, 1.0)
+    weight = np.where(np.isfinite(means), weight, 0.0)
+    total = weight.sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(weight > 0, means, 0.0)
+        out = (out * weight).sum(axis=axis) / total
+    return np.where(total > 0, out, np.nan)
+
+
+def channel_rows(
+    steps: Sequence[int],
+    stats: Sequence[np.ndarray],
+    headers: Sequence[Mapping[str, Any]],
+    fields: Sequence[str],
+) -> Rows:
+    """Per channel, per kept step: `change_prev`, `change_start`, `dead`.
+
+    `steps` are the series' kept steps (increasing), `stats` their
+    (probes, channels, fields) statistics, `headers` their decoded header
+    dicts, `fields` the series' `stats_fields`. Values are (channels, steps).
+    """
+    series = _series(steps, stats, headers, fields)
+    values: dict[str, np.ndarray] = {}
+    reasons: dict[str, str] = {}
+    if series.has_measures:
+        values.update({k: v.T for k, v in _changes(series, lambda a: a.sum(axis=1)).items()})
+    else:
+        empty = np.full((series.stats.shape[2], len(series.steps)), np.nan)
+        values.update(change_prev=empty, change_start=empty.copy())
+    if series.prev_reason:
+        reasons["change_prev"] = series.prev_reason
+    if series.start_reason:
+        reasons["change_start"] = series.start_reason
+    values["dead"] = _dead(series).T
+    return Rows(series.steps, values, reasons)
+
+
+def layer_rows(
+    steps: Sequence[int],
+    stats: Sequence[np.ndarray],
+    headers: Sequence[Mapping[str, Any]],
+    fields: Sequence[str],
+) -> Rows:
+    """Per kept step, for the whole layer: `change_prev`, `change_start`,
+    `drift_prev`, `drift_start`, `dead_fraction`, `mean`. Arguments as in
+    `channel_rows`; values are (steps,)."""
+    series = _series(steps, stats, headers, fields)
+    n = len(series.steps)
+    values: dict[str, np.ndarray] = {}
+    reasons: dict[str, str] = {}
+    if series.has_measures:
+        values.update(_changes(series, lambda a: a.sum(axis=(1, 2))))
+        cka_prev = np.array([_header_cka(h, "cka_prev") for h in headers], np.float64)
+        cka_start = np.array([_header_cka(h, "cka_start") for h in headers], np.float64)
+        values["drift_prev"] = np.where(series.prev_ok, 1.0 - cka_prev, np.nan)
+        values["drift_start"] = np.where(series.start_ok, 1.0 - cka_start, np.nan)
+    else:
+        for k in ("change_prev", "change_start", "drift_prev", "drift_start"):
+            values[k] = np.full(n, np.nan)
+    for k in ("change_prev", "drift_prev"):
+        if series.prev_reason:
+            reasons[k] = series.prev_reason
+    for k in ("change_start", "drift_start"):
+        if series.start_reason:
+            reasons[k] = series.start_reason
+    dead = _dead(series)
+    channels = dead.shape[1] if dead.ndim == 2 else 0
+    values["dead_fraction"] = dead.mean(axis=1) if channels else np.full(n, np.nan)
+    values["mean"] = _finite_mean(
+        series.column("mean"), series.column("nonfinite_fraction"), axis=(1, 2)
+    )
+    return Rows(series.steps, values, reasons)
+
+
+def statistic_rows(stats: Sequence[np.ndarray], fields: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per channel, per step, over the probes: `mean` (of the finite values),
+    `max` (of the finite values; NaN where none) and `zero_fraction`.
+    Values are (channels, steps) float64, NaN for null."""
+    arr, field = _stack(stats, fields, len(stats))
+    if not len(stats):
+        empty = np.zeros((0, 0))
+        return {"mean": empty, "max": empty.copy(), "zero_fraction": empty.copy()}
+    maxima = arr[..., field["max"]]
+    top = np.where(np.isfinite(maxima), maxima, -np.inf).max(axis=1)
+    top = np.where(np.isfinite(top), top, np.nan)
+    mean = _finite_mean(arr[..., field["mean"]], arr[..., field["nonfinite_fraction"]], axis=1)
+    return {
+        "mean": mean.T,
+        "max": top.T,
+        "zero_fraction": arr[..., field["zero_fraction"]].mean(axis=1).T,
+    }
+
+
+def events(steps: Sequence[int], dead: np.ndarray) -> list[dict[str, Any]]:
+    """Deaths and revivals from a (channels, steps) `dead` row set: a
+    channel "died" at the first kept step where it is dead after a kept step
+    where it was not, and "revived" the other way round. Sorted by step,
+    then channel."""
+    dead = np.asarray(dead, bool)
+    steps = [int(s) for s in steps]
+    if dead.ndim != 2 or dead.shape[1] != len(steps):
+        raise ValueError(
+            f"dead must be (channels, {len(steps)} steps). Received: dead.shape={dead.shape}"
+        )
+    flips = dead[:, 1:] != dead[:, :-1]
+    out = []
+    for i, c in zip(*np.nonzero(flips.T)):
+        kind = "died" if dead[c, i + 1] else "revived"
+        out.append({"channel": int(c), "kind": kind, "step": steps[i + 1]})
+    return out
+
+
+def never_active(dead: np.ndarray) -> list[int]:
+    """Channels dead at every kept step (none when there is no step)."""
+    dead = np.asarray(dead, bool)
+    if dead.ndim != 2:
+        raise ValueError(f"dead must be (channels, steps). Received: dead.shape={dead.shape}")
+    if dead.shape[1] == 0:
+        return []
+    return [int(c) for c in np.flatnonzero(dead.all(axis=1))]
