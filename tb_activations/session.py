@@ -24,7 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tb_activations import encoding, metadata
+from tb_activations import encoding, measures, metadata
 from tb_activations import layers as layers_lib
 from tb_activations import probe as probe_lib
 from tb_activations.summary import ActivationWriter, LayerValue
@@ -282,7 +282,8 @@ class LoggingSession:
         self._verbose = verbose
         self._recorder: _Recorder | None = None
         self._writer: ActivationWriter | None = None
-        self._tracker = None  # measures.Tracker(): see `_new_tracker`
+        # One tracker for the session: the measures compare steps across fits.
+        self._tracker = measures.Tracker()
         self._last_step: int | None = None
         self._index = 0
         self._probe_logged = False
@@ -331,7 +332,7 @@ class LoggingSession:
         )
         self.close()
         self._recorder = recorder
-        self._tracker = _new_tracker()
+        self._tracker.reset()
 
     @property
     def model(self):
@@ -458,7 +459,3 @@ class LoggingSession:
             self._pending = []
         return self._writer
 
-
-def _new_tracker():
-    """The measures tracker of one bound model, kept across its fits."""
-    return None  # TODO(measures): measures.Tracker() once tb_activations/measures.py exists
