@@ -9,11 +9,16 @@ One time series per (run, layer). Its summary metadata names the plugin
 a rank-1 string tensor of blobs laid out as
 
     [0]                 step header: JSON, e.g. {"epoch": 3.0, "batch": null,
-                        "index": 4}; index counts the steps the writer
-                        logged to this run, so a reader can tell how many
-                        were dropped by sampling
+                        "index": 4, "prev_step": 30, "start_step": 0,
+                        "cka_prev": 0.98, "cka_start": 0.71}; index counts
+                        the steps the writer logged to this run, so a reader
+                        can tell how many were dropped by sampling; the rest
+                        are the layer's measures (docs/measures.md), null
+                        for the probe
     [1]                 statistics: an .npy array, float32, shape
-                        (probes, channels, len(STATS_FIELDS))
+                        (probes, channels, len(info.stats_fields)): the
+                        STATS_FIELDS, then for a layer (not the probe) the
+                        measures' MEASURE_FIELDS
     [2 + p*channels + c]  an 8-bit PNG of channel c of probe p, scaled from
                         that channel's own min..max (stats) to 0..255
 
@@ -25,10 +30,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 from typing import Any
 
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
+
+from tb_activations.measures import MEASURE_FIELDS
 
 PLUGIN_NAME = "activations"
 
@@ -40,19 +48,17 @@ FORMAT_VERSION = 1
 # Keras never generates this name; the writer refuses a layer path equal to it.
 PROBE_TAG = "__probe__"
 
+# The statistics of every map (format version 1). A reader may rely on them.
 STATS_FIELDS = ("min", "max", "mean", "std", "zero_fraction", "nonfinite_fraction")
+
+# A layer's statistics as written since the measures (docs/measures.md):
+# MEASURE_FIELDS follow. Logs without them still open; the measures they
+# enable are then unavailable.
+LAYER_STATS_FIELDS = STATS_FIELDS + MEASURE_FIELDS
 
 HEADER_INDEX = 0
 STATS_INDEX = 1
 FIRST_IMAGE_INDEX = 2
-
-# How one channel of one probe is laid out as a PNG:
-#   image    rank-4 output (N, H, W, C): an H x W image per channel
-#   sequence rank-3 output (N, T, C): a 1 x T strip per channel; stacking the
-#            channels gives the time x channel map
-#   units    rank-2 output (N, U): one "channel", a 1 x U strip of all units
-#   probe    the probe image itself: one RGB or grayscale PNG per probe
-LAYOUTS = ("image", "sequence", "units", "probe")
 
 NORMALIZATION = "per (probe, channel) min..max to 0..255; constant channels are 0"
 
@@ -132,8 +138,34 @@ def parse_plugin_metadata(content: bytes) -> LayerInfo:
         raise ValueError(f"Activations content is incomplete: {e}") from None
 
 
-def encode_header(epoch: float | None, batch: int | None = None, index: int = 0) -> bytes:
-    return json.dumps({"epoch": epoch, "batch": batch, "index": index}).encode("utf-8")
+def encode_header(
+    epoch: float | None,
+    batch: int | None = None,
+    index: int = 0,
+    *,
+    prev_step: int | None = None,
+    start_step: int | None = None,
+    cka_prev: float | None = None,
+    cka_start: float | None = None,
+) -> bytes:
+    """A step header. The keyword fields are a layer's measures references
+    (docs/measures.md); a value that is not a finite number is written as
+    null, since JSON has no NaN."""
+
+    def number(v):
+        return v if v is not None and math.isfinite(v) else None
+
+    return json.dumps(
+        {
+            "epoch": epoch,
+            "batch": batch,
+            "index": index,
+            "prev_step": prev_step,
+            "start_step": start_step,
+            "cka_prev": number(cka_prev),
+            "cka_start": number(cka_start),
+        }
+    ).encode("utf-8")
 
 
 def decode_header(blob: bytes) -> dict[str, Any]:

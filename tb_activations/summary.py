@@ -1,10 +1,12 @@
 """Writing activation steps to a TensorBoard run, off the training thread.
 
 `ActivationWriter` takes raw activations, and a background thread turns them
-into events (`encoding`) and writes them with TensorBoard's own
-`EventFile`. Steps are written in the order they were submitted. A
-failed write never raises into training: it warns once, keeps the step's
-events, and tries them again, in order, before the next step.
+into events (`encoding`), adds each layer's measures (`measures.Tracker`, at
+full precision) and writes them with TensorBoard's own `EventFile`. Steps are
+written in the order they were submitted. A failed write never raises into
+training: it warns once, keeps the step's events, and tries them again, in
+order, before the next step. A failed measure never loses the step: it warns
+once and writes the step without measures.
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ import time
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tensorboard.compat import tf as tb_tf
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from tb_activations import encoding, metadata
+from tb_activations import encoding, measures, metadata
 
 logger = logging.getLogger("tb_activations")
 
@@ -80,16 +82,58 @@ def make_event(
 
 
 def encode_step(
-    value: LayerValue, header: bytes, *, max_size: int | None, executor=None
-) -> list[bytes]:
+    value: LayerValue,
+    header: dict,
+    *,
+    max_size: int | None,
+    executor=None,
+    tracker: measures.Tracker | None = None,
+    step: int = 0,
+) -> tuple[metadata.LayerInfo, list[bytes]]:
+    """The blobs of one layer's step, and the layer info they go with.
+
+    `header` holds `metadata.encode_header`'s arguments. With a `tracker`,
+    a layer (not the probe) gets its measures: `MEASURE_FIELDS` after its
+    statistics and the reference keys in its header. A tracker that fails
+    raises `MeasuresError`, carrying the blobs without measures.
+    """
     if value.info.layout == "probe":
         stats, pngs = encoding.probe_images(value.array)
-    else:
-        # Strips (units, sequences) are one pixel high: small at any length,
-        # and a downscaled strip would no longer line up with its units.
-        size_cap = max_size if value.info.layout == "image" else None
-        stats, pngs = encoding.encode_layer(value.nhwc(), max_size=size_cap, executor=executor)
-    return [header, metadata.encode_stats(stats), *pngs]
+        info = replace(value.info, stats_fields=metadata.STATS_FIELDS)
+        return info, [metadata.encode_header(**header), metadata.encode_stats(stats), *pngs]
+    x = value.nhwc()
+    # Strips (units, sequences) are one pixel high: small at any length,
+    # and a downscaled strip would no longer line up with its units.
+    size_cap = max_size if value.info.layout == "image" else None
+    stats, pngs = encoding.encode_layer(x, max_size=size_cap, executor=executor)
+    info = replace(value.info, stats_fields=metadata.LAYER_STATS_FIELDS)
+    extra = np.full((*stats.shape[:2], len(measures.MEASURE_FIELDS)), np.nan, np.float32)
+    fields: dict = {}
+    error = None
+    if tracker is not None:
+        # After encoding, so that a step that fails to encode is not kept
+        # as a reference for the next.
+        try:
+            extra, fields = tracker.update(value.info.layer, step, x)
+        except Exception as e:  # noqa: BLE001 - the step is written without measures
+            error = e
+    blobs = [
+        metadata.encode_header(**header, **fields),
+        metadata.encode_stats(np.concatenate([stats, extra], axis=2)),
+        *pngs,
+    ]
+    if error is not None:
+        raise MeasuresError(info, blobs) from error
+    return info, blobs
+
+
+class MeasuresError(Exception):
+    """The tracker failed; `blobs` are the step without measures."""
+
+    def __init__(self, info: metadata.LayerInfo, blobs: list[bytes]):
+        super().__init__("measures failed")
+        self.info = info
+        self.blobs = blobs
 
 
 class EventFile:
@@ -174,8 +218,13 @@ class ActivationWriter:
         max_queue: int = 4,
         workers: int | None = None,
         pending: Sequence[event_pb2.Event] = (),
+        tracker: measures.Tracker | None = None,
     ):
         self.run_dir = os.fspath(run_dir)
+        # Kept by the caller across writers (repeated fits) so that measures
+        # continue from the last logged step; else this writer's own.
+        self.tracker = tracker if tracker is not None else measures.Tracker()
+        self._measures_failed = False
         self.max_size = max_size
         # A bounded queue: if encoding falls behind, training waits rather
         # than memory growing without limit. No step is dropped.
@@ -214,7 +263,11 @@ class ActivationWriter:
         if self._closed:
             raise RuntimeError("This ActivationWriter is closed.")
         self._start()
-        header = metadata.encode_header(epoch, batch, self._submitted if index is None else index)
+        header = {
+            "epoch": epoch,
+            "batch": batch,
+            "index": self._submitted if index is None else index,
+        }
         self._submitted += 1
         self._queue.put((int(step), wall_time or time.time(), header, values))
 
@@ -282,14 +335,7 @@ class ActivationWriter:
         records = []
         for value in values:
             try:
-                try:
-                    blobs = encode_step(
-                        value, header, max_size=self.max_size, executor=self._executor
-                    )
-                except RuntimeError:
-                    # Thread pools refuse new work once the interpreter has
-                    # begun to exit, which is when the atexit flush runs.
-                    blobs = encode_step(value, header, max_size=self.max_size)
+                info, blobs = self._encode(step, value, header)
             except Exception as e:  # noqa: BLE001 - a bad layer must not stop the others
                 logger.warning(
                     "tb_activations: could not encode layer %r at step %d: %r",
@@ -298,9 +344,30 @@ class ActivationWriter:
                     e,
                 )
                 continue
-            records.append(make_event(value.info, step, wall_time, blobs))
+            records.append(make_event(info, step, wall_time, blobs))
         self._enqueue_pending(records)
         self._drain()
+
+    def _encode(self, step, value, header) -> tuple[metadata.LayerInfo, list[bytes]]:
+        kw = {"max_size": self.max_size, "tracker": self.tracker, "step": step}
+        try:
+            try:
+                return encode_step(value, header, executor=self._executor, **kw)
+            except RuntimeError:
+                # Thread pools refuse new work once the interpreter has
+                # begun to exit, which is when the atexit flush runs.
+                return encode_step(value, header, **kw)
+        except MeasuresError as e:
+            if not self._measures_failed:
+                self._measures_failed = True
+                logger.warning(
+                    "tb_activations: could not measure layer %r at step %d (%r); its "
+                    "steps are written without measures when this happens.",
+                    value.info.layer,
+                    step,
+                    e.__cause__,
+                )
+            return e.info, e.blobs
 
     def _enqueue_pending(self, records: list[event_pb2.Event]) -> None:
         for r in records:

@@ -62,4 +62,32 @@ def test_stats_and_header_round_trip():
         "epoch": 2.5,
         "batch": 7,
         "index": 3,
+        "prev_step": None,
+        "start_step": None,
+        "cka_prev": None,
+        "cka_start": None,
     }
+
+
+@pytest.mark.parametrize("cka", [float("nan"), float("inf"), None])
+def test_a_cka_that_is_not_a_number_is_written_as_null(cka):
+    header = metadata.encode_header(
+        1.0, None, 2, prev_step=4, start_step=0, cka_prev=cka, cka_start=0.5
+    )
+    assert metadata.decode_header(header) == {
+        "epoch": 1.0,
+        "batch": None,
+        "index": 2,
+        "prev_step": 4,
+        "start_step": 0,
+        "cka_prev": None,
+        "cka_start": 0.5,
+    }
+
+
+def test_statistics_of_older_logs_and_with_measures_decode():
+    for fields in (metadata.STATS_FIELDS, metadata.LAYER_STATS_FIELDS):
+        stats = np.ones((2, 3, len(fields)), np.float32)
+        assert metadata.decode_stats(metadata.encode_stats(stats)).shape == (2, 3, len(fields))
+    with pytest.raises(ValueError, match="expected"):
+        metadata.decode_stats(metadata.encode_stats(np.ones((2, 3, 5))))

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from tb_activations import encoding, summary
+from tb_activations import encoding, measures, metadata, summary
 
 from recorded import layer_info, read_run
 
@@ -33,8 +33,12 @@ def test_steps_are_written_in_order_with_header_and_pngs(tmp_path):
     assert series.step_numbers == list(values)
     for s in series.steps:
         x = values[s.step].array
-        assert s.header == {"epoch": s.step / 5, "batch": None, "index": s.step // 5}
-        np.testing.assert_allclose(s.stats, encoding.compute_stats(x), rtol=1e-6)
+        assert {k: s.header[k] for k in ("epoch", "batch", "index")} == {
+            "epoch": s.step / 5,
+            "batch": None,
+            "index": s.step // 5,
+        }
+        np.testing.assert_allclose(s.stats[..., :6], encoding.compute_stats(x), rtol=1e-6)
         q = encoding.quantize(x, s.stats)
         for c in range(3):
             np.testing.assert_array_equal(s.image(series.info, 0, c), q[0, c])
@@ -47,8 +51,132 @@ def test_channel_cap_keeps_the_first_channels(tmp_path):
     writer.submit(0, [summary.LayerValue(info, x)])
     writer.close()
     step = read_run(tmp_path)["conv"].steps[0]
-    np.testing.assert_allclose(step.stats, encoding.compute_stats(x[..., :2]), rtol=1e-6)
+    np.testing.assert_allclose(step.stats[..., :6], encoding.compute_stats(x[..., :2]), rtol=1e-6)
     assert len(step.blobs) == info.blob_count
+
+
+def _change(a, b):
+    den = max(np.linalg.norm(a), np.linalg.norm(b))
+    return 0.0 if den == 0 else np.linalg.norm(a - b) / den
+
+
+def _cka(a, b):
+    """Linear CKA from the n x n centred Grams, in float64."""
+    x = a.reshape(-1, a.shape[-1]).astype(np.float64)
+    y = b.reshape(-1, b.shape[-1]).astype(np.float64)
+    x -= x.mean(axis=0)
+    y -= y.mean(axis=0)
+    k, m = x @ x.T, y @ y.T
+    return np.sum(k * m) / np.sqrt(np.sum(k * k) * np.sum(m * m))
+
+
+def test_measures_are_stored_at_full_precision_and_read_back(tmp_path):
+    info = _info(channels=4, probes=2, h=9, w=7)
+    rng = np.random.default_rng(0)
+    arrays = {}
+    x = rng.normal(size=(2, 9, 7, 4))  # float64: the writer sees full precision
+    for step in (0, 3, 7, 12):
+        x = x + rng.normal(scale=0.3, size=x.shape)
+        x[..., 3] = 0.0 if step in (7, 12) else x[..., 3]  # channel 3 dies at step 7
+        arrays[step] = x.copy()
+    writer = summary.ActivationWriter(tmp_path / "activations")
+    for step, a in arrays.items():
+        writer.submit(step, [summary.LayerValue(info, a)])
+    writer.close()
+    series = read_run(tmp_path)["conv"]
+    assert series.info.stats_fields == metadata.LAYER_STATS_FIELDS
+    steps = series.step_numbers
+    for i, s in enumerate(series.steps):
+        a = arrays[s.step]
+        prev = arrays[steps[i - 1]] if i else None
+        np.testing.assert_allclose(s.stats[..., 6], (a**2).sum(axis=(1, 2)), rtol=1e-4)
+        if prev is None:
+            assert np.isnan(s.stats[..., 7]).all()
+            assert s.header["prev_step"] is None and s.header["cka_prev"] is None
+        else:
+            np.testing.assert_allclose(
+                s.stats[..., 7], ((a - prev) ** 2).sum(axis=(1, 2)), rtol=1e-4
+            )
+            assert s.header["prev_step"] == steps[i - 1]
+            assert s.header["cka_prev"] == pytest.approx(_cka(a, prev), rel=1e-4)
+        np.testing.assert_allclose(
+            s.stats[..., 8], ((a - arrays[0]) ** 2).sum(axis=(1, 2)), rtol=1e-4, atol=1e-12
+        )
+        assert s.header["start_step"] == 0
+        assert s.header["cka_start"] == pytest.approx(_cka(a, arrays[0]), rel=1e-4)
+
+    args = (
+        steps,
+        [s.stats for s in series.steps],
+        [s.header for s in series.steps],
+        series.info.stats_fields,
+    )
+    channels = measures.channel_rows(*args)
+    layer = measures.layer_rows(*args)
+    for i, s in enumerate(steps[1:], 1):
+        a, p, a0 = arrays[s], arrays[steps[i - 1]], arrays[0]
+        for c in range(4):
+            assert abs(channels.values["change_prev"][c, i] - _change(a[..., c], p[..., c])) < 0.02
+            assert (
+                abs(channels.values["change_start"][c, i] - _change(a[..., c], a0[..., c])) < 0.02
+            )
+        assert abs(layer.values["change_prev"][i] - _change(a, p)) < 0.02
+        assert abs(layer.values["drift_prev"][i] - (1 - _cka(a, p))) < 0.02
+        assert abs(layer.values["drift_start"][i] - (1 - _cka(a, a0))) < 0.02
+        assert abs(layer.values["mean"][i] - a.mean()) < 0.02
+    assert measures.events(steps, channels.values["dead"]) == [
+        {"channel": 3, "kind": "died", "step": 7}
+    ]
+    np.testing.assert_allclose(layer.values["dead_fraction"], [0, 0, 0.25, 0.25])
+
+
+def test_the_probe_has_no_measures(tmp_path):
+    probe = layer_info(metadata.PROBE_TAG, 1, h=4, w=4, layout="probe", class_name="Probe")
+    writer = summary.ActivationWriter(tmp_path / "activations")
+    writer.submit(0, [summary.LayerValue(probe, np.random.rand(1, 4, 4, 3)), _value(0)])
+    writer.close()
+    run = read_run(tmp_path)
+    assert run[metadata.PROBE_TAG].info.stats_fields == metadata.STATS_FIELDS
+    assert run[metadata.PROBE_TAG].steps[0].stats.shape == (1, 1, 6)
+    assert run["conv"].steps[0].stats.shape == (1, 3, 9)
+
+
+class _BrokenTracker(measures.Tracker):
+    def update(self, path, step, nhwc):
+        raise RuntimeError("broken")
+
+
+def test_a_failing_tracker_warns_once_and_keeps_the_steps(tmp_path, caplog):
+    writer = summary.ActivationWriter(tmp_path / "activations", tracker=_BrokenTracker())
+    with caplog.at_level(logging.WARNING, logger="tb_activations"):
+        for step in range(3):
+            writer.submit(step, [_value(step)])
+        writer.close()
+    assert sum("could not measure layer 'conv'" in r.getMessage() for r in caplog.records) == 1
+    series = read_run(tmp_path)["conv"]
+    assert series.step_numbers == [0, 1, 2]
+    for s in series.steps:
+        assert np.isnan(s.stats[..., 6:]).all()
+        assert s.header["cka_prev"] is None and s.header["prev_step"] is None
+        np.testing.assert_allclose(
+            s.stats[..., :6], encoding.compute_stats(_value(s.step).array), rtol=1e-6
+        )
+
+
+def test_a_tracker_given_to_writers_continues_across_them(tmp_path):
+    tracker = measures.Tracker()
+    for steps in ((0, 1), (2, 3)):  # two fits, one writer each
+        writer = summary.ActivationWriter(tmp_path / "activations", tracker=tracker)
+        for step in steps:
+            writer.submit(step, [_value(step)])
+        writer.close()
+    headers = [s.header for s in read_run(tmp_path)["conv"].steps]
+    assert [(h["prev_step"], h["start_step"]) for h in headers] == [
+        (None, 0),
+        (0, 0),
+        (1, 0),
+        (2, 0),
+    ]
 
 
 def test_unwritable_directory_warns_once_keeps_steps_and_retries(tmp_path, caplog):
