@@ -11,10 +11,8 @@ text, and no script in them may ever run.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from browsing import TIMEOUT_MS, Panel, api, layer_levels, open_panel
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-IN_CI = os.environ.get("CI") == "true"
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = os.environ.get("TB_ACTIVATIONS_SCREENSHOT") or str(
     REPO / "test-artifacts" / "panel.png"
@@ -38,36 +37,6 @@ SEQ_RUN = "sequence"
 CNN_RUN = "stripes_cnn"
 DEMO_RUN = "demo/activations"
 LIVE_RUN = "live"
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 30_000
-
-
-def unavailable(reason: str):
-    """A missing browser fails CI, where it must exist, and skips elsewhere."""
-    if IN_CI:
-        pytest.fail(f"Browser tests cannot run in CI: {reason}")
-    pytest.skip(reason)
-
-
-def chromium_path() -> str | None:
-    for candidate in (
-        os.environ.get("CHROMIUM"),
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-        "/usr/bin/chromium",
-    ):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
 
 
 # --------------------------------------------------------------------------
@@ -219,142 +188,11 @@ def server(logdir):
         yield url
 
 
-def api(base, route, **params):
-    from support import fetch
-
-    qs = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
-    r = fetch(f"{base}data/plugin/activations/{route}" + (f"?{qs}" if qs else ""))
-    assert r.status == 200, (route, params, r.status, r.text)
-    return r.json() if "json" in r.content_type else r.body
-
-
-# --------------------------------------------------------------------------
-# The browser, and a page that fails its test on any error or dialog.
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed (pip install playwright)")
-    exe = chromium_path()
-    if not exe:
-        unavailable("no Chromium found: install it (apt-get install chromium) or set CHROMIUM")
-    with sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        except PlaywrightError as e:
-            unavailable(f"Chromium at {exe} does not start: {e}")
-        yield b
-        b.close()
-
-
-class Panel:
-    """TensorBoard's page with the Activations tab, and the tab's iframe."""
-
-    def __init__(self, page, base):
-        self.page = page
-        self.base = base
-        self.problems: list[str] = []
-        self.allowed: list[re.Pattern] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        page.on("dialog", self._dialog)
-
-    def _console(self, msg):
-        if msg.type == "error" and not any(p.search(msg.text) for p in self.allowed):
-            self.problems.append(f"console error: {msg.text} at {msg.location}")
-
-    def _dialog(self, dialog):
-        self.problems.append(f"a dialog opened: {dialog.type} {dialog.message!r}")
-        dialog.dismiss()
-
-    def open(self, hash_params: str = ""):
-        self.page.goto(f"{self.base}#activations{hash_params}")
-        self.wait_ready()
-        return self
-
-    @property
-    def ui(self):
-        return self.page.frame_locator("iframe")
-
-    @property
-    def frame(self):
-        for f in self.page.frames:
-            if "plugin_entry.html" in f.url and "activations" in f.url:
-                return f
-        raise AssertionError(f"No Activations iframe among {[f.url for f in self.page.frames]}")
-
-    def wait_ready(self, **rendered):
-        """Waits until the panel says a render finished, with these values."""
-        sel = "body[data-state=ready]" + "".join(
-            f'[data-rendered-{k}="{v}"]' for k, v in rendered.items()
-        )
-        self.ui.locator(sel).wait_for(state="attached", timeout=TIMEOUT_MS)
-
-    def data(self, key):
-        return self.frame.evaluate("(k) => document.body.dataset[k]", key)
-
-    def pick_run(self, run):
-        self.ui.locator("#run").select_option(value=run)
-        self.wait_ready(run=run)
-
-    def pick_layer(self, layer):
-        self.ui.locator("#layers button.layer").filter(has_text=layer).first.click()
-        self.wait_ready(layer=layer)
-
-    def canvas(self, selector: str, index: int = 0) -> dict:
-        """Pixels of a canvas: size, luminance variance and a digest."""
-        return self._pixels(selector, index, None)
-
-    def tile(self, channel: int) -> dict:
-        """Pixels of one channel's tile in the grid."""
-        return self._pixels(".grid canvas.atlas", 0, channel)
-
-    def _pixels(self, selector, index, tile):
-        return self.frame.evaluate(
-            """([sel, i, tile]) => {
-                const c = document.querySelectorAll(sel)[i];
-                if (!c) return null;
-                let [x, y, w, ht] = [0, 0, c.width, c.height];
-                if (tile !== null) {
-                    const t = document.querySelector(`.grid .tile[data-channel="${tile}"]`).dataset;
-                    [x, y, w, ht] = [+t.ax, +t.ay, +t.w, +t.h];
-                }
-                const d = c.getContext("2d").getImageData(x, y, w, ht).data;
-                let h = 2166136261, s = 0, s2 = 0, gray = true;
-                for (let j = 0; j < d.length; j += 4) {
-                    const l = (d[j] + d[j + 1] + d[j + 2]) / 3;
-                    s += l; s2 += l * l;
-                    if (d[j] !== d[j + 1] || d[j] !== d[j + 2]) gray = false;
-                    h = Math.imul(h ^ d[j], 16777619) ^ d[j + 1];
-                    h = Math.imul(h ^ d[j + 2], 16777619) >>> 0;
-                }
-                const n = d.length / 4;
-                return {w, h: ht, variance: s2 / n - (s / n) ** 2,
-                        digest: h >>> 0, gray, cssWidth: c.getBoundingClientRect().width};
-            }""",
-            [selector, index, tile],
-        )
-
 
 @pytest.fixture
 def panel(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    p = Panel(page, server)
-    yield p
-    context.close()
-    assert not p.problems, "\n".join(p.problems)
-
-
-def layer_levels(layer) -> np.ndarray:
-    """A `layer` answer's gray levels as (channels, height, width)."""
-    shape = (layer["channels"], layer["height"], layer["width"])
-    return np.frombuffer(base64.b64decode(layer["pixels"]), np.uint8).reshape(shape)
+    with open_panel(browser, server) as p:
+        yield p
 
 
 def tags(server, run):

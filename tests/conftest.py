@@ -1,0 +1,27 @@
+"""Fixtures shared by test modules."""
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per browser test module."""
+    import browsing
+
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        browsing.unavailable("the playwright package is not installed (pip install playwright)")
+    exe = browsing.chromium_path()
+    if not exe:
+        browsing.unavailable(
+            "no Chromium found: install it (apt-get install chromium) or set CHROMIUM"
+        )
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=exe, args=browsing.CHROMIUM_ARGS)
+        except PlaywrightError as e:
+            browsing.unavailable(f"Chromium at {exe} does not start: {e}")
+        yield b
+        b.close()
