@@ -454,7 +454,7 @@ class LoggingSession:
                 self.run_dir,
                 max_size=self._max_size,
                 pending=self._pending,
-                # tracker=self._tracker,  # TODO(measures): enable once ActivationWriter takes it
+                tracker=self._tracker,
             )
             self._pending = []
         return self._writer

@@ -117,6 +117,34 @@ def test_another_model_goes_on_in_the_same_run(tmp_path, probe):
     assert series[metadata.PROBE_TAG].step_numbers == [0]
 
 
+def _references(series) -> list[tuple]:
+    return [(s.header.get("prev_step"), s.header.get("start_step")) for s in series.steps]
+
+
+def test_measures_compare_steps_across_files_and_restart_with_another_model(tmp_path, probe):
+    session = LoggingSession(tmp_path, probe[:1], ["conv1"], verbose=0)
+    first = small_cnn("first")
+    session.bind(first)
+    session.log(0)
+    session.close()  # as at the end of a fit
+    layer = first.get_layer("conv1")
+    layer.kernel.assign(layer.kernel * 2)
+    session.log(3)
+    session.close()
+    session.bind(small_cnn("second"))
+    session.log(6)
+    session.log(9)
+    session.close()
+    conv1 = read_run(tmp_path)["conv1"]
+    assert _references(conv1) == [(None, 0), (0, 0), (None, 6), (6, 6)]
+    sq_diff_prev = metadata.LAYER_STATS_FIELDS.index("sq_diff_prev")
+    # Doubling the kernel of a ReLU convolution with no bias moves it by exactly its norm.
+    sq_norm = metadata.LAYER_STATS_FIELDS.index("sq_norm")
+    at_3 = conv1.steps[1].stats
+    np.testing.assert_allclose(at_3[..., sq_diff_prev], at_3[..., sq_norm] / 4, rtol=1e-4)
+    assert np.isnan(conv1.steps[2].stats[..., sq_diff_prev]).all()
+
+
 @pytest.mark.parametrize(
     "use", [lambda s: s.log(0), lambda s: s.forward(), lambda s: s.extractor, lambda s: s.batch]
 )
