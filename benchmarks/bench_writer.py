@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tb_activations import ActivationLogger, encoding, metadata, summary
+from tb_activations import ActivationLogger, encoding, measures, metadata, summary
 
 TARGET_BLOCKING = 1.2  # x the bare forward pass
 TARGET_THROUGHPUT = 1.0  # x the naive loop's back-to-back cost per step
@@ -178,6 +178,7 @@ def writer_breakdown(values, n, workers):
             "to NHWC + channel cap",
             "compute_stats",
             "quantize",
+            "measures (`Tracker.update`)",
             "PNG, serial (Pillow: filter + deflate)",
             f"PNG, pool of {workers} (as the writer)",
             "encode_stats + header",
@@ -189,6 +190,8 @@ def writer_breakdown(values, n, workers):
         )
     }
     plain_write: list[float] = []
+    # One tracker over the repeats: from the second on, each step has a previous one.
+    tracker = measures.Tracker()
     pool = ThreadPoolExecutor(workers)
     tmp = tempfile.mkdtemp(prefix="tb_act_bench_")
     record_path = os.path.join(tmp, "records")
@@ -205,6 +208,9 @@ def writer_breakdown(values, n, workers):
             s = clock()
             q = encoding.quantize(x, stats)
             t["quantize"] += clock() - s
+            s = clock()
+            tracker.update(value.info.layer, rep, x)
+            t["measures (`Tracker.update`)"] += clock() - s
             planes = [q[p, c] for p in range(q.shape[0]) for c in range(q.shape[1])]
             s = clock()
             pngs = [encoding.png_bytes(p) for p in planes]
@@ -466,11 +472,12 @@ def main(argv=None):
             "SerializeToString",
         )
     )
-    numeric = stages["compute_stats"] + stages["quantize"]
+    numeric = stages["compute_stats"] + stages["quantize"] + stages["measures (`Tracker.update`)"]
     record = stages["TFRecordWriter.write (CRC32C + write)"] + stages["flush"]
     emit(
         f"Bounded by the machine: PNG encoding (Pillow's row filters + zlib deflate, in C) "
-        f"is {png_share:.0%} of the writer's CPU time; statistics and quantization (numpy) "
+        f"is {png_share:.0%} of the writer's CPU time; statistics, measures and quantization "
+        "(numpy) "
         f"{numeric / writer_total:.0%}; protobuf (building, sizing, serializing the events) "
         f"{proto / writer_total:.1%}; the event file (CRC32C + write + flush) "
         f"{record / writer_total:.1%}."
