@@ -4,6 +4,7 @@ multiplexer, data provider and WSGI application."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import itertools
 import json
@@ -18,11 +19,14 @@ import pytest
 from PIL import Image
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins import base_plugin
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.util import tensor_util
 from werkzeug.test import Client
 
-from tb_activations import metadata, summary
+from tb_activations import encoding, measures, metadata, summary
 from tb_activations import plugin as plugin_lib
 from tb_activations.colormaps import COLORMAPS
 
@@ -81,6 +85,22 @@ PROBE_PIXELS = np.random.default_rng(7).uniform(0, 1, size=(PROBES, 8, 8, 3)).as
 
 
 # -- expectations, computed from the arrays with numpy alone ---------------
+
+
+V1 = len(metadata.STATS_FIELDS)  # the statistics every format-1 log has
+
+
+def v1(stats: np.ndarray) -> np.ndarray:
+    """The format-1 statistics of a layer's: the measures' sums of squares
+    after them are checked by the measures' own tests."""
+    return stats[..., :V1]
+
+
+def written(info: metadata.LayerInfo) -> metadata.LayerInfo:
+    """A layer's info as the writer logs it: with the measures' statistics."""
+    if info.layout == "probe":
+        return info
+    return dataclasses.replace(info, stats_fields=metadata.LAYER_STATS_FIELDS)
 
 
 def expected_stats(x: np.ndarray) -> np.ndarray:
@@ -326,13 +346,13 @@ def test_tags(logdir, client, full, keep):
     kept = min(keep, STEPS)
     assert body == {
         RUN: {
-            "conv": tag_entry(CONV, kept, STEPS - 1, keep),
-            "dense": tag_entry(DENSE, kept, STEPS - 1, keep),
-            metadata.PROBE_TAG: tag_entry(PROBE, 1, 0, keep),
+            "conv": tag_entry(written(CONV), kept, STEPS - 1, keep),
+            "dense": tag_entry(written(DENSE), kept, STEPS - 1, keep),
+            metadata.PROBE_TAG: tag_entry(written(PROBE), 1, 0, keep),
         },
         HTML_RUN: {
-            HTML_TAG: tag_entry(HTML, 3, 20, keep),
-            SLASH_TAG: tag_entry(SLASH, 3, 20, keep),
+            HTML_TAG: tag_entry(written(HTML), 3, 20, keep),
+            SLASH_TAG: tag_entry(written(SLASH), 3, 20, keep),
         },
         # A newer format and broken metadata are skipped; steps with the
         # wrong number of blobs are not counted.
@@ -447,10 +467,10 @@ def test_layer(full, step, probe):
         "height": 6,
         "width": 5,
         "channels": 3,
-        "stats_fields": list(metadata.STATS_FIELDS),
+        "stats_fields": list(metadata.LAYER_STATS_FIELDS),
     }
     np.testing.assert_allclose(
-        as_array(stats), expected_stats(x)[probe], rtol=1e-5, atol=1e-6, equal_nan=True
+        v1(as_array(stats)), expected_stats(x)[probe], rtol=1e-5, atol=1e-6, equal_nan=True
     )
     for c in range(3):
         assert_levels(levels[c], x, probe, c)
@@ -463,7 +483,7 @@ def test_layer_nonfinite_statistics_are_null(full):
     r = get(full, "layer", run=RUN, tag="conv", step=NAN_STEP, probe=1)
     text = r.get_data(as_text=True)
     assert "NaN" not in text and "Infinity" not in text
-    assert r.get_json()["stats"][2] == [None, None, None, None, 0.0, 1.0]
+    assert r.get_json()["stats"][2][:V1] == [None, None, None, None, 0.0, 1.0]
 
 
 def test_layer_default_probe_is_0(full):
@@ -555,7 +575,7 @@ def test_series(full, probe, channel):
         x = conv_array(s["step"])
         assert (s["wall_time"], s["epoch"]) == (wall(s["step"]), float(s["step"]))
         np.testing.assert_allclose(
-            as_array(s["stats"]),
+            v1(as_array(s["stats"])),
             expected_stats(x)[probe, channel],
             rtol=1e-5,
             atol=1e-6,
@@ -576,13 +596,13 @@ def test_series_follows_sampling(client):
 def test_stats(full):
     body = get_json(full, "stats", run=RUN, tag="conv")
     steps = body.pop("steps")
-    assert body == {"run": RUN, "tag": "conv", "fields": list(metadata.STATS_FIELDS)}
+    assert body == {"run": RUN, "tag": "conv", "fields": list(metadata.LAYER_STATS_FIELDS)}
     assert [(s["step"], s["wall_time"], s["epoch"]) for s in steps] == [
         (s, wall(s), float(s)) for s in range(STEPS)
     ]
     for s in steps:
         np.testing.assert_allclose(
-            as_array(s["stats"]),
+            v1(as_array(s["stats"])),
             expected_stats(conv_array(s["step"])),
             rtol=1e-5,
             atol=1e-6,
@@ -741,6 +761,15 @@ BAD_REQUESTS = [
     ("series", "run=activations&tag=conv&channel=0&probe=1.0", "probe", "'1.0'"),
     ("probe", "", "run", None),
     ("probe", "run=activations&probe=x", "probe", "'x'"),
+    ("overview", "", "run", None),
+    ("overview", "run=", "run", None),
+    ("overview", "run=activations&run=x", "run", "'x'"),
+    ("timeline", "tag=conv", "run", None),
+    ("timeline", "run=activations", "tag", None),
+    ("timeline", "run=activations&tag=", "tag", None),
+    ("timeline", "run=activations&tag=conv&tag=dense", "tag", "'dense'"),
+    ("curves", "", "run", None),
+    ("curves", "run=activations&run=x", "run", "'x'"),
 ]
 
 
@@ -778,6 +807,13 @@ NOT_FOUND = [
     ("layer", {"run": "broken", "tag": "textstats", "step": 1}, "statistics"),
     ("layer", {"run": "broken", "tag": "badsize", "step": 1}, "of shape (4, 4)"),
     ("layer", {"run": "broken", "tag": "badmode", "step": 1}, "mode RGB"),
+    ("overview", {"run": "nope"}, "'nope'"),
+    ("timeline", {"run": "nope", "tag": "conv"}, "'nope'"),
+    ("timeline", {"run": RUN, "tag": "nope"}, "'nope'"),
+    ("timeline", {"run": RUN, "tag": metadata.PROBE_TAG}, "probe image, which has no timeline"),
+    ("timeline", {"run": HTML_RUN, "tag": metadata.PROBE_TAG}, "no probe"),
+    ("timeline", {"run": "broken", "tag": "future"}, "format"),
+    ("curves", {"run": "nope"}, "'nope'"),
     ("nope", {}, "Not found"),
 ]
 
@@ -802,6 +838,7 @@ def test_step_dropped_by_sampling_is_not_found(client):
 
 ODD_VALUES = ["", "x", "-1", "1.5", "0", "1", "99999999999999999999", "9" * 300, "%ff", "%00"]
 ROUTES = ["tags", "steps", "layer", "channel", "series", "stats", "probe", "colormaps"]
+ROUTES += ["overview", "timeline", "curves"]
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -880,7 +917,7 @@ def test_trained_log_last_step_matches_the_trained_model(trained, probe):
     client, conv2, _ = trained
     body = get_json(client, "layer", run="activations", tag="conv2", step=9, probe=probe)
     expected = expected_stats(conv2)[probe]
-    np.testing.assert_allclose(as_array(body["stats"]), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(v1(as_array(body["stats"])), expected, rtol=1e-4, atol=1e-5)
     levels = layer_levels(body)
     for c in (0, 7, 15):
         assert_levels(levels[c], conv2, probe, c)
@@ -897,3 +934,547 @@ def test_trained_log_probe_image(trained):
     x = probe[1, :, :, 0].astype(np.float64)
     expected = np.floor((x - x.min()) / (x.max() - x.min()) * 255 + 0.5)
     np.testing.assert_allclose(decode_png(r.data), expected, atol=1, rtol=0)
+
+
+# -- overview, timeline and curves: measures over training ---------------------
+#
+# The reference values below are the definitions of docs/measures.md written
+# again with numpy, from the full-precision activations a training run
+# recorded beside its log.
+
+TOLERANCE = 0.02  # the issue's bound against full-precision values
+V1_FIELDS = ("min", "max", "mean", "std", "zero_fraction", "nonfinite_fraction")
+
+
+def matrix(a: np.ndarray) -> np.ndarray:
+    """A layer's raw (probes, ...) activations as the logged matrix: rows
+    are positions (probe x height x width, or probe x time), columns are
+    channels; a units layer is one channel of all its units."""
+    a = np.asarray(a, np.float64)
+    return a.reshape(-1, 1) if a.ndim == 2 else a.reshape(-1, a.shape[-1])
+
+
+def ref_change(a: np.ndarray, b: np.ndarray) -> float:
+    top = max(np.linalg.norm(a), np.linalg.norm(b))
+    return 0.0 if top == 0 else float(np.linalg.norm(a - b) / top)
+
+
+def ref_drift(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - linear CKA (Kornblith et al. 2019), NaN where undefined."""
+    if len(a) < 3:
+        return np.nan
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    den = np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)
+    return np.nan if den == 0 else 1 - float(np.linalg.norm(b.T @ a) ** 2 / den)
+
+
+def ref_layer_rows(maps: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each layer measure at each step, from the (positions, channels) maps."""
+    first = maps[0]
+    out = {m: np.full(len(maps), np.nan) for m in plugin_lib.LAYER_MEASURES}
+    for i, a in enumerate(maps):
+        if i:
+            out["change_prev"][i] = ref_change(a, maps[i - 1])
+            out["drift_prev"][i] = ref_drift(a, maps[i - 1])
+        out["change_start"][i] = ref_change(a, first)
+        out["drift_start"][i] = ref_drift(a, first)
+        out["dead_fraction"][i] = np.mean((a == 0).all(axis=0))
+        out["mean"][i] = a.mean()
+    return out
+
+
+def ref_channel_rows(maps: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each channel measure, (channels, steps)."""
+    channels = maps[0].shape[1]
+    out = {m: np.full((channels, len(maps)), np.nan) for m in plugin_lib.CHANNEL_MEASURES}
+    for i, a in enumerate(maps):
+        for c in range(channels):
+            if i:
+                out["change_prev"][c, i] = ref_change(a[:, c], maps[i - 1][:, c])
+            out["change_start"][c, i] = ref_change(a[:, c], maps[0][:, c])
+        out["dead"][:, i] = (a == 0).all(axis=0)
+        out["mean"][:, i] = a.mean(axis=0)
+        out["max"][:, i] = a.max(axis=0)
+        out["zero_fraction"][:, i] = (a == 0).mean(axis=0)
+    return out
+
+
+def ref_events(steps: list[int], dead: np.ndarray) -> list[dict]:
+    out = []
+    for i in range(1, len(steps)):
+        for c in range(dead.shape[0]):
+            if dead[c, i] != dead[c, i - 1]:
+                kind = "died" if dead[c, i] else "revived"
+                out.append({"channel": c, "kind": kind, "step": steps[i]})
+    return out
+
+
+def nulls(values) -> np.ndarray:
+    """JSON rows with null back to floats with NaN."""
+    return np.array([[np.nan if v is None else v for v in row] for row in values], np.float64)
+
+
+def timeline_rows(body: dict) -> dict[str, np.ndarray]:
+    """The base64 float32 rows back to (channels, steps) arrays."""
+    assert body["encoding"] == plugin_lib.ENCODING
+    shape = (body["channels"], len(body["steps"]))
+    out = {}
+    for name, text in body["rows"].items():
+        raw = base64.b64decode(text, validate=True)
+        assert len(raw) == 4 * shape[0] * shape[1], name
+        out[name] = np.frombuffer(raw, "<f4").reshape(shape).astype(np.float64)
+    return out
+
+
+def assert_rows(got: np.ndarray, expected: np.ndarray, what: str, atol: float = TOLERANCE):
+    """Equal within `atol`, with null (NaN) exactly where expected."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=what)
+    np.testing.assert_allclose(got, expected, atol=atol, rtol=0, equal_nan=True, err_msg=what)
+
+
+@pytest.fixture(scope="module")
+def ground(tmp_path_factory):
+    """A real training run with known dead, dying and frozen features (see
+    `recorded.train_ground_truth`), served keeping every step."""
+    truth = recorded.train_ground_truth(tmp_path_factory.mktemp("ground_truth"))
+    return truth, make_client(truth.log_dir, 500)
+
+
+def test_overview_of_a_training_run_matches_numpy(ground):
+    truth, client = ground
+    body = get_json(client, "overview", run=RUN)
+    assert body["layers"] == list(recorded.GROUND_TRUTH_LAYERS)
+    assert body["steps"] == truth.steps
+    assert body["measures"] == list(plugin_lib.LAYER_MEASURES)
+    assert body["unavailable"] == {}
+    assert set(body["rows"]) == set(plugin_lib.LAYER_MEASURES)
+    for i, layer in enumerate(body["layers"]):
+        expected = ref_layer_rows([matrix(a) for a in truth.activations[layer]])
+        for measure, rows in body["rows"].items():
+            assert len(rows) == len(body["layers"])
+            assert_rows(nulls([rows[i]])[0], expected[measure], f"{layer} {measure}")
+    conv1 = body["layers"].index("conv1")
+    # Frozen: its maps never change, so neither do the measures.
+    assert body["rows"]["change_prev"][conv1][1:] == [0.0] * (len(truth.steps) - 1)
+    assert body["rows"]["change_start"][conv1] == [0.0] * len(truth.steps)
+    assert max(body["rows"]["drift_start"][conv1]) < 1e-5
+
+
+@pytest.mark.parametrize("layer", recorded.GROUND_TRUTH_LAYERS)
+def test_timeline_of_a_training_run_matches_numpy(ground, layer):
+    truth, client = ground
+    body = get_json(client, "timeline", run=RUN, tag=layer)
+    maps = [matrix(a) for a in truth.activations[layer]]
+    expected = ref_channel_rows(maps)
+    assert (body["run"], body["tag"], body["steps"]) == (RUN, layer, truth.steps)
+    assert body["channels"] == maps[0].shape[1]
+    assert body["unavailable"] == {}
+    rows = timeline_rows(body)
+    assert list(rows) == list(plugin_lib.CHANNEL_MEASURES)
+    for measure in plugin_lib.CHANNEL_MEASURES:
+        assert_rows(rows[measure], expected[measure], f"{layer} {measure}")
+    np.testing.assert_array_equal(rows["dead"], expected["dead"])
+    dead = expected["dead"].astype(bool)
+    assert body["events"] == ref_events(truth.steps, dead)
+    assert body["never_active"] == [int(c) for c in np.flatnonzero(dead.all(axis=1))]
+
+
+def test_timeline_finds_the_known_deaths(ground):
+    truth, client = ground
+    body = get_json(client, "timeline", run=RUN, tag="conv2")
+    assert set(recorded.DEAD_FROM_START) <= set(body["never_active"])
+    for channel in recorded.KILLED:
+        assert {"channel": channel, "kind": "died", "step": truth.kill_step} in body["events"]
+        assert channel not in body["never_active"]
+    died = [e for e in body["events"] if e["channel"] in recorded.KILLED]
+    assert [e["kind"] for e in died] == ["died"] * len(recorded.KILLED)
+    assert body["events"] == sorted(body["events"], key=lambda e: (e["step"], e["channel"]))
+
+
+def curve(body: dict, run: str, tag: str) -> dict:
+    (found,) = [s for s in body["series"] if (s["run"], s["tag"]) == (run, tag)]
+    return found
+
+
+def test_curves_put_keras_epoch_values_on_the_iterations_of_the_same_values(ground):
+    truth, client = ground
+    body = get_json(client, "curves", run=RUN)
+    assert (body["run"], body["steps"]) == (RUN, truth.steps)
+    assert {s["run"] for s in body["series"]} == {"train", "validation"}
+    # Keras writes each validation value twice: at the epoch index and at
+    # the iteration count when it was computed.
+    by_epoch = curve(body, "validation", "epoch_loss")
+    by_iteration = curve(body, "validation", "evaluation_loss_vs_iterations")
+    assert (by_epoch["axis"], by_iteration["axis"]) == ("epoch", "iteration")
+    assert [p[:2] for p in by_epoch["points"]] == [p[:2] for p in by_iteration["points"]]
+    assert [p[2] for p in by_epoch["points"]] == list(range(truth.epochs))
+    assert all(p[3] for p in by_epoch["points"])
+    assert (by_epoch["unmapped"], by_epoch["note"]) == ([], None)
+    batch = curve(body, "train", "batch_loss")
+    assert batch["axis"] == "iteration"
+    assert [p[0] for p in batch["points"]] == [p[2] for p in batch["points"]]
+    assert len(batch["points"]) == truth.epochs * truth.steps_per_epoch
+
+
+@pytest.fixture(scope="module")
+def every_other_epoch(tmp_path_factory):
+    """The same training, logging activations every second epoch."""
+    truth = recorded.train_ground_truth(tmp_path_factory.mktemp("every_other"), freq=2)
+    return truth, truth.log_dir
+
+
+def test_curves_interpolate_epochs_between_logged_states(every_other_epoch):
+    truth, log_dir = every_other_epoch
+    body = get_json(make_client(log_dir, 500), "curves", run=RUN)
+    per = truth.steps_per_epoch
+    assert body["steps"] == [0, 2 * per, 4 * per, 5 * per]
+    by_epoch = curve(body, "validation", "epoch_loss")
+    by_iteration = curve(body, "validation", "evaluation_loss_vs_iterations")
+    # Epochs have the same number of batches, so interpolating lands on
+    # the very iteration Keras wrote the value at.
+    assert [p[:2] for p in by_epoch["points"]] == [p[:2] for p in by_iteration["points"]]
+    assert [p[3] for p in by_epoch["points"]] == [False, True, False, True, True]
+    assert by_epoch["note"] is None
+
+
+def test_curves_say_which_epochs_no_kept_state_places(every_other_epoch):
+    truth, log_dir = every_other_epoch
+    # Sampling keeps only the newest activations step (5 epochs done); the
+    # scalars keep every value.
+    mux = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"activations": 1})
+    mux.AddRunsFromDirectory(log_dir)
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, log_dir)
+    context = base_plugin.TBContext(logdir=log_dir, data_provider=provider)
+    client = Client(application.TensorBoardWSGI([plugin_lib.ActivationsLoader().load(context)]))
+    body = get_json(client, "curves", run=RUN)
+    last = truth.epochs * truth.steps_per_epoch
+    assert body["steps"] == [last]
+    by_epoch = curve(body, "validation", "epoch_loss")
+    values = [p[1] for p in curve(body, "validation", "evaluation_loss_vs_iterations")["points"]]
+    assert by_epoch["points"] == [[float(last), values[-1], truth.epochs - 1, True]]
+    assert by_epoch["unmapped"] == [[e, values[e]] for e in range(truth.epochs - 1)]
+    assert by_epoch["note"] == (
+        "4 of 5 epoch values unmapped: no logged state is at or around the end of "
+        "epoch index 0, 1, 2, 3; logged states cover 5 to 5 epochs completed."
+    )
+
+
+# -- measures of small hand-written logs, where every value is known ------------
+
+# One probe of 2 x 2 positions: channel 0 moves, channel 1 is never active.
+HAND_CONV = recorded.layer_info("conv", 2, probes=1, h=2, w=2, position=0)
+HAND_DENSE = recorded.layer_info(
+    "dense", 1, probes=1, h=1, w=4, layout="units", class_name="Dense",
+    output_shape=(None, 4), position=1,
+)  # fmt: skip
+HAND_CONV_CH0 = {0: [1, 2, 3, 4], 10: [2, 4, 6, 8], 20: [1, 2, 4, 3]}
+HAND_DENSE_UNITS = {0: [0, 0, 0, 0], 10: [1, 0, 0, 0], 20: [0, 0, 0, 0]}  # revives, dies
+SEQ = recorded.layer_info(
+    "seq", 3, probes=2, h=1, w=5, layout="sequence", class_name="LSTM",
+    output_shape=(None, 5, 3), position=0,
+)  # fmt: skip
+
+
+def hand_conv(step: int) -> np.ndarray:
+    x = np.zeros((1, 2, 2, 2), np.float32)
+    x[0, :, :, 0] = np.reshape(HAND_CONV_CH0[step], (2, 2))
+    return x
+
+
+def hand_dense(step: int) -> np.ndarray:
+    return np.array([HAND_DENSE_UNITS[step]], np.float32)
+
+
+def seq_array(step: int) -> np.ndarray:
+    x = np.random.default_rng(300 + step).normal(size=(2, 5, 3)).astype(np.float32)
+    return np.maximum(x, 0)  # some zeros, as after ReLU
+
+
+def write_scalars(run_dir, tag: str, points) -> None:
+    """Scalars as Keras's `TensorBoard` callback writes them: float32
+    tensors under the `scalars` plugin."""
+    writer = EventFileWriter(str(run_dir))
+    meta = scalar_metadata.create_summary_metadata(display_name=tag, description="")
+    for step, value in points:
+        value = summary_pb2.Summary.Value(
+            tag=tag, metadata=meta, tensor=tensor_util.make_tensor_proto(np.float32(value))
+        )
+        writer.add_event(
+            summary.event_pb2.Event(
+                wall_time=wall(step), step=step, summary=summary_pb2.Summary(value=[value])
+            )
+        )
+    writer.close()
+
+
+def write_v1(run_dir, info: metadata.LayerInfo, steps: dict[int, np.ndarray]) -> None:
+    """Steps as a version without measures wrote them: the six statistics
+    of format 1 and a header of epoch, batch and index only."""
+    info = dataclasses.replace(info, stats_fields=V1_FIELDS)
+    writer = EventFileWriter(str(run_dir))
+    for index, (step, x) in enumerate(steps.items()):
+        stats, pngs = encoding.encode_layer(x, max_size=None)
+        header = json.dumps({"epoch": float(index), "batch": None, "index": index}).encode()
+        blobs = [header, metadata.encode_stats(stats[..., : len(V1_FIELDS)]), *pngs]
+        writer.add_event(summary.make_event(info, step, wall(step), blobs))
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hand_measures")
+    writer = summary.ActivationWriter(root / "hand" / RUN)
+    for epoch, step in enumerate(HAND_CONV_CH0):
+        values = [
+            summary.LayerValue(HAND_CONV, hand_conv(step)),
+            summary.LayerValue(HAND_DENSE, hand_dense(step)),
+        ]
+        if step == 0:
+            values.append(summary.LayerValue(PROBE, PROBE_PIXELS))
+        writer.submit(step, values, epoch=float(epoch), wall_time=wall(step))
+    writer.close()
+    write_scalars(root / "hand" / "train", "epoch_loss", [(0, 0.5), (1, 0.25), (2, 0.125)])
+    write_scalars(root / "hand" / "train", "batch_loss", [(5, 1.0), (15, 0.75)])
+    # Not a sibling of hand/activations.
+    write_scalars(root / "train", "epoch_loss", [(0, 2.0), (1, 1.0)])
+
+    write_v1(root / "older", HAND_CONV, {0: hand_conv(0), 10: hand_conv(10)})
+
+    writer = summary.ActivationWriter(root / "snapshot")
+    writer.submit(100, [summary.LayerValue(HAND_CONV, hand_conv(0))], wall_time=wall(100))
+    writer.close()
+
+    writer = summary.ActivationWriter(root / "dead")
+    for step in (0, 1):
+        zeros = np.zeros((1, 2, 2, 2), np.float32)
+        writer.submit(step, [summary.LayerValue(HAND_CONV, zeros)], wall_time=wall(step))
+    writer.close()
+
+    writer = summary.ActivationWriter(root / "seq")
+    for step in range(3):
+        writer.submit(step, [summary.LayerValue(SEQ, seq_array(step))], wall_time=wall(step))
+    writer.close()
+    return make_client(root, 500)
+
+
+def rounded(value, digits: int = 6):
+    """Floats rounded, so that values computed in float32 compare exactly."""
+    if isinstance(value, float):
+        return round(value, digits) + 0.0  # no -0.0
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    return value
+
+
+def decoded(body: dict) -> dict:
+    """A timeline with its rows decoded to lists, NaN as None."""
+    rows = timeline_rows(body)
+    as_json = {
+        k: [[None if np.isnan(x) else x for x in row] for row in v.tolist()]
+        for k, v in rows.items()
+    }
+    return {**body, "rows": as_json}
+
+
+N = None
+R34 = (34 / 120) ** 0.5  # ||[-1, -2, -2, -5]|| / ||[2, 4, 6, 8]||
+R2 = (2 / 30) ** 0.5  # ||[0, 0, 1, -1]|| / ||[1, 2, 3, 4]||
+
+
+def test_overview_exact(hand):
+    assert rounded(get_json(hand, "overview", run="hand/activations")) == rounded(
+        {
+            "run": "hand/activations",
+            "layers": ["conv", "dense"],
+            "steps": [0, 10, 20],
+            "measures": list(plugin_lib.LAYER_MEASURES),
+            "rows": {
+                "change_prev": [[N, 0.5, R34], [N, 1.0, 1.0]],
+                "change_start": [[0.0, 0.5, R2], [0.0, 1.0, 0.0]],
+                # Centred, channel 0 at step 20 has cos^2 = 0.64 with the others.
+                "drift_prev": [[N, 0.0, 0.36], [N, N, N]],
+                # A zero matrix has no CKA: null by the definition, not unavailable.
+                "drift_start": [[0.0, 0.0, 0.36], [N, N, N]],
+                "dead_fraction": [[0.5, 0.5, 0.5], [1.0, 0.0, 1.0]],
+                "mean": [[1.25, 2.5, 1.25], [0.0, 0.25, 0.0]],
+            },
+            "unavailable": {},
+        }
+    )
+
+
+def test_timeline_exact(hand):
+    body = get_json(hand, "timeline", run="hand/activations", tag="conv")
+    assert rounded(decoded(body)) == rounded(
+        {
+            "run": "hand/activations",
+            "tag": "conv",
+            "steps": [0, 10, 20],
+            "channels": 2,
+            "encoding": plugin_lib.ENCODING,
+            "rows": {
+                "change_prev": [[N, 0.5, R34], [N, 0.0, 0.0]],
+                "change_start": [[0.0, 0.5, R2], [0.0, 0.0, 0.0]],
+                "dead": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]],
+                "mean": [[2.5, 5.0, 2.5], [0.0, 0.0, 0.0]],
+                "max": [[4.0, 8.0, 4.0], [0.0, 0.0, 0.0]],
+                "zero_fraction": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]],
+            },
+            "events": [],
+            "never_active": [1],
+            "unavailable": {},
+        }
+    )
+
+
+def test_timeline_of_units_marks_a_revival_and_a_death(hand):
+    body = decoded(get_json(hand, "timeline", run="hand/activations", tag="dense"))
+    assert rounded(body["rows"]) == {
+        "change_prev": [[N, 1.0, 1.0]],
+        "change_start": [[0.0, 1.0, 0.0]],
+        "dead": [[1.0, 0.0, 1.0]],
+        "mean": [[0.0, 0.25, 0.0]],
+        "max": [[0.0, 1.0, 0.0]],
+        "zero_fraction": [[1.0, 0.75, 1.0]],
+    }
+    assert body["events"] == [
+        {"channel": 0, "kind": "revived", "step": 10},
+        {"channel": 0, "kind": "died", "step": 20},
+    ]
+    assert (body["channels"], body["never_active"], body["unavailable"]) == (1, [], {})
+
+
+def test_curves_exact(hand):
+    assert get_json(hand, "curves", run="hand/activations") == {
+        "run": "hand/activations",
+        "steps": [0, 10, 20],
+        "series": [
+            {
+                "run": "hand/train",
+                "tag": "batch_loss",
+                "axis": "iteration",
+                "points": [[5, 1.0, 5, True], [15, 0.75, 15, True]],
+                "unmapped": [],
+                "note": None,
+            },
+            {
+                "run": "hand/train",
+                "tag": "epoch_loss",
+                "axis": "epoch",
+                "points": [[10.0, 0.5, 0, True], [20.0, 0.25, 1, True]],
+                "unmapped": [[2, 0.125]],
+                "note": "1 of 3 epoch values unmapped: no logged state is at or around the "
+                "end of epoch index 2; logged states cover 0 to 2 epochs completed.",
+            },
+        ],
+    }
+
+
+def test_older_log_gives_what_format_1_statistics_can_and_says_why_not_the_rest(hand):
+    overview = get_json(hand, "overview", run="older")
+    moving = ("change_prev", "change_start", "drift_prev", "drift_start")
+    assert overview["unavailable"] == {m: {"conv": measures.NO_MEASURES} for m in moving}
+    assert measures.NO_MEASURES == "logged by a version without measures"
+    assert rounded(overview["rows"]) == {
+        **{m: [[N, N]] for m in moving},
+        "dead_fraction": [[0.5, 0.5]],
+        "mean": [[1.25, 2.5]],
+    }
+    timeline = decoded(get_json(hand, "timeline", run="older", tag="conv"))
+    assert timeline["unavailable"] == {
+        "change_prev": measures.NO_MEASURES,
+        "change_start": measures.NO_MEASURES,
+    }
+    assert rounded(timeline["rows"]) == {
+        "change_prev": [[N, N], [N, N]],
+        "change_start": [[N, N], [N, N]],
+        "dead": [[0.0, 0.0], [1.0, 1.0]],
+        "mean": [[2.5, 5.0], [0.0, 0.0]],
+        "max": [[4.0, 8.0], [0.0, 0.0]],
+        "zero_fraction": [[0.0, 0.0], [1.0, 1.0]],
+    }
+    assert (timeline["events"], timeline["never_active"]) == ([], [1])
+
+
+def test_one_step_snapshot(hand):
+    overview = get_json(hand, "overview", run="snapshot")
+    assert (overview["steps"], overview["unavailable"]) == ([100], {})
+    assert rounded(overview["rows"]) == {
+        "change_prev": [[N]],
+        "change_start": [[0.0]],
+        "drift_prev": [[N]],
+        "drift_start": [[0.0]],
+        "dead_fraction": [[0.5]],
+        "mean": [[1.25]],
+    }
+    timeline = decoded(get_json(hand, "timeline", run="snapshot", tag="conv"))
+    assert timeline["rows"]["change_prev"] == [[N], [N]]
+    assert (timeline["events"], timeline["never_active"]) == ([], [1])
+    # A snapshot has no epoch, so the epoch values of its sibling runs have
+    # nowhere to go: unmapped, with the reason.
+    curves = get_json(hand, "curves", run="snapshot")
+    assert curves["steps"] == [100]
+    (epoch_loss,) = curves["series"]
+    assert (epoch_loss["run"], epoch_loss["points"]) == ("train", [])
+    assert epoch_loss["unmapped"] == [[0, 2.0], [1, 1.0]]
+    assert epoch_loss["note"] == (
+        "2 of 2 epoch values unmapped: the activations' steps carry no epochs "
+        "(log_activations snapshots)."
+    )
+
+
+def test_all_dead_layer(hand):
+    overview = get_json(hand, "overview", run="dead")
+    assert overview["unavailable"] == {}
+    assert overview["rows"] == {
+        "change_prev": [[N, 0.0]],
+        "change_start": [[0.0, 0.0]],
+        "drift_prev": [[N, N]],
+        "drift_start": [[N, N]],
+        "dead_fraction": [[1.0, 1.0]],
+        "mean": [[0.0, 0.0]],
+    }
+    timeline = get_json(hand, "timeline", run="dead", tag="conv")
+    assert (timeline["events"], timeline["never_active"]) == ([], [0, 1])
+    assert timeline_rows(timeline)["dead"].tolist() == [[1.0, 1.0], [1.0, 1.0]]
+
+
+def test_sequence_layer_with_two_probes_matches_numpy(hand):
+    maps = [matrix(seq_array(step)) for step in range(3)]
+    timeline = get_json(hand, "timeline", run="seq", tag="seq")
+    assert (timeline["channels"], timeline["steps"]) == (3, [0, 1, 2])
+    rows = timeline_rows(timeline)
+    for measure, expected in ref_channel_rows(maps).items():
+        assert_rows(rows[measure], expected, measure)
+    overview = get_json(hand, "overview", run="seq")
+    expected = ref_layer_rows(maps)
+    for measure, got in overview["rows"].items():
+        assert_rows(nulls(got)[0], expected[measure], measure)
+
+
+def test_repeated_answers_are_the_same_bytes(hand):
+    for route, params in [
+        ("overview", {"run": "hand/activations"}),
+        ("timeline", {"run": "hand/activations", "tag": "conv"}),
+        ("curves", {"run": "hand/activations"}),
+    ]:
+        first = get(hand, route, **params)
+        again = get(hand, route, **params)
+        assert first.status_code == again.status_code == 200
+        assert first.data == again.data
+
+
+def test_measures_of_a_damaged_run_say_why_they_are_missing(client):
+    overview = get_json(client, "overview", run="broken")
+    assert overview["layers"] == ["badmode", "badsize", "badstats", "textstats", "truncated"]
+    # Unreadable statistics or no well-formed step: nothing to measure.
+    for measure in plugin_lib.LAYER_MEASURES:
+        assert overview["unavailable"][measure]["badstats"] == "no readable step"
+        assert overview["unavailable"][measure]["truncated"] == "no readable step"
+    timeline = get_json(client, "timeline", run="broken", tag="badstats")
+    assert (timeline["steps"], timeline["events"], timeline["never_active"]) == ([], [], [])
+    assert timeline_rows(timeline)["dead"].shape == (2, 0)

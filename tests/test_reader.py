@@ -3,6 +3,7 @@ writer and read through TensorBoard's own multiplexer and data provider."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -45,6 +46,14 @@ PROBE = recorded.layer_info(
     metadata.PROBE_TAG, 1, probes=2, h=8, w=8, layout="probe", class_name="Probe"
 )
 LAYERS = (CONV, DENSE, OLD_Z, OLD_Y)
+V1 = len(metadata.STATS_FIELDS)  # the statistics every format-1 log has
+
+
+def written(info: metadata.LayerInfo) -> metadata.LayerInfo:
+    """A layer's info as the writer logs it: with the measures' statistics."""
+    return dataclasses.replace(info, stats_fields=metadata.LAYER_STATS_FIELDS)
+
+
 BADSTATS = recorded.layer_info("badstats", 2)
 
 
@@ -161,7 +170,8 @@ def test_tags_list_readable_series_with_their_kept_steps(logdir, ctx, keep, kept
     assert set(listed[BROKEN]) == {"badstats"}  # "future" is left out
     assert listed[BROKEN]["badstats"].steps_kept == 2
     assert {tag: s.info for tag, s in listed[RUN].items()} == {
-        info.layer: info for info in (*LAYERS, PROBE)
+        **{info.layer: written(info) for info in LAYERS},
+        PROBE.layer: PROBE,
     }
     for tag, s in listed[RUN].items():
         last = 0 if tag == metadata.PROBE_TAG else STEPS - 1
@@ -175,7 +185,7 @@ def test_tags_list_readable_series_with_their_kept_steps(logdir, ctx, keep, kept
 @pytest.mark.parametrize(("keep", "steps"), [(0, list(range(STEPS))), (3, None)])
 def test_series_holds_the_kept_steps(logdir, ctx, keep, steps):
     series = make_reader(logdir, keep)[0].series(ctx, EXP, RUN, "b_conv")
-    assert (series.run, series.tag, series.info) == (RUN, "b_conv", CONV)
+    assert (series.run, series.tag, series.info) == (RUN, "b_conv", written(CONV))
     if steps is None:  # TensorBoard's reservoir keeps the newest step
         assert len(series.steps) == keep and series.steps[-1] == STEPS - 1
         assert series.steps == sorted(series.steps)
@@ -249,7 +259,14 @@ def test_header(reader, ctx):
         header = reader.header(ctx, series, datum)
         expected = header_of(datum.step)
         assert (header.epoch, header.batch, header.index) == tuple(expected.values())
-        assert header.values == expected
+        # Later keys come through as written: the measures' references.
+        assert header.values == {
+            **expected,
+            "prev_step": datum.step - 1 if datum.step else None,
+            "start_step": 0,
+            "cka_prev": header.values["cka_prev"],
+            "cka_start": header.values["cka_start"],
+        }
 
 
 @pytest.mark.parametrize(("info", "probe"), [(CONV, 0), (CONV, 1), (DENSE, 1), (OLD_Y, 0)])
@@ -257,8 +274,11 @@ def test_stats_levels_and_png_of_one_step(reader, ctx, info, probe):
     series = reader.series(ctx, EXP, RUN, info.layer)
     for datum in series.data:
         stats = reader.stats(ctx, series, datum)
-        assert series.fields(stats) == list(metadata.STATS_FIELDS)
-        np.testing.assert_allclose(stats, expected_stats(info, datum.step), rtol=1e-5, atol=1e-6)
+        assert series.fields(stats) == list(metadata.LAYER_STATS_FIELDS)
+        expected = expected_stats(info, datum.step)
+        np.testing.assert_allclose(stats[..., :V1], expected, rtol=1e-5, atol=1e-6)
+        sq_norm = (nhwc(info, datum.step) ** 2).sum((1, 2))
+        np.testing.assert_allclose(stats[..., V1], sq_norm, rtol=1e-5)
         levels = reader.layer_levels(ctx, series, datum, probe)
         # Every layer keeps its metadata's size, the long units strip too.
         assert levels.shape == (info.channels, info.height, info.width)
@@ -288,16 +308,17 @@ def test_stats_series_is_every_step_with_its_header_and_stats(reader, ctx, info)
     got = reader.stats_series(ctx, series)
     assert got.series is series
     assert got.steps == list(range(STEPS))
-    assert got.fields == list(metadata.STATS_FIELDS)
+    assert got.fields == list(metadata.LAYER_STATS_FIELDS)
     assert [(h.epoch, h.batch, h.index) for h in got.headers] == [
         tuple(header_of(s).values()) for s in range(STEPS)
     ]
     assert [d for d, _ in reader.headers(ctx, series)] == got.data
     array = got.array()
-    assert array.shape == (STEPS, info.probes, info.channels, len(metadata.STATS_FIELDS))
+    assert array.shape == (STEPS, info.probes, info.channels, len(metadata.LAYER_STATS_FIELDS))
     for i, step in enumerate(got.steps):
         np.testing.assert_array_equal(array[i], got.stats[i])
-        np.testing.assert_allclose(got.stats[i], expected_stats(info, step), rtol=1e-5, atol=1e-6)
+        expected = expected_stats(info, step)
+        np.testing.assert_allclose(got.stats[i][..., :V1], expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(("probe", "channel"), [(0, 0), (1, 2)])
