@@ -34,7 +34,6 @@ TARGET_BLOCKING = 1.2  # x the bare forward pass
 TARGET_THROUGHPUT = 1.0  # x the naive loop's back-to-back cost per step
 TARGET_BYTES = 1.1  # x the naive loop's bytes per step
 # The PNG pool size `summary.ActivationWriter` picks when not told.
-WRITER_WORKERS = min(4, os.cpu_count() or 1)
 
 
 def dir_bytes(path: str) -> int:
@@ -254,7 +253,9 @@ def writer_breakdown(values, n, workers):
                 stages[k].append(t[k])
     pool.shutdown()
     payload = sum(len(b) for b in serialized)
-    return {k: median(v) for k, v in stages.items()}, median(plain_write[1:]), payload, tmp
+    # The first write opens the file; with a single step it is all there is.
+    write = median(plain_write[1:] or plain_write)
+    return {k: median(v) for k, v in stages.items()}, write, payload, tmp
 
 
 def pillow_png(image, level, strategy):
@@ -324,11 +325,11 @@ def main(argv=None):
     tmp = tempfile.mkdtemp(prefix="tb_act_bench_")
     ours = Ours(model, pixels, os.path.join(tmp, "ours"))
     session = ours.session
-    workers = WRITER_WORKERS
 
     load_before = common.wait_for_quiet(args.max_load, wait)
     forward, o = measure_latency(ours, n)
     bare = median(forward[FORWARD])
+    workers = summary.DEFAULT_WORKERS
     naive = Naive(session.extractor, session.batch, os.path.join(tmp, "naive"))
     o_tp, nv = measure_throughput(ours, naive, naive_n, k)
     o.update(o_tp)

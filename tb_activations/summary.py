@@ -38,6 +38,10 @@ logger = logging.getLogger("tb_activations")
 # this, the oldest are dropped, with a warning, so memory stays bounded.
 MAX_PENDING_BYTES = 512 * 1024 * 1024
 
+# PNG encoding threads per writer: Pillow releases the GIL while it
+# compresses, so they run beside the training thread.
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+
 
 @dataclass
 class LayerValue:
@@ -229,7 +233,7 @@ class ActivationWriter:
         # A bounded queue: if encoding falls behind, training waits rather
         # than memory growing without limit. No step is dropped.
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
-        self._workers = workers or min(4, os.cpu_count() or 1)
+        self.workers = workers or DEFAULT_WORKERS
         self._executor: ThreadPoolExecutor | None = None
         self._file_writer: EventFile | None = None
         self._pending: collections.deque[tuple[event_pb2.Event, int]] = collections.deque()
@@ -314,7 +318,7 @@ class ActivationWriter:
             if self._thread is None:
                 _register_exit_hook()
                 self._executor = ThreadPoolExecutor(
-                    self._workers, thread_name_prefix="tb_activations-png"
+                    self.workers, thread_name_prefix="tb_activations-png"
                 )
                 self._thread = threading.Thread(
                     target=self._run, name="tb_activations-writer", daemon=True
