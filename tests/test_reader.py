@@ -347,3 +347,48 @@ def test_steps_whose_run_vanished_are_gone(tmp_path, ctx):
     assert reader.stats_series(ctx, series).steps == []
     with pytest.raises(errors.NotFoundError, match="'activations'"):
         reader.series(ctx, EXP, RUN, "b_conv")
+
+
+# -- scalars and computed answers ---------------------------------------------------
+
+
+def test_scalars_of_a_run_and_its_siblings_read_again_only_when_they_changed(tmp_path, ctx):
+    from test_plugin import write_scalars
+
+    write_run(tmp_path / "a" / RUN, range(2))
+    write_scalars(tmp_path / "a" / "train", "epoch_loss", [(0, 0.5)])
+    write_scalars(tmp_path / "b" / "train", "epoch_loss", [(0, 9.0)])  # not a sibling
+    reader, mux = make_reader(tmp_path)
+    first = reader.scalars(ctx, EXP, f"a/{RUN}")
+    assert first.points == {"a/train": {"epoch_loss": [(0, 0.5)]}}
+    assert reader.scalars(ctx, EXP, f"a/{RUN}") is first
+    write_scalars(tmp_path / "a" / "validation", "epoch_loss", [(0, 0.25), (1, 0.125)])
+    mux.AddRunsFromDirectory(str(tmp_path))  # as TensorBoard's reload finds new runs
+    mux.Reload()
+    again = reader.scalars(ctx, EXP, f"a/{RUN}")
+    assert again.points == {
+        "a/train": {"epoch_loss": [(0, 0.5)]},
+        "a/validation": {"epoch_loss": [(0, 0.25), (1, 0.125)]},
+    }
+    assert reader.scalars(ctx, EXP, "nope").points == {}
+
+
+def test_memo_computes_once_per_key(reader):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls), 8
+
+    assert reader.memo(("k", 1), compute) == 1
+    assert reader.memo(("k", 1), compute) == 1
+    assert reader.memo(("k", 2), compute) == 2
+
+
+def test_a_series_version_changes_with_new_steps(tmp_path, ctx):
+    write_run(tmp_path / RUN, range(2))
+    reader, mux = make_reader(tmp_path)
+    before = reader.series(ctx, EXP, RUN, "b_conv").version
+    write_run(tmp_path / RUN, range(2, 3))
+    mux.Reload()
+    assert reader.series(ctx, EXP, RUN, "b_conv").version != before
