@@ -216,3 +216,68 @@ def test_steps_evicted_while_training_never_fail_the_server(tmp_path, load_fast)
             writer.close()
     # Steps listed a while ago were dropped: those answers were 404.
     assert statuses[200] > 10 and statuses[404] > 0, statuses
+
+
+# -- measures over training: the same answers from both loaders ---------------------
+
+
+@pytest.fixture(scope="module")
+def trained_logdir(tmp_path_factory):
+    """A real training run: activations beside Keras's train/ and validation/."""
+    import recorded
+
+    return recorded.train_ground_truth(tmp_path_factory.mktemp("trained"))
+
+
+def measures_answers(base: str, truth) -> dict:
+    """overview, timeline and curves once the server has loaded every step
+    and every validation value."""
+    last = {}
+
+    def loaded():
+        got = {
+            "overview": fetch(plugin_url(base, "overview", run=RUN)),
+            "timeline": fetch(plugin_url(base, "timeline", run=RUN, tag="conv2")),
+            "curves": fetch(plugin_url(base, "curves", run=RUN)),
+        }
+        last.update({k: (r.status, r.text[:300]) for k, r in got.items()})
+        if any(r.status != 200 for r in got.values()):
+            return None
+        bodies = {k: r.json() for k, r in got.items()}
+        series = {(s["run"], s["tag"]): s for s in bodies["curves"]["series"]}
+        validation = series.get(("validation", "evaluation_loss_vs_iterations"))
+        done = (
+            bodies["overview"]["steps"] == truth.steps
+            and bodies["timeline"]["steps"] == truth.steps
+            and validation is not None
+            and len(validation["points"]) == truth.epochs
+            and len(series[("train", "batch_loss")]["points"])
+            == truth.epochs * truth.steps_per_epoch
+        )
+        return bodies if done else None
+
+    try:
+        return wait_until(loaded, LOAD_TIMEOUT, "the run and its scalars to load")
+    except TimeoutError as e:
+        raise AssertionError(f"{e}; last answers: {last}") from None
+
+
+def test_both_loaders_give_the_same_measures(trained_logdir):
+    truth = trained_logdir
+    answers = {}
+    for load_fast in (False, True):
+        with running_tensorboard(truth.log_dir, load_fast=load_fast) as base:
+            answers[load_fast] = measures_answers(base, truth)
+            for route, params in [
+                ("overview", {"run": "nope"}),
+                ("timeline", {"run": RUN, "tag": metadata.PROBE_TAG}),
+                ("curves", {"run": "nope"}),
+                ("timeline", {"run": RUN}),
+            ]:
+                r = fetch(plugin_url(base, route, **params))
+                assert r.status == (400 if route == "timeline" and "tag" not in params else 404)
+                assert r.content_type.startswith("text/plain")
+    python, rust = answers[False], answers[True]
+    assert python["overview"]["layers"] == ["conv1", "conv2", "dense1"]
+    assert python["timeline"]["events"]  # the killed channels die
+    assert python == rust
