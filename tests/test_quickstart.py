@@ -122,6 +122,19 @@ def test_the_demo_leaves_only_ignored_files(quickstart):
     assert "!! logs/" in ignored
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "logs/vgg16/activations",  # demo/vgg16_snapshot.py's default log directory
+        "runs/run1",  # where many training scripts log; a user's, not the project's
+        "test-artifacts/panel.png",  # the browser test's screenshot
+        ".venv/.installed",  # make's venv and its stamps
+    ],
+)
+def test_what_the_demos_and_tests_leave_at_the_root_is_ignored(quickstart, path):
+    run(["git", "check-ignore", "--quiet", path], quickstart.clone)
+
+
 def test_nothing_lands_in_the_tests_folder(quickstart):
     assert quickstart.after.tests_files == quickstart.before.tests_files
 
