@@ -227,19 +227,24 @@ def write_bad_series(run_dir) -> None:
     writer.close()
 
 
+def write_with_probe(run_dir, arrays: dict, epochs: dict[int, float]) -> None:
+    """Layers through the writer at the steps of `epochs` (step -> epochs
+    completed), `arrays` giving each layer's array at a step; the probe
+    image at the first step."""
+    writer = summary.ActivationWriter(run_dir)
+    for i, (step, epoch) in enumerate(epochs.items()):
+        values = [summary.LayerValue(info, array(step)) for info, array in arrays.items()]
+        if i == 0:
+            values.append(summary.LayerValue(PROBE, PROBE_PIXELS))
+        writer.submit(step, values, epoch=epoch, wall_time=wall(step))
+    writer.close()
+
+
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("plugin_logs")
-    writer = summary.ActivationWriter(root / RUN)
-    for step in range(STEPS):
-        values = [
-            summary.LayerValue(CONV, conv_array(step)),
-            summary.LayerValue(DENSE, dense_array(step)),
-        ]
-        if step == 0:
-            values.append(summary.LayerValue(PROBE, PROBE_PIXELS))
-        writer.submit(step, values, epoch=float(step), wall_time=wall(step))
-    writer.close()
+    arrays = {CONV: conv_array, DENSE: dense_array}
+    write_with_probe(root / RUN, arrays, {step: float(step) for step in range(STEPS)})
 
     writer = summary.ActivationWriter(root / HTML_RUN)
     for step in (0, 10, 20):
@@ -1225,16 +1230,8 @@ def write_v1(run_dir, info: metadata.LayerInfo, steps: dict[int, np.ndarray]) ->
 @pytest.fixture(scope="module")
 def hand(tmp_path_factory):
     root = tmp_path_factory.mktemp("hand_measures")
-    writer = summary.ActivationWriter(root / "hand" / RUN)
-    for epoch, step in enumerate(HAND_CONV_CH0):
-        values = [
-            summary.LayerValue(HAND_CONV, hand_conv(step)),
-            summary.LayerValue(HAND_DENSE, hand_dense(step)),
-        ]
-        if step == 0:
-            values.append(summary.LayerValue(PROBE, PROBE_PIXELS))
-        writer.submit(step, values, epoch=float(epoch), wall_time=wall(step))
-    writer.close()
+    arrays = {HAND_CONV: hand_conv, HAND_DENSE: hand_dense}
+    write_with_probe(root / "hand" / RUN, arrays, {0: 0.0, 10: 1.0, 20: 2.0})
     write_scalars(root / "hand" / "train", "epoch_loss", [(0, 0.5), (1, 0.25), (2, 0.125)])
     write_scalars(root / "hand" / "train", "batch_loss", [(5, 1.0), (15, 0.75)])
     # Not a sibling of hand/activations.
