@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import dataclasses
 import io
 import threading
 import time
@@ -109,7 +110,9 @@ def test_plugin_serves_every_step_by_default(logdir, load_fast):
         assert set(tags) == {RUN, HTML_RUN}
         assert set(tags[RUN]) == {"conv"} and set(tags[HTML_RUN]) == {HTML_TAG}
         conv = tags[RUN]["conv"]
-        assert {k: conv[k] for k in CONV.to_json()} == CONV.to_json()
+        # As the writer logs it: with the measures' statistics.
+        written = dataclasses.replace(CONV, stats_fields=metadata.LAYER_STATS_FIELDS).to_json()
+        assert {k: conv[k] for k in written} == written
         assert (conv["steps_kept"], conv["max_step"]) == (STEPS, (STEPS - 1) * 10)
 
         layer = fetch(plugin_url(base, "layer", run=RUN, tag="conv", step=50)).json()
