@@ -244,7 +244,8 @@ def main(argv=None) -> int:
         print("  activations/__probe__: the probe image, as the model sees it")
     print("  train/, validation/: Keras's loss and accuracy per epoch (Scalars tab)")
     print(
-        f"Validation accuracy after {args.epochs} epochs: {val_acc:.1%} "
+        f"Validation accuracy after {args.epochs} epoch{'s' if args.epochs != 1 else ''}: "
+        f"{val_acc:.1%} "
         f"(chance: {1 / len(names):.0%})."
     )
 

@@ -41,6 +41,7 @@ SKIP = shutil.ignore_patterns(
     ".ruff_cache",
     "node_modules",
     "logs",
+    "runs",
     "demo_logs",
     "test-artifacts",
 )
