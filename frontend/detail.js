@@ -27,6 +27,8 @@ import { colorbar } from "./views.js";
  * @property {Lut} lut
  * @property {Range | null} win
  * @property {string} caption
+ * @property {(index: number) => string} [valueAt] the readout's text for a
+ *   pixel, instead of its activation (e.g. a difference in diff mode)
  */
 
 /**
@@ -153,6 +155,10 @@ export class Detail {
             ? `x ${Math.floor(p.x * sx)}, y ${Math.floor(p.y * sy)} (pixel ${p.x}, ${p.y} of the ${sx}× reduced map)`
             : `x ${p.x}, y ${p.y}`;
       }
+    }
+    if (s.valueAt) {
+      this.readout.textContent = `${where}: ${s.valueAt(index)}`;
+      return;
     }
     const level = s.channel.gray[index];
     const v = levelToValue(s.row, s.fields, level);

@@ -9,6 +9,13 @@
 // channel} name what is shown, and data-evolution-channel /
 // data-evolution-steps once a channel's evolution is drawn. Each grid draw is
 // also a performance.measure named "activations:draw".
+// The channel timeline sets data-timeline-rendered (the layer) and
+// data-timeline-measure when drawn; each grid draw sets data-grid-order (the
+// first 32 channels of the grid's order, comma-separated, "…" when more
+// follow), data-grid-count (tiles shown) and data-diff (the reference step
+// drawn; "" when diff is off, "none" when asked but not drawn). Measures:
+// "activations:timeline" (a timeline draw), "activations:order" (a sort or
+// filter change redrawn) and "activations:diff" (a diff choice drawn).
 //
 // Where things go: a new choice is a field of ViewState (state.js) and, if
 // the URL carries it, an entry of URL_KEYS there; a new request is a Model
@@ -31,6 +38,10 @@ import { Model, messageOf } from "./model.js";
 import { fromParams, initialState, nothingShown, toParams } from "./state.js";
 import { StripMap } from "./strip-map.js";
 import { TileGrid } from "./tile-grid.js";
+import { SORTS, channelOrder } from "./channel-order.js";
+import { diffLayer, diffReference } from "./diff.js";
+import { GridBar } from "./grid-bar.js";
+import { ChannelTimeline } from "./timeline.js";
 import {
   buildShell,
   emptyState,
@@ -39,6 +50,7 @@ import {
   fillProbes,
   fillSelect,
   layerTitle,
+  colorbar,
   legend,
   stepStatus,
 } from "./views.js";
@@ -69,6 +81,8 @@ const GRAY = grayLut();
  * @property {TileGrid} grid image layers
  * @property {StripMap} strips sequence and units layers
  * @property {Detail} detail the opened channel
+ * @property {ChannelTimeline} timeline the layer's channels over the steps
+ * @property {GridBar} bar sort, filter and diff over the grid
  */
 /** @type {Ui} */
 let ui;
@@ -384,6 +398,8 @@ async function renderStep() {
   if (gen !== loop.gen) return;
   shown.layer = layer;
   shown.stats = stats;
+  await loadChannelViews();
+  if (gen !== loop.gen) return;
   const drawStart = performance.now();
   ui.el.view.classList.remove("stale");
   drawLayer(info, layer);
@@ -434,13 +450,35 @@ function drawLayer(info, layer) {
     info.layout === "image",
   );
   const view = ui.el.view;
+  const { diff, note } = currentDiff();
+  const drawnLayer = diff ? { ...layer, channels: diff.maps } : layer;
+  const tables = diff ? layer.channels.map(() => diff.table) : shown.tables;
+  if (diff) ui.el.legend.replaceChildren(colorbar(diffLut(), [-diff.m, diff.m], diffCaption(diff)));
+  const order = gridOrder(info, layer);
   if (info.layout === "image") {
     if (view.firstChild !== ui.grid.el) view.replaceChildren(ui.grid.el);
-    ui.grid.show(layer, shown.tables, tileSize(n), state.channel);
+    ui.grid.show(drawnLayer, tables, tileSize(n), state.channel, order.order);
   } else {
     if (view.firstChild !== ui.strips.el) view.replaceChildren(ui.strips.el);
-    ui.strips.show(layer, shown.tables, info.layout, state.size ?? 96);
+    ui.strips.show(drawnLayer, tables, info.layout, state.size ?? 96);
   }
+  const b = document.body.dataset;
+  const head = order.order.slice(0, 32).join(",");
+  b.gridOrder = order.order.length > 32 ? `${head},…` : head;
+  b.gridCount = String(order.order.length);
+  b.diff = diff ? String(diff.ref) : state.diff === "off" ? "" : "none";
+  ui.bar.update(
+    {
+      sort: state.sort,
+      show: state.show,
+      diff: state.diff,
+      step: state.step,
+      grid: info.layout === "image",
+    },
+    order,
+    note,
+  );
+  drawTimeline(order);
 }
 
 /** @param {number} gen @param {LayerInfo} info @param {Layer} layer */
@@ -451,18 +489,24 @@ async function renderDetail(gen, info, layer) {
     ui.detail.hide();
     return;
   }
+  const { diff } = currentDiff();
+  const values = diff?.values[c];
   ui.detail.show({
     info,
     channelIndex: c,
     step: state.step,
     epoch: steps()[stepIndex()]?.epoch ?? layer.meta.epoch,
-    channel: layer.channels[c],
+    channel: diff ? diff.maps[c] : layer.channels[c],
     row: layer.stats[c],
     fields: layer.fields,
-    table: shown.tables[c],
-    lut: lut(),
-    win: shown.windows[c],
-    caption: `Colours span ${normalization(state.norm).short}`,
+    table: diff ? diff.table : shown.tables[c],
+    lut: diff ? diffLut() : lut(),
+    win: diff ? [-diff.m, diff.m] : shown.windows[c],
+    caption: diff ? diffCaption(diff) : `Colours span ${normalization(state.norm).short}`,
+    valueAt:
+      diff && values
+        ? (i) => `difference ${fmt(values[i])} (step ${diff.step} − step ${diff.ref})`
+        : undefined,
   });
   await renderEvolution(gen, info, layer, c);
 }
@@ -523,6 +567,170 @@ async function renderEvolution(gen, info, layer, channel) {
   drawn.evolution = key;
   document.body.dataset.evolutionChannel = String(channel);
   document.body.dataset.evolutionSteps = String(frames.length);
+}
+
+// ---------------------------------------------------------------------------
+// Channel timeline, grid order and diff: all drawn from what is cached.
+
+/** What the timeline last drew, so an unchanged one is not drawn again. */
+const timelineDrawn = { timeline: /** @type {unknown} */ (null), key: "" };
+
+/**
+ * The layer's channel timeline and the diff's reference step, through the
+ * model's caches; a failure is shown where it matters, never thrown.
+ */
+async function loadChannelViews() {
+  const { run, tag, step, probe } = state;
+  if (run === null || tag === null || step === null) return;
+  const timeline = model.fetchTimeline(run, tag).then(
+    (t) => {
+      if (run !== state.run || tag !== state.tag) return;
+      shown.timeline = t;
+      shown.timelineError = null;
+    },
+    (e) => {
+      if (run !== state.run || tag !== state.tag) return;
+      shown.timeline = null;
+      shown.timelineError = messageOf(e);
+    },
+  );
+  const { ref, note } = diffReference(
+    state.diff,
+    steps().map((s) => s.step),
+    step,
+  );
+  shown.ref = null;
+  shown.refNote = note;
+  if (ref !== null) {
+    const wall = steps().find((s) => s.step === ref)?.wall_time;
+    try {
+      shown.ref = { step: ref, layer: await model.fetchLayer(run, tag, ref, probe, wall) };
+    } catch (e) {
+      shown.refNote = `No difference drawn: ${messageOf(e)}.`;
+    }
+  }
+  await timeline;
+}
+
+function diffLut() {
+  return luts.get("coolwarm") || lut();
+}
+
+/** @param {import("./diff.js").Diff} d */
+function diffCaption(d) {
+  return d.m > 0
+    ? `Difference a_s − a_ref in real units: step ${d.step} minus step ${d.ref}; window ±${fmt(d.m)}, the largest |difference| in the layer`
+    : `No difference: every value is the same at step ${d.step} and step ${d.ref}`;
+}
+
+/** The drawn step minus its reference, when diff is on and both are here. */
+function currentDiff() {
+  const layer = shown.layer;
+  const ref = shown.ref;
+  if (state.diff === "off") return { diff: null, note: "" };
+  if (!layer || !ref || state.step === null) return { diff: null, note: shown.refNote };
+  const start = performance.now();
+  const d = diffLayer(layer, state.step, ref.layer, ref.step, diffLut());
+  if (typeof d === "string") return { diff: null, note: `No difference drawn: ${d}` };
+  performance.measure("activations:diff-compute", { start, end: performance.now() });
+  return { diff: d, note: "" };
+}
+
+/** @param {LayerInfo} info @param {Layer} layer */
+function gridOrder(info, layer) {
+  const tl = shown.timeline?.tag === state.tag && shown.timeline.run === state.run ? shown.timeline : null;
+  const grid = info.layout === "image";
+  const total = grid ? layer.channels.length : (tl?.channels ?? layer.channels.length);
+  return channelOrder(
+    tl,
+    shown.timelineError,
+    state.step ?? -1,
+    total,
+    grid ? state.sort : "index",
+    grid ? state.show : "all",
+  );
+}
+
+/** @param {import("./channel-order.js").Order} order */
+function drawTimeline(order) {
+  if (!state.timelineOpen) return;
+  const tl = shown.timeline;
+  if (!tl || tl.run !== state.run || tl.tag !== state.tag) {
+    timelineDrawn.timeline = null;
+    ui.timeline.message(
+      shown.timelineError ? `The channel timeline is unavailable: ${shown.timelineError}` : "Loading…",
+    );
+    return;
+  }
+  const measureLut = luts.get(state.cmap) && state.cmap !== "coolwarm" ? state.cmap : "viridis";
+  const sorted = SORTS.find((s) => s.id === order.sortedBy);
+  const orderText =
+    order.sortedBy === "index"
+      ? "by channel index"
+      : `sorted by ${sorted?.label} at step ${state.step}, largest first`;
+  const rows = order.order.filter((c) => c < tl.channels);
+  const key = JSON.stringify([state.tmeasure, measureLut, rows, orderText]);
+  if (timelineDrawn.timeline === tl && timelineDrawn.key === key) {
+    ui.timeline.markStep(state.step);
+    return;
+  }
+  const start = performance.now();
+  ui.timeline.show({
+    timeline: tl,
+    order: rows,
+    measure: state.tmeasure,
+    step: state.step,
+    lut: luts.get(measureLut) || lut(),
+    orderText,
+  });
+  performance.measure("activations:timeline", { start, end: performance.now() });
+  timelineDrawn.timeline = tl;
+  timelineDrawn.key = key;
+  document.body.dataset.timelineRendered = tl.tag;
+  document.body.dataset.timelineMeasure = state.tmeasure;
+}
+
+/** @param {number} channel @param {number} step */
+function openAt(channel, step) {
+  const info = currentInfo();
+  state.channel = info?.layout === "units" ? 0 : channel;
+  const s = nearestStep(step);
+  if (s !== null) state.step = s;
+  updateStepControls();
+  renderStep();
+}
+
+/** @param {import("./grid-bar.js").BarChoice} choice */
+function chooseGrid(choice) {
+  const start = performance.now();
+  if (choice.sort !== undefined) state.sort = choice.sort;
+  if (choice.show !== undefined) state.show = choice.show;
+  writeUrl();
+  if (choice.diff !== undefined) {
+    state.diff = choice.diff;
+    renderStep().then(() =>
+      performance.measure("activations:diff", { start, end: performance.now() }),
+    );
+    return;
+  }
+  const info = currentInfo();
+  if (shown.layer && info) drawLayer(info, shown.layer);
+  performance.measure("activations:order", { start, end: performance.now() });
+}
+
+/** @param {string} measure */
+function chooseTimelineMeasure(measure) {
+  state.tmeasure = measure;
+  writeUrl();
+  const info = currentInfo();
+  if (shown.layer && info) drawTimeline(gridOrder(info, shown.layer));
+}
+
+/** @param {boolean} open */
+function toggleTimeline(open) {
+  state.timelineOpen = open;
+  const info = currentInfo();
+  if (open && shown.layer && info) drawTimeline(gridOrder(info, shown.layer));
 }
 
 /** Warms the cache for the steps a slider notch or playback reaches next. */
@@ -745,7 +953,14 @@ export async function render() {
     grid: new TileGrid(openChannel),
     strips: new StripMap(openChannel),
     detail: new Detail(el.detail, { onClose: closeDetail, onStep: goToStep }),
+    timeline: new ChannelTimeline({
+      onOpen: openAt,
+      onMeasure: chooseTimelineMeasure,
+      onToggle: toggleTimeline,
+    }),
+    bar: new GridBar(chooseGrid),
   };
+  el.legend.before(ui.timeline.el, ui.bar.el);
   readUrl();
   el.norm.value = state.norm;
   wire();

@@ -73,6 +73,20 @@ import { fixedRanges, statIndex } from "./color.js";
 /** @typedef {GrayMap & {step: number, epoch: number | null, wall_time: number, stats: StatsRow}} SeriesFrame */
 
 /**
+ * One layer's per-channel measures over its kept steps, as `timeline`
+ * answers: each row is (channels x steps) float32, channel-major; NaN = null.
+ * @typedef {Object} Timeline
+ * @property {string} run
+ * @property {string} tag
+ * @property {number[]} steps
+ * @property {number} channels
+ * @property {Record<string, Float32Array>} rows by measure name
+ * @property {{channel: number, kind: "died" | "revived", step: number}[]} events sorted by step
+ * @property {number[]} never_active
+ * @property {Record<string, string>} unavailable measure -> why it is null
+ */
+
+/**
  * Every channel's statistics at every kept step, for the fixed scales.
  * @typedef {Object} LayerStats
  * @property {StatIndex} fields
@@ -447,6 +461,42 @@ export class Model {
       );
       this.series.set(k, steps, bytes + 1024);
       return steps;
+    });
+  }
+
+  /**
+   * A layer's channel timeline, decoded once per version of the series.
+   * @param {string} run @param {string} tag @returns {Promise<Timeline>}
+   */
+  fetchTimeline(run, tag) {
+    const what = `Could not load the channel timeline of ${tag}`;
+    return this._versioned("timeline", { run, tag }, this.version(run, tag), what, (data) => {
+      const steps = Array.isArray(data?.steps) ? data.steps : [];
+      const channels = Number(data?.channels) || 0;
+      /** @type {Record<string, Float32Array>} */
+      const rows = {};
+      for (const [name, b64] of Object.entries(data?.rows || {})) {
+        const bytes = base64Bytes(String(b64));
+        if (bytes.length !== channels * steps.length * 4) {
+          throw new RequestError(
+            what,
+            0,
+            `expected ${channels} × ${steps.length} float32 values of ${name}, received ${bytes.length} bytes`,
+          );
+        }
+        // A fresh, aligned copy: the decoded bytes may be a view at any offset.
+        rows[name] = new Float32Array(bytes.slice().buffer);
+      }
+      return {
+        run,
+        tag,
+        steps,
+        channels,
+        rows,
+        events: Array.isArray(data?.events) ? data.events : [],
+        never_active: Array.isArray(data?.never_active) ? data.never_active : [],
+        unavailable: data?.unavailable || {},
+      };
     });
   }
 

@@ -3,6 +3,7 @@
 // carries), and what is on screen. Every field exists from the start; a new
 // choice is a field here, and a new URL key is one entry in URL_KEYS.
 
+import { isSort, isTimelineMeasure, parseFilter } from "./channel-order.js";
 import { isNorm } from "./color.js";
 
 /** @typedef {import("./color.js").Norm} Norm */
@@ -25,6 +26,11 @@ import { isNorm } from "./color.js";
  * @property {string} filter the layer list's filter text
  * @property {boolean} playing
  * @property {1 | -1} direction of the last step move, for prefetching the next one
+ * @property {import("./channel-order.js").SortKey} sort the grid's order
+ * @property {string} show the grid's filter: "all", "dead", "died", "never" or "top<k>" (URL key `filter`)
+ * @property {string} diff "off", "prev", "start" or a step: tiles show a_s - a_ref
+ * @property {string} tmeasure the channel timeline's measure
+ * @property {boolean} timelineOpen
  */
 
 /**
@@ -35,6 +41,10 @@ import { isNorm } from "./color.js";
  * @property {LayerStats | null} stats every step's statistics, for the fixed scales
  * @property {(Range | null)[]} windows each channel's colour window
  * @property {Uint32Array[]} tables each channel's level -> RGBA table
+ * @property {import("./model.js").Timeline | null} timeline the layer's channel measures
+ * @property {string | null} timelineError why they did not load
+ * @property {{step: number, layer: import("./model.js").Layer} | null} ref the diff's reference step, when drawn
+ * @property {string} refNote why no reference is drawn, in words
  */
 
 /** @returns {ViewState} */
@@ -51,12 +61,27 @@ export function initialState() {
     filter: "",
     playing: false,
     direction: 1,
+    sort: "index",
+    show: "all",
+    diff: "off",
+    tmeasure: "change_prev",
+    timelineOpen: true,
   };
 }
 
 /** @returns {Shown} */
 export function nothingShown() {
-  return { steps: null, layer: null, stats: null, windows: [], tables: [] };
+  return {
+    steps: null,
+    layer: null,
+    stats: null,
+    windows: [],
+    tables: [],
+    timeline: null,
+    timelineError: null,
+    ref: null,
+    refNote: "",
+  };
 }
 
 const DEFAULTS = initialState();
@@ -128,6 +153,35 @@ export const URL_KEYS = [
     write: (s) => (s.norm !== DEFAULTS.norm ? s.norm : null),
     read: (s, v) => {
       if (isNorm(v)) s.norm = v;
+    },
+  },
+  {
+    name: "sort",
+    write: (s) => (s.sort !== DEFAULTS.sort ? s.sort : null),
+    read: (s, v) => {
+      if (isSort(v)) s.sort = v;
+    },
+  },
+  {
+    // `filter` in the URL; the state's `filter` is the layer list's text.
+    name: "filter",
+    write: (s) => (s.show !== DEFAULTS.show ? s.show : null),
+    read: (s, v) => {
+      if (parseFilter(v)) s.show = v;
+    },
+  },
+  {
+    name: "diff",
+    write: (s) => (s.diff !== DEFAULTS.diff ? s.diff : null),
+    read: (s, v) => {
+      if (v === "off" || v === "prev" || v === "start" || wholeNumber(v) !== null) s.diff = v;
+    },
+  },
+  {
+    name: "tmeasure",
+    write: (s) => (s.tmeasure !== DEFAULTS.tmeasure ? s.tmeasure : null),
+    read: (s, v) => {
+      if (isTimelineMeasure(v)) s.tmeasure = v;
     },
   },
 ];

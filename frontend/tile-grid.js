@@ -17,7 +17,7 @@ import { h } from "./dom.js";
  * @property {boolean} selected
  */
 
-/** @typedef {[Layer, Uint32Array[], number, number | null]} ShowArgs */
+/** @typedef {[Layer, Uint32Array[], number, number | null, (number[] | null)?]} ShowArgs */
 
 const GAP = 6;
 const CAPTION = 16;
@@ -115,20 +115,27 @@ export class TileGrid {
    * @param {Uint32Array[]} tables one per channel
    * @param {number} size a tile's longer side, in CSS pixels
    * @param {number | null} selected the opened channel
+   * @param {number[] | null} [order] the channels to show, in order (sorted,
+   *   filtered); null: every channel by index. Tiles are only placed again:
+   *   nothing is fetched.
    */
-  show(layer, tables, size, selected) {
-    const n = layer.channels.length;
+  show(layer, tables, size, selected, order = null) {
+    const n = order ? order.length : layer.channels.length;
+    this.canvas.hidden = !n;
     if (!n) {
-      this.overlay.replaceChildren();
+      this.last = null;
+      this.overlay.replaceChildren(
+        h("div", { className: "muted grid-none" }, "No channel matches the filter."),
+      );
       return;
     }
-    const { width: w, height: hh } = layer.channels[0];
+    const { width: w, height: hh } = layer.channels[order ? order[0] : 0];
     const scale = size / Math.max(w, hh);
     const tileW = w * scale;
     const geometry = { tileW };
     const cols = Math.min(n, this._columns(geometry));
     this.cols = this._columns(geometry);
-    this.last = { tileW, args: [layer, tables, size, selected] };
+    this.last = { tileW, args: [layer, tables, size, selected, order] };
     // Tiles shown smaller than their maps are sampled down to the screen's
     // pixels (nearest neighbour, as the browser would): less to colour and
     // upload on every step.
@@ -156,10 +163,11 @@ export class TileGrid {
     for (let y = 0; y < dh; y++) ys[y] = Math.min(hh - 1, Math.floor(((y + 0.5) * hh) / dh));
     const ix = layer.fields;
     const els = [];
-    for (let c = 0; c < n; c++) {
+    for (let at = 0; at < n; at++) {
+      const c = order ? order[at] : at;
       const ch = layer.channels[c];
-      const col = c % cols;
-      const row = (c / cols) | 0;
+      const col = at % cols;
+      const row = (at / cols) | 0;
       const ax = col * (dw + gx);
       const ay = row * (dh + gy);
       const table = tables[c];
@@ -210,7 +218,8 @@ export class TileGrid {
     this.ctx.putImageData(this.image, 0, 0);
     this.canvas.style.width = `${aw * css}px`;
     this.canvas.style.height = `${ah * css}px`;
-    if (this.overlay.childElementCount !== n || this.overlay.firstChild !== els[0]) {
+    const kids = this.overlay.children;
+    if (kids.length !== n || els.some((el, i) => kids[i] !== el)) {
       this.overlay.replaceChildren(...els);
     }
   }
