@@ -148,9 +148,15 @@ def _describe(step: int, x: np.ndarray, col_sums: np.ndarray) -> tuple[_Map, np.
     return _Map(step, x, mean, norm, keep), (xc if c <= n else None)
 
 
-def _cka(cur: _Map, cur_centred: np.ndarray | None, ref: _Map) -> float | None:
+def _cka(
+    cur: _Map, cur_centred: np.ndarray | None, ref: _Map, sq_diff: np.ndarray
+) -> float | None:
     if cur.gram_norm is None or ref.gram_norm is None:
         return None
+    if not sq_diff.any():
+        # The same map: exactly 1, where float32 Gram products would leave
+        # a drift of 1e-7 on a layer that did not move (a frozen one).
+        return 1.0
     with np.errstate(over="ignore", invalid="ignore"):
         if cur.gram is not None and ref.gram is not None:
             hsic = float(np.dot(cur.gram.ravel().astype(np.float64), ref.gram.ravel()))
@@ -240,13 +246,13 @@ class Tracker:
             else:
                 prev, start = layer.prev, layer.start
                 extra[..., 1] = _square_sums(flat, prev.x.reshape(flat.shape))
-                cka_prev = _cka(cur, cur_centred, prev)
+                cka_prev = _cka(cur, cur_centred, prev, extra[..., 1])
                 if start is prev:
                     extra[..., 2] = extra[..., 1]
                     cka_start = cka_prev
                 else:
                     extra[..., 2] = _square_sums(flat, start.x.reshape(flat.shape))
-                    cka_start = _cka(cur, cur_centred, start)
+                    cka_start = _cka(cur, cur_centred, start, extra[..., 2])
                 fields = {
                     "prev_step": prev.step,
                     "start_step": start.step,

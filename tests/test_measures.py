@@ -383,3 +383,13 @@ def test_rows_to_json_have_null_for_missing_values():
     assert body["values"]["change_prev"][0] is None
     assert isinstance(body["values"]["change_prev"][1], float)
     assert channels.to_json()["values"]["dead"] == [[False, False]] * 3
+
+
+def test_an_unchanged_map_has_exactly_no_drift():
+    x = np.random.default_rng(5).normal(size=(2, 9, 7, 4)).astype(np.float32)
+    tracker = measures.Tracker()
+    tracker.update("frozen", 0, x)
+    _, fields = tracker.update("frozen", 1, x)
+    assert (fields["cka_prev"], fields["cka_start"]) == (1.0, 1.0)
+    _, moved = tracker.update("frozen", 2, x * np.float32(1.5) + 1)
+    assert moved["cka_prev"] is not None and moved["cka_prev"] > 0.999
