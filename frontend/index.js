@@ -16,6 +16,13 @@
 // drawn; "" when diff is off, "none" when asked but not drawn). Measures:
 // "activations:timeline" (a timeline draw), "activations:order" (a sort or
 // filter change redrawn) and "activations:diff" (a diff choice drawn).
+// data-view is "map" or "layer", the view on screen. Once the training map
+// is drawn, data-map-rendered names its run and data-map-measure its measure
+// (data-rendered-run is set too; data-rendered-layer and -channel are
+// removed: no layer is shown); each map draw is a performance.measure named
+// "activations:map". Once the loss strip under the slider is settled,
+// data-curves-rendered names its run and data-curves-series the series drawn
+// ("" when the run has none).
 //
 // Where things go: a new choice is a field of ViewState (state.js) and, if
 // the URL carries it, an entry of URL_KEYS there; a new request is a Model
@@ -38,6 +45,8 @@ import { Model, messageOf } from "./model.js";
 import { fromParams, initialState, nothingShown, toParams } from "./state.js";
 import { StripMap } from "./strip-map.js";
 import { TileGrid } from "./tile-grid.js";
+import { CurveStrip } from "./curves.js";
+import { TrainingMap, ViewTabs } from "./training-map.js";
 import { SORTS, channelOrder } from "./channel-order.js";
 import { diffLayer, diffReference } from "./diff.js";
 import { GridBar } from "./grid-bar.js";
@@ -83,6 +92,9 @@ const GRAY = grayLut();
  * @property {Detail} detail the opened channel
  * @property {ChannelTimeline} timeline the layer's channels over the steps
  * @property {GridBar} bar sort, filter and diff over the grid
+ * @property {TrainingMap} map layers x steps of a layer measure
+ * @property {ViewTabs} tabs the training map / layer switch
+ * @property {CurveStrip} curves loss and metric curves under the slider
  */
 /** @type {Ui} */
 let ui;
@@ -311,6 +323,8 @@ async function loadSteps() {
   }
   if (run !== state.run || tag !== state.tag) return;
   shown.steps = list;
+  // A run seen for the first time opens on its training map, when it has one.
+  if (state.view === null) state.view = list.steps.length > 1 ? "map" : "layer";
   if (!list.steps.length) {
     state.step = null;
     updateStepControls();
@@ -324,11 +338,14 @@ async function loadSteps() {
   if (state.step === null || wasLatest) state.step = last;
   else if (stepIndex() < 0) state.step = nearestStep(state.step);
   updateStepControls();
+  renderCurves();
   await renderStep();
 }
 
 function updateStepControls() {
   stepStatus(ui.el, shown.steps, state.step, PLUGIN);
+  ui.curves.markStep(state.step);
+  ui.map.markStep(state.step);
 }
 
 /** @param {number} i */
@@ -356,6 +373,8 @@ function goToStep(step) {
 // Rendering one step.
 
 async function renderStep() {
+  showView();
+  if (state.view === "map") return renderMap();
   const gen = ++loop.gen;
   const { run, tag, step, probe } = state;
   const info = currentInfo();
@@ -757,6 +776,121 @@ async function prefetch() {
 }
 
 // ---------------------------------------------------------------------------
+// The training map and the loss strip.
+
+/** What the map last drew, so a step move only moves its cursor. */
+const mapDrawn = { key: "" };
+
+/** The view on screen, for the stylesheet and the tabs. */
+function showView() {
+  document.body.dataset.view = state.view === "map" ? "map" : "layer";
+  ui.tabs.update(state.view === "map" ? "map" : "layer", state.tag);
+}
+
+/** @param {boolean} [force] draw again even if nothing it shows changed (a resize) */
+async function renderMap(force = false) {
+  const gen = ++loop.gen;
+  const run = state.run;
+  if (run === null) return;
+  setPhase("loading");
+  writeUrl();
+  let overview;
+  try {
+    overview = await model.fetchOverview(run);
+    clearError("overview");
+  } catch (e) {
+    if (gen !== loop.gen) return;
+    setError("overview", messageOf(e));
+    setPhase("error");
+    return;
+  }
+  if (gen !== loop.gen) return;
+  const key = JSON.stringify([run, model.runVersion(run), state.measure, shown.steps?.version]);
+  if (force || key !== mapDrawn.key) {
+    const start = performance.now();
+    const epochs = new Map(steps().map((s) => [s.step, s.epoch]));
+    ui.map.show({ overview, measure: state.measure, step: state.step, epochs, luts });
+    performance.measure("activations:map", { start, end: performance.now() });
+    mapDrawn.key = key;
+  } else {
+    ui.map.markStep(state.step);
+  }
+  const b = document.body.dataset;
+  b.mapRendered = run;
+  b.mapMeasure = state.measure;
+  b.renderedRun = run;
+  b.renderedStep = state.step === null ? "" : String(state.step);
+  delete b.renderedLayer;
+  delete b.renderedChannel;
+  setPhase("ready");
+}
+
+/** @param {import("./map-measures.js").MapMeasure} measure */
+function chooseMeasure(measure) {
+  state.measure = measure;
+  renderMap();
+}
+
+function openMap() {
+  state.view = "map";
+  state.playing = false;
+  renderStep();
+}
+
+/**
+ * The layer view of `layer` at `step` (the nearest kept one; the latest when null).
+ * @param {string | null} layer @param {number | null} step
+ */
+function openLayer(layer, step) {
+  state.view = "layer";
+  if (layer !== null && layer !== state.tag) {
+    state.tag = layer;
+    state.channel = null;
+    ui.detail.hide();
+  }
+  state.step = step;
+  showView();
+  renderLayerList();
+  renderProbes();
+  loadSteps();
+}
+
+/** The run's loss and metric curves under the slider, drawn again only when they change. */
+const curvesDrawn = { key: "" };
+
+async function renderCurves() {
+  const run = state.run;
+  if (run === null) return;
+  let curves;
+  try {
+    curves = await model.fetchCurves(run);
+    clearError("curves");
+  } catch (e) {
+    if (run === state.run) setError("curves", messageOf(e));
+    return;
+  }
+  if (run !== state.run) return;
+  const kept = steps().map((s) => s.step);
+  const key = JSON.stringify([run, model.runVersion(run), kept, state.curve]);
+  if (key === curvesDrawn.key) {
+    ui.curves.markStep(state.step);
+    return;
+  }
+  curvesDrawn.key = key;
+  const drawn = ui.curves.show(curves, kept, state.step, state.curve);
+  const b = document.body.dataset;
+  b.curvesSeries = drawn ? ui.curves.select.value : "";
+  b.curvesRendered = run;
+}
+
+/** @param {string} key */
+function chooseCurve(key) {
+  state.curve = key;
+  writeUrl();
+  renderCurves();
+}
+
+// ---------------------------------------------------------------------------
 // User actions.
 
 /** @param {string} run */
@@ -784,6 +918,7 @@ function speculate() {
 
 /** @param {string} tag */
 function selectLayer(tag) {
+  if (state.view === "map") return openLayer(tag, state.step);
   if (tag === state.tag) return;
   state.tag = tag;
   speculate();
@@ -959,8 +1094,21 @@ export async function render() {
       onToggle: toggleTimeline,
     }),
     bar: new GridBar(chooseGrid),
+    map: new TrainingMap({
+      onOpen: openLayer,
+      onMeasure: chooseMeasure,
+      onLayerView: () => openLayer(state.tag, state.step),
+    }),
+    tabs: new ViewTabs({ onMap: openMap, onLayer: () => openLayer(state.tag, state.step) }),
+    curves: new CurveStrip({ onStep: goToStep, onSeries: chooseCurve }),
   };
   el.legend.before(ui.timeline.el, ui.bar.el);
+  el.main.prepend(ui.tabs.el, ui.map.el);
+  el.toolbar.append(ui.curves.el);
+  new ResizeObserver(() => ui.curves.alignTo(el.slider)).observe(el.slider);
+  window.addEventListener("resize", () => {
+    if (state.view === "map") renderMap(true);
+  });
   readUrl();
   el.norm.value = state.norm;
   wire();

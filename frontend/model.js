@@ -87,6 +87,36 @@ import { fixedRanges, statIndex } from "./color.js";
  */
 
 /**
+ * A run's layer measures, as `overview` answers.
+ * @typedef {Object} Overview
+ * @property {string} run
+ * @property {string[]} layers model order
+ * @property {number[]} steps the union of the layers' kept steps
+ * @property {string[]} measures
+ * @property {Record<string, (number | null)[][]>} rows measure -> [layer][step]
+ * @property {Record<string, Record<string, string>>} unavailable measure -> layer -> why it is null
+ */
+
+/**
+ * One scalar series on the activations' iteration axis.
+ * @typedef {Object} CurveSeries
+ * @property {string} run
+ * @property {string} tag
+ * @property {"iteration" | "epoch" | "step"} axis the axis it was written on
+ * @property {[number, number | null, number, boolean][]} points [iteration, value, source step, exact]
+ * @property {[number, number | null][]} unmapped [source step, value] no logged state places
+ * @property {string | null} note why some are unmapped
+ */
+
+/**
+ * The loss and metric curves of a run and its sibling runs, as `curves` answers.
+ * @typedef {Object} Curves
+ * @property {string} run
+ * @property {number[]} steps
+ * @property {CurveSeries[]} series
+ */
+
+/**
  * Every channel's statistics at every kept step, for the fixed scales.
  * @typedef {Object} LayerStats
  * @property {StatIndex} fields
@@ -498,6 +528,45 @@ export class Model {
         unavailable: data?.unavailable || {},
       };
     });
+  }
+
+  /** What changes when any layer of a run gains or loses a step. @param {string | null} run */
+  runVersion(run) {
+    const infos = this.layersOf(run);
+    return infos.length ? infos.map((i) => this.version(run, i.layer)).join("|") : null;
+  }
+
+  /** @param {string} run @returns {Promise<Overview>} */
+  fetchOverview(run) {
+    return this._versioned(
+      "overview",
+      { run },
+      this.runVersion(run),
+      `Could not load the training map of ${run}`,
+      (data) => ({
+        run,
+        layers: Array.isArray(data?.layers) ? data.layers : [],
+        steps: Array.isArray(data?.steps) ? data.steps : [],
+        measures: Array.isArray(data?.measures) ? data.measures : [],
+        rows: data?.rows || {},
+        unavailable: data?.unavailable || {},
+      }),
+    );
+  }
+
+  /** @param {string} run @returns {Promise<Curves>} */
+  fetchCurves(run) {
+    return this._versioned(
+      "curves",
+      { run },
+      this.runVersion(run),
+      `Could not load the loss curves of ${run}`,
+      (data) => ({
+        run,
+        steps: Array.isArray(data?.steps) ? data.steps : [],
+        series: Array.isArray(data?.series) ? data.series : [],
+      }),
+    );
   }
 
   /**

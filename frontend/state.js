@@ -5,6 +5,7 @@
 
 import { isSort, isTimelineMeasure, parseFilter } from "./channel-order.js";
 import { isNorm } from "./color.js";
+import { DEFAULT_MEASURE, isMapMeasure } from "./map-measures.js";
 
 /** @typedef {import("./color.js").Norm} Norm */
 /** @typedef {import("./color.js").Range} Range */
@@ -31,6 +32,9 @@ import { isNorm } from "./color.js";
  * @property {string} diff "off", "prev", "start" or a step: tiles show a_s - a_ref
  * @property {string} tmeasure the channel timeline's measure
  * @property {boolean} timelineOpen
+ * @property {"map" | "layer" | null} view the training map or one layer; null until the run's steps say which comes first
+ * @property {import("./map-measures.js").MapMeasure} measure the training map's measure
+ * @property {string | null} curve the loss strip's series ("train/batch_loss"); null: the default one
  */
 
 /**
@@ -66,6 +70,9 @@ export function initialState() {
     diff: "off",
     tmeasure: "change_prev",
     timelineOpen: true,
+    view: null,
+    measure: DEFAULT_MEASURE,
+    curve: null,
   };
 }
 
@@ -112,10 +119,19 @@ export const URL_KEYS = [
     },
   },
   {
+    // Before `layer`: an address naming a layer but no view opens that layer.
+    name: "view",
+    write: (s) => (s.view === "map" ? "map" : null),
+    read: (s, v) => {
+      if (v === "map" || v === "layer") s.view = v;
+    },
+  },
+  {
     name: "layer",
     write: (s) => s.tag,
     read: (s, v) => {
       s.tag = v;
+      if (s.view === null) s.view = "layer";
     },
   },
   {
@@ -175,6 +191,20 @@ export const URL_KEYS = [
     write: (s) => (s.diff !== DEFAULTS.diff ? s.diff : null),
     read: (s, v) => {
       if (v === "off" || v === "prev" || v === "start" || wholeNumber(v) !== null) s.diff = v;
+    },
+  },
+  {
+    name: "measure",
+    write: (s) => (s.measure !== DEFAULTS.measure ? s.measure : null),
+    read: (s, v) => {
+      if (isMapMeasure(v)) s.measure = v;
+    },
+  },
+  {
+    name: "curve",
+    write: (s) => s.curve,
+    read: (s, v) => {
+      s.curve = v || null;
     },
   },
   {
