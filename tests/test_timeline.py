@@ -101,9 +101,10 @@ def test_timeline_draws_every_channel_over_every_step(panel, server, truth):
         }"""
     )
     assert set(first[0::4]) == {220}
-    assert panel.frame.evaluate(
-        "() => performance.getEntriesByName('activations:timeline').length"
-    ) >= 1
+    assert (
+        panel.frame.evaluate("() => performance.getEntriesByName('activations:timeline').length")
+        >= 1
+    )
 
 
 @pytest.mark.parametrize(
