@@ -47,6 +47,14 @@ class ActivationLogger(keras.callbacks.Callback):
     it warns once, and unwritten steps are written when the directory works
     again. Every step is on disk when `fit` returns.
 
+    In a distributed training, one copy is logged, by the chief process: the
+    one `TF_CONFIG` names (the chief task, or worker 0 when the cluster has
+    no chief), JAX's process 0 or torch's rank 0 (`RANK`, or
+    `torch.distributed.get_rank()` once initialized). Every other process
+    runs no forward pass of the probe and writes no file. Replicas within a
+    process (`tf.distribute.MirroredStrategy`, `keras.distribution` on JAX)
+    share one callback, so they log once too.
+
     Args:
         log_dir: the directory given to TensorBoard.
         probe: an image path, a `PIL.Image`, an array (HxWxC, 1xHxWxC, or
@@ -76,12 +84,19 @@ class ActivationLogger(keras.callbacks.Callback):
             Defaults to `256`.
         run_name: the run's directory inside `log_dir`. Defaults to
             `"activations"`.
-        verbose: `1` prints which layers `layers=None` picked; `0` is
-            silent. Defaults to `1`.
+        verbose: `1` prints which layers `layers=None` picked, or that this
+            process does not log; `0` is silent. Defaults to `1`.
+        chief: whether this process logs. `None` logs only from the chief
+            of a distributed training, and from a process that is not part
+            of one. `True` logs from this process whatever its rank: to have
+            a worker log beside the chief, give it `chief=True` and a
+            `run_name` of its own, such as `f"activations_worker{rank}"`.
+            `False` never logs. Defaults to `None`.
 
     Raises:
         ValueError: at construction, on an argument of the wrong type or
-            range, or a probe file that cannot be read; in `set_model`, on a
+            range, a probe file that cannot be read, or (with `chief=None`)
+            a `TF_CONFIG` or `RANK` variable that cannot be read; in `set_model`, on a
             layer the model does not have; when training begins, on a model
             that cannot be logged or a probe that does not fit its input.
 
@@ -117,6 +132,7 @@ class ActivationLogger(keras.callbacks.Callback):
         max_size: int | None = DEFAULT_MAX_SIZE,
         run_name: str = RUN_NAME,
         verbose: int = 1,
+        chief: bool | None = None,
     ):
         super().__init__()
         self._session = LoggingSession(
@@ -129,6 +145,7 @@ class ActivationLogger(keras.callbacks.Callback):
             max_size=max_size,
             run_name=run_name,
             verbose=verbose,
+            chief=chief,
         )
         check_int("freq", freq, 1)
         check_int("batch_freq", batch_freq, 1, allow_none=True)
@@ -147,8 +164,8 @@ class ActivationLogger(keras.callbacks.Callback):
 
         Its `layers` are the logged layers' paths once training has begun,
         `extractor` and `batch` the extraction model and the probe as the
-        model takes it, and `flush()` waits until every logged step is on
-        disk.
+        model takes it, `process.chief` whether this process logs, and
+        `flush()` waits until every logged step is on disk.
         """
         return self._session
 
@@ -212,6 +229,8 @@ class ActivationLogger(keras.callbacks.Callback):
         return int(keras.ops.convert_to_numpy(optimizer.iterations))
 
     def _log(self, *, epoch: float | None, batch: int | None = None) -> None:
+        if not self._session.process.chief:
+            return
         self._session.log(self._iterations() + self._step_offset, epoch=epoch, batch=batch)
 
 
@@ -228,6 +247,7 @@ def log_activations(
     max_size: int | None = DEFAULT_MAX_SIZE,
     run_name: str = RUN_NAME,
     verbose: int = 1,
+    chief: bool | None = None,
 ) -> list[str]:
     """Logs one snapshot of `model`'s activations on `probe`, without training.
 
@@ -249,16 +269,21 @@ def log_activations(
             keeps every size. Defaults to `256`.
         run_name: the run's directory inside `log_dir`. Defaults to
             `"activations"`.
-        verbose: `1` prints which layers `layers=None` picked; `0` is
-            silent. Defaults to `1`.
+        verbose: `1` prints which layers `layers=None` picked, or that this
+            process does not log; `0` is silent. Defaults to `1`.
+        chief: `None` logs only from the chief of a distributed training;
+            `True` logs from this process whatever its rank; `False` never
+            logs. Defaults to `None`.
 
     Returns:
-        The paths of the logged layers, in model order.
+        The paths of the logged layers, in model order; an empty list in a
+        process that does not log.
 
     Raises:
         ValueError: on an argument of the wrong type or range, a model that
-            cannot be logged, an unknown layer, or a probe that cannot be
-            read or does not fit the model's input.
+            cannot be logged, an unknown layer, a probe that cannot be read
+            or does not fit the model's input, or (with `chief=None`) a
+            `TF_CONFIG` or `RANK` variable that cannot be read.
         Exception: whatever the model raised computing the activations
             (unlike the callback, which warns and goes on).
 
@@ -286,8 +311,11 @@ def log_activations(
         max_size=max_size,
         run_name=run_name,
         verbose=verbose,
+        chief=chief,
     )
     session.bind(model)
+    if not session.process.chief:
+        return []
     try:
         session.log(step, strict=True)
     finally:

@@ -4,8 +4,10 @@
 keeps what must outlive one `fit`: the layers it logs and the extraction
 model that computes them, whether the probe is logged yet, the last step
 logged and how many steps the run holds, the events a failed write left
-behind, and the measures tracker that compares each step with the previous
-one and the first. Whoever holds a session only decides *when* to `log`.
+behind, the measures tracker that compares each step with the previous one
+and the first, and whether this process logs at all (in a distributed
+training, only the chief does). Whoever holds a session only decides *when*
+to `log`.
 
 Keras is at this edge only: the extraction model runs the probe, and
 everything after `.numpy()` (normalization, PNG, events) is numpy and Pillow
@@ -24,7 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tb_activations import encoding, measures, metadata
+from tb_activations import distributed, encoding, measures, metadata
 from tb_activations import layers as layers_lib
 from tb_activations import probe as probe_lib
 from tb_activations.summary import ActivationWriter, LayerValue
@@ -232,6 +234,10 @@ class LoggingSession:
     failed write could not store are written by the next writer, and the
     measures compare each step with the previous and the first one logged.
 
+    In a distributed training only the chief process logs (see
+    `tb_activations.distributed`); in any other, `log` runs no forward pass
+    and writes nothing, not even a directory.
+
     Args:
         log_dir: the directory given to TensorBoard.
         probe: what `ActivationLogger` takes as `probe`.
@@ -241,11 +247,16 @@ class LoggingSession:
         max_channels: channels logged per layer. Defaults to `512`.
         max_size: larger feature maps are downscaled to fit. Defaults to `256`.
         run_name: the run's directory in `log_dir`. Defaults to `"activations"`.
-        verbose: 1 prints which layers `layers=None` picked. Defaults to `1`.
+        verbose: 1 prints which layers `layers=None` picked, or that this
+            process does not log. Defaults to `1`.
+        chief: `None` logs only from the chief of a distributed training (a
+            lone process is its own chief); `True` logs from this process
+            whatever its rank; `False` never logs. Defaults to `None`.
 
     Raises:
-        ValueError: on an argument of the wrong type or range, or a probe
-            file that cannot be read.
+        ValueError: on an argument of the wrong type or range, a probe
+            file that cannot be read, or (with `chief=None`) a `TF_CONFIG`
+            or `RANK` variable that cannot be read.
     """
 
     def __init__(
@@ -260,6 +271,7 @@ class LoggingSession:
         max_size: int | None = DEFAULT_MAX_SIZE,
         run_name: str = RUN_NAME,
         verbose: int = 1,
+        chief: bool | None = None,
     ):
         if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
             raise ValueError(f"log_dir must be a directory path. Received: log_dir={log_dir!r}")
@@ -272,6 +284,11 @@ class LoggingSession:
             raise ValueError(f"preprocess must be callable. Received: preprocess={preprocess!r}")
         if not isinstance(run_name, str) or not run_name or run_name in (".", ".."):
             raise ValueError(f"run_name must be a directory name. Received: run_name={run_name!r}")
+        if chief is not None and not isinstance(chief, bool):
+            raise ValueError(f"chief must be None, True or False. Received: chief={chief!r}")
+        if chief is None:
+            # A launcher's variables that cannot be read fail now, not when training begins.
+            distributed.this_process()
         self.run_dir = os.path.join(os.fspath(log_dir), run_name)
         self._probe = probe
         self._layer_spec = layers
@@ -280,6 +297,10 @@ class LoggingSession:
         self._max_channels = max_channels
         self._max_size = max_size
         self._verbose = verbose
+        self._chief = chief
+        # Decided at the first bind: a training script may initialize
+        # torch.distributed or jax.distributed after building its callbacks.
+        self._process: distributed.Process | None = None
         self._recorder: _Recorder | None = None
         self._writer: ActivationWriter | None = None
         # One tracker for the session: the measures compare steps across fits.
@@ -311,7 +332,9 @@ class LoggingSession:
 
         Binding the model already bound does nothing, so that repeated `fit`
         calls reuse one extraction model. Another model starts its measures
-        afresh; the run's steps, index and kept events go on.
+        afresh; the run's steps, index and kept events go on. A process that
+        does not log binds all the same (no forward pass), so that a model or
+        probe that cannot be logged fails in every process alike.
 
         Raises:
             ValueError: on a model that cannot be logged (no layers, several
@@ -320,6 +343,9 @@ class LoggingSession:
         """
         if self._recorder is not None and self._recorder.model is model:
             return
+        first = self._process is None
+        if first:
+            self._process = self.process
         recorder = _Recorder(
             model,
             self._probe,
@@ -328,11 +354,29 @@ class LoggingSession:
             max_layers=self._max_layers,
             max_channels=self._max_channels,
             max_size=self._max_size,
-            verbose=self._verbose,
+            verbose=self._verbose if self._process.chief else 0,
         )
+        if first and self._verbose and not self._process.chief:
+            print(
+                f"ActivationLogger: not logging from this process ({self._process.source}); "
+                "the chief logs. Pass chief=True and a run_name of its own to log here too."
+            )
         self.close()
         self._recorder = recorder
         self._tracker.reset()
+
+    @property
+    def process(self) -> distributed.Process:
+        """Whether this process logs (`process.chief`), and what said so.
+
+        Found from the launcher's conventions, or from `chief` when given;
+        kept from the first `bind` on.
+        """
+        if self._process is not None:
+            return self._process
+        if self._chief is not None:
+            return distributed.Process(self._chief, f"chief={self._chief}")
+        return distributed.this_process()
 
     @property
     def model(self):
@@ -384,7 +428,8 @@ class LoggingSession:
 
         Args:
             step: the step to log as. A step not above `last_step` is already
-                logged and is skipped.
+                logged and is skipped, and so is every step in a process that
+                does not log (`process.chief` is False).
             epoch: the epoch to store with the step (fractional within an
                 epoch). Defaults to `None`.
             batch: the batch index within the epoch. Defaults to `None`.
@@ -402,6 +447,8 @@ class LoggingSession:
         """
         recorder = self._bound()
         step = int(step)
+        if not self._process.chief:
+            return False
         if self._last_step is not None and step <= self._last_step:
             return False
         try:
@@ -458,4 +505,3 @@ class LoggingSession:
             )
             self._pending = []
         return self._writer
-

@@ -350,6 +350,7 @@ def test_default_layers_say_once_what_they_picked(tmp_path, capsys):
         ({"probe": "/missing/cat.jpg"}, r"does not exist. Received: probe='/missing/cat.jpg'"),
         ({"probe": None}, r"probe=None"),
         ({"log_dir": ""}, r"Received: log_dir=''"),
+        ({"chief": 0}, r"chief must be None, True or False. Received: chief=0"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs, message):
@@ -411,3 +412,20 @@ def test_repeated_fit_reuses_one_extraction_model(tmp_path, data):
     model.fit(x, y, batch_size=BATCH, epochs=3, initial_epoch=2, callbacks=[logger], verbose=0)
     assert logger.session.extractor is extractor
     assert logger.session.layers == ("conv1",) and logger.session.last_step == 9
+
+
+def test_a_worker_trains_without_logging_unless_told_to(tmp_path, data, monkeypatch):
+    x, y = data
+    monkeypatch.setenv("RANK", "1")
+    model = small_cnn()
+    logger = ActivationLogger(tmp_path / "logs", x[:1], layers=["conv1"], verbose=0)
+    history = model.fit(x, y, batch_size=BATCH, epochs=2, callbacks=[logger], verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert logger.session.process.source == "RANK=1" and not logger.session.process.chief
+    # No forward pass: Keras makes the predict function at the first prediction.
+    assert logger.session.extractor.predict_function is None
+    assert not os.path.exists(tmp_path / "logs")
+    assert log_activations(model, x[:1], tmp_path / "logs", verbose=0) == []
+    assert not os.path.exists(tmp_path / "logs")
+    logged = log_activations(model, x[:1], tmp_path / "logs", ["conv1"], verbose=0, chief=True)
+    assert logged == ["conv1"] and read_run(tmp_path / "logs")["conv1"].step_numbers == [0]

@@ -1,4 +1,5 @@
 import io
+import json
 import os
 import warnings
 
@@ -210,6 +211,8 @@ def test_check_layers_fails_before_binding(tmp_path, probe):
         ({"layers": b"conv1"}, r"Received: layers=b'conv1'"),
         ({"preprocess": 1}, r"preprocess must be callable. Received: preprocess=1"),
         ({"probe": None}, r"A probe is required.*Received: probe=None"),
+        ({"chief": 1}, r"chief must be None, True or False. Received: chief=1"),
+        ({"chief": "chief"}, r"Received: chief='chief'"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs, message):
@@ -255,3 +258,77 @@ def test_channels_first_metadata_reads_one_way_for_the_probe_and_the_layers(tmp_
     assert png.shape == (12, 10, 3)
     scaled = (image - image.min()) / (image.max() - image.min()) * 255
     assert np.abs(png.astype(np.float32) - scaled).max() <= 0.51
+
+
+_WORKER_1 = json.dumps(
+    {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}
+)
+
+
+@pytest.mark.parametrize(
+    "env, chief, logs",
+    [
+        ({"RANK": "1"}, None, False),
+        ({"TF_CONFIG": _WORKER_1}, None, False),
+        ({}, False, False),
+        # An explicit choice wins over what the launcher said.
+        ({"RANK": "1"}, True, True),
+        ({"RANK": "0"}, None, True),
+        ({}, None, True),
+    ],
+)
+def test_only_the_chief_runs_the_probe_and_writes(tmp_path, probe, monkeypatch, env, chief, logs):
+    for name in ("RANK", "TF_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    session = LoggingSession(tmp_path / "logs", probe[:1], ["conv1"], verbose=0, chief=chief)
+    session.bind(small_cnn())
+    assert session.process.chief is logs
+    assert [session.log(0), session.log(3)] == [logs, logs]
+    session.flush()
+    session.close()
+    # Keras makes a model's predict function at its first prediction.
+    assert (session.extractor.predict_function is not None) is logs
+    assert os.path.exists(tmp_path / "logs") is logs
+    if logs:
+        assert read_run(tmp_path / "logs")["conv1"].step_numbers == [0, 3]
+
+
+def test_a_process_that_does_not_log_says_why_once(tmp_path, probe, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "1")
+    session = LoggingSession(tmp_path, probe[:1], verbose=1)
+    session.bind(small_cnn())
+    session.bind(small_cnn("another"))
+    out = capsys.readouterr().out
+    assert out.count("ActivationLogger:") == 1
+    assert "not logging from this process (RANK=1); the chief logs." in out
+    assert "chief=True and a run_name of its own" in out
+    # The layers are picked all the same, so every process fails alike on a bad one.
+    assert session.layers == ("conv1", "conv2", "dense1", "logits")
+
+
+def test_the_role_is_kept_from_the_first_bind(tmp_path, probe, monkeypatch):
+    session = LoggingSession(tmp_path, probe[:1], ["conv1"], verbose=0)
+    session.bind(small_cnn())
+    monkeypatch.setenv("RANK", "1")
+    assert session.process.chief and session.log(0)
+    session.close()
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("RANK", "first", r"RANK must be .*integer >= 0.* Received: RANK='first'"),
+        ("TF_CONFIG", "{task: chief}", r"it is not JSON.* Received: TF_CONFIG='\{task: chief\}'"),
+    ],
+)
+def test_unreadable_launcher_variables_fail_at_construction_unless_chief_is_given(
+    monkeypatch, name, value, message
+):
+    monkeypatch.setenv(name, value)
+    args = {"log_dir": "logs", "probe": np.zeros((28, 28, 1))}
+    with pytest.raises(ValueError, match=message):
+        LoggingSession(**args)
+    for chief in (True, False):
+        assert LoggingSession(**args, chief=chief).process.chief is chief
