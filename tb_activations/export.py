@@ -1,0 +1,441 @@
+"""Logged activations as pictures to keep: a channel's evolution over
+training as an animated GIF or APNG, a layer's channel grid at one step as a
+PNG.
+
+Two halves:
+
+- Rendering, pure numpy and Pillow over gray levels and statistics
+  (`windows`, `animation`, `grid`): a channel's levels are scaled to its own
+  min..max at its step (docs/format.md), so its real value is
+  `min + level / 255 * (max - min)`; a normalization picks the window of real
+  values the colormap spans, as in the panel. Colours are the panel's
+  (`colormaps.colormap_luts`, matplotlib's data).
+- `channel_evolution` and `layer_grid` read what they render through a
+  `reader.Reader`, so the plugin's export route, `tb_activations.read(...)`
+  and the command line give the same bytes. Unknown runs, tags, steps,
+  channels or probes raise `tensorboard.errors.NotFoundError`; bad options
+  raise ValueError (`check_options` checks them up front).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from tensorboard import errors
+
+from tb_activations import metadata
+from tb_activations.colormaps import COLORMAPS, colormap_luts
+
+__all__ = [
+    "FORMATS",
+    "NORMALIZATIONS",
+    "animation",
+    "channel_evolution",
+    "check_options",
+    "file_name",
+    "frame_label",
+    "grid",
+    "layer_grid",
+    "windows",
+]
+
+# The panel's normalization ids (frontend/color.js): the window of real
+# values the colours span, per channel or for the layer, at the step or over
+# every kept step.
+NORMALIZATIONS = ("channel", "layer", "channel-fixed", "layer-fixed")
+
+# Animated formats of a channel's evolution, and the grid's.
+ANIMATION_FORMATS = ("gif", "apng")
+GRID_FORMATS = ("png",)
+FORMATS = ANIMATION_FORMATS + GRID_FORMATS
+
+MEDIA_TYPES = {"gif": "image/gif", "apng": "image/apng", "png": "image/png"}
+_SUFFIXES = {"gif": ".gif", "apng": ".png", "png": ".png"}
+
+# Maps are upscaled (nearest neighbour, by a whole factor) until their longer
+# side reaches this, and one-pixel strips (units, sequences) to this height.
+MIN_SIDE = 200
+MIN_STRIP_HEIGHT = 24
+MIN_TILE_SIDE = 64
+MIN_TILE_STRIP_HEIGHT = 12
+FRAME_MS = 100
+
+# A frame has 256 palette entries: up to MAX_COLORS for the map, then the
+# label band's white and black and a GIF's transparent "unchanged".
+MAX_COLORS = 252
+GIF_COLORS = 64
+_WHITE = 252
+_BLACK = 253
+_CLEAR = 255
+_FONT_SIZE = 12
+_BAND = 16  # label band height, pixels
+_GAP = 4
+
+
+def _choice(name: str, value, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(
+            f"Unknown {name} {value!r}; expected one of {', '.join(choices)}. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def check_options(
+    format: str, colormap: str = "viridis", normalization: str = "channel", *, grid: bool = False
+) -> None:
+    """ValueError naming the bad value and the choices, if any is bad.
+    `grid` says whether the format is for a layer's grid (png) or a
+    channel's evolution (gif, apng)."""
+    _choice("format", format, GRID_FORMATS if grid else ANIMATION_FORMATS)
+    _choice("colormap", colormap, COLORMAPS)
+    _choice("normalization", normalization, NORMALIZATIONS)
+
+
+def file_name(
+    run: str,
+    layer: str,
+    format: str,
+    *,
+    channel: int | None = None,
+    step: int | None = None,
+    probe: int = 0,
+) -> str:
+    """A download's file name: run, layer, then channel or step, made safe
+    for any file system (`logs/run1/activations`, `block1/conv` ->
+    `logs_run1_activations-block1_conv-c3.gif`)."""
+    _choice("format", format, FORMATS)
+
+    def safe(s: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("._") or "_"
+
+    parts = [safe(run), safe(layer)]
+    if channel is not None:
+        parts.append(f"c{channel}")
+    if step is not None:
+        parts.append(f"step{step}")
+    if probe:
+        parts.append(f"p{probe}")
+    return "-".join(parts) + _SUFFIXES[format]
+
+
+# -- rendering -----------------------------------------------------------------
+
+
+def windows(stats: np.ndarray, fields: Sequence[str], normalization: str, probe: int = 0):
+    """The (steps, channels, 2) lo..hi windows of real values one probe's
+    channels are coloured over, from `(steps, probes, channels, fields)`
+    statistics: per channel or for the layer (over its channels), at each
+    step or over every step. Channels with no finite value have NaN."""
+    _choice("normalization", normalization, NORMALIZATIONS)
+    stats = np.asarray(stats, np.float64)
+    fields = list(fields)
+    lo = stats[:, probe, :, fields.index("min")]
+    hi = stats[:, probe, :, fields.index("max")]
+    axes = {"channel": (), "layer": (1,), "channel-fixed": (0,), "layer-fixed": (0, 1)}
+    axis = axes[normalization]
+    if axis:
+        with warnings.catch_warnings():
+            # An all-NaN slice (no finite value anywhere) stays NaN.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo = np.broadcast_to(np.nanmin(lo, axis=axis, keepdims=True), lo.shape)
+            hi = np.broadcast_to(np.nanmax(hi, axis=axis, keepdims=True), hi.shape)
+    return np.stack([lo, hi], axis=-1)
+
+
+def rescale(levels: np.ndarray, own: Sequence[float], window: Sequence[float]) -> np.ndarray:
+    """Levels scaled to `own` (lo, hi) as levels of `window` (lo, hi): the
+    same real values, clipped to the window. A window of no width, or of
+    unknown bounds, gives 0."""
+    lo, hi = float(own[0]), float(own[1])
+    wlo, whi = float(window[0]), float(window[1])
+    if (lo, hi) == (wlo, whi):
+        return np.asarray(levels, np.uint8)
+    if not all(map(math.isfinite, (lo, hi, wlo, whi))) or whi <= wlo:
+        return np.zeros(np.shape(levels), np.uint8)
+    # v = lo + l/255 (hi - lo); new level = (v - wlo) / (whi - wlo) * 255,
+    # as one table over the 256 levels.
+    values = lo + np.arange(256) / 255.0 * (hi - lo)
+    table = np.clip(np.round((values - wlo) / (whi - wlo) * 255.0), 0, 255).astype(np.uint8)
+    return table[np.asarray(levels, np.uint8)]
+
+
+def _factors(height: int, width: int, min_side: int, min_strip: int) -> tuple[int, int]:
+    f = max(1, math.ceil(min_side / max(height, width, 1)))
+    return max(f, math.ceil(min_strip / max(height, 1))), f
+
+
+def _upscale(a: np.ndarray, fy: int, fx: int) -> np.ndarray:
+    return a.repeat(fy, axis=0).repeat(fx, axis=1) if fy > 1 or fx > 1 else a
+
+
+def _font(size: int = _FONT_SIZE):
+    try:
+        return ImageFont.load_default(size)
+    except (TypeError, ValueError, OSError):  # Pillow without FreeType: the bitmap font
+        return ImageFont.load_default()
+
+
+def _lut(colormap: str) -> np.ndarray:
+    _choice("colormap", colormap, COLORMAPS)
+    return np.asarray(colormap_luts()[colormap], np.uint8)
+
+
+def frame_label(step: int, epoch: float | None = None) -> str:
+    """A frame's label: `step 120 · epoch 3`, or `step 120` when the epoch
+    is not known."""
+    if epoch is None or not math.isfinite(epoch):
+        return f"step {step}"
+    return f"step {step} · epoch {epoch:g}"
+
+
+def animation(
+    frames: Sequence[np.ndarray],
+    own: np.ndarray,
+    window: np.ndarray,
+    labels: Sequence[str],
+    *,
+    colormap: str = "viridis",
+    format: str = "gif",
+    colors: int | None = None,
+    frame_ms: int = FRAME_MS,
+    min_side: int = MIN_SIDE,
+) -> bytes:
+    """One channel's frames as an animated GIF or APNG.
+
+    `frames` are (height, width) gray levels, one per step; `own[i]` is the
+    (min, max) frame i's levels are scaled to, `window[i]` the (lo, hi) its
+    colours span; `labels[i]` is written above it. Every frame is upscaled
+    by the same whole factor (nearest neighbour) until its longer side
+    reaches `min_side`, or to `MIN_STRIP_HEIGHT` for one-pixel strips.
+
+    `colors` is how many colours of the colormap the map is drawn with, at
+    most 252. An APNG uses all 252 by default and draws every frame whole:
+    each pixel is within half a colour of its value. A GIF, made to be
+    shared, uses `GIF_COLORS` (64) by default and redraws only the pixels
+    whose colour moved by more than one colour since they were last drawn
+    (the rest stay transparent, showing the frame before): each pixel is
+    within one colour of its value, and a 224 x 224 photograph-like channel
+    over 200 steps takes about 1.5 MB instead of 6.
+    """
+    _choice("format", format, ANIMATION_FORMATS)
+    if not frames:
+        raise ValueError("No frame to animate. Received: frames=[]")
+    if not len(frames) == len(own) == len(window) == len(labels):
+        raise ValueError(
+            "Expected one range, window and label per frame. Received: "
+            f"{len(frames)} frames, {len(own)} ranges, {len(window)} windows, {len(labels)} labels"
+        )
+    gif = format == "gif"
+    if colors is None:
+        colors = GIF_COLORS if gif else MAX_COLORS
+    if isinstance(colors, bool) or not isinstance(colors, int) or not 2 <= colors <= MAX_COLORS:
+        raise ValueError(f"colors must be an integer from 2 to {MAX_COLORS}. Received: {colors=}")
+    lut = _lut(colormap)
+    entries = np.round(np.arange(colors) * 255 / (colors - 1)).astype(int)
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:colors] = lut[entries]
+    palette[_WHITE] = 255
+    to_index = np.round(np.arange(256) * (colors - 1) / 255).astype(np.uint8)
+    height = max(f.shape[0] for f in frames)
+    width = max(f.shape[1] for f in frames)
+    fy, fx = _factors(height, width, min_side, MIN_STRIP_HEIGHT)
+    font = _font()
+    measure = ImageDraw.Draw(Image.new("P", (1, 1)))
+    label_width = max(measure.textlength(t, font=font) for t in labels)
+    canvas_w = max(width * fx, int(label_width) + 2 * _GAP)
+    images = []
+    shown = None  # what a GIF viewer shows after the frames so far
+    for levels, o, w, label in zip(frames, own, window, labels):
+        image = Image.new("P", (canvas_w, _BAND + height * fy), _WHITE)
+        ImageDraw.Draw(image).text((_GAP, 1), label, fill=_BLACK, font=font)
+        canvas = np.array(image)
+        body = _upscale(to_index[rescale(levels, o, w)], fy, fx)
+        canvas[_BAND : _BAND + body.shape[0], : body.shape[1]] = body
+        if gif:
+            frame = canvas
+            if shown is not None:
+                keep = np.abs(canvas.astype(np.int16) - shown) <= 1
+                keep[:_BAND] = canvas[:_BAND] == shown[:_BAND]  # labels exactly
+                frame = np.where(keep, _CLEAR, canvas).astype(np.uint8)
+                canvas = np.where(keep, shown, canvas).astype(np.uint8)
+            shown = canvas
+            canvas = frame
+        image = Image.fromarray(canvas, "P")
+        image.putpalette(palette.tobytes())
+        images.append(image)
+    buf = io.BytesIO()
+    # optimize=False: a palette Pillow compacts would move the transparent index.
+    options = {"transparency": _CLEAR, "disposal": 1, "optimize": False} if gif else {}
+    images[0].save(
+        buf,
+        format="GIF" if gif else "PNG",
+        save_all=True,
+        append_images=images[1:],
+        duration=frame_ms,
+        loop=0,
+        **options,
+    )
+    return buf.getvalue()
+
+
+def grid(
+    levels: np.ndarray,
+    own: np.ndarray,
+    window: np.ndarray,
+    title: str,
+    *,
+    colormap: str = "viridis",
+    columns: int | None = None,
+    channel_numbers: Sequence[int] | None = None,
+) -> bytes:
+    """A layer's channels at one step as one labelled PNG.
+
+    `levels` is (channels, height, width); `own[c]` and `window[c]` are
+    channel c's (min, max) and colour window as in `animation`. Tiles are
+    upscaled to at least `MIN_TILE_SIDE` on their longer side, numbered
+    under each tile (`channel_numbers`, 0.. by default), under `title`.
+    `columns` defaults to a square-ish grid."""
+    levels = np.asarray(levels, np.uint8)
+    if levels.ndim != 3:
+        raise ValueError(
+            f"Expected (channels, height, width) levels. Received: shape {levels.shape}"
+        )
+    count, height, width = levels.shape
+    numbers = list(range(count)) if channel_numbers is None else list(channel_numbers)
+    if columns is None:
+        columns = max(1, math.ceil(math.sqrt(count)))
+    if columns < 1:
+        raise ValueError(f"columns must be at least 1. Received: columns={columns}")
+    lut = _lut(colormap)
+    fy, fx = _factors(height, width, MIN_TILE_SIDE, MIN_TILE_STRIP_HEIGHT)
+    font = _font()
+    tile_h, tile_w = height * fy, width * fx
+    cell_w = max(tile_w, 24) + _GAP
+    cell_h = tile_h + _BAND + _GAP
+    rows = max(1, math.ceil(count / columns))
+    draw_probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    title_w = int(draw_probe.textlength(title, font=font)) + 2 * _GAP
+    out_w = max(columns * cell_w + _GAP, title_w)
+    canvas = np.full((_BAND + _GAP + rows * cell_h, out_w, 3), 255, np.uint8)
+    for c in range(count):
+        y = _BAND + _GAP + (c // columns) * cell_h
+        x = _GAP + (c % columns) * cell_w
+        tile = lut[_upscale(rescale(levels[c], own[c], window[c]), fy, fx)]
+        canvas[y : y + tile_h, x : x + tile_w] = tile
+    image = Image.fromarray(canvas, "RGB")
+    draw = ImageDraw.Draw(image)
+    draw.text((_GAP, 2), title, fill=(0, 0, 0), font=font)
+    for c in range(count):
+        y = _BAND + _GAP + (c // columns) * cell_h + tile_h
+        x = _GAP + (c % columns) * cell_w
+        draw.text((x, y + 1), str(numbers[c]), fill=(0, 0, 0), font=font)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+# -- over a reader -------------------------------------------------------------
+
+
+def _last_per_step(steps: Sequence[int]) -> list[int]:
+    """Indices of the last entry of each step number, in increasing step
+    order: a step logged twice counts once, as the measures count it."""
+    last = {s: i for i, s in enumerate(steps)}
+    return [last[s] for s in sorted(last)]
+
+
+def channel_evolution(
+    reader,
+    ctx,
+    experiment: str,
+    run: str,
+    tag: str,
+    channel: int,
+    *,
+    probe: int = 0,
+    format: str = "gif",
+    colormap: str = "viridis",
+    normalization: str = "channel",
+    frame_ms: int = FRAME_MS,
+) -> bytes:
+    """One (probe, channel) of a layer over every readable kept step, as
+    `animation` renders it, each frame labelled with its step and epoch."""
+    check_options(format, colormap, normalization)
+    series = _layer_series(reader, ctx, experiment, run, tag)
+    series.check_probe(probe)
+    series.check_channel(channel)
+    got = reader.stats_series(ctx, series)
+    steps = reader.channel_series(ctx, series, probe, channel)
+    if not steps or not got.stats:
+        raise errors.NotFoundError(f"Run {run!r}, tag {tag!r} has no readable step.")
+    at = {got.data[i].step: i for i in _last_per_step(got.steps)}
+    steps = [steps[i] for i in _last_per_step([s.datum.step for s in steps])]
+    steps = [s for s in steps if s.datum.step in at]
+    window = windows(got.array()[[at[s] for s in sorted(at)]], got.fields, normalization, probe)
+    row = {step: i for i, step in enumerate(sorted(at))}
+    fields = got.fields
+    lo, hi = fields.index("min"), fields.index("max")
+    return animation(
+        [s.levels for s in steps],
+        np.array([(s.stats[lo], s.stats[hi]) for s in steps], np.float64),
+        np.array([window[row[s.datum.step], channel] for s in steps]),
+        [frame_label(s.datum.step, s.header.epoch) for s in steps],
+        colormap=colormap,
+        format=format,
+        frame_ms=frame_ms,
+    )
+
+
+def layer_grid(
+    reader,
+    ctx,
+    experiment: str,
+    run: str,
+    tag: str,
+    step: int,
+    *,
+    probe: int = 0,
+    format: str = "png",
+    colormap: str = "viridis",
+    normalization: str = "channel",
+) -> bytes:
+    """Every logged channel of one probe of a layer at one step, as `grid`
+    renders it, titled with the run, layer, step and epoch."""
+    check_options(format, colormap, normalization, grid=True)
+    series = _layer_series(reader, ctx, experiment, run, tag)
+    series.check_probe(probe)
+    matches = [d for d in series.data if d.step == step]
+    # find() raises, listing the kept steps.
+    datum = matches[-1] if matches else series.find(step)
+    header = reader.header(ctx, series, datum)
+    levels = reader.layer_levels(ctx, series, datum, probe)
+    stats = reader.stats(ctx, series, datum)
+    fields = series.fields(stats)
+    if normalization.endswith("-fixed"):
+        got = reader.stats_series(ctx, series)
+        order = _last_per_step(got.steps)
+        all_steps = windows(got.array()[order], got.fields, normalization, probe)
+        window = all_steps[[got.steps[i] for i in order].index(step)]
+    else:
+        window = windows(stats[None], fields, normalization, probe)[0]
+    own = stats[probe][:, [fields.index("min"), fields.index("max")]]
+    title = f"{run} · {tag} · {frame_label(step, header.epoch)}"
+    if series.info.channels < series.info.total_channels:
+        title += f" · first {series.info.channels} of {series.info.total_channels} channels"
+    return grid(levels, own, window, title, colormap=colormap)
+
+
+def _layer_series(reader, ctx, experiment: str, run: str, tag: str):
+    series = reader.series(ctx, experiment, run, tag)
+    if tag == metadata.PROBE_TAG or series.info.layout == "probe":
+        raise errors.NotFoundError(
+            f"Tag {tag!r} of run {run!r} is the probe image, which has no channels to export; "
+            "ask for a layer's tag."
+        )
+    return series
