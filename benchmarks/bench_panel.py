@@ -3,15 +3,16 @@
     .venv/bin/python benchmarks/bench_panel.py [--quick] [--output FILE] [--logdir DIR]
 
 The log: VGG16 (random weights, perturbed between steps so that steps
-differ), the five `blockN_conv1` layers, 30 steps written with
-`log_activations`. A real `tensorboard` serves it, loaded before any
-measure. Each measure runs inside the panel's iframe: it starts just before
-the control is operated (by the same DOM event a user's input makes) and
-ends at the first animation frame after the panel reports the render done
-(`body[data-state=ready]` with the expected `data-rendered-*`), so it
-includes fetching (the server decodes the PNGs), colouring and painting, but
-no browser automation latency. Every repeat uses a fresh browser context:
-nothing is cached in the page at its start.
+differ), the five `blockN_conv1` layers, 30 steps written through
+`ActivationLogger`'s logging session (`panel_common.write_vgg16_log`). A
+real `tensorboard` serves it, loaded before any measure. Each measure runs
+inside the panel's iframe: it starts just before the control is operated (by
+the same DOM event a user's input makes) and ends at the first animation
+frame after the panel reports the render done (`body[data-state=ready]` with
+the expected `data-rendered-*`), so it includes fetching (the server decodes
+the PNGs), colouring and painting, but no browser automation latency. Every
+repeat uses a fresh browser context: nothing is cached in the page at its
+start.
 
 Reference: TensorBoard's own Images dashboard showing the same 64
 block1_conv1 channels, logged the usual way (one `tf.summary.image` tag per
@@ -26,98 +27,23 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
-from urllib.parse import urlencode
 
 import common
 from common import LAYERS, median, p90, table
 
 import numpy as np
+import panel_common
+from panel_common import TIMEOUT_MS, VIEWPORT, api_json, rendered
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from support import fetch, running_tensorboard, wait_until  # noqa: E402
+from support import running_tensorboard, wait_until  # tests/ is on the path: panel_common
 
 STEPS = 30
 SWITCH_LAYER = "block4_conv1"  # 512 channels of 28x28
 OTHER_512 = "block5_conv1"  # 512 channels of 14x14
 BIG_LAYER = "block1_conv1"  # 64 channels of 224x224
 TARGETS = {"switch": 300.0, "evolution": 300.0, "notch": 150.0}  # ms
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-VIEWPORT = {"width": 1400, "height": 900}
-TIMEOUT_MS = 60_000
 PAGINATION_KEY = "TF.TensorBoard.PaginatedView.limit"
-
-# Counts the page's fetches in flight, to wait for prefetching to settle
-# between two measures (a user pauses between two clicks too).
-INFLIGHT_SCRIPT = """
-(() => {
-  const f = window.fetch.bind(window);
-  window.__inflight = 0;
-  window.fetch = (...args) => {
-    window.__inflight++;
-    return f(...args).then(
-      async (r) => {
-        try { await r.clone().arrayBuffer(); } finally { window.__inflight--; }
-        return r;
-      },
-      (e) => { window.__inflight--; throw e; });
-  };
-})();
-"""
-
-# Operates one control and resolves with the time to the panel's "ready"
-# and to the next frames after it.
-MEASURE_JS = """
-async ([action, arg, expect]) => {
-  const b = document.body;
-  const ok = () => b.dataset.state === "ready" &&
-    Object.entries(expect).every(([k, v]) => b.dataset[k] === v);
-  if (ok()) throw new Error("already showing " + JSON.stringify(expect));
-  let observer;
-  const done = new Promise((resolve, reject) => {
-    observer = new MutationObserver(() => { if (ok()) resolve(performance.now()); });
-    observer.observe(b, { attributes: true });
-    setTimeout(() => reject(new Error("no render of " + JSON.stringify(expect))), 60000);
-  });
-  const actions = {
-    layer: (name) =>
-      b.querySelector(`#layers button.layer[data-layer="${CSS.escape(name)}"]`).click(),
-    channel: (c) => b.querySelector(`.grid .tile[data-channel="${c}"]`).click(),
-    slider: (index) => {
-      const s = document.getElementById("step-slider");
-      s.value = String(index);
-      s.dispatchEvent(new Event("input", { bubbles: true }));
-    },
-  };
-  const t0 = performance.now();
-  actions[action](arg);
-  const ready = await done;
-  observer.disconnect();
-  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-  const painted = performance.now() - t0;
-  // The panel's own requests for this render (prefetches start after it).
-  const res = performance.getEntriesByType("resource").filter((e) =>
-    e.startTime >= t0 && e.startTime <= ready && e.name.includes("/data/plugin/activations/"));
-  return { ready: ready - t0, painted,
-           fetched: res.length ? Math.max(...res.map((e) => e.responseEnd)) - t0 : 0,
-           bytes: res.reduce((a, e) => a + (e.encodedBodySize || 0), 0),
-           requests: res.length,
-           tiles: b.querySelectorAll(".grid .tile").length,
-           frames: b.querySelectorAll("#evolution .frame").length };
-}
-"""
 
 # The reference: switch TensorBoard to its Images tab and wait until `want`
 # images (inside the dashboard's shadow DOM) have loaded.
@@ -153,13 +79,6 @@ async ([want]) => {
 """
 
 
-def api_json(base, route, plugin="activations", **params):
-    r = fetch(f"{base}data/plugin/{plugin}/{route}?{urlencode(params)}")
-    if r.status != 200:
-        raise ValueError(f"{route} answered {r.status}: {r.text[:200]}")
-    return r.json()
-
-
 # The panel's counterpart of the reference: switch TensorBoard to the
 # Activations tab (its iframe loads) until the grid of `layer` is drawn.
 TAB_JS = """
@@ -185,38 +104,15 @@ def write_logs(logdir: Path, steps: int) -> None:
     import keras
     import tensorflow as tf
 
-    from tb_activations import log_activations
-
-    done = logdir / "complete.json"
-    if done.exists() and json.loads(done.read_text()).get("steps") == steps:
+    # Small changes to every kernel between steps, so that every step shows something new.
+    panel_common.write_vgg16_log(logdir, steps, panel_common.Evolution(noise=0.03))
+    done = logdir / "reference" / "complete.json"
+    if done.exists():
         return
-    keras.utils.set_random_seed(0)
-    model = common.vgg16()
-    pixels = common.probe_pixels()
-    preprocess = keras.applications.vgg16.preprocess_input
-    rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    for s in range(steps):
-        if s:
-            # Small changes to the kernels, so that every step shows something new.
-            for layer in model.layers:
-                if layer.weights:
-                    k = layer.weights[0]
-                    w = keras.ops.convert_to_numpy(k)
-                    k.assign(w + rng.normal(0, 0.03 * w.std(), w.shape).astype(w.dtype))
-        log_activations(
-            model,
-            pixels,
-            logdir / "vgg16",
-            layers=LAYERS,
-            step=s,
-            preprocess=preprocess,
-            verbose=0,
-        )
-    print(f"wrote {steps} steps of activations in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     # The same 64 channels of block1_conv1, the usual way: one image tag per channel.
+    model = common.vgg16()
     extractor = keras.Model(model.inputs[0], model.get_layer(BIG_LAYER).output)
-    batch = preprocess(pixels.copy())
+    batch = keras.applications.vgg16.preprocess_input(common.probe_pixels())
     writer = tf.summary.create_file_writer(str(logdir / "reference" / "images"))
     with writer.as_default():
         for s in range(3):
@@ -227,58 +123,19 @@ def write_logs(logdir: Path, steps: int) -> None:
             for c in range(a.shape[-1]):
                 tf.summary.image(f"{BIG_LAYER}/{c:02d}", norm[..., c : c + 1], step=s)
     writer.close()
-    done.write_text(json.dumps({"steps": steps}))
+    done.write_text(json.dumps({"steps": 3}))
 
 
-class Session:
-    """One fresh browser context on the panel."""
+class Session(panel_common.Session):
+    """One fresh browser context on the panel, showing BIG_LAYER."""
 
     def __init__(self, browser, base):
-        self.context = browser.new_context(viewport=VIEWPORT)
-        self.context.add_init_script(INFLIGHT_SCRIPT)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(TIMEOUT_MS)
-        self.errors: list[str] = []
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(f"{base}#activations&run=activations&layer={BIG_LAYER}")
-        self.frame = self._frame()
-        self.frame.wait_for_selector(
-            f'body[data-state=ready][data-rendered-layer="{BIG_LAYER}"]',
-            state="attached",
-            timeout=TIMEOUT_MS,
+        super().__init__(
+            browser, base, f"&run=activations&layer={BIG_LAYER}", rendered(layer=BIG_LAYER)
         )
-        self.settle()
-
-    def _frame(self):
-        deadline = time.monotonic() + TIMEOUT_MS / 1000
-        while time.monotonic() < deadline:
-            for f in self.page.frames:
-                if "plugin_entry.html" in f.url and "activations" in f.url:
-                    return f
-            # Sleeping through Playwright lets it process the page's events.
-            self.page.wait_for_timeout(50)
-        raise TimeoutError(f"No Activations iframe among {[f.url for f in self.page.frames]}")
-
-    def settle(self, quiet_ms: int = 400) -> None:
-        """Waits until no fetch has been in flight for `quiet_ms`."""
-        self.frame.wait_for_function(
-            """(quiet) => {
-                const now = performance.now();
-                if (window.__inflight > 0) { window.__quietSince = null; return false; }
-                window.__quietSince = window.__quietSince || now;
-                return now - window.__quietSince >= quiet;
-            }""",
-            arg=quiet_ms,
-            polling=50,
-            timeout=TIMEOUT_MS,
-        )
-        self.frame.evaluate("() => { window.__quietSince = null; }")
 
     def measure(self, action, arg, **expect):
-        expect = {"rendered" + k[0].upper() + k[1:]: str(v) for k, v in expect.items()}
-        result = self.frame.evaluate(MEASURE_JS, [action, arg, expect])
-        self.settle()
-        return result
+        return super().measure(action, arg, rendered(**expect))
 
     def slider_index(self) -> int:
         return int(self.frame.evaluate("() => document.getElementById('step-slider').value"))
@@ -289,9 +146,6 @@ class Session:
                 new KeyboardEvent("keydown", { key: "Escape", bubbles: true }))"""
         )
         self.frame.wait_for_selector('body[data-rendered-channel=""]', state="attached")
-
-    def close(self) -> None:
-        self.context.close()
 
 
 def measure_panel(browser, base, steps, n, notches):
@@ -323,8 +177,6 @@ def measure_panel(browser, base, steps, n, notches):
         add("switch512b", s.measure("layer", OTHER_512, layer=OTHER_512))
         add("back64", s.measure("layer", BIG_LAYER, layer=BIG_LAYER))
         add("back512", s.measure("layer", SWITCH_LAYER, layer=SWITCH_LAYER))
-        if s.errors:
-            raise RuntimeError(f"page errors: {s.errors}")
         s.close()
         print(f"panel repeat {rep + 1}/{n} done", file=sys.stderr)
     return rows
@@ -370,14 +222,11 @@ def measure_reference(browser, base, n, want=64):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="few repeats: a smoke run")
-    ap.add_argument("--repeats", type=int, help="fresh browser contexts per measure")
+    common.add_run_arguments(ap, "fresh browser contexts per measure")
     ap.add_argument("--logdir", help="where to write (or reuse) the logs")
-    ap.add_argument("--output", help="also write the tables to this markdown file")
     ap.add_argument("--part", choices=("all", "panel", "reference"), default="all")
-    common.add_quiet_arguments(ap)
     args = ap.parse_args(argv)
-    wait = args.wait if args.wait is not None else (0 if args.quick else 600)
+    wait = common.wait_seconds(args)
     n = args.repeats or (2 if args.quick else 8)
     notches = 2 if args.quick else 3
 
@@ -387,7 +236,7 @@ def main(argv=None):
     write_logs(logdir, STEPS)
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = panel_common.launch(p)
         panel, reference = {}, []
         loads = []
         if args.part != "reference":
@@ -454,16 +303,7 @@ def report(panel, reference, n, notches, output, loads):
         f"{VIEWPORT['width']}x{VIEWPORT['height']}, tiles at the panel's default size."
     )
     emit()
-    emit(
-        common.machine_info(
-            [
-                f"Chromium {CHROMIUM} with {' '.join(CHROMIUM_ARGS)}",
-                "1-min load average at the start and end of each part: "
-                + ", ".join(f"{x:.2f}" for x in loads)
-                + " (the cores are shared with other processes)",
-            ]
-        )
-    )
+    emit(panel_common.machine_info(loads))
     emit()
     rows = []
     for key, label in (
@@ -476,18 +316,8 @@ def report(panel, reference, n, notches, output, loads):
     ):
         if key not in panel:
             continue
-        v = painted(key)
-        target = TARGETS[key]
-        rows.append(
-            (
-                label,
-                f"{median(v):.0f} ms",
-                f"{p90(v):.0f} ms",
-                f"<= {target:.0f} ms",
-                "yes" if median(v) <= target else "**no**",
-            )
-        )
-    emit(table(["measure", "median", "p90", "target", "met"], rows))
+        rows.append(common.target_row(label, painted(key), TARGETS[key]))
+    emit(table(common.TARGET_HEADER, rows))
     emit()
     emit("## More measures (no target)")
     emit()

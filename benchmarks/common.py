@@ -152,6 +152,34 @@ def wait_for_quiet(max_load: float, timeout: float) -> float:
     return load
 
 
+def target_row(label: str, ms_values: Sequence[float], target: float) -> tuple[str, ...]:
+    """A row of a targets table: median and p90 of times in ms against a target in ms."""
+    m = median(ms_values)
+    return (
+        label,
+        f"{m:.0f} ms",
+        f"{p90(ms_values):.0f} ms",
+        f"<= {target:.0f} ms",
+        "yes" if m <= target else "**no**",
+    )
+
+
+TARGET_HEADER = ("measure", "median", "p90", "target", "met")
+
+
+def add_run_arguments(ap, repeats_help: str) -> None:
+    """--quick, --repeats, --output, and the waiting for a quiet machine."""
+    ap.add_argument("--quick", action="store_true", help="few repeats: a smoke run")
+    ap.add_argument("--repeats", type=int, help=repeats_help)
+    ap.add_argument("--output", help="also write the tables to this markdown file")
+    add_quiet_arguments(ap)
+
+
+def wait_seconds(args) -> float:
+    """--wait, else 600 s (none with --quick)."""
+    return args.wait if args.wait is not None else (0 if args.quick else 600)
+
+
 def add_quiet_arguments(ap) -> None:
     ap.add_argument(
         "--max-load",
