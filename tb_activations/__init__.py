@@ -2,7 +2,7 @@
 
 The Keras side is imported on first use, so that TensorBoard can load the
 plugin (`tb_activations.plugin`) without importing Keras or TensorFlow;
-`read(logdir)` reads logs back (`tb_activations.logdir`), without Keras too.
+`read(logdir)` reads logs back (`tb_activations.logdir`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ involved. The directory is loaded by TensorBoard's own `EventMultiplexer`
 keeping every step, served through its `MultiplexerDataProvider`, and read
 by the plugin's `reader.Reader`; the training map and the channel timeline
 are the plugin's own answers (`plugin.overview_impl`, `timeline_impl`), as
-numpy arrays. It imports neither Keras nor TensorFlow.
+numpy arrays. It does not import Keras itself (TensorBoard's file layer
+imports TensorFlow when it is installed).
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class LogReader:
 
     def __init__(self, logdir: str | os.PathLike):
         self.logdir = os.fspath(logdir)
+        # A local directory must exist; TensorBoard would show it as empty.
         if not os.path.isdir(self.logdir):
             raise FileNotFoundError(f"No log directory {self.logdir!r}.")
         # "tensors": 0 keeps every step of every series.
