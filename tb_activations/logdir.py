@@ -130,8 +130,8 @@ class LogReader:
 
     def __init__(self, logdir: str | os.PathLike):
         self.logdir = os.fspath(logdir)
-        # A local directory must exist; TensorBoard would show it as empty.
-        if not os.path.isdir(self.logdir):
+        # A local directory must exist: TensorBoard would read it as empty.
+        if "://" not in self.logdir and not os.path.isdir(self.logdir):
             raise FileNotFoundError(f"No log directory {self.logdir!r}.")
         # "tensors": 0 keeps every step of every series.
         self._mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": 0})
