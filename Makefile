@@ -2,42 +2,76 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Written when an install into $(VENV) completed, removed when one starts.
-STAMP := $(VENV)/.installed
-# There while an install runs: found at the start of a run, the last one was cut short.
-INSTALLING := $(VENV)/.installing
 # No cache: a verdict cached before the tree changed (a new logs/, say) would hide the change's.
 LINT = $(BIN)/ruff check --no-cache tb_activations tests demo benchmarks
 
 .DEFAULT_GOAL := install
-.PHONY: demo test install browser lint new-venv
+.PHONY: demo test install browser lint backends
 
-# Asked on every run: "yes" when $(VENV)'s pip runs (so its python does) and no
-# install in it was cut short. Otherwise the venv is made again from scratch,
-# since a half-written package can look installed to pip.
-VENV_OK := $(shell $(BIN)/pip --version >/dev/null 2>&1 && test ! -e $(INSTALLING) && echo yes)
+# The venvs make keeps: .venv for the package with TensorFlow and the test
+# tools, and one per other Keras backend, which must never see TensorFlow
+# (tests/test_backends.py runs its script in each), named .venv-NAME. Each
+# repairs itself the same way, through venv_rules below.
+JAX_VENV := .venv-jax
+TORCH_VENV := .venv-torch
+# The backend venvs `make test` installs; `make test BACKENDS=` skips them
+# (their tests then skip, except in CI, where they fail).
+BACKENDS ?= jax torch
 
-new-venv:
-	@test ! -e $(VENV) || echo "$(VENV) is incomplete (an install was cut short, or its pip does not run): making it again."
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+# $(call venv_rules,NAME,DIR): the rules that keep venv DIR installed with the
+# recipe in the variable install-NAME.
+# - DIR/.installed is written when an install completed, removed when one starts;
+#   a second run with the same pyproject.toml installs nothing.
+# - DIR/.installing is there while an install runs: found at the start of a run,
+#   the last one was cut short.
+# - DIR_OK, asked on every run, is "yes" when DIR's pip runs (so its python does)
+#   and no install in it was cut short. Otherwise new-NAME makes the venv again
+#   from scratch, since a half-written package can look installed to pip.
+define venv_rules
+$(2)_OK := $$(shell $(2)/bin/pip --version >/dev/null 2>&1 && test ! -e $(2)/.installing && echo yes)
 
-# A second run with the same pyproject.toml installs nothing.
-$(STAMP): pyproject.toml $(if $(VENV_OK),,new-venv)
-	rm -f $@
-	touch $(INSTALLING)
-	$(BIN)/python -m pip install --quiet -e ".[cpu,test]"
-	rm $(INSTALLING)
-	touch $@
+.PHONY: new-$(1)
+new-$(1):
+	@test ! -e $(2) || echo "$(2) is incomplete (an install was cut short, or its pip does not run): making it again."
+	rm -rf $(2)
+	$$(PYTHON) -m venv $(2)
+	$(2)/bin/python -m pip install --quiet --upgrade pip
 
-install: $(STAMP)
+$(2)/.installed: pyproject.toml $$(if $$($(2)_OK),,new-$(1))
+	rm -f $$@
+	touch $(2)/.installing
+	$$(install-$(1))
+	rm $(2)/.installing
+	touch $$@
+endef
+
+install-venv = $(BIN)/python -m pip install --quiet -e ".[cpu,test]"
+install-venv-jax = $(JAX_VENV)/bin/python -m pip install --quiet -e ".[jax]"
+# torch first, pinned: this machine's pip finds a CPU build, 2.13.0+cpu, among
+# its local wheels; a pin without a local label matches it, and it sorts above
+# PyPI's 2.13.0. The extra's "torch>=2.13" is then satisfied and left alone.
+# The extra alone would take PyPI's newest torch, a CUDA build that pulls
+# gigabytes of nvidia-* packages. Elsewhere, name a CPU build here, e.g.
+# make test TORCH_REQUIREMENT="torch==2.13.0+cpu" with pip pointed at an index that has it.
+TORCH_REQUIREMENT ?= torch==2.13.0
+define install-venv-torch
+$(TORCH_VENV)/bin/python -m pip install --quiet "$(TORCH_REQUIREMENT)"
+$(TORCH_VENV)/bin/python -m pip install --quiet -e ".[torch]"
+endef
+
+$(eval $(call venv_rules,venv,$(VENV)))
+$(eval $(call venv_rules,venv-jax,$(JAX_VENV)))
+$(eval $(call venv_rules,venv-torch,$(TORCH_VENV)))
+
+install: $(VENV)/.installed
+
+backends: $(BACKENDS:%=.venv-%/.installed)
 
 # Debian's Chromium: Playwright cannot download its own browser here.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
-test: install browser
+test: install browser backends
 	$(LINT)
 	CI=$${CI:-} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
