@@ -132,7 +132,9 @@ class _Recorder:
             outs = self.extractor.predict_on_batch(self.batch)
         if not isinstance(outs, (list, tuple)):
             outs = [outs]
-        arrays = [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs]
+        arrays = _one_copy(
+            [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs], len(self.batch)
+        )
         if self.infos is None:
             self.infos = [self._describe(t, a) for t, a in zip(self.taps, arrays)]
         return [
@@ -205,6 +207,22 @@ class _Recorder:
             data_format=tap.data_format,
             position=self.positions[tap.path],
         )
+
+
+def _one_copy(arrays: list[np.ndarray], probes: int) -> list[np.ndarray]:
+    """The outputs for the probe batch once, however many replicas computed them.
+
+    Inside a `tf.distribute` strategy's scope (`fit` called in it, as
+    tutorials do), Keras's `predict_on_batch` runs the whole batch on every
+    replica and concatenates the replicas' outputs. The replicas hold the
+    same weights, so the first copy is the answer.
+    """
+    rows = {a.shape[0] if a.ndim else probes for a in arrays}
+    if len(rows) == 1:
+        (n,) = rows
+        if n > probes and n % probes == 0:
+            return [a[:probes] for a in arrays]
+    return arrays
 
 
 def _ensure_built(model, probe) -> None:
