@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import socket
+import struct
 import sys
 import threading
 import time
@@ -140,13 +141,84 @@ class MeasuresError(Exception):
         self.blobs = blobs
 
 
+def _c_crc32c():
+    """google-crc32c's checksum function when its C extension loads, else None."""
+    try:
+        import google_crc32c
+    except ImportError:
+        return None
+    # The package falls back to pure Python itself when its C part is missing.
+    return google_crc32c.value if google_crc32c.implementation == "c" else None
+
+
+_crc32c = _c_crc32c()
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC32C of `data` (needs `google-crc32c`'s C extension)."""
+    crc = _crc32c(data)
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+class CRecordWriter:
+    """TFRecord framing, as TensorBoard's `RecordWriter` writes it, with a C checksum.
+
+    A record is its length (uint64), the length's masked CRC32C, the data
+    and the data's masked CRC32C, all little-endian.
+    """
+
+    def __init__(self, file):
+        self._file = file
+
+    def write(self, data: bytes) -> None:
+        length = struct.pack("<Q", len(data))
+        # One write per record: TensorBoard's local GFile opens the file for each.
+        self._file.write(
+            b"".join(
+                (
+                    length,
+                    struct.pack("<I", masked_crc32c(length)),
+                    data,
+                    struct.pack("<I", masked_crc32c(data)),
+                )
+            )
+        )
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+_slow_crc_warned = False
+
+
+def _pure_python_records(file) -> RecordWriter:
+    global _slow_crc_warned
+    if not _slow_crc_warned:
+        _slow_crc_warned = True
+        logger.warning(
+            "tb_activations: without TensorFlow or google-crc32c, event files are "
+            "checksummed in pure Python (about 0.15 s per MB), which holds Python's "
+            "lock and slows training; pip install google-crc32c (or the package's "
+            "jax or torch extra) to avoid it."
+        )
+    return RecordWriter(file)
+
+
 class EventFile:
     """One event file, written synchronously from the writer's thread.
 
-    TensorFlow's record writer checksums in C++; TensorBoard's own
-    `RecordWriter` (used when TensorFlow is absent, for other Keras backends)
-    does it in pure Python at about 8 MB/s, which would hold the GIL for a
-    large share of every step. Both write the same TFRecord framing.
+    Its records are TFRecords with a CRC32C of each. TensorFlow's record
+    writer checksums in C++, and is used when Keras loaded TensorFlow.
+    Without TensorFlow (Keras on JAX or torch), `CRecordWriter` checksums
+    with google-crc32c, in C, at gigabytes a second. TensorBoard's own
+    `RecordWriter`, the last resort, does it in pure Python at about 7 MB/s,
+    holding Python's lock, so that the training thread waits on it for a
+    large share of every step (0.4 s for a step of VGG16's five
+    `blockN_conv1` layers; benchmarks/bench_backends.py); it warns once. All
+    three write the same bytes.
     """
 
     _count = 0
@@ -164,8 +236,10 @@ class EventFile:
         tf = sys.modules.get("tensorflow")
         if tf is not None and hasattr(tf, "io"):
             self._records = tf.io.TFRecordWriter(self.path)
+        elif _crc32c is not None:
+            self._records = CRecordWriter(tb_tf.io.gfile.GFile(self.path, "wb"))
         else:
-            self._records = RecordWriter(tb_tf.io.gfile.GFile(self.path, "wb"))
+            self._records = _pure_python_records(tb_tf.io.gfile.GFile(self.path, "wb"))
         self.add_event(
             event_pb2.Event(
                 wall_time=time.time(),
