@@ -18,6 +18,7 @@ those.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import importlib.resources
 import json
@@ -30,8 +31,8 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_activations import curves, measures, metadata, params
-from tb_activations.colormaps import colormap_luts
+from tb_activations import curves, export, measures, metadata, params
+from tb_activations.colormaps import COLORMAPS, colormap_luts
 from tb_activations.reader import Reader, Series, StatsSeries
 
 logger = logging.getLogger("tb_activations")
@@ -383,6 +384,86 @@ def curves_impl(reader: Reader, ctx, experiment: str, run: str) -> Answer:
     return reader.memo(key, compute)
 
 
+# -- export: pictures to keep (tb_activations/export.py) ------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    """An encoded picture and how to send it."""
+
+    data: bytes
+    media_type: str
+    file_name: str
+
+
+def export_impl(
+    reader: Reader,
+    ctx,
+    experiment: str,
+    run: str,
+    tag: str,
+    *,
+    channel: int | None,
+    step: int | None,
+    format: str,
+    cmap: str,
+    norm: str,
+    probe: int,
+) -> Export:
+    """One channel's evolution over the kept steps (`channel`, gif or apng)
+    or the layer's channel grid at one step (`step`, png), cached under the
+    series' version."""
+    series = reader.series(ctx, experiment, run, tag)
+    key = ("export", experiment, run, tag, series.version, channel, step, format, cmap, norm, probe)
+    options = {"probe": probe, "format": format, "colormap": cmap, "normalization": norm}
+
+    def compute():
+        if channel is not None:
+            data = export.channel_evolution(reader, ctx, experiment, run, tag, channel, **options)
+        else:
+            data = export.layer_grid(reader, ctx, experiment, run, tag, step, **options)
+        return data, len(data) + 256
+
+    data = reader.memo(key, compute)
+    name = export.file_name(run, tag, format, channel=channel, step=step, probe=probe)
+    return Export(data, export.MEDIA_TYPES[format], name)
+
+
+def _option(request, key: str, choices, default: str) -> str:
+    """A parameter that is one of `choices`; `default` when absent."""
+    value = params.name(request, key) if key in request.args else default
+    if value not in choices:
+        raise errors.InvalidArgumentError(
+            f"Parameter {key!r} must be one of {', '.join(choices)}. "
+            f"Received: {key}={params.show(value)}"
+        )
+    return value
+
+
+def export_params(request) -> dict:
+    """The export route's options: `channel` (an evolution) or `step` (a
+    grid), never both, with a format that fits it."""
+    has = [key for key in ("channel", "step") if key in request.args]
+    if len(has) != 1:
+        got = " and ".join(f"{k}={params.show(request.args[k])}" for k in has) or "neither"
+        raise errors.InvalidArgumentError(
+            "Parameters 'channel' and 'step': expected exactly one of them, channel= for "
+            "a channel's evolution (gif or apng) or step= for the layer's grid (png). "
+            f"Received: {got}"
+        )
+    evolution = has[0] == "channel"
+    formats = export.ANIMATION_FORMATS if evolution else export.GRID_FORMATS
+    number = params.uint(request, has[0])
+    return {
+        "channel": number if evolution else None,
+        "step": None if evolution else number,
+        "format": _option(request, "format", formats, formats[0]),
+        "cmap": _option(request, "cmap", COLORMAPS, "viridis"),
+        "norm": _option(request, "norm", export.NORMALIZATIONS, "channel"),
+        "probe": params.uint(request, "probe", default=0),
+    }
+
+
 # -- the plugin --------------------------------------------------------------
 
 
@@ -424,6 +505,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             "/timeline": self._timeline_route,
             "/curves": self._curves_route,
             "/colormaps": self._colormaps_route,
+            "/export": self._export_route,
             _STATIC_ROUTE + "*": self._static_route,
         }
 
@@ -501,6 +583,14 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _colormaps_route(self, request):
         return _json(request, colormap_luts())
+
+    @wrappers.Request.application
+    def _export_route(self, request):
+        where = self._where(request, "run", "tag")
+        got = export_impl(*where, **export_params(request))
+        response = http_util.Respond(request, got.data, got.media_type)
+        response.headers["Content-Disposition"] = f'attachment; filename="{got.file_name}"'
+        return response
 
     @wrappers.Request.application
     def _static_route(self, request):

@@ -8,6 +8,7 @@ import dataclasses
 import io
 import itertools
 import json
+import re
 import subprocess
 import sys
 import urllib.parse
@@ -26,7 +27,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 from werkzeug.test import Client
 
-from tb_activations import encoding, measures, metadata, summary
+from tb_activations import encoding, export, measures, metadata, summary
 from tb_activations import plugin as plugin_lib
 from tb_activations.colormaps import COLORMAPS
 
@@ -843,7 +844,7 @@ def test_step_dropped_by_sampling_is_not_found(client):
 
 ODD_VALUES = ["", "x", "-1", "1.5", "0", "1", "99999999999999999999", "9" * 300, "%ff", "%00"]
 ROUTES = ["tags", "steps", "layer", "channel", "series", "stats", "probe", "colormaps"]
-ROUTES += ["overview", "timeline", "curves"]
+ROUTES += ["overview", "timeline", "curves", "export"]
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -1475,3 +1476,228 @@ def test_measures_of_a_damaged_run_say_why_they_are_missing(client):
     timeline = get_json(client, "timeline", run="broken", tag="badstats")
     assert (timeline["steps"], timeline["events"], timeline["never_active"]) == ([], [], [])
     assert timeline_rows(timeline)["dead"].shape == (2, 0)
+
+
+# -- export: a channel's evolution and a layer's grid as files --------------------
+
+GRAY_LUT = np.arange(256)
+
+
+def frames_of(data: bytes) -> list[np.ndarray]:
+    """Every frame of an animation as a viewer shows it (GIF frames drawn
+    over the ones before), RGB."""
+    image = Image.open(io.BytesIO(data))
+    out = []
+    for i in range(image.n_frames):
+        image.seek(i)
+        out.append(np.asarray(image.convert("RGB")))
+    return out
+
+
+def upscaled(levels: np.ndarray, factor: int) -> np.ndarray:
+    return levels.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def find_tile(image: np.ndarray, tile: np.ndarray) -> list[tuple[int, int]]:
+    """Where `tile` (h, w) occurs exactly in the gray `image`."""
+    h, w = tile.shape
+    rows = np.lib.stride_tricks.sliding_window_view(image, w, axis=1)
+    ys, xs = np.nonzero((rows == tile[0]).all(axis=-1))
+    return [
+        (int(y), int(x))
+        for y, x in zip(ys, xs)
+        if y + h <= image.shape[0] and (image[y : y + h, x : x + w] == tile).all()
+    ]
+
+
+def get_export(client, media_type: str, file_name: str, **params):
+    r = get(client, "export", **params)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.mimetype == media_type
+    assert r.headers["Content-Disposition"] == f'attachment; filename="{file_name}"'
+    return r.data
+
+
+@pytest.mark.parametrize(
+    ("format", "media_type", "suffix", "tolerance"),
+    # A GIF keeps a pixel's colour while it moves by at most one of its 64
+    # colours, and rounds to the nearest: 1.5 colours; an APNG half of one of 252.
+    [("gif", "image/gif", ".gif", 1.5 * 255 / 63), ("apng", "image/apng", ".png", 255 / 251 / 2)],
+)
+@pytest.mark.parametrize(("probe", "channel"), [(0, 0), (1, 1)])
+def test_export_evolution_frames_show_each_kept_step(
+    full, format, media_type, suffix, tolerance, probe, channel
+):
+    name = f"activations-conv-c{channel}{f'-p{probe}' if probe else ''}{suffix}"
+    data = get_export(
+        full, media_type, name, **LAYER, channel=channel, format=format, cmap="gray", probe=probe
+    )
+    frames = frames_of(data)
+    steps = [s["step"] for s in get_json(full, "steps", **LAYER)["steps"]]
+    assert len(frames) == len(steps) == STEPS
+    factor = int(np.ceil(export.MIN_SIDE / max(CONV.height, CONV.width)))
+    for frame, step in zip(frames, steps):
+        levels = layer_levels(get_json(full, "layer", **LAYER, step=step, probe=probe))[channel]
+        body = frame[frame.shape[0] - CONV.height * factor :, : CONV.width * factor]
+        # Gray: each pixel's colour is its level, within the format's colour step.
+        got = body.astype(np.float64)
+        assert (got[..., 0] == got[..., 2]).all()
+        np.testing.assert_allclose(
+            got[..., 0], upscaled(levels, factor), atol=tolerance + 0.5
+        )  # + the 8-bit rounding
+        band = frame[: frame.shape[0] - CONV.height * factor]
+        assert (band < 128).any(), "the step is written above the map"
+
+
+def test_export_evolution_in_a_colormap_and_a_scale(full):
+    lut = np.array(COLORMAPS_LUTS["magma"])
+    own = frames_of(
+        get_export(
+            full,
+            "image/gif",
+            "activations-conv-c0.gif",
+            **LAYER,
+            channel=0,
+            format="gif",
+            cmap="magma",
+        )
+    )
+    fixed = frames_of(
+        get_export(
+            full,
+            "image/gif",
+            "activations-conv-c0.gif",
+            **LAYER,
+            channel=0,
+            format="gif",
+            cmap="magma",
+            norm="layer-fixed",
+        )
+    )
+    factor = int(np.ceil(export.MIN_SIDE / max(CONV.height, CONV.width)))
+    body = own[-1][-CONV.height * factor :, : CONV.width * factor].reshape(-1, 3)
+    # Every pixel is one of the colormap's colours.
+    distance = np.abs(body[:, None, :].astype(int) - lut[None]).sum(axis=-1).min(axis=1)
+    assert distance.max() <= 6
+    # Over the layer's range at every step, a channel's own range is narrower.
+    assert not np.array_equal(own[-1], fixed[-1])
+    assert (
+        np.ptp(fixed[-1][-CONV.height * factor :].reshape(-1, 3), axis=0).sum()
+        < np.ptp(body, axis=0).sum()
+    )
+
+
+COLORMAPS_LUTS = {name: plugin_lib.colormap_luts()[name] for name in COLORMAPS}
+
+
+def test_export_grid_holds_every_channel_at_the_step(full):
+    step = 3
+    data = get_export(
+        full,
+        "image/png",
+        "activations-conv-step3-p1.png",
+        **LAYER,
+        step=step,
+        format="png",
+        cmap="gray",
+        probe=1,
+    )
+    image = decode_png(data)
+    assert image.ndim == 3 and (image[..., 0] == image[..., 2]).all()
+    levels = layer_levels(get_json(full, "layer", **LAYER, step=step, probe=1))
+    factor = int(np.ceil(export.MIN_TILE_SIDE / max(CONV.height, CONV.width)))
+    places = [find_tile(image[..., 0], upscaled(levels[c], factor)) for c in range(CONV.channels)]
+    assert all(len(p) == 1 for p in places), places
+    # In channel order, row by row.
+    assert [p[0] for p in places] == sorted(p[0] for p in places)
+
+
+def test_export_defaults_and_units(full):
+    plain = get_export(full, "image/gif", "activations-conv-c2.gif", **LAYER, channel=2)
+    explicit = get(full, "export", **LAYER, channel=2, format="gif", cmap="viridis", norm="channel")
+    assert plain == explicit.data
+    grid = get_export(full, "image/png", "activations-conv-step0.png", **LAYER, step=0)
+    assert decode_png(grid).ndim == 3
+    frames = frames_of(
+        get_export(
+            full,
+            "image/apng",
+            "activations-dense-c0.png",
+            run=RUN,
+            tag="dense",
+            channel=0,
+            format="apng",
+        )
+    )
+    assert len(frames) == STEPS
+
+
+def test_export_file_name_is_safe_for_any_name(client):
+    r = get(client, "export", run=HTML_RUN, tag=SLASH_TAG, step=10, probe=0)
+    assert r.status_code == 200
+    disposition = r.headers["Content-Disposition"]
+    name = disposition.split('filename="')[1].rstrip('"')
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", name), name
+    assert name.endswith("-step10.png") and "block_1_conv" in name
+
+
+EXPORT_BAD = [
+    ({"channel": 0, "format": "bmp"}, ["'bmp'", "gif, apng"]),
+    ({"channel": 0, "format": "png"}, ["'png'", "gif, apng"]),
+    ({"step": 1, "format": "gif"}, ["'gif'", "png"]),
+    ({"channel": 0, "cmap": "jet"}, ["'jet'", "viridis, gray, magma"]),
+    ({"step": 1, "norm": "global"}, ["'global'", "channel, layer, channel-fixed, layer-fixed"]),
+    ({"channel": 0, "step": 1}, ["channel='0' and step='1'", "exactly one"]),
+    ({}, ["neither", "exactly one"]),
+    ({"channel": "x"}, ["'x'", "non-negative integer"]),
+    ({"step": "1.5"}, ["'1.5'", "non-negative integer"]),
+    ({"channel": 0, "probe": "-1"}, ["'-1'", "'probe'"]),
+    ({"channel": 0, "format": ""}, ["'format'", "empty"]),
+]
+
+
+@pytest.mark.parametrize(("params", "words"), EXPORT_BAD)
+def test_export_bad_request_names_the_value_and_the_choices(client, params, words):
+    r = get(client, "export", **LAYER, **params)
+    assert r.status_code == 400
+    assert r.mimetype == "text/plain"
+    text = r.get_data(as_text=True)
+    for word in words:
+        assert word in text, (word, text)
+
+
+def test_export_repeated_option_is_a_bad_request(client):
+    r = client.get(URL + "export?run=activations&tag=conv&channel=0&format=gif&format=apng")
+    assert r.status_code == 400
+    assert "'format' was given 2 times" in r.get_data(as_text=True)
+
+
+EXPORT_NOT_FOUND = [
+    ({"run": "nope", "tag": "conv", "channel": 0}, "'nope'"),
+    ({"run": RUN, "tag": "nope", "step": 0}, "'nope'"),
+    ({**LAYER, "step": 99}, "Step 99"),
+    ({**LAYER, "channel": 3}, "Channel 3"),
+    ({**LAYER, "channel": 0, "probe": PROBES}, f"Probe {PROBES}"),
+    ({**LAYER, "step": 1, "probe": PROBES}, f"Probe {PROBES}"),
+    ({"run": RUN, "tag": metadata.PROBE_TAG, "step": 0}, "probe image"),
+    ({"run": "broken", "tag": "future", "channel": 0}, "format"),
+]
+
+
+@pytest.mark.parametrize(("params", "message"), EXPORT_NOT_FOUND)
+def test_export_not_found(client, params, message):
+    r = get(client, "export", **params)
+    assert r.status_code == 404
+    assert r.mimetype == "text/plain"
+    assert message in r.get_data(as_text=True)
+
+
+def test_export_of_odd_input_is_never_a_server_error(client):
+    for run, tag in itertools.product(
+        [RUN, HTML_RUN, "broken"],
+        ["conv", "dense", HTML_TAG, "badstats", "truncated", "textstats", "badsize"],
+    ):
+        for extra in ({"channel": 0}, {"step": 0}, {"step": 1}, {"channel": 1, "format": "apng"}):
+            r = get(client, "export", run=run, tag=tag, **extra)
+            assert r.status_code in (200, 400, 404), (run, tag, extra, r.status_code)
+            assert b"Traceback" not in r.data
