@@ -76,24 +76,32 @@ def main(spec: dict) -> dict:
 
     extractor.predict_on_batch = counted
 
-    conv2 = keras.Model(model.inputs, model.get_layer("conv2").output)
+    conv2 = keras.Model(model.input, model.get_layer("conv2").output)
     references: dict[int, dict] = {}
 
-    def reference(*_, **__):
-        # The trained model's own forward pass, at each state the logger logs.
-        step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-        references[step] = {
-            "conv2": keras.ops.convert_to_numpy(conv2(probe, training=False)).tolist(),
-            "logits": keras.ops.convert_to_numpy(model(probe, training=False)).tolist(),
-        }
+    class Reference(keras.callbacks.Callback):
+        """The trained model's own forward pass, at each state the logger logs."""
 
-    after = keras.callbacks.LambdaCallback(
-        on_train_begin=reference, on_train_batch_end=reference, on_epoch_end=reference
-    )
+        def on_train_begin(self, logs=None):
+            self._take()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._take()
+
+        def _take(self):
+            # `self.model`, not `model`: on JAX, that brings the training
+            # state back into the model's variables.
+            trained = self.model
+            step = int(keras.ops.convert_to_numpy(trained.optimizer.iterations))
+            references[step] = {
+                "conv2": keras.ops.convert_to_numpy(conv2(probe, training=False)).tolist(),
+                "logits": keras.ops.convert_to_numpy(trained(probe, training=False)).tolist(),
+            }
+
     # Under tf.distribute, fit inside the scope, as tutorials do: the
     # callbacks then run in the strategy's cross-replica context.
     with scope():
-        model.fit(x, y, batch_size=32, epochs=EPOCHS, callbacks=[logger, after], verbose=0)
+        model.fit(x, y, batch_size=32, epochs=EPOCHS, callbacks=[logger, Reference()], verbose=0)
     process = logger.session.process
     return {
         "pid": os.getpid(),

@@ -231,33 +231,35 @@ def test_a_worker_opted_in_logs_to_a_run_of_its_own(tmp_path):
     _check_one_copy(tmp_path, "activations_worker1", reports[1])
 
 
+JAX_ENV = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+
 def _jax_python() -> str:
     """The JAX environment's interpreter; fails in CI, where it must exist."""
     python = ROOT / ".venv-jax" / "bin" / "python"
-    found = (
-        python.exists()
-        and subprocess.run(
+    if not python.exists():
+        reason = f"no JAX environment at {python} (make makes it)"
+    else:
+        check = subprocess.run(
             [str(python), "-c", "import jax, keras, tb_activations"],
             cwd=ROOT,
-            env=_env({}),
+            env=_env(JAX_ENV),
             capture_output=True,
-        ).returncode
-        == 0
-    )
-    if not found:
-        reason = f"no JAX environment with keras and jax at {python} (make it with make)"
-        if IN_CI:
-            pytest.fail(f"The JAX distribution test cannot run in CI: {reason}")
-        pytest.skip(reason)
-    return str(python)
+            text=True,
+        )
+        if check.returncode == 0:
+            return str(python)
+        reason = f"{python} cannot import jax, keras and tb_activations: {check.stderr[-500:]}"
+    if IN_CI:
+        pytest.fail(f"The JAX distribution test cannot run in CI: {reason}")
+    pytest.skip(reason)
 
 
 @pytest.mark.slow
 def test_keras_data_parallel_on_two_jax_devices_logs_each_step_once(tmp_path):
     python = _jax_python()
     spec = {"log_dir": str(tmp_path), "setting": "data_parallel"}
-    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    (report,) = _reports([_start(python, spec, env)])
+    (report,) = _reports([_start(python, spec, JAX_ENV)])
     assert (report["backend"], report["replicas"], report["chief"]) == ("jax", 2, True)
     assert report["iterations"] == 6
     _check_one_copy(tmp_path, "activations", report)
