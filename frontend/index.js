@@ -23,6 +23,11 @@
 // "activations:map". Once the loss strip under the slider is settled,
 // data-curves-rendered names its run and data-curves-series the series drawn
 // ("" when the run has none).
+// The overlay on the probe sets data-overlay on each grid draw: the opacity
+// drawn ("0.6"), "" when off, "none" when asked but not drawn (a layer with
+// no spatial map, a run without probe images); turning it on or off, or
+// moving its opacity or resizing, until the grid is drawn again is a
+// performance.measure named "activations:overlay".
 //
 // Where things go: a new choice is a field of ViewState (state.js) and, if
 // the URL carries it, an entry of URL_KEYS there; a new request is a Model
@@ -50,6 +55,8 @@ import { TrainingMap, ViewTabs } from "./training-map.js";
 import { SORTS, channelOrder } from "./channel-order.js";
 import { diffLayer, diffReference } from "./diff.js";
 import { GridBar } from "./grid-bar.js";
+import { DetailOverlay, OverlayBar, ProbeImages, overlayNote, tilePainter } from "./overlay.js";
+import { DownloadLinks } from "./downloads.js";
 import { ChannelTimeline } from "./timeline.js";
 import {
   buildShell,
@@ -82,6 +89,8 @@ const errors = new Map();
 const luts = new Map();
 /** Needs no server: shown until (or if) the colormaps fail to load. */
 const GRAY = grayLut();
+/** The probe images the overlay draws under the channels, decoded once. */
+const probes = new ProbeImages((run, p) => model.probeUrl(run, p));
 
 /**
  * The views, built once by render().
@@ -95,6 +104,9 @@ const GRAY = grayLut();
  * @property {TrainingMap} map layers x steps of a layer measure
  * @property {ViewTabs} tabs the training map / layer switch
  * @property {CurveStrip} curves loss and metric curves under the slider
+ * @property {OverlayBar} overlay the overlay on the probe: on/off, opacity, resizing
+ * @property {DetailOverlay} detailOverlay the opened channel over its probe
+ * @property {DownloadLinks} downloads the export route's files
  */
 /** @type {Ui} */
 let ui;
@@ -418,6 +430,7 @@ async function renderStep() {
   shown.layer = layer;
   shown.stats = stats;
   await loadChannelViews();
+  await loadOverlayProbe();
   if (gen !== loop.gen) return;
   const drawStart = performance.now();
   ui.el.view.classList.remove("stale");
@@ -474,9 +487,10 @@ function drawLayer(info, layer) {
   const tables = diff ? layer.channels.map(() => diff.table) : shown.tables;
   if (diff) ui.el.legend.replaceChildren(colorbar(diffLut(), [-diff.m, diff.m], diffCaption(diff)));
   const order = gridOrder(info, layer);
+  const painter = overlayPainter(info, drawnLayer.channels, tables);
   if (info.layout === "image") {
     if (view.firstChild !== ui.grid.el) view.replaceChildren(ui.grid.el);
-    ui.grid.show(drawnLayer, tables, tileSize(n), state.channel, order.order);
+    ui.grid.show(drawnLayer, tables, tileSize(n), state.channel, order.order, painter);
   } else {
     if (view.firstChild !== ui.strips.el) view.replaceChildren(ui.strips.el);
     ui.strips.show(drawnLayer, tables, info.layout, state.size ?? 96);
@@ -527,6 +541,7 @@ async function renderDetail(gen, info, layer) {
         ? (i) => `difference ${fmt(values[i])} (step ${diff.step} − step ${diff.ref})`
         : undefined,
   });
+  drawDetailOverlay();
   await renderEvolution(gen, info, layer, c);
 }
 
@@ -891,6 +906,75 @@ function chooseCurve(key) {
 }
 
 // ---------------------------------------------------------------------------
+// The overlay on the probe (overlay.js) and the export links (downloads.js).
+
+/** Decodes the shown probe's image when the overlay needs it. */
+async function loadOverlayProbe() {
+  const { run, probe } = state;
+  const info = currentInfo();
+  if (state.overlay <= 0 || run === null || info?.layout !== "image" || !model.hasProbe(run)) {
+    return;
+  }
+  try {
+    await probes.get(run, probe);
+    clearError("overlay");
+  } catch (e) {
+    setError("overlay", `No overlay: ${messageOf(e)}`);
+  }
+}
+
+/**
+ * The grid's painter while the overlay is on and applies, else null; the
+ * bar says why it does not apply.
+ * @param {LayerInfo} info @param {import("./model.js").GrayMap[]} channels @param {Uint32Array[]} tables
+ */
+function overlayPainter(info, channels, tables) {
+  const run = state.run;
+  let note = overlayNote(info, model.hasProbe(run));
+  const probe = run === null || note ? undefined : probes.peek(run, state.probe);
+  if (!note && !probe) note = "No overlay: the probe image did not load.";
+  ui.overlay.update(state.overlay, state.overlayResize, note);
+  updateDownloads();
+  const on = state.overlay > 0;
+  document.body.dataset.overlay = on && probe ? String(state.overlay) : on ? "none" : "";
+  if (!on || !probe) return null;
+  return tilePainter(probes, probe, channels, tables, state.overlay, state.overlayResize);
+}
+
+/** The opened channel over its probe, as the grid draws it. */
+function drawDetailOverlay() {
+  const s = ui.detail.shown;
+  const run = state.run;
+  const applies = s && run !== null && state.overlay > 0 && !overlayNote(s.info, model.hasProbe(run));
+  const probe = applies && run !== null ? probes.peek(run, state.probe) : undefined;
+  if (s && probe) {
+    ui.detailOverlay.draw(probe, s.channel, s.table, state.overlay, state.overlayResize);
+  } else {
+    ui.detailOverlay.hide();
+  }
+  updateDownloads();
+}
+
+function updateDownloads() {
+  const { run, tag, step, channel, probe, cmap, norm } = state;
+  ui.downloads.update({ run, tag, step, channel, probe, cmap, norm, diff: state.diff !== "off" });
+}
+
+/** @param {import("./overlay.js").OverlayChoice} choice */
+async function chooseOverlay(choice) {
+  const start = performance.now();
+  if (choice.overlay !== undefined) state.overlay = choice.overlay;
+  if (choice.resize !== undefined) state.overlayResize = choice.resize;
+  writeUrl();
+  await loadOverlayProbe();
+  const info = currentInfo();
+  if (!shown.layer || !info || state.view === "map") return;
+  drawLayer(info, shown.layer);
+  if (state.channel !== null) drawDetailOverlay();
+  performance.measure("activations:overlay", { start, end: performance.now() });
+}
+
+// ---------------------------------------------------------------------------
 // User actions.
 
 /** @param {string} run */
@@ -1101,8 +1185,15 @@ export async function render() {
     }),
     tabs: new ViewTabs({ onMap: openMap, onLayer: () => openLayer(state.tag, state.step) }),
     curves: new CurveStrip({ onStep: goToStep, onSeries: chooseCurve }),
+    overlay: new OverlayBar(chooseOverlay),
+    detailOverlay: new DetailOverlay(),
+    downloads: new DownloadLinks(),
   };
   el.legend.before(ui.timeline.el, ui.bar.el);
+  ui.bar.el.after(ui.overlay.el);
+  ui.overlay.el.append(ui.downloads.gridEl);
+  ui.detailOverlay.attach(ui.detail.canvas);
+  ui.detail.evoTitle.after(ui.downloads.evolutionEl);
   el.main.prepend(ui.tabs.el, ui.map.el);
   el.toolbar.append(ui.curves.el);
   new ResizeObserver(() => ui.curves.alignTo(el.slider)).observe(el.slider);

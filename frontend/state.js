@@ -6,6 +6,7 @@
 import { isSort, isTimelineMeasure, parseFilter } from "./channel-order.js";
 import { isNorm } from "./color.js";
 import { DEFAULT_MEASURE, isMapMeasure } from "./map-measures.js";
+import { isResize, parseOpacity } from "./overlay.js";
 
 /** @typedef {import("./color.js").Norm} Norm */
 /** @typedef {import("./color.js").Range} Range */
@@ -32,6 +33,8 @@ import { DEFAULT_MEASURE, isMapMeasure } from "./map-measures.js";
  * @property {string} diff "off", "prev", "start" or a step: tiles show a_s - a_ref
  * @property {string} tmeasure the channel timeline's measure
  * @property {boolean} timelineOpen
+ * @property {number} overlay the opacity of the channels over their probe; 0: no overlay
+ * @property {import("./overlay.js").Resize} overlayResize how a map is resized to its probe's size
  * @property {"map" | "layer" | null} view the training map or one layer; null until the run's steps say which comes first
  * @property {import("./map-measures.js").MapMeasure} measure the training map's measure
  * @property {string | null} curve the loss strip's series ("train/batch_loss"); null: the default one
@@ -70,6 +73,8 @@ export function initialState() {
     diff: "off",
     tmeasure: "change_prev",
     timelineOpen: true,
+    overlay: 0,
+    overlayResize: "smooth",
     view: null,
     measure: DEFAULT_MEASURE,
     curve: null,
@@ -212,6 +217,20 @@ export const URL_KEYS = [
     write: (s) => (s.tmeasure !== DEFAULTS.tmeasure ? s.tmeasure : null),
     read: (s, v) => {
       if (isTimelineMeasure(v)) s.tmeasure = v;
+    },
+  },
+  {
+    name: "overlay",
+    write: (s) => (s.overlay > 0 ? String(s.overlay) : null),
+    read: (s, v) => {
+      s.overlay = parseOpacity(v) ?? s.overlay;
+    },
+  },
+  {
+    name: "overlay_resize",
+    write: (s) => (s.overlayResize !== DEFAULTS.overlayResize ? s.overlayResize : null),
+    read: (s, v) => {
+      if (isResize(v)) s.overlayResize = v;
     },
   },
 ];

@@ -17,7 +17,8 @@ import { h } from "./dom.js";
  * @property {boolean} selected
  */
 
-/** @typedef {[Layer, Uint32Array[], number, number | null, (number[] | null)?]} ShowArgs */
+/** @typedef {import("./overlay.js").TilePainter} TilePainter */
+/** @typedef {[Layer, Uint32Array[], number, number | null, (number[] | null)?, (TilePainter | null)?]} ShowArgs */
 
 const GAP = 6;
 const CAPTION = 16;
@@ -118,8 +119,10 @@ export class TileGrid {
    * @param {number[] | null} [order] the channels to show, in order (sorted,
    *   filtered); null: every channel by index. Tiles are only placed again:
    *   nothing is fetched.
+   * @param {TilePainter | null} [painter] draws each tile instead of its
+   *   levels through its table (e.g. over the probe), at the painter's size
    */
-  show(layer, tables, size, selected, order = null) {
+  show(layer, tables, size, selected, order = null, painter = null) {
     const n = order ? order.length : layer.channels.length;
     this.canvas.hidden = !n;
     if (!n) {
@@ -129,13 +132,13 @@ export class TileGrid {
       );
       return;
     }
-    const { width: w, height: hh } = layer.channels[order ? order[0] : 0];
+    const { width: w, height: hh } = painter || layer.channels[order ? order[0] : 0];
     const scale = size / Math.max(w, hh);
     const tileW = w * scale;
     const geometry = { tileW };
     const cols = Math.min(n, this._columns(geometry));
     this.cols = this._columns(geometry);
-    this.last = { tileW, args: [layer, tables, size, selected, order] };
+    this.last = { tileW, args: [layer, tables, size, selected, order, painter] };
     // Tiles shown smaller than their maps are sampled down to the screen's
     // pixels (nearest neighbour, as the browser would): less to colour and
     // upload on every step.
@@ -173,7 +176,9 @@ export class TileGrid {
       const table = tables[c];
       const g = ch.gray;
       const sw = ch.width;
-      if (dw === sw && dh === ch.height) {
+      if (painter) {
+        painter.paint(c, out, aw, ay * aw + ax, dw, dh);
+      } else if (dw === sw && dh === ch.height) {
         for (let y = 0; y < dh; y++) {
           let o = (ay + y) * aw + ax;
           let i = y * sw;
