@@ -18,13 +18,14 @@ export const NO_VALUE = 255;
 
 /**
  * The step a diff subtracts at `step`, or why there is none.
- * @param {string} diff "off", "prev", "start" or a step number
+ * @param {string} diff "off", "prev", "start", "run" or a step number
  * @param {number[]} steps the series' kept steps, increasing
  * @param {number} step the shown step
  * @returns {{ref: number | null, note: string}}
  */
 export function diffReference(diff, steps, step) {
-  if (diff === "off") return { ref: null, note: "" };
+  // "run" subtracts the compared run (compare.js), not a step of this one.
+  if (diff === "off" || diff === "run") return { ref: null, note: "" };
   const i = steps.indexOf(step);
   if (diff === "prev") {
     if (i === 0) {
@@ -62,6 +63,8 @@ export function diffReference(diff, steps, step) {
  * @property {GrayMap[]} maps each channel's difference as levels 0..254 over -m..m, 255 where missing
  * @property {Float32Array[]} values each channel's difference in real units (NaN where missing)
  * @property {Uint32Array} table level -> RGBA on the diverging colormap
+ * @property {string} [caption] the colorbar's words, when not a step minus a step
+ * @property {string} [what] what was subtracted, for the readout ("A step 9 − B step 6")
  */
 
 /** @type {{cur: Layer | null, ref: Layer | null, lut: Lut | null, out: Diff | string | null}} */

@@ -19,6 +19,7 @@ const DIFFS = [
   { id: "prev", label: "previous step" },
   { id: "start", label: "first step" },
   { id: "step", label: "step…" },
+  { id: "run", label: "compared run" },
 ];
 
 export class GridBar {
@@ -92,7 +93,7 @@ export class GridBar {
     this.filter.value = f ? f.kind : "all";
     this.k.hidden = f?.kind !== "top";
     if (f?.kind === "top" && document.activeElement !== this.k) this.k.value = String(f.k);
-    const numeric = !["off", "prev", "start"].includes(choice.diff);
+    const numeric = !["off", "prev", "start", "run"].includes(choice.diff);
     this.diff.value = numeric ? "step" : choice.diff;
     this.diffStep.hidden = !numeric && this.diff.value !== "step";
     if (numeric && document.activeElement !== this.diffStep) this.diffStep.value = choice.diff;

@@ -23,6 +23,14 @@
 // "activations:map". Once the loss strip under the slider is settled,
 // data-curves-rendered names its run and data-curves-series the series drawn
 // ("" when the run has none).
+// With a second run chosen (compare=), once its side is settled
+// data-compare-rendered names that run and data-compare-step the step of it
+// drawn ("none" when it has no step at or before this one, lacks the layer
+// or the probe: the pane says why in words); data-compare-diff names it
+// while this run's grid shows this run minus it (diff=run; data-diff is then
+// its step), "" otherwise; in the map view data-compare-map names it once
+// its map is drawn. Choosing a run until its side is on screen is a
+// performance.measure named "activations:compare".
 // The overlay on the probe sets data-overlay on each grid draw: the opacity
 // drawn ("0.6"), "" when off, "none" when asked but not drawn (a layer with
 // no spatial map, a run without probe images); turning it on or off, or
@@ -58,6 +66,7 @@ import { GridBar } from "./grid-bar.js";
 import { DetailOverlay, OverlayBar, ProbeImages, overlayNote, tilePainter } from "./overlay.js";
 import { DownloadLinks } from "./downloads.js";
 import { ChannelTimeline } from "./timeline.js";
+import { Compare } from "./compare.js";
 import {
   buildShell,
   emptyState,
@@ -104,6 +113,7 @@ const probes = new ProbeImages((run, p) => model.probeUrl(run, p));
  * @property {TrainingMap} map layers x steps of a layer measure
  * @property {ViewTabs} tabs the training map / layer switch
  * @property {CurveStrip} curves loss and metric curves under the slider
+ * @property {Compare} compare a second run beside this one
  * @property {OverlayBar} overlay the overlay on the probe: on/off, opacity, resizing
  * @property {DetailOverlay} detailOverlay the opened channel over its probe
  * @property {DownloadLinks} downloads the export route's files
@@ -266,6 +276,7 @@ async function refreshTags() {
     changed = true;
   }
   fillSelect(el.runSelect, runs, state.run);
+  syncCompare(runs);
   const infos = model.layersOf(state.run);
   if (!infos.some((i) => i.layer === state.tag)) {
     state.tag = infos[0].layer;
@@ -393,6 +404,7 @@ async function renderStep() {
   if (step === null || run === null || tag === null || !info) return;
   setPhase("loading");
   writeUrl();
+  const other = loadCompare();
   if (state.channel !== null) {
     // Start the evolution's request now, so the server works while we draw.
     model.fetchSeries(run, tag, state.channel, probe).catch(() => {
@@ -430,6 +442,7 @@ async function renderStep() {
   shown.layer = layer;
   shown.stats = stats;
   await loadChannelViews();
+  if (other) await other;
   await loadOverlayProbe();
   if (gen !== loop.gen) return;
   const drawStart = performance.now();
@@ -512,6 +525,7 @@ function drawLayer(info, layer) {
     note,
   );
   drawTimeline(order);
+  drawCompare(info, order.order, diff !== null && state.diff === "run");
 }
 
 /** @param {number} gen @param {LayerInfo} info @param {Layer} layer */
@@ -538,7 +552,7 @@ async function renderDetail(gen, info, layer) {
     caption: diff ? diffCaption(diff) : `Colours span ${normalization(state.norm).short}`,
     valueAt:
       diff && values
-        ? (i) => `difference ${fmt(values[i])} (step ${diff.step} − step ${diff.ref})`
+        ? (i) => `difference ${fmt(values[i])} (${diff.what ?? `step ${diff.step} − step ${diff.ref}`})`
         : undefined,
   });
   drawDetailOverlay();
@@ -652,6 +666,7 @@ function diffLut() {
 
 /** @param {import("./diff.js").Diff} d */
 function diffCaption(d) {
+  if (d.caption) return d.caption;
   return d.m > 0
     ? `Difference a_s − a_ref in real units: step ${d.step} minus step ${d.ref}; window ±${fmt(d.m)}, the largest |difference| in the layer`
     : `No difference: every value is the same at step ${d.step} and step ${d.ref}`;
@@ -662,6 +677,11 @@ function currentDiff() {
   const layer = shown.layer;
   const ref = shown.ref;
   if (state.diff === "off") return { diff: null, note: "" };
+  if (state.diff === "run") {
+    const info = currentInfo();
+    if (!layer || !info || state.step === null) return { diff: null, note: "" };
+    return ui.compare.runDiff(info, layer, state.step, diffLut());
+  }
   if (!layer || !ref || state.step === null) return { diff: null, note: shown.refNote };
   const start = performance.now();
   const d = diffLayer(layer, state.step, ref.layer, ref.step, diffLut());
@@ -820,15 +840,34 @@ async function renderMap(force = false) {
     return;
   }
   if (gen !== loop.gen) return;
-  const key = JSON.stringify([run, model.runVersion(run), state.measure, shown.steps?.version]);
+  const other = state.compare;
+  const otherOverview = other === null ? null : await ui.compare.loadMap(model, other);
+  if (gen !== loop.gen) return;
+  const key = JSON.stringify([
+    run,
+    model.runVersion(run),
+    state.measure,
+    shown.steps?.version,
+    other,
+    other !== null && model.runVersion(other),
+  ]);
   if (force || key !== mapDrawn.key) {
     const start = performance.now();
     const epochs = new Map(steps().map((s) => [s.step, s.epoch]));
-    ui.map.show({ overview, measure: state.measure, step: state.step, epochs, luts });
+    // Two runs' maps share one colour scale.
+    const scaleValues = otherOverview
+      ? [overview, otherOverview].flatMap((o) => (o.rows[state.measure] || []).flat())
+      : undefined;
+    ui.map.show({ overview, measure: state.measure, step: state.step, epochs, luts, scaleValues });
+    if (other !== null) {
+      const at = { run, other, measure: state.measure, step: state.step, luts, scaleValues };
+      ui.compare.drawMap(otherOverview, at);
+    }
     performance.measure("activations:map", { start, end: performance.now() });
     mapDrawn.key = key;
   } else {
     ui.map.markStep(state.step);
+    if (other !== null) ui.compare.map.markStep(state.step);
   }
   const b = document.body.dataset;
   b.mapRendered = run;
@@ -975,12 +1014,58 @@ async function chooseOverlay(choice) {
 }
 
 // ---------------------------------------------------------------------------
+// A second run beside this one (compare.js).
+
+/** Drops a compared run that is gone or is this run; fills the choice. @param {string[]} runs */
+function syncCompare(runs) {
+  const c = state.compare;
+  if (c !== null && runs.length && (c === state.run || !runs.includes(c))) state.compare = null;
+  ui.compare.fillRuns(runs, state.run, state.compare);
+  ui.compare.setOn(state.compare !== null);
+}
+
+/** Starts loading the other run's side of this step, when one is chosen. */
+function loadCompare() {
+  const { run, tag, step, probe, compare } = state;
+  if (compare === null || run === null || tag === null || step === null) return null;
+  const fixed = needsAllSteps(state.norm);
+  return ui.compare.load(model, { run, other: compare, tag, step, probe, fixed });
+}
+
+/**
+ * The other run's grid, in this grid's order and colours.
+ * @param {LayerInfo} info @param {number[]} order @param {boolean} diffOn
+ */
+function drawCompare(info, order, diffOn) {
+  if (state.compare === null) return;
+  const size = info.layout === "image" ? tileSize(info.channels) : (state.size ?? 96);
+  const { norm, cmap, channel } = state;
+  ui.compare.draw({ info, order, lut: lut(), norm, cmap, size, selected: channel, diffOn });
+  document.body.dataset.compareDiff = diffOn ? state.compare : "";
+}
+
+/** @param {string | null} run */
+function chooseCompare(run) {
+  const start = performance.now();
+  state.compare = run;
+  if (run === null && state.diff === "run") state.diff = "off";
+  ui.compare.setOn(run !== null);
+  writeUrl();
+  renderStep().then(() => {
+    if (state.compare === run && run !== null) {
+      performance.measure("activations:compare", { start, end: performance.now() });
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
 // User actions.
 
 /** @param {string} run */
 function selectRun(run) {
   if (run === state.run) return;
   state.run = run;
+  syncCompare(model.runs());
   const infos = model.layersOf(run);
   if (!infos.some((i) => i.layer === state.tag)) {
     state.tag = infos[0]?.layer ?? null;
@@ -1185,6 +1270,7 @@ export async function render() {
     }),
     tabs: new ViewTabs({ onMap: openMap, onLayer: () => openLayer(state.tag, state.step) }),
     curves: new CurveStrip({ onStep: goToStep, onSeries: chooseCurve }),
+    compare: new Compare({ onPick: chooseCompare, onOpen: openChannel, onMapOpen: openLayer }),
     overlay: new OverlayBar(chooseOverlay),
     detailOverlay: new DetailOverlay(),
     downloads: new DownloadLinks(),
@@ -1196,6 +1282,9 @@ export async function render() {
   ui.detail.evoTitle.after(ui.downloads.evolutionEl);
   el.main.prepend(ui.tabs.el, ui.map.el);
   el.toolbar.append(ui.curves.el);
+  ui.compare.attach(el.view);
+  ui.compare.attachMap(ui.map.el);
+  el.runSelect.parentElement?.after(ui.compare.field);
   new ResizeObserver(() => ui.curves.alignTo(el.slider)).observe(el.slider);
   window.addEventListener("resize", () => {
     if (state.view === "map") renderMap(true);

@@ -38,6 +38,7 @@ import { isResize, parseOpacity } from "./overlay.js";
  * @property {"map" | "layer" | null} view the training map or one layer; null until the run's steps say which comes first
  * @property {import("./map-measures.js").MapMeasure} measure the training map's measure
  * @property {string | null} curve the loss strip's series ("train/batch_loss"); null: the default one
+ * @property {string | null} compare the run drawn beside this one (compare.js); null: none
  */
 
 /**
@@ -78,6 +79,7 @@ export function initialState() {
     view: null,
     measure: DEFAULT_MEASURE,
     curve: null,
+    compare: null,
   };
 }
 
@@ -195,7 +197,8 @@ export const URL_KEYS = [
     name: "diff",
     write: (s) => (s.diff !== DEFAULTS.diff ? s.diff : null),
     read: (s, v) => {
-      if (v === "off" || v === "prev" || v === "start" || wholeNumber(v) !== null) s.diff = v;
+      const known = v === "off" || v === "prev" || v === "start" || v === "run";
+      if (known || wholeNumber(v) !== null) s.diff = v;
     },
   },
   {
@@ -210,6 +213,14 @@ export const URL_KEYS = [
     write: (s) => s.curve,
     read: (s, v) => {
       s.curve = v || null;
+    },
+  },
+  {
+    // Checked against the runs once they are listed.
+    name: "compare",
+    write: (s) => s.compare,
+    read: (s, v) => {
+      s.compare = v || null;
     },
   },
   {

@@ -31,6 +31,8 @@ const MAX_TICKS = 10;
  * @property {number | null} step the step the slider is on, outlined
  * @property {Map<number, number | null>} epochs epoch of each step, where known
  * @property {Map<string, Lut>} luts the server's colormaps
+ * @property {(number | null)[]} [scaleValues] the values the colour scale spans,
+ *   when not this map's own (two runs' maps on one scale)
  */
 
 /**
@@ -203,7 +205,7 @@ export class TrainingMap {
     }
     this.message.hidden = true;
     this.body.hidden = false;
-    this.scale = measureScale(measure, values);
+    this.scale = measureScale(measure, input.scaleValues || values);
     this._draw(rows);
     this._legend();
     this._labels();
