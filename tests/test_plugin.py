@@ -1551,28 +1551,19 @@ def test_export_evolution_frames_show_each_kept_step(
 
 def test_export_evolution_in_a_colormap_and_a_scale(full):
     lut = np.array(COLORMAPS_LUTS["magma"])
-    own = frames_of(
-        get_export(
-            full,
-            "image/gif",
-            "activations-conv-c0.gif",
-            **LAYER,
-            channel=0,
-            format="gif",
-            cmap="magma",
+    own, fixed = (
+        frames_of(
+            get_export(
+                full,
+                "image/gif",
+                "activations-conv-c0.gif",
+                **LAYER,
+                channel=0,
+                cmap="magma",
+                norm=norm,
+            )
         )
-    )
-    fixed = frames_of(
-        get_export(
-            full,
-            "image/gif",
-            "activations-conv-c0.gif",
-            **LAYER,
-            channel=0,
-            format="gif",
-            cmap="magma",
-            norm="layer-fixed",
-        )
+        for norm in ("channel", "layer-fixed")
     )
     factor = int(np.ceil(export.MIN_SIDE / max(CONV.height, CONV.width)))
     body = own[-1][-CONV.height * factor :, : CONV.width * factor].reshape(-1, 3)
