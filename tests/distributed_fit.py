@@ -7,7 +7,9 @@ Run as `python tests/distributed_fit.py SPEC`, SPEC a JSON object:
   over two logical CPU devices, made here before TensorFlow starts its devices)
   or `"data_parallel"` (`keras.distribution.DataParallel` over every CPU device
   JAX has; give it two with `XLA_FLAGS=--xla_force_host_platform_device_count=2`);
-- `logger`: more arguments for `ActivationLogger` (`chief`, `run_name`).
+- `logger`: more arguments for `ActivationLogger` (`chief`, `run_name`);
+- `torch_group`: `{"address", "rank", "size"}` to initialize a torch process
+  group (gloo) before training, as a torch script does.
 
 The report holds the process id (event file names carry it), what the session
 decided, how often the extraction model ran, the optimizer's iterations, and the
@@ -33,6 +35,13 @@ def main(spec: dict) -> dict:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+    group = spec.get("torch_group")
+    if group:
+        import torch.distributed as dist
+
+        dist.init_process_group(
+            "gloo", init_method=group["address"], rank=group["rank"], world_size=group["size"]
         )
     import keras
 
@@ -103,6 +112,8 @@ def main(spec: dict) -> dict:
     with scope():
         model.fit(x, y, batch_size=32, epochs=EPOCHS, callbacks=[logger, Reference()], verbose=0)
     process = logger.session.process
+    if group:
+        dist.destroy_process_group()
     return {
         "pid": os.getpid(),
         "chief": process.chief,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -231,33 +232,66 @@ def test_a_worker_opted_in_logs_to_a_run_of_its_own(tmp_path):
     _check_one_copy(tmp_path, "activations_worker1", reports[1])
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_an_initialized_torch_process_group_decides(tmp_path):
+    python = _backend_python("torch")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    spec = {"log_dir": str(tmp_path), "setting": "plain"}
+    # No RANK: only the live process group can tell the two apart.
+    reports = _reports(
+        [
+            _start(
+                python,
+                spec | {"torch_group": {"address": address, "rank": r, "size": 2}},
+                {"KERAS_BACKEND": "torch"},
+            )
+            for r in (1, 0)
+        ]
+    )
+    assert [r["source"] for r in reports] == [
+        "torch.distributed rank 1 of 2",
+        "torch.distributed rank 0 of 2",
+    ]
+    assert reports[0]["forward_calls"] == 0 and reports[1]["backend"] == "torch"
+    assert _writers(tmp_path) == {"activations": {reports[1]["pid"]}}
+    _check_one_copy(tmp_path, "activations", reports[1])
+
+
 JAX_ENV = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 
 
-def _jax_python() -> str:
-    """The JAX environment's interpreter; fails in CI, where it must exist."""
-    python = ROOT / ".venv-jax" / "bin" / "python"
+def _backend_python(backend: str) -> str:
+    """The interpreter of the backend's environment; fails in CI, where it must exist."""
+    python = ROOT / f".venv-{backend}" / "bin" / "python"
     if not python.exists():
-        reason = f"no JAX environment at {python} (make makes it)"
+        reason = f"no {backend} environment at {python} (make makes it)"
     else:
         check = subprocess.run(
-            [str(python), "-c", "import jax, keras, tb_activations"],
+            [str(python), "-c", f"import {backend}, keras, tb_activations"],
             cwd=ROOT,
-            env=_env(JAX_ENV),
+            env=_env({"KERAS_BACKEND": backend}),
             capture_output=True,
             text=True,
         )
         if check.returncode == 0:
             return str(python)
-        reason = f"{python} cannot import jax, keras and tb_activations: {check.stderr[-500:]}"
+        reason = (
+            f"{python} cannot import {backend}, keras and tb_activations: {check.stderr[-500:]}"
+        )
     if IN_CI:
-        pytest.fail(f"The JAX distribution test cannot run in CI: {reason}")
+        pytest.fail(f"The {backend} distribution test cannot run in CI: {reason}")
     pytest.skip(reason)
 
 
 @pytest.mark.slow
 def test_keras_data_parallel_on_two_jax_devices_logs_each_step_once(tmp_path):
-    python = _jax_python()
+    python = _backend_python("jax")
     spec = {"log_dir": str(tmp_path), "setting": "data_parallel"}
     (report,) = _reports([_start(python, spec, JAX_ENV)])
     assert (report["backend"], report["replicas"], report["chief"]) == ("jax", 2, True)
