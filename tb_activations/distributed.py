@@ -117,7 +117,8 @@ def _from_tf_config(text: str) -> Process | None:
     if index is None:
         raise bad("the task's index is not an integer >= 0")
     kind = task["type"]
-    cluster = config.get("cluster") or {}
+    cluster = config.get("cluster")
+    cluster = {} if cluster is None else cluster
     if not isinstance(cluster, dict):
         raise bad("the cluster is not an object")
     has_chief = any(cluster.get(t) for t in _TF_CHIEF_TYPES)
