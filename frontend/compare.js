@@ -102,7 +102,13 @@ export class Compare {
     this.grid = new TileGrid(callbacks.onOpen);
     this.strips = new StripMap(callbacks.onOpen);
     this.view = h("div", { id: "compare-view" });
-    this.mine = h("div", { className: "compare-side" }, this.thisLabel);
+    // As tall as the other side's note, so the two grids' rows line up.
+    this.mineNote = h(
+      "div",
+      { className: "compare-legend muted", id: "compare-this-note" },
+      "The colormap and scale chosen above, from this run's own values.",
+    );
+    this.mine = h("div", { className: "compare-side" }, this.thisLabel, this.mineNote);
     this.theirs = h(
       "div",
       { className: "compare-side", id: "compare-side" },
@@ -236,6 +242,13 @@ export class Compare {
         side.otherStep = at;
         const wall = list.steps.find((s) => s.step === at)?.wall_time;
         side.layer = await model.fetchLayer(other, tag, at, probe, wall);
+        // The other run's next kept step, for when the slider reaches it.
+        const next = list.steps[kept.indexOf(at) + 1];
+        if (next) {
+          model.fetchLayer(other, tag, next.step, probe, next.wall_time).catch(() => {
+            // Said in words if the slider gets there.
+          });
+        }
         if (stats) side.fixed = model.fixedRanges(await stats, probe);
       } catch (e) {
         side.why = `${messageOf(e)}.`;

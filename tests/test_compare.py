@@ -256,9 +256,18 @@ def test_a_run_with_another_shape_says_why_there_is_no_difference(panel, layer, 
         assert panel.ui.locator("#compare-message").text_content() == why
 
 
-def test_a_layer_of_the_same_shape_in_that_run_is_subtracted(panel):
-    open_at(panel, f"&run={A}&layer=conv1&step=3&compare={WIDE}&diff=run")
-    wait_body(panel, **{"compare-rendered": WIDE, "compare-diff": WIDE, "diff": 3})
+@pytest.mark.parametrize(
+    "layer, other, step",
+    [("conv1", WIDE, 3), ("dense1", B, 6)],  # an image layer; a Dense layer's units
+)
+def test_a_layer_of_the_same_shape_in_that_run_is_subtracted(panel, server, layer, other, step):
+    open_at(panel, f"&run={A}&layer={layer}&step={step}&compare={other}&diff=run")
+    wait_body(panel, **{"compare-rendered": other, "compare-diff": other, "diff": step})
+    m = np.abs(values(server, A, layer, step) - values(server, other, layer, step)).max()
+    legend = panel.ui.locator("#legend").text_content()
+    assert f"{A} step {step} − {other} step {step}; window ±{float(f'{m:.3g}'):g}," in legend
+    drawn = "#compare-view canvas.atlas" if layer == "conv1" else "#compare-view canvas.map-canvas"
+    assert panel.canvas(drawn)["variance"] > 0
 
 
 def test_the_training_maps_are_drawn_one_under_the_other(panel, server):
