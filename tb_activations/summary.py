@@ -14,9 +14,11 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import math
 import os
 import queue
 import socket
+import statistics
 import struct
 import sys
 import threading
@@ -110,18 +112,20 @@ def encode_step(
     # Strips (units, sequences) are one pixel high: small at any length,
     # and a downscaled strip would no longer line up with its units.
     size_cap = max_size if value.info.layout == "image" else None
-    stats, pngs = encoding.encode_layer(x, max_size=size_cap, executor=executor)
+    stats, pending = encoding.encode_layer_async(x, max_size=size_cap, executor=executor)
     info = replace(value.info, stats_fields=metadata.LAYER_STATS_FIELDS)
     extra = np.full((*stats.shape[:2], len(measures.MEASURE_FIELDS)), np.nan, np.float32)
     fields: dict = {}
     error = None
     if tracker is not None:
-        # After encoding, so that a step that fails to encode is not kept
-        # as a reference for the next.
+        # While the pool compresses the PNGs, after the statistics and the
+        # quantization, so that a map that cannot be encoded is not kept
+        # as a reference for the next step.
         try:
             extra, fields = tracker.update(value.info.layer, step, x)
         except Exception as e:  # noqa: BLE001 - the step is written without measures
             error = e
+    pngs = pending()
     blobs = [
         metadata.encode_header(**header, **fields),
         metadata.encode_stats(np.concatenate([stats, extra], axis=2)),
@@ -318,6 +322,13 @@ class ActivationWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._submitted = 0
+        # For the warning when training waits for the writer: the seconds
+        # the last steps took to encode and write, the start of the one in
+        # progress, and the step and time the previous submit returned.
+        self._job_seconds: collections.deque[float] = collections.deque(maxlen=8)
+        self._job_started: float | None = None
+        self._last_submit: tuple[int, float] | None = None
+        self._warned_behind = False
         self.last_error: BaseException | None = None
         _live_writers.add(self)
 
@@ -347,7 +358,41 @@ class ActivationWriter:
             "index": self._submitted if index is None else index,
         }
         self._submitted += 1
-        self._queue.put((int(step), wall_time or time.time(), header, values))
+        job = (int(step), wall_time or time.time(), header, values)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            if not self._warned_behind:
+                self._warned_behind = True
+                self._warn_behind(int(step))
+            self._queue.put(job)
+        self._last_submit = (int(step), time.perf_counter())
+
+    def _warn_behind(self, step: int) -> None:
+        """Says once that training waits for the writer, and how often to log instead."""
+        now = time.perf_counter()
+        started = self._job_started
+        encode = max(
+            statistics.median(self._job_seconds) if self._job_seconds else 0.0,
+            now - started if started is not None else 0.0,
+        )
+        advice = ""
+        if self._last_submit is not None and step > self._last_submit[0]:
+            batches = step - self._last_submit[0]
+            between = now - self._last_submit[1]
+            # The batches whose training takes as long as encoding one step.
+            freq = max(batches + 1, math.ceil(batches * encode / max(between, 1e-9)))
+            advice = (
+                f" Steps come {batches} batches ({between:.2f} s) apart. Log every {freq} "
+                f"batches or less often (batch_freq={freq}) for the writer to keep up."
+            )
+        logger.warning(
+            "tb_activations: the writer falls behind: a step takes %.2f s to encode and "
+            "write, and %d steps wait, so training waits for it.%s",
+            encode,
+            self._queue.maxsize,
+            advice,
+        )
 
     def flush(self) -> None:
         """Blocks until every submitted step is written (or kept for retry)."""
@@ -405,8 +450,11 @@ class ActivationWriter:
             try:
                 if job is None:
                     return
+                self._job_started = time.perf_counter()
                 self._write_job(*job)
+                self._job_seconds.append(time.perf_counter() - self._job_started)
             finally:
+                self._job_started = None
                 self._queue.task_done()
 
     def _write_job(self, step, wall_time, header, values) -> None:

@@ -1,7 +1,9 @@
 import logging
 import os
+import re
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -266,3 +268,69 @@ for step in range(5):
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     assert read_run(tmp_path)["conv"].step_numbers == [0, 1, 2, 3, 4]
+
+
+class _GateTracker(measures.Tracker):
+    """Holds the writer's thread in its first update until the gate opens."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+
+    def update(self, path, step, nhwc):
+        self.gate.wait()
+        return super().update(path, step, nhwc)
+
+
+class _Signal(logging.Handler):
+    """Sets `seen` when a record with `text` is logged, from any thread."""
+
+    def __init__(self, text):
+        super().__init__(logging.WARNING)
+        self.text = text
+        self.seen = threading.Event()
+        self.messages = []
+
+    def emit(self, record):
+        if self.text in record.getMessage():
+            self.messages.append(record.getMessage())
+            self.seen.set()
+
+
+def test_a_writer_that_falls_behind_says_so_once_with_a_batch_freq(tmp_path):
+    tracker = _GateTracker()
+    writer = summary.ActivationWriter(tmp_path / "activations", max_queue=1, tracker=tracker)
+    signal = _Signal("falls behind")
+    log = logging.getLogger("tb_activations")
+    log.addHandler(signal)
+    try:
+        # Step 0 holds the writer, step 10 fills the queue: step 20 has to wait.
+        writer.submit(0, [_value(0)])
+        writer.submit(10, [_value(10)])
+        blocked = threading.Thread(target=writer.submit, args=(20, [_value(20)]))
+        blocked.start()
+        assert signal.seen.wait(60), "no warning while the queue was full"
+        tracker.gate.set()
+        blocked.join()
+        for step in range(30, 90, 10):  # the queue fills again: no second warning
+            writer.submit(step, [_value(step)])
+        writer.close()
+    finally:
+        tracker.gate.set()
+        log.removeHandler(signal)
+    (message,) = signal.messages
+    freq = int(re.search(r"batch_freq=(\d+)", message).group(1))
+    # Steps came 10 batches apart and the writer did not keep up with that.
+    assert freq > 10
+    assert "10 batches" in message
+    assert read_run(tmp_path)["conv"].step_numbers == list(range(0, 90, 10))
+
+
+def test_a_writer_that_keeps_up_does_not_warn(tmp_path, caplog):
+    writer = summary.ActivationWriter(tmp_path / "activations", max_queue=4)
+    with caplog.at_level(logging.WARNING, logger="tb_activations"):
+        for step in range(3):
+            writer.submit(step, [_value(step)])
+            writer.flush()
+        writer.close()
+    assert "falls behind" not in caplog.text
