@@ -1,0 +1,189 @@
+"""What logging every few batches costs a real training: the demo CNN's `fit`.
+
+    .venv/bin/python benchmarks/bench_frequent.py [--quick] [--freqs 10,25,50] [--output FILE]
+
+The demo's model and data (demo/train.py, demo/shapes.py: 6000 generated
+images, batches of 64, 3 epochs), trained with `ActivationLogger(batch_freq=N,
+batch_epochs=3)` (so also at every epoch end, as by default) and without it.
+Every `fit` starts from the same weights; the fits with and without logging
+alternate round by round, so that each ratio pairs fits run under the same
+load. `fit` returns only once the last step is on disk. Nothing here asserts
+on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common  # first: sets TensorFlow's log level before it loads
+from common import median, table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
+import keras  # noqa: E402
+import shapes  # noqa: E402 - the demo's data
+import train  # noqa: E402 - the demo's model
+
+from tb_activations import ActivationLogger  # noqa: E402
+
+EPOCHS = 3
+TARGET_SLOWDOWN = 0.10
+
+
+class _Count(logging.Handler):
+    """Counts the writer's 'falls behind' warnings."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        if "falls behind" in record.getMessage():
+            self.messages.append(record.getMessage())
+
+
+def fit_seconds(weights, x, y, probe, log_dir: str | None, batch_freq: int | None):
+    """One 3-epoch fit from `weights`; returns (seconds, logged steps)."""
+    model = train.build_model(x.shape[-1], len(shapes.CLASSES))
+    model.set_weights(weights)
+    callbacks = []
+    if log_dir is not None:
+        callbacks.append(
+            ActivationLogger(log_dir, probe, batch_freq=batch_freq, batch_epochs=EPOCHS, verbose=0)
+        )
+    t = time.perf_counter()
+    model.fit(x, y, batch_size=train.BATCH_SIZE, epochs=EPOCHS, callbacks=callbacks, verbose=0)
+    seconds = time.perf_counter() - t
+    steps = 0
+    if log_dir is not None:
+        # Read back with TensorBoard's reader, as the demo does.
+        logged = train.read_back(Path(log_dir))
+        steps = max(len(s) for tag, (_, s) in logged.items() if tag != "__probe__")
+    return seconds, steps
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common.add_run_arguments(ap, "rounds (each: one fit without logging, one per batch_freq)")
+    ap.add_argument(
+        "--freqs", default="10,25,50", help="batch_freq values, comma-separated (default 10,25,50)"
+    )
+    ap.add_argument("--samples", type=int, default=6000, help="training images (default 6000)")
+    args = ap.parse_args(argv)
+    rounds = args.repeats or (1 if args.quick else 3)
+    freqs = [int(f) for f in args.freqs.split(",")]
+    samples = 1000 if args.quick else args.samples
+
+    keras.utils.set_random_seed(0)
+    x, y = shapes.dataset(samples, seed=0)
+    probe = shapes.probe()
+    weights = train.build_model(x.shape[-1], len(shapes.CLASSES)).get_weights()
+    batches = EPOCHS * math.ceil(len(x) / train.BATCH_SIZE)
+    tmp = tempfile.mkdtemp(prefix="tb_act_frequent_")
+    warnings_seen = _Count()
+    logging.getLogger("tb_activations").addHandler(warnings_seen)
+
+    # A warm-up fit of each kind: graph tracing is not what is measured.
+    fit_seconds(weights, x, y, probe, None, None)
+    fit_seconds(weights, x, y, probe, os.path.join(tmp, "warmup"), freqs[0])
+    warnings_seen.messages.clear()
+
+    load_before = common.wait_for_quiet(args.max_load, common.wait_seconds(args))
+    bare: list[float] = []
+    logged: dict[int, list[float]] = {f: [] for f in freqs}
+    ratios: dict[int, list[float]] = {f: [] for f in freqs}
+    steps: dict[int, int] = {}
+    behind: dict[int, int] = dict.fromkeys(freqs, 0)
+    for r in range(rounds):
+        b, _ = fit_seconds(weights, x, y, probe, None, None)
+        bare.append(b)
+        for f in freqs:
+            before = len(warnings_seen.messages)
+            s, n = fit_seconds(weights, x, y, probe, os.path.join(tmp, f"r{r}_f{f}"), f)
+            logged[f].append(s)
+            ratios[f].append(s / b)
+            steps[f] = n
+            behind[f] += len(warnings_seen.messages) > before
+    load_after = os.getloadavg()[0]
+
+    report: list[str] = []
+    emit = report.append
+    emit("# Frequent logging: the demo CNN's `fit`, with and without `ActivationLogger`")
+    emit(
+        f"{len(x)} generated 32x32 images, batches of {train.BATCH_SIZE}, {EPOCHS} epochs "
+        f"({batches} batches); the demo's probe ({probe.shape[0]}x{probe.shape[1]}); the "
+        "layers `ActivationLogger` picks by default. Median of "
+        f"{rounds} rounds; each round runs one fit without logging, then one per "
+        "`batch_freq`; a fit's time runs until its last step is on disk."
+    )
+    emit(
+        common.machine_info(
+            [
+                f"1-min load average {load_before:.2f} before, {load_after:.2f} after "
+                "(other processes share the cores; each ratio pairs fits of the same round)",
+            ]
+        )
+    )
+    t0 = median(bare)
+    rows = [("no `ActivationLogger`", "", f"{t0:.1f} s", "", "", "")]
+    per_event = []
+    for f in freqs:
+        extra = median(logged[f]) - t0
+        per_event.append(extra / max(steps[f], 1))
+        rows.append(
+            (
+                f"`batch_freq={f}`",
+                str(steps[f]),
+                f"{median(logged[f]):.1f} s",
+                f"{median(ratios[f]) - 1:+.1%} ({', '.join(f'{x - 1:+.0%}' for x in ratios[f])})",
+                f"{extra / max(steps[f], 1) * 1e3:.0f} ms",
+                f"{behind[f]} of {rounds}",
+            )
+        )
+    emit(
+        table(
+            [
+                "fit",
+                "steps logged",
+                "fit time",
+                "slowdown (rounds)",
+                "cost per logged step",
+                "fits that warned 'falls behind'",
+            ],
+            rows,
+        )
+    )
+    # The logged steps' cost, spread over the batches between them.
+    cost = median(per_event)
+    batch_seconds = t0 / batches
+    met = [f for f in freqs if median(ratios[f]) - 1 < TARGET_SLOWDOWN]
+    if cost > 0:
+        under = math.ceil(cost / (TARGET_SLOWDOWN * batch_seconds))
+        advice = (
+            f"a logged step costs the fit about {cost * 1e3:.0f} ms (median over the rows): "
+            f"logging every {under} batches or more keeps the slowdown under "
+            f"{TARGET_SLOWDOWN:.0%}"
+        )
+    else:
+        advice = "the logged steps' cost is within this run's noise"
+    emit(
+        f"A batch takes {batch_seconds * 1e3:.0f} ms without logging, and {advice}. "
+        f"Measured under {TARGET_SLOWDOWN:.0%}: "
+        + (", ".join(f"`batch_freq={f}`" for f in met) if met else "none of the rows")
+        + "."
+    )
+    text = "\n".join(line for part in report for line in (part, ""))
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
