@@ -157,3 +157,52 @@ def test_probe_images(shape, mode, size):
     assert len(pngs) == shape[0] and stats.shape == (shape[0], 1, len(metadata.STATS_FIELDS))
     img = Image.open(io.BytesIO(pngs[0]))
     assert img.mode == mode and img.size == size
+
+
+def _plane(kind):
+    yy, xx = np.mgrid[0:9, 0:13]
+    planes = {
+        "constant": np.full((9, 13), 7),
+        # Residuals of 19 to the left, 71 above: Sub leaves the smaller ones.
+        "across": (xx * 19 + yy * 71) % 256,
+        # 97 to the left, 29 above: Up.
+        "down": (xx * 97 + yy * 29) % 256,
+        "noise": RNG.integers(0, 256, size=(9, 13)),
+        "wrapping": (xx * 200 + yy * 90) % 256,  # residuals wrap around 0 and 255
+        "strip": RNG.integers(0, 256, size=(1, 13)),
+        "column": RNG.integers(0, 256, size=(9, 1)),
+    }
+    return planes[kind].astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "kind, filters",
+    [
+        ("constant", {0, 1, 2}),
+        ("across", {1}),
+        ("down", {2}),
+        ("noise", {0, 1, 2}),
+        ("wrapping", {0, 1, 2}),
+        ("strip", {0, 1, 2}),
+        ("column", {0, 1, 2}),
+    ],
+)
+def test_gray_png_decodes_to_the_same_levels_whatever_the_filters(kind, filters):
+    plane = _plane(kind)
+    rows = encoding.filter_rows(plane)
+    assert rows.shape == (plane.shape[0], plane.shape[1] + 1)
+    # Past the first row, whose Up is the same as None.
+    assert set(rows[1:, 0].tolist()) <= filters or plane.shape[0] == 1
+    img = Image.open(io.BytesIO(encoding.gray_png(rows)))
+    assert img.mode == "L" and img.size == plane.shape[::-1]
+    np.testing.assert_array_equal(np.asarray(img), plane)
+
+
+def test_filters_are_chosen_per_row_across_a_stack_of_planes():
+    planes = np.stack([_plane("across"), _plane("down"), _plane("noise")])
+    rows = encoding.filter_rows(planes)
+    assert rows.shape == (3, 9, 14)
+    for plane, plane_rows in zip(planes, rows):
+        np.testing.assert_array_equal(plane_rows, encoding.filter_rows(plane))
+        decoded = np.asarray(Image.open(io.BytesIO(encoding.gray_png(plane_rows))))
+        np.testing.assert_array_equal(decoded, plane)
