@@ -83,10 +83,17 @@ export function stepAtOrBefore(steps, step) {
   return best;
 }
 
+/**
+ * How many runs of the menu are warmed when the user reaches for it: each
+ * costs one layer at one step (4 MB for 64 channels of 224×224).
+ */
+export const WARM_RUNS = 3;
+
 export class Compare {
   /**
    * @param {{onPick: (run: string | null) => void, onOpen: (channel: number) => void,
-   *   onMapOpen: (layer: string, step: number) => void}} callbacks
+   *   onMapOpen: (layer: string, step: number) => void, onReach: () => void}} callbacks
+   *   onReach: the user is about to choose (pointer down on the menu, or focus)
    */
   constructor(callbacks) {
     this.select = h("select", {
@@ -94,6 +101,12 @@ export class Compare {
       title: "Draw another run's same layer at the same step beside this one",
     });
     this.select.addEventListener("change", () => callbacks.onPick(this.select.value || null));
+    // A menu takes a few hundred ms to open and choose from: long enough to
+    // fetch and decode most of what the choice draws.
+    this.select.addEventListener("pointerdown", () => callbacks.onReach());
+    this.select.addEventListener("focus", () => callbacks.onReach());
+    /** What warm() last started, so reaching again asks for nothing. */
+    this.warmed = "";
     this.field = h("label", { className: "field" }, h("span", {}, "Compare with"), this.select);
     this.thisLabel = h("div", { className: "compare-label", id: "compare-this" });
     this.otherLabel = h("div", { className: "compare-label", id: "compare-other" });
@@ -261,6 +274,52 @@ export class Compare {
     });
     this.loading = p;
     return p;
+  }
+
+  /**
+   * Loads into the model's cache what choosing a run of the menu would draw
+   * (the first WARM_RUNS runs other than the one shown): its kept steps and
+   * its layer at the step load() would pick, or in the map view its layer
+   * measures. The choice then finds them cached or in flight. Once they are
+   * cached, data-compare-warmed lists those runs (a JSON array). Never throws.
+   * @param {Model} model
+   * @param {{run: string, tag: string | null, step: number | null, probe: number,
+   *   fixed: boolean, map: boolean}} at
+   */
+  warm(model, at) {
+    const { run, tag, step, probe, fixed, map } = at;
+    const runs = Array.from(this.select.options, (o) => o.value)
+      .filter((v) => v !== "" && v !== run && v !== this.select.value)
+      .slice(0, WARM_RUNS);
+    const what = JSON.stringify([run, tag, step, probe, fixed, map, runs]);
+    if (!runs.length || what === this.warmed) return;
+    this.warmed = what;
+    /** @returns {Promise<boolean>} whether what the choice draws is now cached */
+    const one = async (/** @type {string} */ other) => {
+      if (map) {
+        await model.fetchOverview(other);
+        return true;
+      }
+      const info = tag === null ? null : model.info(other, tag);
+      if (tag === null || step === null || !info || probe >= info.probes) return false;
+      const stats = fixed ? model.fetchStats(other, tag) : null;
+      const list = await model.fetchSteps(other, tag);
+      const kept = list.steps.map((x) => x.step);
+      const s = stepAtOrBefore(kept, step);
+      if (s === null) return false;
+      const wall = list.steps.find((x) => x.step === s)?.wall_time;
+      await model.fetchLayer(other, tag, s, probe, wall);
+      if (stats) await stats;
+      return true;
+    };
+    Promise.allSettled(runs.map(one)).then((done) => {
+      if (this.warmed !== what) return;
+      const ok = runs.filter((_, i) => {
+        const d = done[i];
+        return d.status === "fulfilled" && d.value;
+      });
+      document.body.dataset.compareWarmed = JSON.stringify(ok);
+    });
   }
 
   /**

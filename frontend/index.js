@@ -30,7 +30,10 @@
 // while this run's grid shows this run minus it (diff=run; data-diff is then
 // its step), "" otherwise; in the map view data-compare-map names it once
 // its map is drawn. Choosing a run until its side is on screen is a
-// performance.measure named "activations:compare".
+// performance.measure named "activations:compare". Reaching for the "Compare
+// with" menu (pointer down, focus) loads what choosing its first runs would
+// draw into the model's cache; once loaded, data-compare-warmed lists those
+// runs as a JSON array.
 // The overlay on the probe sets data-overlay on each grid draw: the opacity
 // drawn ("0.6"), "" when off, "none" when asked but not drawn (a layer with
 // no spatial map, a run without probe images); turning it on or off, or
@@ -1044,6 +1047,14 @@ function drawCompare(info, order, diffOn) {
   document.body.dataset.compareDiff = diffOn ? state.compare : "";
 }
 
+/** The user reaches for the "Compare with" menu: load what a choice would draw. */
+function warmCompare() {
+  const { run, tag, step, probe } = state;
+  if (run === null) return;
+  const fixed = needsAllSteps(state.norm);
+  ui.compare.warm(model, { run, tag, step, probe, fixed, map: state.view === "map" });
+}
+
 /** @param {string | null} run */
 function chooseCompare(run) {
   const start = performance.now();
@@ -1270,7 +1281,12 @@ export async function render() {
     }),
     tabs: new ViewTabs({ onMap: openMap, onLayer: () => openLayer(state.tag, state.step) }),
     curves: new CurveStrip({ onStep: goToStep, onSeries: chooseCurve }),
-    compare: new Compare({ onPick: chooseCompare, onOpen: openChannel, onMapOpen: openLayer }),
+    compare: new Compare({
+      onPick: chooseCompare,
+      onOpen: openChannel,
+      onMapOpen: openLayer,
+      onReach: warmCompare,
+    }),
     overlay: new OverlayBar(chooseOverlay),
     detailOverlay: new DetailOverlay(),
     downloads: new DownloadLinks(),

@@ -6,6 +6,7 @@ twice the channels and which does not log dense1."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 from pathlib import Path
@@ -185,6 +186,38 @@ def test_a_second_run_is_drawn_beside_at_its_nearest_earlier_step(panel):
     panel.ui.locator("#compare-run").select_option("")
     panel.page.wait_for_function("() => !location.hash.includes('compare=')")
     assert not panel.ui.locator("#compare-side").is_visible()
+
+
+LAYER_ASKED = """([run, step]) => performance.getEntriesByType("resource").filter((e) => {
+  const u = new URL(e.name);
+  return u.pathname.endsWith("/layer") && u.searchParams.get("run") === run &&
+    u.searchParams.get("step") === String(step);
+}).length"""
+
+
+@pytest.mark.parametrize("reach", ["click", "focus"])
+def test_reaching_for_the_menu_loads_the_other_runs_layer_before_the_choice(panel, server, reach):
+    wide = [s["step"] for s in api(server, "steps", run=WIDE, tag="conv2")["steps"]]
+    wide_at = max(s for s in wide if s <= 9)
+    open_at(panel, f"&run={A}&layer=conv2&step=9")
+    assert panel.frame.evaluate(LAYER_ASKED, [B, 6]) == 0
+    assert panel.data("compareWarmed") is None
+    getattr(panel.ui.locator("#compare-run"), reach)()
+    panel.frame.wait_for_function("() => document.body.dataset.compareWarmed !== undefined")
+    # Both runs, each at the step the choice would draw (B's nearest earlier one).
+    assert json.loads(panel.data("compareWarmed")) == [B, WIDE]
+    assert panel.frame.evaluate(LAYER_ASKED, [B, 6]) == 1
+    assert panel.frame.evaluate(LAYER_ASKED, [WIDE, wide_at]) == 1
+    panel.ui.locator("#compare-run").select_option(B)
+    wait_body(panel, **{"compare-rendered": B, "compare-step": 6, "rendered-step": 9})
+    assert panel.frame.evaluate(LAYER_ASKED, [B, 6]) == 1, "the choice drew the cached layer"
+    assert compare_canvas(panel)["variance"] > 0
+    # Reaching again for the same step asks for nothing more.
+    panel.ui.locator("#compare-run").dispatch_event("pointerdown")
+    panel.frame.wait_for_function(
+        "(want) => document.body.dataset.compareWarmed === want", arg=json.dumps([WIDE])
+    )
+    assert panel.frame.evaluate(LAYER_ASKED, [WIDE, wide_at]) == 1
 
 
 def test_the_other_grid_follows_this_grids_sort(panel, server):
