@@ -13,12 +13,15 @@ Per logging event, interleaved so that each ratio's two sides share the
 machine's load:
 - the bare forward pass: the logger's extraction model's `predict_on_batch`;
 - the time a logging event (`LoggingSession.log`, as `on_epoch_end` calls it)
-  blocks the training loop with the writer idle, and
-  with the writer still busy with the previous step (two events in a row);
+  blocks the training loop with the writer idle, and one forward pass after
+  the last event (the writer may still be busy with it); each is also divided by
+  the forward pass inside that same event ("x own forward"), which does not
+  drift with the load as a baseline measured a second apart may;
 - the forward pass while the writer works on the previous step, as the
   training loop's next batches would meet it;
 and, for where JAX's time goes, the forward pass split into its jitted call
-and the copy of its outputs to numpy. Nothing here asserts on time.
+and the copy of its outputs to numpy; last, the CPU time the checksum of one
+step's records takes in C and in pure Python. Nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -128,39 +131,6 @@ def measure(events, n):
     return o
 
 
-def spin(n: int = 200_000) -> int:
-    """Pure-Python work, as a training loop's own Python (callbacks, data) does."""
-    total = 0
-    for i in range(n):
-        total += i
-    return total
-
-
-def python_lost(events, n) -> list[float]:
-    """Seconds of pure-Python work the training thread loses while the writer writes a step.
-
-    After each event, this thread spins until the step is written; the work
-    it got done, timed alone, subtracted from the time that took, is what the
-    writer's thread took from it by holding Python's lock.
-    """
-    import threading
-
-    alone = median(repeat(spin, 21, warmup=3))
-    lost = []
-    for _ in range(n):
-        events.session.flush()
-        events.event()
-        done = threading.Thread(target=events.session.flush)
-        t = time.perf_counter()
-        done.start()
-        chunks = 0
-        while done.is_alive():
-            spin()
-            chunks += 1
-        lost.append(max(0.0, time.perf_counter() - t - chunks * alone))
-    return lost
-
-
 def step_bytes(run_dir) -> tuple[int, int]:
     files = [os.path.join(run_dir, f) for f in os.listdir(run_dir) if "tfevents" in f]
     return sum(os.path.getsize(f) for f in files), len(files)
@@ -213,7 +183,6 @@ def main():
     with tempfile.TemporaryDirectory() as log_dir:
         events = Events(model, pixels, log_dir)
         o = measure(events, n)
-        o["python_lost"] = python_lost(events, n)
         events.session.close()
         run_dir = events.session.run_dir
         total, files = step_bytes(run_dir)
@@ -234,11 +203,10 @@ def main():
     rows = [
         row("bare forward pass (`predict_on_batch`)", "forward"),
         row("logging event blocks, writer idle", "idle", "idle_own"),
-        row("logging event blocks, writer busy with the previous step", "busy", "busy_own"),
+        row("logging event one forward pass after the last", "busy", "busy_own"),
         row("forward pass while the writer works on the last step", "forward_busy"),
     ]
     rows += [row(f"of the forward pass: {name}", name) for name in JAX_PARTS if name in o]
-    lost = o["python_lost"]
     crc_rows = [["google-crc32c (C)", ms(crc["c"])]] if "c" in crc else []
     crc_rows.append(["TensorBoard's pure Python", ms(crc["python"])])
     versions = common.versions("jax", "jaxlib", "torch")
@@ -263,14 +231,6 @@ def main():
             f"CPU time in the writer's thread, holding Python's lock:",
             "",
             table(["checksum", "per step"], crc_rows),
-            "",
-            "The training thread's own Python work (a loop of additions), run while the "
-            "writer writes one step, against the same work alone:",
-            "",
-            table(
-                ["per logged step", "median", "p90"],
-                [["Python work time lost to the writer's thread", ms(median(lost)), ms(p90(lost))]],
-            ),
             "",
             f"{files} event file(s), {size(total)} in all.",
         ]

@@ -46,7 +46,10 @@ def venv_python(backend: str) -> Path:
     return ROOT / f".venv-{backend}" / "bin" / "python"
 
 
-@pytest.fixture(scope="module", params=["jax", "torch"])
+# Slow: each trains in a process of its own (about 20 s on two cores).
+@pytest.fixture(
+    scope="module", params=[pytest.param(b, marks=pytest.mark.slow) for b in ("jax", "torch")]
+)
 def fit(request, tmp_path_factory):
     """backend_fit.py's facts and arrays, from a run in that backend's venv."""
     backend = request.param
