@@ -190,6 +190,76 @@ def test_training_logs_no_warning(fit):
     assert "tb_activations:" not in stderr, stderr
 
 
+# -- make's plan for the backend venvs --------------------------------------------------
+
+# The same rules keep .venv (tests/test_quickstart.py checks its cases); here,
+# what they plan for a backend's venv. `make -n` prints the plan, runs nothing.
+
+
+def sound(venv: Path):
+    (venv / "bin").mkdir(parents=True)
+    # A pip that runs: this interpreter's own.
+    (venv / "bin" / "pip").symlink_to(Path(sys.executable).parent / "pip")
+    (venv / ".installed").touch()
+
+
+def stale(venv: Path):
+    sound(venv)
+    os.utime(venv / ".installed", (1e9, 1e9))
+
+
+def cut_short(venv: Path):
+    sound(venv)
+    (venv / ".installing").touch()
+
+
+def pip_broken(venv: Path):
+    sound(venv)
+    (venv / "bin" / "pip").unlink()
+    (venv / "bin" / "pip").symlink_to(venv / "nowhere")
+
+
+def absent(venv: Path):
+    pass
+
+
+# A venv's state -> (make installs into it, make makes it anew first).
+PLANS = {
+    sound: (False, False),
+    stale: (True, False),
+    cut_short: (True, True),
+    pip_broken: (True, True),
+    absent: (True, True),
+}
+
+
+@pytest.mark.parametrize("state", PLANS, ids=lambda state: state.__name__)
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_make_backends_reuses_a_sound_venv_and_remakes_a_broken_one(tmp_path, backend, state):
+    for name in ("Makefile", "pyproject.toml"):
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    os.utime(tmp_path / "pyproject.toml", (1e9 + 60, 1e9 + 60))
+    venv = tmp_path / f".venv-{backend}"
+    state(venv)
+    plan = subprocess.run(
+        ["make", "--no-print-directory", "-n", "backends", f"BACKENDS={backend}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    planned = (
+        f'-m pip install --quiet -e ".[{backend}]"' in plan,
+        f"rm -rf .venv-{backend}" in plan,
+    )
+    assert planned == PLANS[state], plan
+    # Only the backend asked for; never TensorFlow's venv.
+    assert "rm -rf .venv\n" not in plan and ".venv/" not in plan, plan
+    if backend == "torch" and planned[0]:
+        # The pinned CPU build first, then the package.
+        assert plan.index("torch==2.13.0") < plan.index('-e ".[torch]"'), plan
+
+
 # -- the record writer without TensorFlow ----------------------------------------------
 
 
