@@ -143,7 +143,6 @@ def measure_timeline(s) -> dict:
 
 def change_table_reference(run_dir: Path) -> dict:
     """Per layer, change since the previous step at every step, two ways; seconds of each part."""
-    from PIL import Image
     from tensorboard.backend.event_processing import event_accumulator
 
     from tb_activations import metadata
@@ -164,14 +163,7 @@ def change_table_reference(run_dir: Path) -> dict:
     for tag in LAYERS:
         row, prev = [], None
         for event in acc.Tensors(tag):
-            blobs = event.tensor_proto.string_val
-            stats = metadata.decode_stats(blobs[metadata.STATS_INDEX])  # (probes, channels, fields)
-            levels = np.stack(
-                [np.asarray(Image.open(io.BytesIO(b))) for b in blobs[metadata.FIRST_IMAGE_INDEX :]]
-            ).astype(np.float32)
-            lo = stats[..., 0].reshape(-1, 1, 1)
-            hi = stats[..., 1].reshape(-1, 1, 1)
-            a = lo + levels / 255.0 * (hi - lo)
+            a = panel_common.values_by_hand(event)
             row.append(None if prev is None else change(a, prev))
             prev = a
         from_png[tag] = row

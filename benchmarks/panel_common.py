@@ -134,12 +134,15 @@ def write_loss(logdir: Path, steps: int, evolution: Evolution) -> None:
     writer.close()
 
 
-def write_vgg16_log(logdir: Path, steps: int, evolution: Evolution = Evolution()) -> Path:
+def write_vgg16_log(
+    logdir: Path, steps: int, evolution: Evolution = Evolution(), seed: int = 0
+) -> Path:
     """VGG16's five `blockN_conv1` layers over `steps` steps in `logdir/vgg16/activations`.
 
     Step 0 is the seeded model; before every later step `evolution` moves
-    the weights. Returns the directory to give TensorBoard. A directory that
-    already holds this log is kept as it is.
+    the weights, with noise drawn from `seed` (another seed: another run of
+    the same model). Returns the directory to give TensorBoard. A directory
+    that already holds this log is kept as it is.
     """
     import keras
 
@@ -147,6 +150,8 @@ def write_vgg16_log(logdir: Path, steps: int, evolution: Evolution = Evolution()
 
     done = logdir / "complete.json"
     want = {"steps": steps, "evolution": asdict(evolution)}
+    if seed:
+        want["seed"] = seed
     if done.exists() and json.loads(done.read_text()) == want:
         return logdir / RUN
     if (logdir / RUN).exists():
@@ -157,7 +162,7 @@ def write_vgg16_log(logdir: Path, steps: int, evolution: Evolution = Evolution()
     keras.utils.set_random_seed(0)
     model = common.vgg16()
     pixels = common.probe_pixels()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     logger = ActivationLogger(
         logdir / RUN,
         pixels,
@@ -186,6 +191,28 @@ def write_vgg16_log(logdir: Path, steps: int, evolution: Evolution = Evolution()
     print(f"wrote {steps} steps of activations in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     done.write_text(json.dumps(want))
     return logdir / RUN
+
+
+def values_by_hand(event) -> np.ndarray:
+    """One logged layer-step in real units as a user decodes it from the documented
+    format (docs/format.md): its PNGs with Pillow, scaled by each channel's min/max.
+
+    `event` is an `EventAccumulator` tensor event; returns (probes x channels, h, w).
+    """
+    import io
+
+    from PIL import Image
+
+    from tb_activations import metadata
+
+    blobs = event.tensor_proto.string_val
+    stats = metadata.decode_stats(blobs[metadata.STATS_INDEX])  # (probes, channels, fields)
+    levels = np.stack(
+        [np.asarray(Image.open(io.BytesIO(b))) for b in blobs[metadata.FIRST_IMAGE_INDEX :]]
+    ).astype(np.float32)
+    lo = stats[..., 0].reshape(-1, 1, 1)
+    hi = stats[..., 1].reshape(-1, 1, 1)
+    return lo + levels / 255.0 * (hi - lo)
 
 
 def chromium() -> str:
@@ -277,6 +304,7 @@ async ([action, arg, expect, measure]) => {
     layer: (name) =>
       b.querySelector(`#layers button.layer[data-layer="${CSS.escape(name)}"]`).click(),
     channel: (c) => b.querySelector(`.grid .tile[data-channel="${c}"]`).click(),
+    click: (selector) => b.querySelector(selector).click(),
     slider: (index) => {
       const s = document.getElementById("step-slider");
       s.value = String(index);
