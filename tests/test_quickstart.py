@@ -129,6 +129,8 @@ def test_the_demo_leaves_only_ignored_files(quickstart):
         "runs/run1",  # where many training scripts log; a user's, not the project's
         "test-artifacts/panel.png",  # the browser test's screenshot
         ".venv/.installed",  # make's venv and its stamps
+        ".venv-jax/.installed",  # the other Keras backends' venvs
+        ".venv-torch/.installed",
     ],
 )
 def test_what_the_demos_and_tests_leave_at_the_root_is_ignored(quickstart, path):
