@@ -41,8 +41,9 @@ logger = logging.getLogger("tb_activations")
 # this, the oldest are dropped, with a warning, so memory stays bounded.
 MAX_PENDING_BYTES = 512 * 1024 * 1024
 
-# PNG encoding threads per writer: Pillow releases the GIL while it
-# compresses, so they run beside the training thread.
+# PNG encoding threads per writer: zlib and numpy release the GIL, so they
+# run beside the training thread and the writer's own (which computes the
+# measures meanwhile).
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 
