@@ -124,7 +124,10 @@ def quantize(x: np.ndarray, stats: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         scale = np.where(span > 0, 255.0 / span, 0.0).astype(np.float32)
         q = (np.asarray(x, dtype=np.float32) - lo) * scale + 0.5
-    q = np.nan_to_num(q, nan=0.0, posinf=0.0, neginf=0.0)
+    # Only non-finite values, or a scale that overflowed, leave a NaN or an
+    # infinity in q; the statistics say whether there were any.
+    if not (np.isfinite(scale).all() and not stats[..., 5].any()):
+        np.nan_to_num(q, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     np.clip(q, 0, 255, out=q)
     return np.ascontiguousarray(q.astype(np.uint8).transpose(0, 3, 1, 2))
 

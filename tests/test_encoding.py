@@ -107,6 +107,13 @@ def test_quantize_maps_nonfinite_and_constant_to_zero():
     assert q[0, 1, 0, 0] == 0 and q[0, 1, 1, 1] == 255
 
 
+def test_quantize_maps_a_span_too_small_to_scale_to_zero_like_a_constant():
+    # 255 / span overflows float32: the channel shows as constant, not as garbage.
+    x = np.array([0, 1e-45, 0, 1e-45], np.float32).reshape(1, 2, 2, 1)
+    q = encoding.quantize(x, encoding.compute_stats(x))
+    assert (q == 0).all()
+
+
 @pytest.mark.parametrize(
     "h, w, max_size, factor",
     [
