@@ -113,7 +113,10 @@ class Panel:
         self.wait_ready(run=run)
 
     def pick_layer(self, layer):
-        self.ui.locator("#layers button.layer").filter(has_text=layer).first.click()
+        # By the exact name: "conv2" is also a substring of "Conv2D" in the
+        # first layer's description, and has_text ignores case.
+        name = self.ui.locator(".layer-name", has_text=re.compile(f"^{re.escape(layer)}$"))
+        self.ui.locator("#layers button.layer").filter(has=name).click()
         self.wait_ready(layer=layer)
 
     def canvas(self, selector: str, index: int = 0) -> dict:

@@ -27,8 +27,9 @@ from browsing import TIMEOUT_MS, Panel, api, layer_levels, open_panel
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
-SCREENSHOT = os.environ.get("TB_ACTIVATIONS_SCREENSHOT") or str(
-    REPO / "test-artifacts" / "panel.png"
+# The README's pictures, of the demo's own log; docs/ holds the copies.
+SCREENSHOTS = Path(
+    os.environ.get("TB_ACTIVATIONS_SCREENSHOTS") or REPO / "test-artifacts" / "readme"
 )
 
 HTML_LAYER = "<img src=x onerror=alert(1)>"
@@ -739,14 +740,26 @@ def test_rust_data_server_shows_the_same_pixels(browser, logdir, panel, server):
         assert not p.problems, p.problems
 
 
-def test_screenshot_of_the_panel(panel, server):
-    """Writes the README's picture: the demo's first layer, a channel opened."""
+def test_screenshots_of_the_demo(panel, server):
+    """Writes the README's pictures: the demo's training map, the channel
+    timeline of its second layer, and its first layer with a channel opened."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    panel.page.set_viewport_size({"width": 1440, "height": 1000})
+
+    panel.open(f"&run={DEMO_RUN}&view=map")
+    panel.ui.locator(f"body[data-map-rendered='{DEMO_RUN}']").wait_for(state="attached")
+    panel.page.screenshot(path=SCREENSHOTS / "training-map.png")
+
+    panel.pick_layer("conv2")
+    panel.ui.locator("body[data-timeline-rendered='conv2']").wait_for(state="attached")
+    panel.page.screenshot(path=SCREENSHOTS / "timeline.png")
+
     steps = steps_of(server, DEMO_RUN, "conv1")
     layer = api(server, "layer", run=DEMO_RUN, tag="conv1", step=steps[-1], probe=0)
     # The busiest channel, the one a user would open first.
     channel = int(np.argmax([s[3] if s[3] is not None else -1 for s in layer["stats"]]))
-    panel.page.set_viewport_size({"width": 1440, "height": 1000})
-    panel.open(f"&run={DEMO_RUN}&layer=conv1&channel={channel}")
+    panel.pick_layer("conv1")
+    panel.ui.locator(f".grid .tile[data-channel='{channel}']").click()
     panel.ui.locator(f"body[data-evolution-channel='{channel}']").wait_for(state="attached")
     img = layer_levels(layer)[channel]
     y, x = np.unravel_index(int(np.argmax(img)), img.shape)
@@ -756,6 +769,6 @@ def test_screenshot_of_the_panel(panel, server):
         box["y"] + (y + 0.5) * box["height"] / img.shape[0],
     )
     assert re.match(rf"x {x}, y {y}: ", panel.ui.locator("#readout").text_content())
-    Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
-    panel.page.screenshot(path=SCREENSHOT)
-    assert Image.open(SCREENSHOT).size == (1440, 1000)
+    panel.page.screenshot(path=SCREENSHOTS / "panel.png")
+    for name in ("training-map.png", "timeline.png", "panel.png"):
+        assert Image.open(SCREENSHOTS / name).size == (1440, 1000)

@@ -127,7 +127,7 @@ def test_the_demo_leaves_only_ignored_files(quickstart):
     [
         "logs/vgg16/activations",  # demo/vgg16_snapshot.py's default log directory
         "runs/run1",  # where many training scripts log; a user's, not the project's
-        "test-artifacts/panel.png",  # the browser test's screenshot
+        "test-artifacts/readme/panel.png",  # the browser test's screenshots
         ".venv/.installed",  # make's venv and its stamps
         ".venv-jax/.installed",  # the other Keras backends' venvs
         ".venv-torch/.installed",
