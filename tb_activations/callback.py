@@ -22,6 +22,7 @@ from tb_activations.session import (
     RUN_NAME,
     LoggingSession,
     check_int,
+    options_of,
 )
 
 
@@ -135,18 +136,7 @@ class ActivationLogger(keras.callbacks.Callback):
         chief: bool | None = None,
     ):
         super().__init__()
-        self._session = LoggingSession(
-            log_dir,
-            probe,
-            layers,
-            preprocess=preprocess,
-            max_layers=max_layers,
-            max_channels=max_channels,
-            max_size=max_size,
-            run_name=run_name,
-            verbose=verbose,
-            chief=chief,
-        )
+        self._session = LoggingSession(log_dir, probe, layers, **options_of(locals()))
         check_int("freq", freq, 1)
         check_int("batch_freq", batch_freq, 1, allow_none=True)
         check_int("batch_epochs", batch_epochs, 0)
@@ -301,18 +291,7 @@ def log_activations(
     ```
     """
     check_int("step", step, 0)
-    session = LoggingSession(
-        log_dir,
-        probe,
-        layers,
-        preprocess=preprocess,
-        max_layers=max_layers,
-        max_channels=max_channels,
-        max_size=max_size,
-        run_name=run_name,
-        verbose=verbose,
-        chief=chief,
-    )
+    session = LoggingSession(log_dir, probe, layers, **options_of(locals()))
     session.bind(model)
     if not session.process.chief:
         return []

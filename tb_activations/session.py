@@ -20,7 +20,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -244,6 +244,26 @@ def _ensure_built(model, probe) -> None:
     model.build((None, *arr.shape[1:]))
 
 
+# The options ActivationLogger and log_activations pass on, with their
+# defaults. Those two spell them out in their signatures, typed and
+# documented; the session takes them by name, so that the three signatures do
+# not repeat one another.
+OPTIONS: dict[str, Any] = {
+    "preprocess": None,
+    "max_layers": DEFAULT_MAX_LAYERS,
+    "max_channels": DEFAULT_MAX_CHANNELS,
+    "max_size": DEFAULT_MAX_SIZE,
+    "run_name": RUN_NAME,
+    "verbose": 1,
+    "chief": None,
+}
+
+
+def options_of(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The session's options among a function's arguments (its `locals()`)."""
+    return {name: arguments[name] for name in OPTIONS}
+
+
 class LoggingSession:
     """Logs a model's activations on a probe to one TensorBoard run, step by step.
 
@@ -275,6 +295,7 @@ class LoggingSession:
         ValueError: on an argument of the wrong type or range, a probe
             file that cannot be read, or (with `chief=None`) a `TF_CONFIG`
             or `RANK` variable that cannot be read.
+        TypeError: on an option not listed above.
     """
 
     def __init__(
@@ -282,15 +303,21 @@ class LoggingSession:
         log_dir: str | os.PathLike,
         probe: probe_lib.Probe,
         layers: layers_lib.LayerSpec = None,
-        *,
-        preprocess: Callable[[np.ndarray], Any] | None = None,
-        max_layers: int = DEFAULT_MAX_LAYERS,
-        max_channels: int = DEFAULT_MAX_CHANNELS,
-        max_size: int | None = DEFAULT_MAX_SIZE,
-        run_name: str = RUN_NAME,
-        verbose: int = 1,
-        chief: bool | None = None,
+        **options: Any,
     ):
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"LoggingSession takes the options {sorted(OPTIONS)}. Received: {unknown}"
+            )
+        options = {**OPTIONS, **options}
+        preprocess = options["preprocess"]
+        max_layers = options["max_layers"]
+        max_channels = options["max_channels"]
+        max_size = options["max_size"]
+        run_name = options["run_name"]
+        verbose = options["verbose"]
+        chief = options["chief"]
         if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
             raise ValueError(f"log_dir must be a directory path. Received: log_dir={log_dir!r}")
         _check_probe(probe)
