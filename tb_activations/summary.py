@@ -389,7 +389,7 @@ class ActivationWriter:
             )
         logger.warning(
             "tb_activations: the writer falls behind: a step takes %.2f s to encode and "
-            "write, and %d steps wait, so training waits for it.%s",
+            "write, and its queue of %d steps is full, so training waits for it.%s",
             encode,
             self._queue.maxsize,
             advice,
