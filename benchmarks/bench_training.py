@@ -204,6 +204,89 @@ def agreement(reference: dict, overview: dict) -> tuple[float, float]:
     return out[0], out[1]
 
 
+# -- the server alone --------------------------------------------------------
+
+
+def server_sequence(steps: list[int]) -> list[tuple[str, str]]:
+    """The requests a page makes from opening the tab to diffing block1_conv1, in order."""
+    run = f"run={MAP_RUN}"
+    last, before = steps[-1], steps[-2]
+    return [
+        ("tags", "tags"),
+        ("overview", f"overview?{run}"),
+        ("curves", f"curves?{run}"),
+        (f"layer {WIDE} at {last}", f"layer?{run}&tag={WIDE}&step={last}"),
+        (f"timeline {WIDE}", f"timeline?{run}&tag={WIDE}"),
+        ("overview again", f"overview?{run}"),
+        ("curves again", f"curves?{run}"),
+        (f"layer {BIG} at {before}", f"layer?{run}&tag={BIG}&step={before}"),
+        (f"timeline {WIDE} again", f"timeline?{run}&tag={WIDE}"),
+        ("overview again", f"overview?{run}"),
+    ]
+
+
+def server_alone(logdir: Path, steps: list[int], series_refs: int | None) -> list[float]:
+    """Seconds of each request of `server_sequence`, in this process.
+
+    The plugin over TensorBoard's `EventMultiplexer` (the Python loader's),
+    through its WSGI app: no HTTP, no browser. `series_refs` replaces the
+    reader's bound on the blob references of the series it keeps listed
+    (`reader._SERIES_CACHE_REFS`), to show what that bound costs.
+    """
+    from tensorboard.backend import application
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from werkzeug.test import Client
+
+    from tb_activations import plugin, reader
+
+    saved = reader._SERIES_CACHE_REFS
+    if series_refs:
+        reader._SERIES_CACHE_REFS = series_refs
+    try:
+        mux = plugin_event_multiplexer.EventMultiplexer(
+            size_guidance={"tensors": plugin.DEFAULT_MAX_STEPS, "scalars": 10_000}
+        )
+        mux.AddRunsFromDirectory(str(logdir))
+        mux.Reload()
+        provider = data_provider.MultiplexerDataProvider(mux, str(logdir))
+        context = base_plugin.TBContext(logdir=str(logdir), data_provider=provider, multiplexer=mux)
+        client = Client(application.TensorBoardWSGI([plugin.ActivationsPlugin(context)]))
+        out = []
+        for _, url in server_sequence(steps):
+            t = time.perf_counter()
+            r = client.get(f"/data/plugin/activations/{url}")
+            out.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                raise ValueError(f"{url} answered {r.status_code}: {r.data[:200]!r}")
+        return out
+    finally:
+        reader._SERIES_CACHE_REFS = saved
+
+
+def run_refs(tags: dict) -> int:
+    """Blob references of the run's series: per kept step, a header, statistics and a PNG
+    per probe and channel."""
+    return sum(e["steps_kept"] * (2 + e["probes"] * e["channels"]) for e in tags[MAP_RUN].values())
+
+
+def server_rounds(logdir: Path, steps: list[int], refs: int, rounds: int) -> dict:
+    """`server_alone` with the reader's bound and with a bound that fits the run, alternated."""
+    from tb_activations import reader
+
+    bounds = {"default": None, "fits": max(2 * refs, reader._SERIES_CACHE_REFS)}
+    out: dict[str, list[list[float]]] = {k: [] for k in bounds}
+    for _ in range(rounds):
+        for key, bound in bounds.items():
+            out[key].append(server_alone(logdir, steps, bound))
+    return {
+        "bounds": {"default": reader._SERIES_CACHE_REFS, "fits": bounds["fits"]},
+        "refs": refs,
+        "rounds": rounds,
+        "times": {k: [median(col) for col in zip(*v)] for k, v in out.items()},
+    }
+
+
 # -- the measures ------------------------------------------------------------
 
 
@@ -245,6 +328,7 @@ def cached(browser, logdir, n_steps, n, max_load, wait, loads):
         s.close()
         overview = api_json(base, "overview", run=MAP_RUN)
         timeline = api_json(base, "timeline", run=MAP_RUN, tag=WIDE)
+        tags = api_json(base, "tags")
         steps = timeline["steps"]
         loads.append(common.wait_for_quiet(max_load, wait))
         for rep in range(n):
@@ -278,13 +362,16 @@ def cached(browser, logdir, n_steps, n, max_load, wait, loads):
                 add(f"http_{route}", timed_fetch(base, route, **params))
             print(f"cached repeat {rep + 1}/{n} done", file=sys.stderr)
         loads.append(os.getloadavg()[0])
-    return rows, overview, timeline
+    return rows, overview, timeline, tags
 
 
 # -- the report --------------------------------------------------------------
 
 
-def report(first, warm, overview, timeline, args, steps, loads, logdir):
+def report(results, args, loads, logdir):
+    first, warm = results["first"], results["warm"]
+    overview, timeline = results["overview"], results["timeline"]
+    steps = args.steps
     out = io.StringIO()
 
     def emit(s=""):
@@ -409,13 +496,13 @@ def report(first, warm, overview, timeline, args, steps, loads, logdir):
                         "+ PNG decoding and numpy: the table",
                         f"{median(png):.1f} s",
                         f"{p90(png):.1f} s",
-                        f"{median(png) / map_first:.0f}x",
+                        f"{median(png) / map_first:.1f}x",
                     ),
                     (
                         "+ the stored sums instead: the table",
                         f"{median(sums):.1f} s",
                         f"{p90(sums):.1f} s",
-                        f"{median(sums) / map_first:.0f}x",
+                        f"{median(sums) / map_first:.1f}x",
                     ),
                 ],
             )
@@ -436,6 +523,8 @@ def report(first, warm, overview, timeline, args, steps, loads, logdir):
         )
         if rows.get(key)
     ]
+    emit(server_table(results["server"], timeline["steps"]))
+    emit()
     emit("## Where the time goes (medians, ms from operating the control)")
     emit()
     emit(
@@ -455,6 +544,27 @@ def report(first, warm, overview, timeline, args, steps, loads, logdir):
     if args.output:
         with open(args.output, "w") as f:
             f.write(out.getvalue())
+
+
+def server_table(server: dict, steps: list[int]) -> str:
+    b = server["bounds"]
+    head = (
+        "## The server alone\n\n"
+        "The plugin's routes in this process over TensorBoard's `EventMultiplexer`, "
+        "through its WSGI app (no HTTP, no browser), in the order a page asks them; the "
+        f"median of {server['rounds']} round(s), each with a new multiplexer and plugin. "
+        "The run's series "
+        f"hold {server['refs']:,} blob references; the reader keeps listed series up to "
+        f"`reader._SERIES_CACHE_REFS` = {b['default']:,} of them (left), or, replaced by the "
+        f"benchmark, {b['fits']:,} (right).\n\n"
+    )
+    rows = [
+        (label, f"{d * 1e3:,.0f} ms", f"{f * 1e3:,.0f} ms")
+        for (label, _), d, f in zip(
+            server_sequence(steps), server["times"]["default"], server["times"]["fits"]
+        )
+    ]
+    return head + table(["request", "reader as it is", "series bound fits the run"], rows)
 
 
 def where_row(key: str, samples: list[dict]) -> tuple:
@@ -518,11 +628,21 @@ def main(argv=None):
         first = first_opens(
             browser, logdir, args.steps, n_first, n_reference, args.max_load, wait, loads
         )
-        warm, overview, timeline = cached(
+        warm, overview, timeline, tags = cached(
             browser, logdir, args.steps, n, args.max_load, wait, loads
         )
         browser.close()
-    report(first, warm, overview, timeline, args, args.steps, loads, logdir)
+    loads.append(common.wait_for_quiet(args.max_load, wait))
+    server = server_rounds(logdir, timeline["steps"], run_refs(tags), 1 if args.quick else 2)
+    loads.append(os.getloadavg()[0])
+    results = {
+        "first": first,
+        "warm": warm,
+        "overview": overview,
+        "timeline": timeline,
+        "server": server,
+    }
+    report(results, args, loads, logdir)
     return 0
 
 
