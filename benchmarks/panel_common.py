@@ -377,7 +377,8 @@ class Session:
         self.page.goto(f"{base}#activations{hash_params}")
         self.frame = self._frame()
         self.frame.wait_for_function(
-            """(want) => document.body.dataset.state === "ready" &&
+            # The body is null while the iframe is still navigating.
+            """(want) => document.body?.dataset.state === "ready" &&
                 Object.entries(want).every(([k, v]) => document.body.dataset[k] === v)""",
             arg=ready,
             polling=50,
