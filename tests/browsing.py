@@ -167,3 +167,15 @@ def open_panel(browser, base):
     finally:
         context.close()
     assert not p.problems, "\n".join(p.problems)
+
+
+@contextlib.contextmanager
+def serving(logdir, ready, *args: str):
+    """A `tensorboard` process on `logdir`, yielded once `ready(tags)` holds for
+    the plugin's `tags` answer (the first load of a log directory takes a
+    while)."""
+    from support import running_tensorboard, wait_until
+
+    with running_tensorboard(logdir, *args) as url:
+        wait_until(lambda: ready(api(url, "tags")), 120, "the runs to load")
+        yield url

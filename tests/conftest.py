@@ -25,3 +25,13 @@ def browser():
             browsing.unavailable(f"Chromium at {exe} does not start: {e}")
         yield b
         b.close()
+
+
+@pytest.fixture
+def panel(browser, server):
+    """The Activations tab on the test module's `server`, in a fresh browser
+    context that fails the test on any console error or dialog."""
+    import browsing
+
+    with browsing.open_panel(browser, server) as p:
+        yield p

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browsing import TIMEOUT_MS, Panel, api, layer_levels, open_panel
+from browsing import TIMEOUT_MS, Panel, api, layer_levels, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -177,23 +177,11 @@ def logdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(logdir):
-    from support import running_tensorboard, wait_until
-
-    with running_tensorboard(logdir["root"], "--reload_interval=1") as url:
-        # The first load of the log directory may still be running.
-        wait_until(
-            lambda: {HTML_RUN, SEQ_RUN} <= set(api(url, "tags")),
-            120,
-            "the runs to load",
-        )
+    with serving(
+        logdir["root"], lambda tags: {HTML_RUN, SEQ_RUN} <= set(tags), "--reload_interval=1"
+    ) as url:
         yield url
 
-
-
-@pytest.fixture
-def panel(browser, server):
-    with open_panel(browser, server) as p:
-        yield p
 
 
 def tags(server, run):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browsing import TIMEOUT_MS, api, layer_levels, open_panel
+from browsing import TIMEOUT_MS, api, layer_levels, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -35,17 +35,8 @@ def truth(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(truth):
-    from support import running_tensorboard, wait_until
-
-    with running_tensorboard(truth.log_dir) as url:
-        wait_until(lambda: "dense1" in api(url, "tags").get(RUN, {}), 120, "the run to load")
+    with serving(truth.log_dir, lambda tags: "dense1" in tags.get(RUN, {})) as url:
         yield url
-
-
-@pytest.fixture
-def panel(browser, server):
-    with open_panel(browser, server) as p:
-        yield p
 
 
 def open_layer(panel, layer=LAYER, extra=""):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from browsing import TIMEOUT_MS, api, open_panel
+from browsing import TIMEOUT_MS, api, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -33,17 +33,8 @@ def truth(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(truth):
-    from support import running_tensorboard, wait_until
-
-    with running_tensorboard(truth.log_dir) as url:
-        wait_until(lambda: "conv2" in api(url, "tags").get(RUN, {}), 120, "the run to load")
+    with serving(truth.log_dir, lambda tags: "conv2" in tags.get(RUN, {})) as url:
         yield url
-
-
-@pytest.fixture
-def panel(browser, server):
-    with open_panel(browser, server) as p:
-        yield p
 
 
 def open_layer(panel, layer="conv2", extra=""):

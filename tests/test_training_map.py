@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 
-from browsing import api, open_panel
+from browsing import api, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -45,18 +45,9 @@ def truth(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(truth):
-    from support import running_tensorboard, wait_until
-
     root, _ = truth
-    with running_tensorboard(root) as url:
-        wait_until(lambda: {RUN, SNAPSHOT} <= set(api(url, "tags")), 120, "the runs to load")
+    with serving(root, lambda tags: {RUN, SNAPSHOT} <= set(tags)) as url:
         yield url
-
-
-@pytest.fixture
-def panel(browser, server):
-    with open_panel(browser, server) as p:
-        yield p
 
 
 def wait_map(panel, measure="change_prev", run=RUN):
@@ -69,7 +60,7 @@ def cell_colors(panel):
     """The colour at the centre of every map cell: [layer][step] -> (r, g, b)."""
     return panel.frame.evaluate(
         """() => {
-            const c = document.querySelector("canvas.map-heat");
+            const c = document.querySelector("#training-map canvas.map-heat");
             const w = +c.dataset.cellWidth, h = +c.dataset.cellHeight, gap = +c.dataset.gap;
             const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
             const out = [];
@@ -90,7 +81,7 @@ def cell_colors(panel):
 
 
 def click_cell(panel, overview, layer, step):
-    box = panel.ui.locator("canvas.map-heat").bounding_box()
+    box = panel.ui.locator("#training-map canvas.map-heat").bounding_box()
     r = overview["layers"].index(layer)
     c = overview["steps"].index(step)
     panel.page.mouse.click(
@@ -105,31 +96,31 @@ def test_map_is_a_multi_step_runs_first_view_with_real_pixels(panel, server):
     panel.open(f"&run={quote(RUN)}")
     wait_map(panel)
     assert panel.data("view") == "map"
-    pixels = panel.canvas("canvas.map-heat")
+    pixels = panel.canvas("#training-map canvas.map-heat")
     cell = int(
-        panel.frame.evaluate("() => document.querySelector('canvas.map-heat').dataset.cellWidth")
+        panel.ui.locator("#training-map canvas.map-heat").get_attribute("data-cell-width")
     )
     assert pixels["w"] == cell * len(overview["steps"]) and pixels["h"] > 0
     assert pixels["variance"] > 10 and not pixels["gray"]
-    labels = panel.ui.locator(".map-row-name").all_text_contents()
+    labels = panel.ui.locator("#training-map .map-row-name").all_text_contents()
     assert labels == LAYERS
     # The text alternative names the frozen layer; the URL says which view.
-    alt = panel.ui.locator("canvas.map-heat").get_attribute("aria-label")
+    alt = panel.ui.locator("#training-map canvas.map-heat").get_attribute("aria-label")
     assert "No change at any step: conv1." in alt
     panel.page.wait_for_function("() => location.hash.includes('view=map')")
     # Hover gives layer, step, epoch and value; the first step says why it has none.
-    box = panel.ui.locator("canvas.map-heat").bounding_box()
+    box = panel.ui.locator("#training-map canvas.map-heat").bounding_box()
     n = len(overview["steps"])
     panel.page.mouse.move(box["x"] + 1.5 * box["width"] / n, box["y"] + 1.5 * box["height"] / 3)
     value = overview["rows"]["change_prev"][1][1]
-    readout = panel.ui.locator(".map-readout").text_content()
+    readout = panel.ui.locator("#training-map .map-readout").text_content()
     assert readout == (
         f"conv2 · step {overview['steps'][1]} (epoch 1): "
         f"change since the previous step: {float(f'{value:.3g}'):g}"
     )
     panel.page.mouse.move(box["x"] + 0.5 * box["width"] / n, box["y"] + 0.5 * box["height"] / 3)
     assert "no value: the layer's first step has no previous one" in (
-        panel.ui.locator(".map-readout").text_content()
+        panel.ui.locator("#training-map .map-readout").text_content()
     )
 
 
@@ -165,13 +156,13 @@ def test_a_click_on_a_cell_opens_that_layer_at_that_step(panel, server, truth):
     # Back to the map by its tab; the keyboard opens a cell too.
     panel.ui.locator("#tab-map").click()
     wait_map(panel)
-    panel.ui.locator("canvas.map-heat").focus()
+    panel.ui.locator("#training-map canvas.map-heat").focus()
     panel.page.keyboard.press("ArrowDown")  # from conv1 at the slider's step to dense1's row
     panel.page.keyboard.press("ArrowDown")
     panel.page.keyboard.press("Home")
     panel.page.keyboard.press("ArrowRight")
     assert (
-        panel.ui.locator(".map-readout")
+        panel.ui.locator("#training-map .map-readout")
         .text_content()
         .startswith(f"dense1 · step {overview['steps'][1]}")
     )
@@ -189,10 +180,10 @@ def test_measure_changes_the_pixels_and_survives_a_reload(panel, server, truth):
     overview = api(server, "overview", run=RUN)
     panel.open(f"&run={quote(RUN)}")
     wait_map(panel)
-    before = panel.canvas("canvas.map-heat")
+    before = panel.canvas("#training-map canvas.map-heat")
     panel.ui.locator("#map-measure").select_option("dead_fraction")
     wait_map(panel, "dead_fraction")
-    after = panel.canvas("canvas.map-heat")
+    after = panel.canvas("#training-map canvas.map-heat")
     assert after["digest"] != before["digest"]
     # The step where conv2's channels die is a visible change along its row.
     colors = cell_colors(panel)
@@ -206,7 +197,7 @@ def test_measure_changes_the_pixels_and_survives_a_reload(panel, server, truth):
     panel.page.reload()
     wait_map(panel, "dead_fraction")
     assert panel.ui.locator("#map-measure").input_value() == "dead_fraction"
-    assert panel.canvas("canvas.map-heat")["digest"] == after["digest"]
+    assert panel.canvas("#training-map canvas.map-heat")["digest"] == after["digest"]
 
 
 def test_loss_curve_is_drawn_under_the_slider_and_a_click_moves_the_step(panel, server):
@@ -246,10 +237,10 @@ def test_one_step_run_says_so_in_words(panel, server):
     # Asked for its map, it says why there is none, and links to the layer.
     panel.ui.locator("#tab-map").click()
     wait_map(panel, run=SNAPSHOT)
-    message = panel.ui.locator(".map-message")
+    message = panel.ui.locator("#training-map .map-message")
     assert message.is_visible()
     assert "One logged step (step 0): the training map needs two" in message.text_content()
-    assert panel.ui.locator(".map-body").is_hidden()
+    assert panel.ui.locator("#training-map .map-body").is_hidden()
     message.get_by_text("Open the layer view").click()
     panel.wait_ready(run=SNAPSHOT, layer="conv1", step="0")
     # No loss curves were logged beside a snapshot: the strip is not shown.
@@ -262,7 +253,7 @@ def test_screenshot_of_the_training_map(panel, server):
     panel.page.set_viewport_size({"width": 1440, "height": 900})
     panel.open(f"&run={quote(RUN)}&view=map")
     wait_map(panel)
-    box = panel.ui.locator("canvas.map-heat").bounding_box()
+    box = panel.ui.locator("#training-map canvas.map-heat").bounding_box()
     panel.page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
     Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
     panel.page.screenshot(path=SCREENSHOT)
