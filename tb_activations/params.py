@@ -56,3 +56,10 @@ def uint(request, key: str, default: int | None = None) -> int:
             f"Received: {key}={show(value)}"
         )
     return int(value)
+
+
+def uints(request, *required: str, probe: bool = True) -> tuple[int, ...]:
+    """The `required` non-negative integers in order, then `probe` (0 when
+    absent) unless `probe` is False: the numbers most routes take."""
+    numbers = tuple(uint(request, key) for key in required)
+    return (*numbers, uint(request, "probe", default=0)) if probe else numbers

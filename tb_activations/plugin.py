@@ -539,24 +539,17 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _layer_route(self, request):
         where = self._where(request, "run", "tag")
-        step = params.uint(request, "step")
-        probe = params.uint(request, "probe", default=0)
-        return _json(request, layer_impl(*where, step, probe))
+        return _json(request, layer_impl(*where, *params.uints(request, "step")))
 
     @wrappers.Request.application
     def _channel_route(self, request):
         where = self._where(request, "run", "tag")
-        step = params.uint(request, "step")
-        channel = params.uint(request, "channel")
-        probe = params.uint(request, "probe", default=0)
-        return _png(request, channel_impl(*where, step, channel, probe))
+        return _png(request, channel_impl(*where, *params.uints(request, "step", "channel")))
 
     @wrappers.Request.application
     def _series_route(self, request):
         where = self._where(request, "run", "tag")
-        channel = params.uint(request, "channel")
-        probe = params.uint(request, "probe", default=0)
-        return _json(request, series_impl(*where, channel, probe))
+        return _json(request, series_impl(*where, *params.uints(request, "channel")))
 
     @wrappers.Request.application
     def _stats_route(self, request):
@@ -564,9 +557,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _probe_route(self, request):
-        where = self._where(request, "run")
-        probe = params.uint(request, "probe", default=0)
-        return _png(request, probe_impl(*where, probe))
+        return _png(request, probe_impl(*self._where(request, "run"), *params.uints(request)))
 
     @wrappers.Request.application
     def _overview_route(self, request):
