@@ -304,9 +304,12 @@ def writer_breakdown(values, n, workers):
 OURS_PNG = "tb_activations: None/Sub/Up per row in numpy, zlib Z_RLE"
 
 
-def pillow_png(image, level, strategy):
+def pillow_png(image, level, strategy=None):
+    """Pillow's PNG; `strategy=None` as the writer used it before (Pillow's own
+    choice: naming a strategy, even the default one, changes its filters)."""
+    kw = {} if strategy is None else {"compress_type": strategy}
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=level, compress_type=strategy)
+    Image.fromarray(image).save(buf, format="PNG", compress_level=level, **kw)
     return buf.getvalue()
 
 
@@ -321,12 +324,12 @@ def png_tradeoff(values, n):
     rows = []
     for level in (1, 6, 9):
         times = repeat(
-            lambda level=level: [pillow_png(p, level, zlib.Z_DEFAULT_STRATEGY) for p in planes],
+            lambda level=level: [pillow_png(p, level) for p in planes],
             n,
             warmup=1,
             clock=time.thread_time,
         )
-        nbytes = sum(len(pillow_png(p, level, zlib.Z_DEFAULT_STRATEGY)) for p in planes)
+        nbytes = sum(len(pillow_png(p, level)) for p in planes)
         rows.append((f"Pillow compress_level={level} (adaptive filters)", median(times), nbytes))
     # zlib's run-length strategy, which Pillow exposes as compress_type.
     times = repeat(
