@@ -17,7 +17,6 @@ import os
 import sys
 import tempfile
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import common  # first: sets TensorFlow's log level before it loads
@@ -210,8 +209,7 @@ def writer_breakdown(values, n, workers):
             "compute_stats",
             "quantize",
             "measures (`Tracker.update`)",
-            "PNG rows: filters chosen (numpy)",
-            "PNG: deflate + chunks (zlib)",
+            "PNG (Pillow, zlib Z_RLE)",
             f"PNG, pool of {workers} (as the writer)",
             "encode_stats + header",
             "make_event (blobs into the proto)",
@@ -248,15 +246,12 @@ def writer_breakdown(values, n, workers):
             t["measures (`Tracker.update`)"] += clock() - s
             planes = q.reshape(-1, *q.shape[2:])
             s = clock()
-            rows = encoding.filter_rows(planes)
-            t["PNG rows: filters chosen (numpy)"] += clock() - s
-            s = clock()
-            pngs = [encoding.gray_png(r) for r in rows]
-            t["PNG: deflate + chunks (zlib)"] += clock() - s
+            pngs = [encoding.png_bytes(p) for p in planes]
+            t["PNG (Pillow, zlib Z_RLE)"] += clock() - s
             s = time.perf_counter()
             # As `encoding.encode_layer_async` splits them.
             futures = [
-                pool.submit(lambda c: [encoding.gray_png(r) for r in encoding.filter_rows(c)], c)
+                pool.submit(lambda c: [encoding.png_bytes(p) for p in c], c)
                 for c in np.array_split(planes, max(1, len(planes) // 16))
             ]
             for f in futures:
@@ -301,7 +296,7 @@ def writer_breakdown(values, n, workers):
     return {k: median(v) for k, v in stages.items()}, write, payload, tmp
 
 
-OURS_PNG = "tb_activations: None/Sub/Up per row in numpy, zlib Z_RLE"
+OURS_PNG = "Pillow, adaptive filters, strategy Z_RLE"
 
 
 def pillow_png(image, level, strategy=None):
@@ -315,12 +310,11 @@ def pillow_png(image, level, strategy=None):
 
 def png_tradeoff(values, n):
     """Time and bytes of one step's PNGs at each zlib level, and TensorFlow's encoder."""
-    planes, layers = [], []
+    planes = []
     for value in values:
         x = value.nhwc()
         q = encoding.quantize(x, encoding.compute_stats(x))
         planes += [q[p, c] for p in range(q.shape[0]) for c in range(q.shape[1])]
-        layers.append(q.reshape(-1, *q.shape[2:]))
     rows = []
     for level in (1, 6, 9):
         times = repeat(
@@ -331,20 +325,11 @@ def png_tradeoff(values, n):
         )
         nbytes = sum(len(pillow_png(p, level)) for p in planes)
         rows.append((f"Pillow compress_level={level} (adaptive filters)", median(times), nbytes))
-    # zlib's run-length strategy, which Pillow exposes as compress_type.
+    # zlib's run-length strategy, which Pillow exposes as compress_type: the writer's.
     times = repeat(
-        lambda: [pillow_png(p, 6, zlib.Z_RLE) for p in planes], n, warmup=1, clock=time.thread_time
+        lambda: [encoding.png_bytes(p) for p in planes], n, warmup=1, clock=time.thread_time
     )
-    nbytes = sum(len(pillow_png(p, 6, zlib.Z_RLE)) for p in planes)
-    rows.append(("Pillow, adaptive filters, strategy Z_RLE", median(times), nbytes))
-    # Filters chosen a layer at a time, as the writer does.
-    times = repeat(
-        lambda: [encoding.gray_png(r) for q in layers for r in encoding.filter_rows(q)],
-        n,
-        warmup=1,
-        clock=time.thread_time,
-    )
-    nbytes = sum(len(encoding.gray_png(r)) for q in layers for r in encoding.filter_rows(q))
+    nbytes = sum(len(encoding.png_bytes(p)) for p in planes)
     rows.append((OURS_PNG, median(times), nbytes))
     tf_planes = [tf.constant(p[..., None]) for p in planes]
     times = repeat(
@@ -561,9 +546,7 @@ def main(argv=None):
     rows.append(("reference: plain file write of the same bytes", ms(plain_write), ""))
     emit(table(["stage", "median", "share of writer CPU"], rows))
     emit()
-    png_share = (
-        stages["PNG rows: filters chosen (numpy)"] + stages["PNG: deflate + chunks (zlib)"]
-    ) / writer_total
+    png_share = stages["PNG (Pillow, zlib Z_RLE)"] / writer_total
     proto = sum(
         stages[k_]
         for k_ in (
@@ -575,7 +558,7 @@ def main(argv=None):
     numeric = stages["compute_stats"] + stages["quantize"] + stages["measures (`Tracker.update`)"]
     record = stages["TFRecordWriter.write (CRC32C + write)"] + stages["flush"]
     emit(
-        f"Bounded by the machine: PNG encoding (row filters in numpy + zlib deflate, in C) "
+        f"Bounded by the machine: PNG encoding (Pillow's filters and zlib's deflate, in C) "
         f"is {png_share:.0%} of the writer's CPU time; statistics, measures and quantization "
         "(numpy) "
         f"{numeric / writer_total:.0%}; protobuf (building, sizing, serializing the events) "

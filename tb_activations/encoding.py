@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-import struct
 import zlib
 from concurrent.futures import Executor
 
@@ -17,23 +16,17 @@ from PIL import Image
 
 from tb_activations import metadata
 
-# Gray PNGs are written here, not by Pillow: each row gets the PNG filter
-# (None, Sub or Up) that leaves the smallest residuals, chosen for a whole
-# layer at once in numpy, and zlib compresses with its run-length strategy.
-# Activation maps are smooth and, after a ReLU, mostly runs of zeros, which
-# run-length matching finds as well as zlib's full search at a fraction of
-# the time: on VGG16's five `blockN_conv1` layers, 0.11 s a step for the
-# bytes Pillow's level 6 gives in 0.42 s (benchmarks/bench_writer.py).
+# PNGs are Pillow's, with its adaptive row filters and zlib's run-length
+# strategy: activation maps are smooth and, after a ReLU, mostly runs of
+# zeros, which run-length matching finds about as well as zlib's full search
+# (the same bytes, give or take 2%, on VGG16's five `blockN_conv1` layers) at
+# half the time (benchmarks/bench_writer.py's PNG table).
 PNG_COMPRESS_LEVEL = 6
 PNG_STRATEGY = zlib.Z_RLE
 
 # Channels per task of the PNG pool: enough to keep the per-task overhead
 # small, few enough that a layer spreads over every thread.
 _CHANNELS_PER_TASK = 16
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
 
 
 def layout_of(rank: int) -> str:
@@ -138,72 +131,20 @@ def downscale_factor(height: int, width: int, max_size: int | None) -> int:
     return math.ceil(max(height, width) / max_size)
 
 
-def filter_rows(planes: np.ndarray) -> np.ndarray:
-    """uint8 (..., H, W) gray planes to their PNG scanlines, (..., H, 1 + W).
-
-    Each row starts with its filter type: None (0), Sub (1, minus the pixel
-    to the left) or Up (2, minus the pixel above), whichever has the
-    smallest sum of residuals as signed bytes (libpng's heuristic for the
-    filter that compresses best). A decoder undoes any of them exactly.
-    """
-    q = np.ascontiguousarray(planes, dtype=np.uint8)
-    *lead, h, w = q.shape
-    # The three candidates of every row, None, Sub and Up, side by side.
-    cand = np.empty((3, *q.shape), np.uint8)
-    cand[0] = q
-    cand[1, ..., 0] = q[..., 0]
-    np.subtract(q[..., 1:], q[..., :-1], out=cand[1, ..., 1:])
-    cand[2, ..., 0, :] = q[..., 0, :]
-    np.subtract(q[..., 1:, :], q[..., :-1, :], out=cand[2, ..., 1:, :])
-    cand = cand.reshape(3, -1, w)
-    # Residuals as signed bytes; abs(-128) wraps to -128, 128 unsigned.
-    cost = np.abs(cand.view(np.int8)).view(np.uint8).sum(axis=-1, dtype=np.int32)
-    best = cost.argmin(axis=0)
-    rows = np.empty((best.size, w + 1), np.uint8)
-    rows[:, 0] = best
-    rows[:, 1:] = cand[best, np.arange(best.size)]
-    return rows.reshape(*lead, h, w + 1)
-    return rows
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return b"".join(
-        (
-            struct.pack(">I", len(data)),
-            kind,
-            data,
-            struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))),
-        )
-    )
-
-
-def gray_png(rows: np.ndarray) -> bytes:
-    """An 8-bit gray PNG from one plane's scanlines (`filter_rows`)."""
-    h, w = rows.shape[0], rows.shape[1] - 1
-    z = zlib.compressobj(PNG_COMPRESS_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS, 8, PNG_STRATEGY)
-    data = z.compress(np.ascontiguousarray(rows)) + z.flush()
-    # width, height, bit depth 8, colour type 0 (gray), deflate, adaptive filters, no interlace
-    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", data), _IEND))
-
-
 def png_bytes(image: np.ndarray, factor: int = 1) -> bytes:
     """One uint8 (H, W) or (H, W, 3) array to PNG; box-reduced by `factor`."""
     img = Image.fromarray(image)
     if factor > 1:
         img = img.reduce(factor)
-    if img.mode == "L":
-        return gray_png(filter_rows(np.asarray(img)))
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    strategy = PNG_STRATEGY if img.mode == "L" else zlib.Z_DEFAULT_STRATEGY
+    img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL, compress_type=strategy)
     return buf.getvalue()
 
 
 def _png_planes(planes: np.ndarray, factor: int) -> list[bytes]:
     """uint8 (K, H, W) planes to K gray PNGs, box-reduced by `factor`."""
-    if factor > 1:
-        return [png_bytes(plane, factor) for plane in planes]
-    return [gray_png(rows) for rows in filter_rows(planes)]
+    return [png_bytes(plane, factor) for plane in planes]
 
 
 def encode_layer(
@@ -240,7 +181,7 @@ def encode_layer_async(
     if executor is None:
         pngs = _png_planes(planes, factor)
         return stats, lambda: pngs
-    # zlib and numpy release the GIL, so the pool's threads run in parallel.
+    # Pillow releases the GIL while it encodes, so the pool's threads run in parallel.
     step = _CHANNELS_PER_TASK
     futures = [
         executor.submit(_png_planes, planes[i : i + step], factor)
