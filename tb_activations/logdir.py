@@ -140,6 +140,9 @@ class LogReader:
         self._provider = data_provider.MultiplexerDataProvider(self._mux, self.logdir)
         self._reader = Reader(self._provider)
         self._ctx = context.RequestContext()
+        # Each run's series, listed once: a listing reads every blob key of
+        # the run, and the log changes only at `reload()`.
+        self._run_series: dict[str, list] = {}
 
     def __repr__(self) -> str:
         return f"LogReader({self.logdir!r})"
@@ -148,6 +151,7 @@ class LogReader:
         """Reads the steps (and runs) written since opening; returns self."""
         self._mux.AddRunsFromDirectory(self.logdir)
         self._mux.Reload()
+        self._run_series.clear()
         return self
 
     # -- what there is -------------------------------------------------------
@@ -342,13 +346,17 @@ class LogReader:
             raise NotFound(str(e).removeprefix("Not found: ")) from None
 
     def _layers(self, run: str):
+        if isinstance(run, str) and run in self._run_series:
+            return self._run_series[run]
         if not isinstance(run, str) or run not in self.runs():
             raise NotFound(
                 f"No activations logged for run {run!r} in {self.logdir!r}. "
                 f"Runs: {_listing(self.runs())}"
             )
         with self._found():
-            return self._reader.layers(self._ctx, _EXPERIMENT, run)
+            layers = self._reader.layers(self._ctx, _EXPERIMENT, run)
+        self._run_series[run] = layers
+        return layers
 
     def _series(self, run: str, layer: str):
         layers = self._layers(run)
