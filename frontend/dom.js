@@ -33,6 +33,15 @@ export function h(tag, props = {}, ...children) {
   return el;
 }
 
+/**
+ * A select offering `options` (value `id`, text `label`) in their order.
+ * @param {Record<string, any>} props
+ * @param {readonly {id: string, label: string}[]} options
+ */
+export function choiceSelect(props, options) {
+  return h("select", props, ...options.map((o) => h("option", { value: o.id }, o.label)));
+}
+
 /** @param {(number | null)[] | null | undefined} shape */
 export function shapeText(shape) {
   return `(${(shape || []).map((d) => (d === null ? "None" : d)).join(", ")})`;

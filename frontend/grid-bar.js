@@ -3,7 +3,7 @@
 // and what could not be done. It only reports choices; index.js applies them.
 
 import { DEFAULT_TOP, DEFINITIONS, FILTERS, SORTS, countsSentence, parseFilter } from "./channel-order.js";
-import { h } from "./dom.js";
+import { choiceSelect, h } from "./dom.js";
 
 /** @typedef {import("./channel-order.js").Order} Order */
 
@@ -25,10 +25,8 @@ const DIFFS = [
 export class GridBar {
   /** @param {(choice: BarChoice) => void} onChange */
   constructor(onChange) {
-    this.sort = h("select", { id: "grid-sort", title: "Order of the tiles (descending)" });
-    for (const s of SORTS) this.sort.append(h("option", { value: s.id }, s.label));
-    this.filter = h("select", { id: "grid-filter", title: DEFINITIONS });
-    for (const f of FILTERS) this.filter.append(h("option", { value: f.id }, f.label));
+    this.sort = choiceSelect({ id: "grid-sort", title: "Order of the tiles (descending)" }, SORTS);
+    this.filter = choiceSelect({ id: "grid-filter", title: DEFINITIONS }, FILTERS);
     this.k = h("input", {
       id: "grid-top",
       type: "number",
@@ -38,11 +36,13 @@ export class GridBar {
       title: "How many channels: those that changed most at this step",
       "aria-label": "k",
     });
-    this.diff = h("select", {
-      id: "grid-diff",
-      title: "Show each tile as its activation minus the same channel's at a reference step",
-    });
-    for (const d of DIFFS) this.diff.append(h("option", { value: d.id }, d.label));
+    this.diff = choiceSelect(
+      {
+        id: "grid-diff",
+        title: "Show each tile as its activation minus the same channel's at a reference step",
+      },
+      DIFFS,
+    );
     this.diffStep = h("input", {
       id: "grid-diff-step",
       type: "number",

@@ -183,6 +183,14 @@ export function messageOf(e) {
   return e instanceof Error ? e.message : String(e);
 }
 
+/**
+ * A list field of a JSON answer; [] when the answer lacks it or has something else there.
+ * @param {any} data @param {string} name @returns {any[]}
+ */
+function listField(data, name) {
+  return Array.isArray(data?.[name]) ? data[name] : [];
+}
+
 /** @param {string} b64 */
 function base64Bytes(b64) {
   const from = /** @type {any} */ (Uint8Array).fromBase64;
@@ -402,7 +410,7 @@ export class Model {
         run,
         tag,
         version,
-        steps: Array.isArray(data?.steps) ? data.steps : [],
+        steps: listField(data, "steps"),
       }),
     );
   }
@@ -501,7 +509,7 @@ export class Model {
   fetchTimeline(run, tag) {
     const what = `Could not load the channel timeline of ${tag}`;
     return this._versioned("timeline", { run, tag }, this.version(run, tag), what, (data) => {
-      const steps = Array.isArray(data?.steps) ? data.steps : [];
+      const steps = listField(data, "steps");
       const channels = Number(data?.channels) || 0;
       /** @type {Record<string, Float32Array>} */
       const rows = {};
@@ -523,8 +531,8 @@ export class Model {
         steps,
         channels,
         rows,
-        events: Array.isArray(data?.events) ? data.events : [],
-        never_active: Array.isArray(data?.never_active) ? data.never_active : [],
+        events: listField(data, "events"),
+        never_active: listField(data, "never_active"),
         unavailable: data?.unavailable || {},
       };
     });
@@ -545,9 +553,9 @@ export class Model {
       `Could not load the training map of ${run}`,
       (data) => ({
         run,
-        layers: Array.isArray(data?.layers) ? data.layers : [],
-        steps: Array.isArray(data?.steps) ? data.steps : [],
-        measures: Array.isArray(data?.measures) ? data.measures : [],
+        layers: listField(data, "layers"),
+        steps: listField(data, "steps"),
+        measures: listField(data, "measures"),
         rows: data?.rows || {},
         unavailable: data?.unavailable || {},
       }),
@@ -563,8 +571,8 @@ export class Model {
       `Could not load the loss curves of ${run}`,
       (data) => ({
         run,
-        steps: Array.isArray(data?.steps) ? data.steps : [],
-        series: Array.isArray(data?.series) ? data.series : [],
+        steps: listField(data, "steps"),
+        series: listField(data, "series"),
       }),
     );
   }

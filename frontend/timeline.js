@@ -6,7 +6,7 @@
 
 import { TIMELINE_MEASURES, cell } from "./channel-order.js";
 import { buildTable, fmt } from "./color.js";
-import { h, pixelAt, surface } from "./dom.js";
+import { choiceSelect, h, pixelAt, surface } from "./dom.js";
 import { colorbar } from "./views.js";
 
 /** @typedef {import("./color.js").Lut} Lut */
@@ -53,8 +53,10 @@ export class ChannelTimeline {
       "aria-expanded": "true",
       title: "Show or hide the channel timeline",
     });
-    this.measure = h("select", { id: "timeline-measure", title: "What the timeline's colours show" });
-    for (const m of TIMELINE_MEASURES) this.measure.append(h("option", { value: m.id }, m.label));
+    this.measure = choiceSelect(
+      { id: "timeline-measure", title: "What the timeline's colours show" },
+      TIMELINE_MEASURES,
+    );
     this.measure.addEventListener("change", () => onMeasure(this.measure.value));
     this.toggle.addEventListener("click", () => {
       const open = this.body.hidden;

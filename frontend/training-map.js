@@ -5,7 +5,7 @@
 // cell (or Enter on the focused cell) opens that layer at that step.
 
 import { colorbar } from "./views.js";
-import { h } from "./dom.js";
+import { choiceSelect, h } from "./dom.js";
 import {
   MAP_MEASURES,
   colorLevel,
@@ -76,11 +76,7 @@ export class TrainingMap {
   /** @param {MapCallbacks} callbacks */
   constructor(callbacks) {
     this.callbacks = callbacks;
-    this.select = h(
-      "select",
-      { id: "map-measure", title: "What the colours show" },
-      MAP_MEASURES.map((m) => h("option", { value: m.id }, m.label)),
-    );
+    this.select = choiceSelect({ id: "map-measure", title: "What the colours show" }, MAP_MEASURES);
     this.select.addEventListener("change", () => {
       const m = MAP_MEASURES.find((d) => d.id === this.select.value);
       if (m) callbacks.onMeasure(m.id);

@@ -4,7 +4,7 @@
 // map and the opened channel have files of their own.
 
 import { NORMALIZATIONS, fmt, fmtEpoch } from "./color.js";
-import { h, shapeText } from "./dom.js";
+import { choiceSelect, h, shapeText } from "./dom.js";
 
 /** @typedef {import("./color.js").Lut} Lut */
 /** @typedef {import("./color.js").Range} Range */
@@ -65,8 +65,10 @@ export function buildShell(root) {
   const epoch = h("span", { id: "epoch" });
   const stepCount = h("span", { id: "step-count", className: "muted" });
   const cmap = h("select", { id: "colormap", title: "Colormap" });
-  const norm = h("select", { id: "normalization", title: "How colours map to values" });
-  for (const n of NORMALIZATIONS) norm.append(h("option", { value: n.id }, n.label));
+  const norm = choiceSelect(
+    { id: "normalization", title: "How colours map to values" },
+    NORMALIZATIONS,
+  );
   const size = h("input", {
     id: "tile-size",
     type: "range",
