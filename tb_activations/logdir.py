@@ -308,32 +308,12 @@ class LogReader:
         series = self._series(run, layer)
         if step is not None:
             self._datum(series, step)  # NotFound listing the steps
+        where = (self._reader, self._ctx, _EXPERIMENT, run, layer)
+        options = {"probe": probe, "colormap": colormap, "normalization": normalization}
         with self._found():
             if channel is not None:
-                return export.channel_evolution(
-                    self._reader,
-                    self._ctx,
-                    _EXPERIMENT,
-                    run,
-                    layer,
-                    channel,
-                    probe=probe,
-                    format=format or "gif",
-                    colormap=colormap,
-                    normalization=normalization,
-                )
-            return export.layer_grid(
-                self._reader,
-                self._ctx,
-                _EXPERIMENT,
-                run,
-                layer,
-                step,
-                probe=probe,
-                format=format or "png",
-                colormap=colormap,
-                normalization=normalization,
-            )
+                return export.channel_evolution(*where, channel, format=format or "gif", **options)
+            return export.layer_grid(*where, step, format=format or "png", **options)
 
     # -- internals -----------------------------------------------------------
 
