@@ -231,10 +231,13 @@ class EventFile:
     def __init__(self, logdir: str):
         tb_tf.io.gfile.makedirs(logdir)
         EventFile._count += 1
+        # TensorBoard's Python loader follows the last file of a run by name:
+        # the count is zero-padded, so that a process's tenth file of the same
+        # second sorts after its ninth.
         self.path = os.path.join(
             logdir,
             f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
-            f".{os.getpid()}.{EventFile._count}",
+            f".{os.getpid()}.{EventFile._count:06d}",
         )
         # Only a TensorFlow that Keras already loaded: importing it here could
         # happen during interpreter exit, and costs seconds otherwise.

@@ -306,6 +306,10 @@ def test_without_a_c_checksum_the_writer_falls_back_and_warns_once(tmp_path, mon
     # As in a venv with neither TensorFlow loaded nor google-crc32c installed.
     monkeypatch.setattr(summary, "_crc32c", None)
     monkeypatch.setattr(summary, "_slow_crc_warned", False)
+    # TensorBoard resolves its `tf` once, for good: resolve it while
+    # TensorFlow imports, or hiding TensorFlow would leave every later test
+    # of this process on TensorBoard's stub.
+    summary.tb_tf.io  # noqa: B018
     # None: TensorFlow cannot be imported; TensorBoard's own paths are used.
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     files = [summary.EventFile(tmp_path / str(i)) for i in range(2)]

@@ -334,3 +334,14 @@ def test_a_writer_that_keeps_up_does_not_warn(tmp_path, caplog):
             writer.flush()
         writer.close()
     assert "falls behind" not in caplog.text
+
+
+def test_a_processs_event_files_sort_in_the_order_they_were_made(tmp_path, monkeypatch):
+    # TensorBoard's Python loader reads on from the last file of a run by name;
+    # the ninth and tenth file of a process are where a count stops sorting.
+    monkeypatch.setattr(summary.EventFile, "_count", 7)
+    files = [summary.EventFile(str(tmp_path)) for _ in range(4)]
+    for f in files:
+        f.close()
+    paths = [f.path for f in files]
+    assert sorted(paths) == paths
