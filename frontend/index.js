@@ -408,6 +408,11 @@ async function renderStep() {
   setPhase("loading");
   writeUrl();
   const other = loadCompare();
+  // The timeline is made from every step's statistics: ask for it with the
+  // layer rather than after it, so the two wait for the server together.
+  model.fetchTimeline(run, tag).catch(() => {
+    // Reported when the timeline is drawn.
+  });
   if (state.channel !== null) {
     // Start the evolution's request now, so the server works while we draw.
     model.fetchSeries(run, tag, state.channel, probe).catch(() => {

@@ -288,9 +288,11 @@ def _null_where_nan(a: np.ndarray) -> list:
 
 
 def overview_impl(reader: Reader, ctx, experiment: str, run: str) -> Answer:
-    layers = reader.layers(ctx, experiment, run)
-    key = ("overview", experiment, run, tuple((s.tag, s.version) for s in layers))
-    return reader.memo(key, lambda: Answer.sized(_overview(reader, ctx, run, layers)))
+    key = ("overview", experiment, run, reader.versions(ctx, experiment, run))
+    return reader.memo(
+        key,
+        lambda: Answer.sized(_overview(reader, ctx, run, reader.layers(ctx, experiment, run))),
+    )
 
 
 def _overview(reader: Reader, ctx, run: str, layers: list[Series]) -> dict:
@@ -362,11 +364,11 @@ def _timeline(reader: Reader, ctx, series: Series) -> dict:
 
 
 def curves_impl(reader: Reader, ctx, experiment: str, run: str) -> Answer:
-    layers = reader.layers(ctx, experiment, run)
     scalars = reader.scalars(ctx, experiment, run)
-    key = ("curves", experiment, run, tuple((s.tag, s.version) for s in layers), scalars.version)
+    key = ("curves", experiment, run, reader.versions(ctx, experiment, run), scalars.version)
 
     def compute():
+        layers = reader.layers(ctx, experiment, run)
         logged = sorted(
             (datum.step, header.epoch)
             for series in layers

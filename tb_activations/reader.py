@@ -63,10 +63,13 @@ READ_THREADS = 16
 # the same steps again and again.
 _CACHE_BYTES = 32 * 1024 * 1024
 
-# Blob references of recently read series, counted in references. Listing a
-# series costs the providers time in proportion to steps x channels, and the
-# panel reads the same series for every step and channel it shows.
-_SERIES_CACHE_REFS = 200_000
+# Blob references of recently read series, counted in references (about 190
+# bytes each). Listing a series costs the providers time in proportion to
+# steps x channels, and the panel reads the same series for every step and
+# channel it shows: the bound holds a 200-step log of VGG16's five
+# `blockN_conv1` layers (296,000 references, 55 MB), so that browsing it does
+# not list its layers again and again.
+_SERIES_CACHE_REFS = 400_000
 
 # Answers computed from many steps (a run's training map, a layer's
 # timeline), by the versions of the series they come from, so that asking
@@ -330,16 +333,19 @@ class Reader:
         (series,) = self._read(ctx, experiment, [(run, tag, ts, info)])
         return series
 
+    def versions(self, ctx, experiment: str, run: str) -> tuple[tuple[str, tuple], ...]:
+        """(tag, version) of every readable layer series of a run, from the
+        listing alone: what an answer made from the whole run is cached
+        under, so that asking again reads no series. NotFoundError as
+        `layers`."""
+        listing = self._layer_listing(ctx, experiment, run)
+        return tuple(sorted((tag, _version(ts)) for tag, (ts, _) in listing))
+
     def layers(self, ctx, experiment: str, run: str) -> list[Series]:
         """Every readable layer series of a run (not the probe), in the
         model's order; NotFoundError if the run logged no activations."""
-        listing = self._list(ctx, experiment, provider.RunTagFilter(runs=[run]))
-        if run not in listing:
-            raise errors.NotFoundError(f"No readable activations logged for run {run!r}.")
         found, stale = [], []
-        for tag, (ts, info) in listing[run].items():
-            if tag == metadata.PROBE_TAG or info.layout == "probe":
-                continue
+        for tag, (ts, info) in self._layer_listing(ctx, experiment, run):
             cached = self._series_cache.get((experiment, run, tag))
             if cached is not None and cached[0] == _version(ts):
                 found.append(cached[1])
@@ -495,6 +501,17 @@ class Reader:
             plugin_name=metadata.PLUGIN_NAME,
             run_tag_filter=run_tag_filter,
         )
+
+    def _layer_listing(self, ctx, experiment: str, run: str) -> list[tuple[str, tuple]]:
+        """(tag, (time series, LayerInfo)) of a run's layers, the probe left out."""
+        listing = self._list(ctx, experiment, provider.RunTagFilter(runs=[run]))
+        if run not in listing:
+            raise errors.NotFoundError(f"No readable activations logged for run {run!r}.")
+        return [
+            (tag, entry)
+            for tag, entry in listing[run].items()
+            if tag != metadata.PROBE_TAG and entry[1].layout != "probe"
+        ]
 
     def _list(self, ctx, experiment: str, run_tag_filter=None) -> dict[str, dict[str, tuple]]:
         """{run: {tag: (time series, LayerInfo)}} of the readable series;

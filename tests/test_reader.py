@@ -245,6 +245,16 @@ def test_layers_in_model_order_without_the_probe(reader, ctx):
     assert layers[0] is reader.series(ctx, EXP, RUN, "b_conv")
 
 
+def test_versions_come_from_the_listing_and_follow_the_layers(logdir, ctx):
+    reader, _ = make_reader(logdir)
+    versions = reader.versions(ctx, EXP, RUN)
+    assert [tag for tag, _ in versions] == sorted(info.layer for info in LAYERS)
+    layers = {s.tag: s.version for s in reader.layers(ctx, EXP, RUN)}
+    assert dict(versions) == layers
+    with pytest.raises(errors.NotFoundError, match="'nope'"):
+        reader.versions(ctx, EXP, "nope")
+
+
 def test_layers_of_an_unknown_run_are_not_found(reader, ctx):
     with pytest.raises(errors.NotFoundError, match="'nope'"):
         reader.layers(ctx, EXP, "nope")
