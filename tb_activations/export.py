@@ -343,13 +343,6 @@ def grid(
 # -- over a reader -------------------------------------------------------------
 
 
-def _last_per_step(steps: Sequence[int]) -> list[int]:
-    """Indices of the last entry of each step number, in increasing step
-    order: a step logged twice counts once, as the measures count it."""
-    last = {s: i for i, s in enumerate(steps)}
-    return [last[s] for s in sorted(last)]
-
-
 def channel_evolution(
     reader,
     ctx,
@@ -370,21 +363,18 @@ def channel_evolution(
     series = _layer_series(reader, ctx, experiment, run, tag)
     series.check_probe(probe)
     series.check_channel(channel)
-    got = reader.stats_series(ctx, series)
-    steps = reader.channel_series(ctx, series, probe, channel)
+    got = reader.stats_series(ctx, series).latest()
+    kept = {id(d): i for i, d in enumerate(got.data)}
+    steps = [s for s in reader.channel_series(ctx, series, probe, channel) if id(s.datum) in kept]
     if not steps or not got.stats:
         raise errors.NotFoundError(f"Run {run!r}, tag {tag!r} has no readable step.")
-    at = {got.data[i].step: i for i in _last_per_step(got.steps)}
-    steps = [steps[i] for i in _last_per_step([s.datum.step for s in steps])]
-    steps = [s for s in steps if s.datum.step in at]
-    window = windows(got.array()[[at[s] for s in sorted(at)]], got.fields, normalization, probe)
-    row = {step: i for i, step in enumerate(sorted(at))}
+    window = windows(got.array(), got.fields, normalization, probe)
     fields = got.fields
     lo, hi = fields.index("min"), fields.index("max")
     return animation(
         [s.levels for s in steps],
         np.array([(s.stats[lo], s.stats[hi]) for s in steps], np.float64),
-        np.array([window[row[s.datum.step], channel] for s in steps]),
+        np.array([window[kept[id(s.datum)], channel] for s in steps]),
         [frame_label(s.datum.step, s.header.epoch) for s in steps],
         colormap=colormap,
         format=format,
@@ -418,10 +408,8 @@ def layer_grid(
     stats = reader.stats(ctx, series, datum)
     fields = series.fields(stats)
     if normalization.endswith("-fixed"):
-        got = reader.stats_series(ctx, series)
-        order = _last_per_step(got.steps)
-        all_steps = windows(got.array()[order], got.fields, normalization, probe)
-        window = all_steps[[got.steps[i] for i in order].index(step)]
+        got = reader.stats_series(ctx, series).latest()
+        window = windows(got.array(), got.fields, normalization, probe)[got.steps.index(step)]
     else:
         window = windows(stats[None], fields, normalization, probe)[0]
     own = stats[probe][:, [fields.index("min"), fields.index("max")]]

@@ -263,12 +263,10 @@ def _kept(got: StatsSeries) -> tuple[list[int], np.ndarray, list[dict], list[str
     """A series' readable steps, one per step number (the last logged of a
     repeated one) in increasing order, with their statistics as one array,
     header dicts and field names."""
-    last = {d.step: i for i, d in enumerate(got.data)}
-    order = [last[step] for step in sorted(last)]
-    stats = got.array()[order] if got.stats else np.zeros((0, 0, 0, 0), np.float32)
+    got = got.latest()
+    stats = got.array() if got.stats else np.zeros((0, 0, 0, 0), np.float32)
     fields = list(got.series.info.stats_fields[: stats.shape[-1]]) if got.stats else []
-    headers = [got.headers[i].values for i in order]
-    return sorted(last), stats, headers, fields
+    return got.steps, stats, [h.values for h in got.headers], fields
 
 
 def _rows(fn, steps, stats, headers, fields):

@@ -183,6 +183,19 @@ class StatsSeries:
             return list(self.series.info.stats_fields)
         return self.series.fields(self.stats[-1])
 
+    def latest(self) -> StatsSeries:
+        """One entry per step number, in increasing step order: the last
+        logged of a step logged twice (two loggers, or a retried write, in one
+        run), as the measures count steps."""
+        last = {d.step: i for i, d in enumerate(self.data)}
+        order = [last[step] for step in sorted(last)]
+        return StatsSeries(
+            self.series,
+            [self.data[i] for i in order],
+            [self.headers[i] for i in order],
+            [self.stats[i] for i in order],
+        )
+
     def array(self) -> np.ndarray:
         """The statistics as one `(steps, probes, channels, fields)` float32
         array, cut to the fields every step has."""
