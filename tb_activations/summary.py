@@ -97,18 +97,19 @@ def encode_step(
     executor=None,
     tracker: measures.Tracker | None = None,
     step: int = 0,
-) -> tuple[metadata.LayerInfo, list[bytes]]:
-    """The blobs of one layer's step, and the layer info they go with.
+) -> tuple[metadata.LayerInfo, list[bytes], Exception | None]:
+    """The blobs of one layer's step, the layer info they go with, and what
+    the tracker raised (None when it did not).
 
     `header` holds `metadata.encode_header`'s arguments. With a `tracker`,
     a layer (not the probe) gets its measures: `MEASURE_FIELDS` after its
     statistics and the reference keys in its header. A tracker that fails
-    raises `MeasuresError`, carrying the blobs without measures.
+    leaves the step without measures (NaN statistics, null header keys).
     """
     if value.info.layout == "probe":
         stats, pngs = encoding.probe_images(value.array)
         info = replace(value.info, stats_fields=metadata.STATS_FIELDS)
-        return info, [metadata.encode_header(**header), metadata.encode_stats(stats), *pngs]
+        return info, [metadata.encode_header(**header), metadata.encode_stats(stats), *pngs], None
     x = value.nhwc()
     # Strips (units, sequences) are one pixel high: small at any length,
     # and a downscaled strip would no longer line up with its units.
@@ -132,18 +133,7 @@ def encode_step(
         metadata.encode_stats(np.concatenate([stats, extra], axis=2)),
         *pngs,
     ]
-    if error is not None:
-        raise MeasuresError(info, blobs) from error
-    return info, blobs
-
-
-class MeasuresError(Exception):
-    """The tracker failed; `blobs` are the step without measures."""
-
-    def __init__(self, info: metadata.LayerInfo, blobs: list[bytes]):
-        super().__init__("measures failed")
-        self.info = info
-        self.blobs = blobs
+    return info, blobs, error
 
 
 def _c_crc32c():
@@ -481,23 +471,21 @@ class ActivationWriter:
     def _encode(self, step, value, header) -> tuple[metadata.LayerInfo, list[bytes]]:
         kw = {"max_size": self.max_size, "tracker": self.tracker, "step": step}
         try:
-            try:
-                return encode_step(value, header, executor=self._executor, **kw)
-            except RuntimeError:
-                # Thread pools refuse new work once the interpreter has
-                # begun to exit, which is when the atexit flush runs.
-                return encode_step(value, header, **kw)
-        except MeasuresError as e:
-            if not self._measures_failed:
-                self._measures_failed = True
-                logger.warning(
-                    "tb_activations: could not measure layer %r at step %d (%r); its "
-                    "steps are written without measures when this happens.",
-                    value.info.layer,
-                    step,
-                    e.__cause__,
-                )
-            return e.info, e.blobs
+            info, blobs, error = encode_step(value, header, executor=self._executor, **kw)
+        except RuntimeError:
+            # Thread pools refuse new work once the interpreter has begun to
+            # exit, which is when the atexit flush runs.
+            info, blobs, error = encode_step(value, header, **kw)
+        if error is not None and not self._measures_failed:
+            self._measures_failed = True
+            logger.warning(
+                "tb_activations: could not measure layer %r at step %d (%r); its "
+                "steps are written without measures when this happens.",
+                value.info.layer,
+                step,
+                error,
+            )
+        return info, blobs
 
     def _enqueue_pending(self, records: list[event_pb2.Event]) -> None:
         for r in records:
