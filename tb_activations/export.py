@@ -158,9 +158,9 @@ def rescale(levels: np.ndarray, own: Sequence[float], window: Sequence[float]) -
         return np.asarray(levels, np.uint8)
     if not all(map(math.isfinite, (lo, hi, wlo, whi))) or whi <= wlo:
         return np.zeros(np.shape(levels), np.uint8)
-    # v = lo + l/255 (hi - lo); new level = (v - wlo) / (whi - wlo) * 255,
-    # as one table over the 256 levels.
-    values = lo + np.arange(256) / 255.0 * (hi - lo)
+    # Each level's real value, then its level in the window, as one table
+    # over the 256 levels.
+    values = metadata.real_values(np.arange(256), lo, hi)
     table = np.clip(np.round((values - wlo) / (whi - wlo) * 255.0), 0, 255).astype(np.uint8)
     return table[np.asarray(levels, np.uint8)]
 

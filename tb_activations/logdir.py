@@ -213,7 +213,7 @@ class LogReader:
         fields = series.fields(stats)
         lo = stats[:, :, fields.index("min")].astype(np.float64)[:, :, None, None]
         hi = stats[:, :, fields.index("max")].astype(np.float64)[:, :, None, None]
-        values = (lo + levels / 255.0 * (hi - lo)).astype(np.float32)
+        values = metadata.real_values(levels, lo, hi).astype(np.float32)
         return _keras_layout(values, info)
 
     def stats(self, run: str, layer: str) -> Stats:

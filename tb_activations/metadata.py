@@ -184,3 +184,10 @@ def decode_stats(blob: bytes) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] < len(STATS_FIELDS):
         raise ValueError(f"Statistics blob has shape {arr.shape}, expected (P, C, F)")
     return arr
+
+
+def real_values(levels, lo, hi) -> np.ndarray:
+    """A channel's PNG levels back in real units, float64: the inverse of
+    the writer's scaling from the channel's `min..max` (statistics) to
+    0..255, within (max - min) / 510 of the logged value."""
+    return lo + np.asarray(levels, np.float64) / 255.0 * (hi - lo)
