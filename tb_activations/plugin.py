@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import gzip
 import importlib.resources
 import json
 import logging
@@ -239,20 +240,27 @@ ENCODING = "base64 little-endian float32, row-major (channels, steps); NaN = nul
 
 
 class Answer(dict):
-    """A computed JSON body, kept in the reader's cache with its text made
-    once: a repeated request sends the same bytes without numpy or
-    serialization work. Never mutate one."""
+    """A computed JSON body, kept in the reader's cache with its text
+    serialized and gzipped once: a repeated request sends the same bytes
+    without numpy, serialization or compression work (a timeline of 512
+    channels over 200 steps is 3 MiB of text, which TensorBoard would
+    otherwise gzip again on every request). Never mutate one."""
 
-    __slots__ = ("text",)
+    __slots__ = ("gzipped", "nbytes")
 
     def __init__(self, body: dict):
         super().__init__(body)
-        self.text = json.dumps(body, allow_nan=False)
+        text = json.dumps(body, allow_nan=False).encode("utf-8")
+        # Level 1: on this kind of text (base64 floats) it is within 2% of
+        # TensorBoard's level 3 in size, and faster on the first request.
+        self.gzipped = gzip.compress(text, compresslevel=1, mtime=0)
+        # The body's strings and the gzipped copy, for the reader's cache bound.
+        self.nbytes = len(text) + len(self.gzipped) + 256
 
     @classmethod
     def sized(cls, body: dict) -> tuple[Answer, int]:
         answer = cls(body)
-        return answer, 2 * len(answer.text) + 256
+        return answer, answer.nbytes
 
 
 def _float32_b64(rows: np.ndarray) -> str:
@@ -469,7 +477,9 @@ def export_params(request) -> dict:
 
 def _json(request, body):
     if isinstance(body, Answer):
-        return http_util.Respond(request, body.text, "application/json")
+        # TensorBoard unzips it on the way out for a client that does not
+        # accept gzip.
+        return http_util.Respond(request, body.gzipped, "application/json", content_encoding="gzip")
     try:
         # Serialized here: TensorBoard's own path walks every number in
         # Python first, which dominates for the statistics of many steps.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gzip
 import io
 import itertools
 import json
@@ -1084,6 +1085,32 @@ def test_timeline_of_a_training_run_matches_numpy(ground, layer):
     dead = expected["dead"].astype(bool)
     assert body["events"] == ref_events(truth.steps, dead)
     assert body["never_active"] == [int(c) for c in np.flatnonzero(dead.all(axis=1))]
+
+
+@pytest.mark.parametrize(
+    ("route", "params"),
+    [
+        ("overview", {"run": RUN}),
+        ("timeline", {"run": RUN, "tag": "conv2"}),
+        ("curves", {"run": RUN}),
+    ],
+)
+def test_measures_reach_clients_with_and_without_gzip_alike(ground, route, params):
+    _, client = ground
+    plain = get(client, route, **params)
+    assert plain.status_code == 200
+    assert "Content-Encoding" not in plain.headers
+    zipped = [
+        client.get(URL + route, query_string=params, headers={"Accept-Encoding": "gzip"})
+        for _ in range(2)
+    ]
+    for r in zipped:
+        assert r.status_code == 200
+        assert r.headers["Content-Encoding"] == "gzip"
+        assert r.mimetype == "application/json"
+    # The cached answer, sent again byte for byte.
+    assert zipped[0].get_data() == zipped[1].get_data()
+    assert json.loads(gzip.decompress(zipped[0].get_data())) == plain.get_json()
 
 
 def test_timeline_finds_the_known_deaths(ground):
