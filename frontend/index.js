@@ -449,7 +449,16 @@ async function renderStep() {
   if (gen !== loop.gen) return;
   shown.layer = layer;
   shown.stats = stats;
-  await loadChannelViews();
+  const { timeline } = await loadChannelViews();
+  // The grid in channel order needs nothing from the timeline but the
+  // counts above it: draw it without waiting, and the counts and the
+  // timeline when the timeline comes.
+  const waitForTimeline = info.layout !== "image" || state.sort !== "index" || state.show !== "all";
+  let timelineIn = false;
+  const arrived = timeline.then(() => {
+    timelineIn = true;
+  });
+  if (waitForTimeline) await arrived;
   if (other) await other;
   await loadOverlayProbe();
   if (gen !== loop.gen) return;
@@ -471,6 +480,13 @@ async function renderStep() {
   b.renderedChannel = state.channel === null ? "" : String(state.channel);
   setPhase("ready");
   prefetch();
+  if (!timelineIn) {
+    await arrived;
+    if (gen !== loop.gen || shown.layer !== layer) return;
+    // A sort or filter chosen meanwhile reorders the grid itself.
+    if (state.sort !== "index" || state.show !== "all") drawLayer(info, layer);
+    else drawOrderViews(info, layer, shown.diffNote);
+  }
 }
 
 /**
@@ -507,7 +523,8 @@ function drawLayer(info, layer) {
   const drawnLayer = diff ? { ...layer, channels: diff.maps } : layer;
   const tables = diff ? layer.channels.map(() => diff.table) : shown.tables;
   if (diff) ui.el.legend.replaceChildren(colorbar(diffLut(), [-diff.m, diff.m], diffCaption(diff)));
-  const order = gridOrder(info, layer);
+  shown.diffNote = note;
+  const order = drawOrderViews(info, layer, note);
   const painter = overlayPainter(info, drawnLayer.channels, tables);
   if (info.layout === "image") {
     if (view.firstChild !== ui.grid.el) view.replaceChildren(ui.grid.el);
@@ -521,6 +538,16 @@ function drawLayer(info, layer) {
   b.gridOrder = order.order.length > 32 ? `${head},…` : head;
   b.gridCount = String(order.order.length);
   b.diff = diff ? String(diff.ref) : state.diff === "off" ? "" : "none";
+  drawCompare(info, order.order, diff !== null && state.diff === "run");
+}
+
+/**
+ * The grid's order, with what is drawn from it and the timeline: the bar's
+ * counts and the channel timeline.
+ * @param {LayerInfo} info @param {Layer} layer @param {string} note
+ */
+function drawOrderViews(info, layer, note) {
+  const order = gridOrder(info, layer);
   ui.bar.update(
     {
       sort: state.sort,
@@ -533,7 +560,7 @@ function drawLayer(info, layer) {
     note,
   );
   drawTimeline(order);
-  drawCompare(info, order.order, diff !== null && state.diff === "run");
+  return order;
 }
 
 /** @param {number} gen @param {LayerInfo} info @param {Layer} layer */
@@ -632,12 +659,14 @@ async function renderEvolution(gen, info, layer, channel) {
 const timelineDrawn = { timeline: /** @type {unknown} */ (null), key: "" };
 
 /**
- * The layer's channel timeline and the diff's reference step, through the
- * model's caches; a failure is shown where it matters, never thrown.
+ * The diff's reference step, awaited, and the layer's channel timeline, as a
+ * promise that settles once it is in `shown`; both through the model's
+ * caches. A failure is shown where it matters, never thrown.
+ * @returns {Promise<{timeline: Promise<void>}>}
  */
 async function loadChannelViews() {
   const { run, tag, step, probe } = state;
-  if (run === null || tag === null || step === null) return;
+  if (run === null || tag === null || step === null) return { timeline: Promise.resolve() };
   const timeline = model.fetchTimeline(run, tag).then(
     (t) => {
       if (run !== state.run || tag !== state.tag) return;
@@ -665,7 +694,7 @@ async function loadChannelViews() {
       shown.refNote = `No difference drawn: ${messageOf(e)}.`;
     }
   }
-  await timeline;
+  return { timeline };
 }
 
 function diffLut() {

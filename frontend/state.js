@@ -53,6 +53,7 @@ import { isResize, parseOpacity } from "./overlay.js";
  * @property {string | null} timelineError why they did not load
  * @property {{step: number, layer: import("./model.js").Layer} | null} ref the diff's reference step, when drawn
  * @property {string} refNote why no reference is drawn, in words
+ * @property {string} diffNote why the drawn grid shows no difference, in words; "" when it does or diff is off
  */
 
 /** @returns {ViewState} */
@@ -95,6 +96,7 @@ export function nothingShown() {
     timelineError: null,
     ref: null,
     refNote: "",
+    diffNote: "",
   };
 }
 
