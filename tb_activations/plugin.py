@@ -20,10 +20,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
-import gzip
 import importlib.resources
 import json
 import logging
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -251,9 +251,12 @@ class Answer(dict):
     def __init__(self, body: dict):
         super().__init__(body)
         text = json.dumps(body, allow_nan=False).encode("utf-8")
-        # Level 1: on this kind of text (base64 floats) it is within 2% of
-        # TensorBoard's level 3 in size, and faster on the first request.
-        self.gzipped = gzip.compress(text, compresslevel=1, mtime=0)
+        # Run-length matches only: on base64 floats it is 2.4 times faster
+        # than a full search for 10% more bytes (a 3.3 MB timeline: 26 ms and
+        # 1.91 MB against 64 ms and 1.73 MB), and only the first request
+        # waits for it. wbits 31: a gzip stream, its header's time 0.
+        packer = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_RLE)
+        self.gzipped = packer.compress(text) + packer.flush()
         # The body's strings and the gzipped copy, for the reader's cache bound.
         self.nbytes = len(text) + len(self.gzipped) + 256
 
