@@ -409,9 +409,13 @@ async function renderStep() {
   writeUrl();
   const other = loadCompare();
   // The timeline is made from every step's statistics: ask for it with the
-  // layer rather than after it, so the two wait for the server together.
-  model.fetchTimeline(run, tag).catch(() => {
-    // Reported when the timeline is drawn.
+  // layer rather than after it, so the two wait for the server together,
+  // and draw it as soon as it is in; it needs nothing from the layer.
+  let timelineIn = false;
+  let gridDrawn = false;
+  const timeline = loadTimeline(run, tag).then(() => {
+    timelineIn = true;
+    if (gen === loop.gen && !gridDrawn) drawTimeline(gridOrder(info));
   });
   if (state.channel !== null) {
     // Start the evolution's request now, so the server works while we draw.
@@ -449,22 +453,19 @@ async function renderStep() {
   if (gen !== loop.gen) return;
   shown.layer = layer;
   shown.stats = stats;
-  const { timeline } = await loadChannelViews();
+  await loadDiffReference();
   // The grid in channel order needs nothing from the timeline but the
-  // counts above it: draw it without waiting, and the counts and the
-  // timeline when the timeline comes.
+  // counts above it: draw it without waiting, and the counts when the
+  // timeline comes.
   const waitForTimeline = info.layout !== "image" || state.sort !== "index" || state.show !== "all";
-  let timelineIn = false;
-  const arrived = timeline.then(() => {
-    timelineIn = true;
-  });
-  if (waitForTimeline) await arrived;
+  if (waitForTimeline) await timeline;
   if (other) await other;
   await loadOverlayProbe();
   if (gen !== loop.gen) return;
   const drawStart = performance.now();
   ui.el.view.classList.remove("stale");
   drawLayer(info, layer);
+  gridDrawn = true;
   performance.measure("activations:draw", { start: drawStart, end: performance.now() });
   if (state.channel !== null) {
     await renderDetail(gen, info, layer);
@@ -481,11 +482,11 @@ async function renderStep() {
   setPhase("ready");
   prefetch();
   if (!timelineIn) {
-    await arrived;
+    await timeline;
     if (gen !== loop.gen || shown.layer !== layer) return;
     // A sort or filter chosen meanwhile reorders the grid itself.
     if (state.sort !== "index" || state.show !== "all") drawLayer(info, layer);
-    else drawOrderViews(info, layer, shown.diffNote);
+    else drawOrderViews(info, shown.diffNote);
   }
 }
 
@@ -524,7 +525,7 @@ function drawLayer(info, layer) {
   const tables = diff ? layer.channels.map(() => diff.table) : shown.tables;
   if (diff) ui.el.legend.replaceChildren(colorbar(diffLut(), [-diff.m, diff.m], diffCaption(diff)));
   shown.diffNote = note;
-  const order = drawOrderViews(info, layer, note);
+  const order = drawOrderViews(info, note);
   const painter = overlayPainter(info, drawnLayer.channels, tables);
   if (info.layout === "image") {
     if (view.firstChild !== ui.grid.el) view.replaceChildren(ui.grid.el);
@@ -544,10 +545,10 @@ function drawLayer(info, layer) {
 /**
  * The grid's order, with what is drawn from it and the timeline: the bar's
  * counts and the channel timeline.
- * @param {LayerInfo} info @param {Layer} layer @param {string} note
+ * @param {LayerInfo} info @param {string} note why no difference is drawn, or ""
  */
-function drawOrderViews(info, layer, note) {
-  const order = gridOrder(info, layer);
+function drawOrderViews(info, note) {
+  const order = gridOrder(info);
   ui.bar.update(
     {
       sort: state.sort,
@@ -659,15 +660,13 @@ async function renderEvolution(gen, info, layer, channel) {
 const timelineDrawn = { timeline: /** @type {unknown} */ (null), key: "" };
 
 /**
- * The diff's reference step, awaited, and the layer's channel timeline, as a
- * promise that settles once it is in `shown`; both through the model's
- * caches. A failure is shown where it matters, never thrown.
- * @returns {Promise<{timeline: Promise<void>}>}
+ * The layer's channel timeline into `shown`, through the model's cache; a
+ * failure is kept there to be shown, never thrown.
+ * @param {string} run @param {string} tag
+ * @returns {Promise<void>}
  */
-async function loadChannelViews() {
-  const { run, tag, step, probe } = state;
-  if (run === null || tag === null || step === null) return { timeline: Promise.resolve() };
-  const timeline = model.fetchTimeline(run, tag).then(
+function loadTimeline(run, tag) {
+  return model.fetchTimeline(run, tag).then(
     (t) => {
       if (run !== state.run || tag !== state.tag) return;
       shown.timeline = t;
@@ -679,6 +678,12 @@ async function loadChannelViews() {
       shown.timelineError = messageOf(e);
     },
   );
+}
+
+/** The diff's reference step into `shown`; a failure becomes its note. */
+async function loadDiffReference() {
+  const { run, tag, step, probe } = state;
+  if (run === null || tag === null || step === null) return;
   const { ref, note } = diffReference(
     state.diff,
     steps().map((s) => s.step),
@@ -686,15 +691,13 @@ async function loadChannelViews() {
   );
   shown.ref = null;
   shown.refNote = note;
-  if (ref !== null) {
-    const wall = steps().find((s) => s.step === ref)?.wall_time;
-    try {
-      shown.ref = { step: ref, layer: await model.fetchLayer(run, tag, ref, probe, wall) };
-    } catch (e) {
-      shown.refNote = `No difference drawn: ${messageOf(e)}.`;
-    }
+  if (ref === null) return;
+  const wall = steps().find((s) => s.step === ref)?.wall_time;
+  try {
+    shown.ref = { step: ref, layer: await model.fetchLayer(run, tag, ref, probe, wall) };
+  } catch (e) {
+    shown.refNote = `No difference drawn: ${messageOf(e)}.`;
   }
-  return { timeline };
 }
 
 function diffLut() {
@@ -727,11 +730,15 @@ function currentDiff() {
   return { diff: d, note: "" };
 }
 
-/** @param {LayerInfo} info @param {Layer} layer */
-function gridOrder(info, layer) {
+/**
+ * The order the grid and the timeline show the open layer's channels in;
+ * it needs the timeline only, not the drawn step.
+ * @param {LayerInfo} info
+ */
+function gridOrder(info) {
   const tl = shown.timeline?.tag === state.tag && shown.timeline.run === state.run ? shown.timeline : null;
   const grid = info.layout === "image";
-  const total = grid ? layer.channels.length : (tl?.channels ?? layer.channels.length);
+  const total = grid ? info.channels : (tl?.channels ?? info.channels);
   return channelOrder(
     tl,
     shown.timelineError,
@@ -814,14 +821,14 @@ function chooseTimelineMeasure(measure) {
   state.tmeasure = measure;
   writeUrl();
   const info = currentInfo();
-  if (shown.layer && info) drawTimeline(gridOrder(info, shown.layer));
+  if (shown.layer && info) drawTimeline(gridOrder(info));
 }
 
 /** @param {boolean} open */
 function toggleTimeline(open) {
   state.timelineOpen = open;
   const info = currentInfo();
-  if (open && shown.layer && info) drawTimeline(gridOrder(info, shown.layer));
+  if (open && shown.layer && info) drawTimeline(gridOrder(info));
 }
 
 /** Warms the cache for the steps a slider notch or playback reaches next. */
