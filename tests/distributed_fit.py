@@ -9,7 +9,9 @@ Run as `python tests/distributed_fit.py SPEC`, SPEC a JSON object:
   JAX has; give it two with `XLA_FLAGS=--xla_force_host_platform_device_count=2`);
 - `logger`: more arguments for `ActivationLogger` (`chief`, `run_name`);
 - `torch_group`: `{"address", "rank", "size"}` to initialize a torch process
-  group (gloo) before training, as a torch script does.
+  group (gloo) before training, as a torch script does;
+- `jax_group`: `{"address", "rank", "size"}` to initialize `jax.distributed`
+  before training, as a multi-host JAX script does.
 
 The report holds the process id (event file names carry it), what the session
 decided, how often the extraction model ran, the optimizer's iterations, and the
@@ -42,6 +44,15 @@ def main(spec: dict) -> dict:
 
         dist.init_process_group(
             "gloo", init_method=group["address"], rank=group["rank"], world_size=group["size"]
+        )
+    jax_group = spec.get("jax_group")
+    if jax_group:
+        import jax
+
+        jax.distributed.initialize(
+            coordinator_address=jax_group["address"],
+            num_processes=jax_group["size"],
+            process_id=jax_group["rank"],
         )
     import keras
 
@@ -114,6 +125,8 @@ def main(spec: dict) -> dict:
     process = logger.session.process
     if group:
         dist.destroy_process_group()
+    if jax_group:
+        jax.distributed.shutdown()
     return {
         "pid": os.getpid(),
         "chief": process.chief,

@@ -266,6 +266,32 @@ def test_an_initialized_torch_process_group_decides(tmp_path):
 JAX_ENV = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 
 
+@pytest.mark.slow
+def test_an_initialized_jax_distributed_decides(tmp_path):
+    python = _backend_python("jax")
+    address = f"127.0.0.1:{_free_port()}"
+    spec = {"log_dir": str(tmp_path), "setting": "plain"}
+    # No RANK: only jax.distributed can tell the two apart.
+    reports = _reports(
+        [
+            _start(
+                python,
+                spec | {"jax_group": {"address": address, "rank": r, "size": 2}},
+                {"KERAS_BACKEND": "jax"},
+            )
+            for r in (1, 0)
+        ]
+    )
+    assert [r["source"] for r in reports] == [
+        "jax.process_index() 1 of 2",
+        "jax.process_index() 0 of 2",
+    ]
+    assert reports[0]["forward_calls"] == 0 and reports[1]["backend"] == "jax"
+    assert reports[0]["iterations"] == reports[1]["iterations"] == 6
+    assert _writers(tmp_path) == {"activations": {reports[1]["pid"]}}
+    _check_one_copy(tmp_path, "activations", reports[1])
+
+
 def _backend_python(backend: str) -> str:
     """The interpreter of the backend's environment; fails in CI, where it must exist."""
     python = ROOT / f".venv-{backend}" / "bin" / "python"
