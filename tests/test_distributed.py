@@ -238,58 +238,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# A process group as each backend's script makes it: the group's address,
+# then what the session reports of ranks 1 and 0.
+PROCESS_GROUPS = [
+    pytest.param("torch", "tcp://127.0.0.1:{port}", "torch.distributed rank {r} of 2", id="torch"),
+    pytest.param("jax", "127.0.0.1:{port}", "jax.process_index() {r} of 2", id="jax"),
+]
+
+
 @pytest.mark.slow
-def test_an_initialized_torch_process_group_decides(tmp_path):
-    python = _backend_python("torch")
-    address = f"tcp://127.0.0.1:{_free_port()}"
+@pytest.mark.parametrize("backend, address, source", PROCESS_GROUPS)
+def test_an_initialized_process_group_decides(tmp_path, backend, address, source):
+    python = _backend_python(backend)
+    address = address.format(port=_free_port())
     spec = {"log_dir": str(tmp_path), "setting": "plain"}
     # No RANK: only the live process group can tell the two apart.
     reports = _reports(
         [
             _start(
                 python,
-                spec | {"torch_group": {"address": address, "rank": r, "size": 2}},
-                {"KERAS_BACKEND": "torch"},
+                spec | {f"{backend}_group": {"address": address, "rank": r, "size": 2}},
+                {"KERAS_BACKEND": backend},
             )
             for r in (1, 0)
         ]
     )
-    assert [r["source"] for r in reports] == [
-        "torch.distributed rank 1 of 2",
-        "torch.distributed rank 0 of 2",
-    ]
-    assert reports[0]["forward_calls"] == 0 and reports[1]["backend"] == "torch"
+    assert [r["source"] for r in reports] == [source.format(r=1), source.format(r=0)]
+    assert reports[0]["forward_calls"] == 0 and reports[1]["backend"] == backend
+    assert reports[0]["iterations"] == reports[1]["iterations"] == 6
     assert _writers(tmp_path) == {"activations": {reports[1]["pid"]}}
     _check_one_copy(tmp_path, "activations", reports[1])
 
 
 JAX_ENV = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-
-
-@pytest.mark.slow
-def test_an_initialized_jax_distributed_decides(tmp_path):
-    python = _backend_python("jax")
-    address = f"127.0.0.1:{_free_port()}"
-    spec = {"log_dir": str(tmp_path), "setting": "plain"}
-    # No RANK: only jax.distributed can tell the two apart.
-    reports = _reports(
-        [
-            _start(
-                python,
-                spec | {"jax_group": {"address": address, "rank": r, "size": 2}},
-                {"KERAS_BACKEND": "jax"},
-            )
-            for r in (1, 0)
-        ]
-    )
-    assert [r["source"] for r in reports] == [
-        "jax.process_index() 1 of 2",
-        "jax.process_index() 0 of 2",
-    ]
-    assert reports[0]["forward_calls"] == 0 and reports[1]["backend"] == "jax"
-    assert reports[0]["iterations"] == reports[1]["iterations"] == 6
-    assert _writers(tmp_path) == {"activations": {reports[1]["pid"]}}
-    _check_one_copy(tmp_path, "activations", reports[1])
 
 
 def _backend_python(backend: str) -> str:
