@@ -10,11 +10,11 @@ Two halves:
   `min + level / 255 * (max - min)`; a normalization picks the window of real
   values the colormap spans, as in the panel. Colours are the panel's
   (`colormaps.colormap_luts`, matplotlib's data).
-- `channel_evolution` and `layer_grid` read what they render through a
-  `reader.Reader`, so the plugin's export route, `tb_activations.read(...)`
-  and the command line give the same bytes. Unknown runs, tags, steps,
-  channels or probes raise `tensorboard.errors.NotFoundError`; bad options
-  raise ValueError (`check_options` checks them up front).
+- `render` reads what it renders through a `reader.Reader`, so the
+  plugin's export route, `tb_activations.read(...)` and the command line
+  give the same bytes. Unknown runs, tags, steps, channels or probes raise
+  `tensorboard.errors.NotFoundError`; bad options raise ValueError
+  (`check_subject` and `check_options` check them up front).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import math
 import re
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -36,12 +37,12 @@ __all__ = [
     "FORMATS",
     "NORMALIZATIONS",
     "animation",
-    "channel_evolution",
     "check_options",
+    "check_subject",
     "file_name",
     "frame_label",
     "grid",
-    "layer_grid",
+    "render",
     "windows",
 ]
 
@@ -343,87 +344,101 @@ def grid(
 # -- over a reader -------------------------------------------------------------
 
 
-def channel_evolution(
+def render(
     reader,
     ctx,
     experiment: str,
     run: str,
     tag: str,
-    channel: int,
     *,
+    channel: int | None = None,
+    step: int | None = None,
     probe: int = 0,
-    format: str = "gif",
-    colormap: str = "viridis",
-    normalization: str = "channel",
-    frame_ms: int = FRAME_MS,
-) -> bytes:
-    """One (probe, channel) of a layer over every readable kept step, as
-    `animation` renders it, each frame labelled with its step and epoch."""
-    check_options(format, colormap, normalization)
-    series = _layer_series(reader, ctx, experiment, run, tag)
-    series.check_probe(probe)
-    series.check_channel(channel)
-    got = reader.stats_series(ctx, series).latest()
-    kept = {id(d): i for i, d in enumerate(got.data)}
-    steps = [s for s in reader.channel_series(ctx, series, probe, channel) if id(s.datum) in kept]
-    if not steps or not got.stats:
-        raise errors.NotFoundError(f"Run {run!r}, tag {tag!r} has no readable step.")
-    window = windows(got.array(), got.fields, normalization, probe)
-    fields = got.fields
-    lo, hi = fields.index("min"), fields.index("max")
-    return animation(
-        [s.levels for s in steps],
-        np.array([(s.stats[lo], s.stats[hi]) for s in steps], np.float64),
-        np.array([window[kept[id(s.datum)], channel] for s in steps]),
-        [frame_label(s.datum.step, s.header.epoch) for s in steps],
-        colormap=colormap,
-        format=format,
-        frame_ms=frame_ms,
-    )
-
-
-def layer_grid(
-    reader,
-    ctx,
-    experiment: str,
-    run: str,
-    tag: str,
-    step: int,
-    *,
-    probe: int = 0,
-    format: str = "png",
+    format: str | None = None,
     colormap: str = "viridis",
     normalization: str = "channel",
 ) -> bytes:
-    """Every logged channel of one probe of a layer at one step, as `grid`
-    renders it, titled with the run, layer, step and epoch."""
-    check_options(format, colormap, normalization, grid=True)
-    series = _layer_series(reader, ctx, experiment, run, tag)
-    series.check_probe(probe)
-    matches = [d for d in series.data if d.step == step]
-    # find() raises, listing the kept steps.
-    datum = matches[-1] if matches else series.find(step)
-    header = reader.header(ctx, series, datum)
-    levels = reader.layer_levels(ctx, series, datum, probe)
-    stats = reader.stats(ctx, series, datum)
-    fields = series.fields(stats)
-    if normalization.endswith("-fixed"):
-        got = reader.stats_series(ctx, series).latest()
-        window = windows(got.array(), got.fields, normalization, probe)[got.steps.index(step)]
-    else:
-        window = windows(stats[None], fields, normalization, probe)[0]
-    own = stats[probe][:, [fields.index("min"), fields.index("max")]]
-    title = f"{run} · {tag} · {frame_label(step, header.epoch)}"
-    if series.info.channels < series.info.total_channels:
-        title += f" · first {series.info.channels} of {series.info.total_channels} channels"
-    return grid(levels, own, window, title, colormap=colormap)
+    """One layer as a picture. With `channel`: that (probe, channel) over
+    every readable kept step, as `animation` renders it, each frame labelled
+    with its step and epoch (`"gif"`, the default, or `"apng"`). With
+    `step`: every logged channel of the probe at that step, as `grid`
+    renders it, titled with the run, layer, step and epoch (`"png"`).
 
-
-def _layer_series(reader, ctx, experiment: str, run: str, tag: str):
+    Raises:
+        ValueError: both or neither of `channel` and `step`, or an unknown
+            format, colormap or normalization.
+        tensorboard.errors.NotFoundError: an unknown run, layer, step,
+            channel or probe, or the probe image's tag.
+    """
+    check_subject(channel, step)
+    look = _Look(probe, format or ("png" if channel is None else "gif"), colormap, normalization)
+    check_options(look.format, colormap, normalization, grid=channel is None)
     series = reader.series(ctx, experiment, run, tag)
     if tag == metadata.PROBE_TAG or series.info.layout == "probe":
         raise errors.NotFoundError(
             f"Tag {tag!r} of run {run!r} is the probe image, which has no channels to export; "
             "ask for a layer's tag."
         )
-    return series
+    series.check_probe(probe)
+    if channel is None:
+        return _layer_grid(reader, ctx, series, step, look)
+    return _channel_evolution(reader, ctx, series, channel, look)
+
+
+def check_subject(channel: int | None, step: int | None) -> None:
+    """ValueError unless exactly one of `channel` (an evolution) and `step`
+    (a grid) is given."""
+    if (channel is None) == (step is None):
+        raise ValueError(
+            "Pass channel= (a channel's evolution) or step= (the layer's grid at a "
+            f"step), not both or neither. Received: channel={channel!r}, step={step!r}"
+        )
+
+
+class _Look(NamedTuple):
+    probe: int
+    format: str
+    colormap: str
+    normalization: str
+
+
+def _channel_evolution(reader, ctx, series, channel: int, look: _Look) -> bytes:
+    series.check_channel(channel)
+    got = reader.stats_series(ctx, series).latest()
+    kept = {id(d): i for i, d in enumerate(got.data)}
+    frames = reader.channel_series(ctx, series, look.probe, channel)
+    steps = [s for s in frames if id(s.datum) in kept]
+    if not steps or not got.stats:
+        raise errors.NotFoundError(f"Run {series.run!r}, tag {series.tag!r} has no readable step.")
+    window = windows(got.array(), got.fields, look.normalization, look.probe)
+    lo, hi = got.fields.index("min"), got.fields.index("max")
+    return animation(
+        [s.levels for s in steps],
+        np.array([(s.stats[lo], s.stats[hi]) for s in steps], np.float64),
+        np.array([window[kept[id(s.datum)], channel] for s in steps]),
+        [frame_label(s.datum.step, s.header.epoch) for s in steps],
+        colormap=look.colormap,
+        format=look.format,
+    )
+
+
+def _layer_grid(reader, ctx, series, step: int, look: _Look) -> bytes:
+    matches = [d for d in series.data if d.step == step]
+    # find() raises, listing the kept steps.
+    datum = matches[-1] if matches else series.find(step)
+    header = reader.header(ctx, series, datum)
+    levels = reader.layer_levels(ctx, series, datum, look.probe)
+    stats = reader.stats(ctx, series, datum)
+    fields = series.fields(stats)
+    if look.normalization.endswith("-fixed"):
+        got = reader.stats_series(ctx, series).latest()
+        at = got.steps.index(step)
+        window = windows(got.array(), got.fields, look.normalization, look.probe)[at]
+    else:
+        window = windows(stats[None], fields, look.normalization, look.probe)[0]
+    own = stats[look.probe][:, [fields.index("min"), fields.index("max")]]
+    info = series.info
+    title = f"{series.run} · {series.tag} · {frame_label(step, header.epoch)}"
+    if info.channels < info.total_channels:
+        title += f" · first {info.channels} of {info.total_channels} channels"
+    return grid(levels, own, window, title, colormap=look.colormap)

@@ -300,20 +300,24 @@ class LogReader:
                 unknown format, colormap or normalization.
             NotFound: an unknown run, layer, step, channel or probe.
         """
-        if (channel is None) == (step is None):
-            raise ValueError(
-                "Pass channel= (a channel's evolution) or step= (the layer's grid at a "
-                f"step), not both or neither. Received: channel={channel!r}, step={step!r}"
-            )
+        export.check_subject(channel, step)
         series = self._series(run, layer)
         if step is not None:
             self._datum(series, step)  # NotFound listing the steps
-        where = (self._reader, self._ctx, _EXPERIMENT, run, layer)
-        options = {"probe": probe, "colormap": colormap, "normalization": normalization}
         with self._found():
-            if channel is not None:
-                return export.channel_evolution(*where, channel, format=format or "gif", **options)
-            return export.layer_grid(*where, step, format=format or "png", **options)
+            return export.render(
+                self._reader,
+                self._ctx,
+                _EXPERIMENT,
+                run,
+                layer,
+                channel=channel,
+                step=step,
+                probe=probe,
+                format=format,
+                colormap=colormap,
+                normalization=normalization,
+            )
 
     # -- internals -----------------------------------------------------------
 

@@ -426,13 +426,21 @@ def export_impl(
     series' version."""
     series = reader.series(ctx, experiment, run, tag)
     key = ("export", experiment, run, tag, series.version, channel, step, format, cmap, norm, probe)
-    options = {"probe": probe, "format": format, "colormap": cmap, "normalization": norm}
 
     def compute():
-        if channel is not None:
-            data = export.channel_evolution(reader, ctx, experiment, run, tag, channel, **options)
-        else:
-            data = export.layer_grid(reader, ctx, experiment, run, tag, step, **options)
+        data = export.render(
+            reader,
+            ctx,
+            experiment,
+            run,
+            tag,
+            channel=channel,
+            step=step,
+            probe=probe,
+            format=format,
+            colormap=cmap,
+            normalization=norm,
+        )
         return data, len(data) + 256
 
     data = reader.memo(key, compute)
