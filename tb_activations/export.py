@@ -14,17 +14,17 @@ Two halves:
   plugin's export route, `tb_activations.read(...)` and the command line
   give the same bytes. Unknown runs, tags, steps, channels or probes raise
   `tensorboard.errors.NotFoundError`; bad options raise ValueError
-  (`check_subject` and `check_options` check them up front).
+  (a `Picture` checks them when it is made).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import re
 import warnings
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -36,9 +36,9 @@ from tb_activations.colormaps import COLORMAPS, colormap_luts
 __all__ = [
     "FORMATS",
     "NORMALIZATIONS",
+    "Picture",
     "animation",
     "check_options",
-    "check_subject",
     "file_name",
     "frame_label",
     "grid",
@@ -344,65 +344,56 @@ def grid(
 # -- over a reader -------------------------------------------------------------
 
 
-def render(
-    reader,
-    ctx,
-    experiment: str,
-    run: str,
-    tag: str,
-    *,
-    channel: int | None = None,
-    step: int | None = None,
-    probe: int = 0,
-    format: str | None = None,
-    colormap: str = "viridis",
-    normalization: str = "channel",
-) -> bytes:
-    """One layer as a picture. With `channel`: that (probe, channel) over
-    every readable kept step, as `animation` renders it, each frame labelled
-    with its step and epoch (`"gif"`, the default, or `"apng"`). With
-    `step`: every logged channel of the probe at that step, as `grid`
-    renders it, titled with the run, layer, step and epoch (`"png"`).
+@dataclasses.dataclass(frozen=True)
+class Picture:
+    """What `render` draws of one layer: a channel's evolution over every
+    kept step (`channel`; `"gif"`, the default, or `"apng"`) or the channel
+    grid at one step (`step`; `"png"`), of one probe, with the panel's
+    colormap and normalization. Checked when made (ValueError)."""
+
+    run: str
+    tag: str
+    channel: int | None = None
+    step: int | None = None
+    probe: int = 0
+    format: str | None = None
+    colormap: str = "viridis"
+    normalization: str = "channel"
+
+    def __post_init__(self):
+        if (self.channel is None) == (self.step is None):
+            raise ValueError(
+                "Pass channel= (a channel's evolution) or step= (the layer's grid at a step), "
+                f"not both or neither. Received: channel={self.channel!r}, step={self.step!r}"
+            )
+        if self.format is None:
+            object.__setattr__(self, "format", "png" if self.channel is None else "gif")
+        check_options(self.format, self.colormap, self.normalization, grid=self.channel is None)
+
+
+def render(reader, ctx, experiment: str, picture: Picture) -> bytes:
+    """The picture's image file, read through `reader`: a channel's frames
+    labelled with their step and epoch (as `animation` renders them), or the
+    grid titled with the run, layer, step and epoch (as `grid` does).
 
     Raises:
-        ValueError: both or neither of `channel` and `step`, or an unknown
-            format, colormap or normalization.
         tensorboard.errors.NotFoundError: an unknown run, layer, step,
             channel or probe, or the probe image's tag.
     """
-    check_subject(channel, step)
-    look = _Look(probe, format or ("png" if channel is None else "gif"), colormap, normalization)
-    check_options(look.format, colormap, normalization, grid=channel is None)
+    run, tag = picture.run, picture.tag
     series = reader.series(ctx, experiment, run, tag)
     if tag == metadata.PROBE_TAG or series.info.layout == "probe":
         raise errors.NotFoundError(
             f"Tag {tag!r} of run {run!r} is the probe image, which has no channels to export; "
             "ask for a layer's tag."
         )
-    series.check_probe(probe)
-    if channel is None:
-        return _layer_grid(reader, ctx, series, step, look)
-    return _channel_evolution(reader, ctx, series, channel, look)
+    series.check_probe(picture.probe)
+    if picture.channel is None:
+        return _layer_grid(reader, ctx, series, picture.step, picture)
+    return _channel_evolution(reader, ctx, series, picture.channel, picture)
 
 
-def check_subject(channel: int | None, step: int | None) -> None:
-    """ValueError unless exactly one of `channel` (an evolution) and `step`
-    (a grid) is given."""
-    if (channel is None) == (step is None):
-        raise ValueError(
-            "Pass channel= (a channel's evolution) or step= (the layer's grid at a "
-            f"step), not both or neither. Received: channel={channel!r}, step={step!r}"
-        )
-
-
-class _Look(NamedTuple):
-    probe: int
-    format: str
-    colormap: str
-    normalization: str
-
-
-def _channel_evolution(reader, ctx, series, channel: int, look: _Look) -> bytes:
+def _channel_evolution(reader, ctx, series, channel: int, look: Picture) -> bytes:
     series.check_channel(channel)
     got = reader.stats_series(ctx, series).latest()
     kept = {id(d): i for i, d in enumerate(got.data)}
@@ -422,7 +413,7 @@ def _channel_evolution(reader, ctx, series, channel: int, look: _Look) -> bytes:
     )
 
 
-def _layer_grid(reader, ctx, series, step: int, look: _Look) -> bytes:
+def _layer_grid(reader, ctx, series, step: int, look: Picture) -> bytes:
     matches = [d for d in series.data if d.step == step]
     # find() raises, listing the kept steps.
     datum = matches[-1] if matches else series.find(step)

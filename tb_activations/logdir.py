@@ -300,24 +300,14 @@ class LogReader:
                 unknown format, colormap or normalization.
             NotFound: an unknown run, layer, step, channel or probe.
         """
-        export.check_subject(channel, step)
+        picture = export.Picture(
+            run, layer, channel, step, probe, format, colormap, normalization
+        )
         series = self._series(run, layer)
         if step is not None:
             self._datum(series, step)  # NotFound listing the steps
         with self._found():
-            return export.render(
-                self._reader,
-                self._ctx,
-                _EXPERIMENT,
-                run,
-                layer,
-                channel=channel,
-                step=step,
-                probe=probe,
-                format=format,
-                colormap=colormap,
-                normalization=normalization,
-            )
+            return export.render(self._reader, self._ctx, _EXPERIMENT, picture)
 
     # -- internals -----------------------------------------------------------
 

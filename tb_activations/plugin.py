@@ -407,45 +407,18 @@ class Export:
     file_name: str
 
 
-def export_impl(
-    reader: Reader,
-    ctx,
-    experiment: str,
-    run: str,
-    tag: str,
-    *,
-    channel: int | None,
-    step: int | None,
-    format: str,
-    cmap: str,
-    norm: str,
-    probe: int,
-) -> Export:
-    """One channel's evolution over the kept steps (`channel`, gif or apng)
-    or the layer's channel grid at one step (`step`, png), cached under the
-    series' version."""
-    series = reader.series(ctx, experiment, run, tag)
-    key = ("export", experiment, run, tag, series.version, channel, step, format, cmap, norm, probe)
+def export_impl(reader: Reader, ctx, experiment: str, picture: export.Picture) -> Export:
+    """The picture (export.Picture), cached under the series' version."""
+    series = reader.series(ctx, experiment, picture.run, picture.tag)
 
     def compute():
-        data = export.render(
-            reader,
-            ctx,
-            experiment,
-            run,
-            tag,
-            channel=channel,
-            step=step,
-            probe=probe,
-            format=format,
-            colormap=cmap,
-            normalization=norm,
-        )
+        data = export.render(reader, ctx, experiment, picture)
         return data, len(data) + 256
 
-    data = reader.memo(key, compute)
-    name = export.file_name(run, tag, format, channel=channel, step=step, probe=probe)
-    return Export(data, export.MEDIA_TYPES[format], name)
+    data = reader.memo(("export", experiment, series.version, picture), compute)
+    p = picture
+    name = export.file_name(p.run, p.tag, p.format, channel=p.channel, step=p.step, probe=p.probe)
+    return Export(data, export.MEDIA_TYPES[p.format], name)
 
 
 def _option(request, key: str, choices, default: str) -> str:
@@ -459,8 +432,8 @@ def _option(request, key: str, choices, default: str) -> str:
     return value
 
 
-def export_params(request) -> dict:
-    """The export route's options: `channel` (an evolution) or `step` (a
+def export_params(request, run: str, tag: str) -> export.Picture:
+    """The export route's picture: `channel` (an evolution) or `step` (a
     grid), never both, with a format that fits it."""
     has = [key for key in ("channel", "step") if key in request.args]
     if len(has) != 1:
@@ -473,14 +446,16 @@ def export_params(request) -> dict:
     evolution = has[0] == "channel"
     formats = export.ANIMATION_FORMATS if evolution else export.GRID_FORMATS
     number = params.uint(request, has[0])
-    return {
-        "channel": number if evolution else None,
-        "step": None if evolution else number,
-        "format": _option(request, "format", formats, formats[0]),
-        "cmap": _option(request, "cmap", COLORMAPS, "viridis"),
-        "norm": _option(request, "norm", export.NORMALIZATIONS, "channel"),
-        "probe": params.uint(request, "probe", default=0),
-    }
+    return export.Picture(
+        run,
+        tag,
+        channel=number if evolution else None,
+        step=None if evolution else number,
+        probe=params.uint(request, "probe", default=0),
+        format=_option(request, "format", formats, formats[0]),
+        colormap=_option(request, "cmap", COLORMAPS, "viridis"),
+        normalization=_option(request, "norm", export.NORMALIZATIONS, "channel"),
+    )
 
 
 # -- the plugin --------------------------------------------------------------
@@ -598,8 +573,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _export_route(self, request):
-        where = self._where(request, "run", "tag")
-        got = export_impl(*where, **export_params(request))
+        reader, ctx, experiment, run, tag = self._where(request, "run", "tag")
+        got = export_impl(reader, ctx, experiment, export_params(request, run, tag))
         response = http_util.Respond(request, got.data, got.media_type)
         response.headers["Content-Disposition"] = f'attachment; filename="{got.file_name}"'
         return response
