@@ -28,13 +28,14 @@ import dataclasses
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "HEADER_KEYS",
+    "Logged",
     "MEASURE_FIELDS",
     "NO_MEASURES",
     "Rows",
@@ -417,6 +418,15 @@ def _start_validity(steps, headers) -> tuple[np.ndarray, str | None]:
     return ok, _join(why)
 
 
+class Logged(NamedTuple):
+    """One series' kept steps, as the rows are made from them."""
+
+    steps: Sequence[int]  # increasing
+    stats: Sequence[np.ndarray]  # each step's (probes, channels, fields) statistics
+    headers: Sequence[Mapping[str, Any]]  # each step's decoded header
+    fields: Sequence[str]  # the series' `stats_fields`
+
+
 def _stack(stats, fields: Sequence[str], count: int) -> tuple[np.ndarray, dict[str, int]]:
     """The steps' statistics as one (steps, probes, channels, fields) float64
     array, and the index of each field name."""
@@ -441,12 +451,8 @@ def _stack(stats, fields: Sequence[str], count: int) -> tuple[np.ndarray, dict[s
     return arr, field
 
 
-def _series(
-    steps: Sequence[int],
-    stats: Sequence[np.ndarray],
-    headers: Sequence[Mapping[str, Any]],
-    fields: Sequence[str],
-) -> _Series:
+def _series(logged: Logged) -> _Series:
+    steps, stats, headers, fields = logged
     steps = [int(s) for s in steps]
     if len(headers) != len(steps):
         raise ValueError(
@@ -513,19 +519,10 @@ def _finite_mean(means: np.ndarray, nonfinite: np.ndarray, axis) -> np.ndarray:
     return np.where(total > 0, out, np.nan)
 
 
-def channel_rows(
-    steps: Sequence[int],
-    stats: Sequence[np.ndarray],
-    headers: Sequence[Mapping[str, Any]],
-    fields: Sequence[str],
-) -> Rows:
+def channel_rows(logged: Logged) -> Rows:
     """Per channel, per kept step: `change_prev`, `change_start`, `dead`.
-
-    `steps` are the series' kept steps (increasing), `stats` their
-    (probes, channels, fields) statistics, `headers` their decoded header
-    dicts, `fields` the series' `stats_fields`. Values are (channels, steps).
-    """
-    series = _series(steps, stats, headers, fields)
+    Values are (channels, steps)."""
+    series = _series(logged)
     values: dict[str, np.ndarray] = {}
     reasons: dict[str, str] = {}
     if series.has_measures:
@@ -541,16 +538,11 @@ def channel_rows(
     return Rows(series.steps, values, reasons)
 
 
-def layer_rows(
-    steps: Sequence[int],
-    stats: Sequence[np.ndarray],
-    headers: Sequence[Mapping[str, Any]],
-    fields: Sequence[str],
-) -> Rows:
+def layer_rows(logged: Logged) -> Rows:
     """Per kept step, for the whole layer: `change_prev`, `change_start`,
-    `drift_prev`, `drift_start`, `dead_fraction`, `mean`. Arguments as in
-    `channel_rows`; values are (steps,)."""
-    series = _series(steps, stats, headers, fields)
+    `drift_prev`, `drift_start`, `dead_fraction`, `mean`. Values are (steps,)."""
+    series = _series(logged)
+    headers = logged.headers
     n = len(series.steps)
     values: dict[str, np.ndarray] = {}
     reasons: dict[str, str] = {}

@@ -270,22 +270,22 @@ def _float32_b64(rows: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(rows, dtype="<f4").tobytes()).decode("ascii")
 
 
-def _kept(got: StatsSeries) -> tuple[list[int], np.ndarray, list[dict], list[str]]:
+def _kept(got: StatsSeries) -> measures.Logged:
     """A series' readable steps, one per step number (the last logged of a
     repeated one) in increasing order, with their statistics as one array,
     header dicts and field names."""
     got = got.latest()
     stats = got.array() if got.stats else np.zeros((0, 0, 0, 0), np.float32)
     fields = list(got.series.info.stats_fields[: stats.shape[-1]]) if got.stats else []
-    return got.steps, stats, [h.values for h in got.headers], fields
+    return measures.Logged(got.steps, stats, [h.values for h in got.headers], fields)
 
 
-def _rows(fn, steps, stats, headers, fields):
+def _rows(fn, logged: measures.Logged):
     """`fn`'s rows, or the reason the series' statistics cannot give any."""
-    if not steps:
+    if not logged.steps:
         return None, "no readable step"
     try:
-        return fn(steps, stats, headers, fields), None
+        return fn(logged), None
     except ValueError as e:
         # Statistics a foreign or damaged log gives: never a server error.
         return None, f"unusable statistics: {e}"
@@ -306,13 +306,13 @@ def overview_impl(reader: Reader, ctx, experiment: str, run: str) -> Answer:
 
 def _overview(reader: Reader, ctx, run: str, layers: list[Series]) -> dict:
     read = [_kept(reader.stats_series(ctx, series)) for series in layers]
-    steps = sorted({s for kept in read for s in kept[0]})
+    steps = sorted({s for logged in read for s in logged.steps})
     where = {s: i for i, s in enumerate(steps)}
     rows = {m: np.full((len(layers), len(steps)), np.nan) for m in LAYER_MEASURES}
     unavailable: dict[str, dict[str, str]] = {}
-    for i, (series, (kept, stats, headers, fields)) in enumerate(zip(layers, read)):
-        got, problem = _rows(measures.layer_rows, kept, stats, headers, fields)
-        columns = [where[s] for s in kept]
+    for i, (series, logged) in enumerate(zip(layers, read)):
+        got, problem = _rows(measures.layer_rows, logged)
+        columns = [where[s] for s in logged.steps]
         for m in LAYER_MEASURES:
             why = problem or got.reasons.get(m)
             if why:
@@ -341,10 +341,11 @@ def timeline_impl(reader: Reader, ctx, experiment: str, run: str, tag: str) -> A
 
 
 def _timeline(reader: Reader, ctx, series: Series) -> dict:
-    steps, stats, headers, fields = _kept(reader.stats_series(ctx, series))
+    logged = _kept(reader.stats_series(ctx, series))
+    steps, stats, _, fields = logged
     channels = series.info.channels
     rows = {m: np.full((channels, len(steps)), np.nan) for m in CHANNEL_MEASURES}
-    got, problem = _rows(measures.channel_rows, steps, stats, headers, fields)
+    got, problem = _rows(measures.channel_rows, logged)
     unavailable = {}
     events: list[dict] = []
     never: list[int] = []

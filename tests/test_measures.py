@@ -52,8 +52,10 @@ def track(maps: dict[int, np.ndarray], path: str = "conv", tracker=None):
 
 def rows(recorded, kept=None, fields=FIELDS):
     kept = sorted(recorded) if kept is None else kept
-    args = (kept, [recorded[s][0] for s in kept], [recorded[s][1] for s in kept], fields)
-    return measures.channel_rows(*args), measures.layer_rows(*args)
+    logged = measures.Logged(
+        kept, [recorded[s][0] for s in kept], [recorded[s][1] for s in kept], fields
+    )
+    return measures.channel_rows(logged), measures.layer_rows(logged)
 
 
 def normal(shape, seed):
@@ -259,8 +261,8 @@ def test_a_log_without_measures_keeps_dead_and_mean():
     x[0, 0, 0, 1] = np.nan
     old = [encoding.compute_stats(x)] * 2  # six fields: a log from before the measures
     args = ([0, 5], old, [{"epoch": 0.0}, {"epoch": 1.0}], metadata.STATS_FIELDS)
-    channels = measures.channel_rows(*args)
-    layer = measures.layer_rows(*args)
+    channels = measures.channel_rows(measures.Logged(*args))
+    layer = measures.layer_rows(measures.Logged(*args))
     for name in ("change_prev", "change_start"):
         assert np.isnan(channels.values[name]).all()
         assert channels.reasons[name] == measures.NO_MEASURES
@@ -365,13 +367,15 @@ def test_statistic_rows_over_probes():
 )
 def test_bad_series_are_refused_with_the_received_values(args, message):
     with pytest.raises(ValueError, match=message):
-        measures.channel_rows(*args)
+        measures.channel_rows(measures.Logged(*args))
 
 
 def test_garbage_header_values_count_as_missing():
     recorded = track({0: A, 1: normal(SHAPE, 70)})
     headers = [recorded[0][1], {"prev_step": "0", "start_step": True, "cka_prev": "x"}]
-    layer = measures.layer_rows([0, 1], [recorded[s][0] for s in (0, 1)], headers, FIELDS)
+    layer = measures.layer_rows(
+        measures.Logged([0, 1], [recorded[s][0] for s in (0, 1)], headers, FIELDS)
+    )
     assert np.isnan(layer.values["drift_prev"][1]) and np.isnan(layer.values["change_start"][1])
     assert "drift_prev" in layer.reasons
 

@@ -113,8 +113,8 @@ def test_measures_are_stored_at_full_precision_and_read_back(tmp_path):
         [s.header for s in series.steps],
         series.info.stats_fields,
     )
-    channels = measures.channel_rows(*args)
-    layer = measures.layer_rows(*args)
+    channels = measures.channel_rows(measures.Logged(*args))
+    layer = measures.layer_rows(measures.Logged(*args))
     for i, s in enumerate(steps[1:], 1):
         a, p, a0 = arrays[s], arrays[steps[i - 1]], arrays[0]
         for c in range(4):
