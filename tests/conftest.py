@@ -35,3 +35,23 @@ def panel(browser, server):
 
     with browsing.open_panel(browser, server) as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def ground_truth(tmp_path_factory):
+    """`recorded.train_ground_truth`'s run, trained once for the modules
+    that only read it."""
+    pytest.importorskip("keras")
+    import recorded
+
+    return recorded.train_ground_truth(tmp_path_factory.mktemp("ground_truth_logs"))
+
+
+@pytest.fixture(scope="session")
+def ground_truth_server(ground_truth):
+    """A `tensorboard` process on `ground_truth`, once its conv2 is listed."""
+    import browsing
+
+    run = "activations"
+    with browsing.serving(ground_truth.log_dir, lambda tags: "conv2" in tags.get(run, {})) as url:
+        yield url

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from browsing import TIMEOUT_MS, api, layer_levels, serving
+from browsing import TIMEOUT_MS, api, layer_levels
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -20,17 +20,8 @@ LAYER = "conv2"
 
 
 @pytest.fixture(scope="module")
-def truth(tmp_path_factory):
-    pytest.importorskip("keras")
-    from recorded import train_ground_truth
-
-    return train_ground_truth(tmp_path_factory.mktemp("grid_order_logs"))
-
-
-@pytest.fixture(scope="module")
-def server(truth):
-    with serving(truth.log_dir, lambda tags: LAYER in tags.get(RUN, {})) as url:
-        yield url
+def server(ground_truth_server):
+    return ground_truth_server
 
 
 def open_layer(panel, extra=""):
@@ -53,10 +44,10 @@ def dead(activation):
     return np.all(a.reshape(-1, a.shape[-1]) == 0, axis=0)
 
 
-def change_prev(truth, j):
+def change_prev(ground_truth, j):
     """change_prev of every conv2 channel at step index j, from the full-precision activations."""
-    a = truth.activations[LAYER][j]
-    p = truth.activations[LAYER][j - 1]
+    a = ground_truth.activations[LAYER][j]
+    p = ground_truth.activations[LAYER][j - 1]
     a = a.reshape(-1, a.shape[-1]).astype(np.float64)
     p = p.reshape(-1, p.shape[-1]).astype(np.float64)
     num = np.linalg.norm(a - p, axis=0)
@@ -82,10 +73,10 @@ def grid_channels(panel):
 # --------------------------------------------------------------------------
 
 
-def test_counts_sentence_matches_the_activations(panel, truth):
+def test_counts_sentence_matches_the_activations(panel, ground_truth):
     open_layer(panel)
-    d = np.stack([dead(a) for a in truth.activations[LAYER]], axis=1)
-    last = truth.steps[-1]
+    d = np.stack([dead(a) for a in ground_truth.activations[LAYER]], axis=1)
+    last = ground_truth.steps[-1]
     now = int(d[:, -1].sum())
     never = int(d.all(axis=1).sum())
     died = int((~d[:, :-1] & d[:, 1:]).any(axis=1).sum())
@@ -93,7 +84,7 @@ def test_counts_sentence_matches_the_activations(panel, truth):
     text = panel.ui.locator("#grid-counts").text_content()
     expected = (
         f"{now} of 16 channels dead at step {last} ({round(100 * now / 16)}%); "
-        f"{never} never active; {died} died after step {truth.steps[0]}"
+        f"{never} never active; {died} died after step {ground_truth.steps[0]}"
     )
     assert text.startswith(expected), (text, expected)
     assert (f"; {revived} revived" in text) == (revived > 0), text
@@ -102,7 +93,9 @@ def test_counts_sentence_matches_the_activations(panel, truth):
 
 
 @pytest.mark.parametrize("sort", ["change_prev", "change_start", "mean", "max"])
-def test_sort_reorders_the_tiles_by_the_measure_and_survives_a_reload(panel, server, truth, sort):
+def test_sort_reorders_the_tiles_by_the_measure_and_survives_a_reload(
+    panel, server, ground_truth, sort
+):
     open_layer(panel)
     before = panel.canvas(".grid canvas.atlas")
     row = timeline_row(server, sort)[:, -1]
@@ -119,17 +112,18 @@ def test_sort_reorders_the_tiles_by_the_measure_and_survives_a_reload(panel, ser
     ) == ["0", "0"]
     if sort == "change_prev":
         # The server's measure is the formula on the full-precision activations.
-        np.testing.assert_allclose(row, change_prev(truth, len(truth.steps) - 1), atol=0.02)
+        last = len(ground_truth.steps) - 1
+        np.testing.assert_allclose(row, change_prev(ground_truth, last), atol=0.02)
     panel.page.wait_for_function(f"() => location.hash.includes('sort={sort}')")
     panel.page.reload()
     wait_body(panel, **{"grid-order": ",".join(map(str, expected))})
     assert panel.ui.locator("#grid-sort").input_value() == sort
 
 
-def test_filters_show_the_channels_the_activations_say(panel, truth):
+def test_filters_show_the_channels_the_activations_say(panel, ground_truth):
     from recorded import DEAD_FROM_START, KILLED
 
-    d = np.stack([dead(a) for a in truth.activations[LAYER]], axis=1)
+    d = np.stack([dead(a) for a in ground_truth.activations[LAYER]], axis=1)
     cases = {
         "dead": [int(c) for c in np.flatnonzero(d[:, -1])],
         "never": [int(c) for c in np.flatnonzero(d.all(axis=1))],
@@ -151,7 +145,7 @@ def test_filters_show_the_channels_the_activations_say(panel, truth):
     assert panel.ui.locator("#grid-filter").input_value() == "died"
 
 
-def test_top_k_shows_the_channels_that_changed_most(panel, server, truth):
+def test_top_k_shows_the_channels_that_changed_most(panel, server, ground_truth):
     open_layer(panel)
     row = timeline_row(server, "change_prev")[:, -1]
     keys = np.where(np.isfinite(row), row, -np.inf)
@@ -166,10 +160,10 @@ def test_top_k_shows_the_channels_that_changed_most(panel, server, truth):
     assert panel.canvas("#timeline-canvas")["h"] == 3
 
 
-def test_diff_shows_the_difference_in_real_units(panel, server, truth):
-    steps = truth.steps
+def test_diff_shows_the_difference_in_real_units(panel, server, ground_truth):
+    steps = ground_truth.steps
     open_layer(panel)
-    live = [c for c in range(16) if not dead(truth.activations[LAYER][-1])[c]]
+    live = [c for c in range(16) if not dead(ground_truth.activations[LAYER][-1])[c]]
     plain = {c: panel.tile(c) for c in live}
     panel.ui.locator("#grid-diff").select_option("prev")
     wait_body(panel, diff=steps[-2])
@@ -210,8 +204,8 @@ def test_diff_shows_the_difference_in_real_units(panel, server, truth):
     assert panel.ui.locator("#grid-diff").input_value() == "prev"
 
 
-def test_diff_at_the_first_step_or_a_missing_step_says_so(panel, truth):
-    first = truth.steps[0]
+def test_diff_at_the_first_step_or_a_missing_step_says_so(panel, ground_truth):
+    first = ground_truth.steps[0]
     open_layer(panel, f"&step={first}&diff=prev")
     wait_body(panel, diff="none")
     note = panel.ui.locator("#grid-note").text_content()

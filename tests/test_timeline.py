@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from browsing import TIMEOUT_MS, api, serving
+from browsing import TIMEOUT_MS, api
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -24,17 +24,8 @@ RUN = "activations"
 
 
 @pytest.fixture(scope="module")
-def truth(tmp_path_factory):
-    pytest.importorskip("keras")
-    from recorded import train_ground_truth
-
-    return train_ground_truth(tmp_path_factory.mktemp("timeline_logs"))
-
-
-@pytest.fixture(scope="module")
-def server(truth):
-    with serving(truth.log_dir, lambda tags: "conv2" in tags.get(RUN, {})) as url:
-        yield url
+def server(ground_truth_server):
+    return ground_truth_server
 
 
 def open_layer(panel, layer="conv2", extra=""):
@@ -69,21 +60,21 @@ def dead(activation):
 # --------------------------------------------------------------------------
 
 
-def test_the_logged_steps_are_the_recorded_states(server, truth):
-    # Every other check here compares the panel with `truth.activations` step by step.
+def test_the_logged_steps_are_the_recorded_states(server, ground_truth):
+    # Every other check here compares the panel with `ground_truth.activations` step by step.
     steps = [s["step"] for s in api(server, "steps", run=RUN, tag="conv2")["steps"]]
-    assert steps == truth.steps
-    assert truth.kill_step in steps
+    assert steps == ground_truth.steps
+    assert ground_truth.kill_step in steps
 
 
-def test_timeline_draws_every_channel_over_every_step(panel, server, truth):
+def test_timeline_draws_every_channel_over_every_step(panel, server, ground_truth):
     open_layer(panel)
     pixels = panel.canvas("#timeline-canvas")
-    assert (pixels["w"], pixels["h"]) == (len(truth.steps), 16)
+    assert (pixels["w"], pixels["h"]) == (len(ground_truth.steps), 16)
     assert pixels["variance"] > 10 and not pixels["gray"], pixels
     assert pixels["cssWidth"] > 300, "the heatmap is shown large, not at one pixel per cell"
     title = panel.ui.locator(".tl-title").text_content()
-    assert f"16 channels × {len(truth.steps)} steps" in title
+    assert f"16 channels × {len(ground_truth.steps)} steps" in title
     # The first column of a change since the previous step is undefined: light gray.
     first = panel.frame.evaluate(
         """() => {
@@ -113,7 +104,7 @@ def test_each_measure_draws_its_own_picture(panel, measure):
         assert after["digest"] != before["digest"], measure
 
 
-def test_dead_rows_match_the_activations(panel, truth):
+def test_dead_rows_match_the_activations(panel, ground_truth):
     open_layer(panel, extra="&tmeasure=dead")
     wait_timeline(panel, "conv2", "dead")
     cells = panel.frame.evaluate(
@@ -122,24 +113,24 @@ def test_dead_rows_match_the_activations(panel, truth):
             return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
         }"""
     )
-    steps = len(truth.steps)
+    steps = len(ground_truth.steps)
     red = np.array(cells[0::4]).reshape(16, steps)
-    expected = np.stack([dead(a) for a in truth.activations["conv2"]], axis=1)
+    expected = np.stack([dead(a) for a in ground_truth.activations["conv2"]], axis=1)
     # Dead cells are dark, live ones light.
     assert np.array_equal(red < 128, expected)
 
 
-def test_deaths_are_marked_at_the_step_the_channels_died(panel, truth):
+def test_deaths_are_marked_at_the_step_the_channels_died(panel, ground_truth):
     from recorded import DEAD_FROM_START, KILLED
 
     open_layer(panel)
-    column = truth.steps.index(truth.kill_step)
+    column = ground_truth.steps.index(ground_truth.kill_step)
     for c in KILLED:
         mark = panel.ui.locator(f'.tl-mark.died[data-channel="{c}"]')
         assert mark.count() >= 1
-        assert str(truth.kill_step) in mark.evaluate_all("ms => ms.map(m => m.dataset.step)")
+        assert str(ground_truth.kill_step) in mark.evaluate_all("ms => ms.map(m => m.dataset.step)")
         at = panel.ui.locator(
-            f'.tl-mark.died[data-channel="{c}"][data-step="{truth.kill_step}"]'
+            f'.tl-mark.died[data-channel="{c}"][data-step="{ground_truth.kill_step}"]'
         ).bounding_box()
         x, y = cell_centre(panel, c, column)
         # The mark sits on the cell of that channel (row, by index) and step (column).
@@ -152,28 +143,28 @@ def test_deaths_are_marked_at_the_step_the_channels_died(panel, truth):
     marks = panel.ui.locator(".tl-mark[data-channel]").evaluate_all(
         "ms => ms.map(m => [+m.dataset.channel, m.dataset.kind, +m.dataset.step])"
     )
-    d = np.stack([dead(a) for a in truth.activations["conv2"]], axis=1)
+    d = np.stack([dead(a) for a in ground_truth.activations["conv2"]], axis=1)
     expected = sorted(
-        [int(c), "died" if d[c, j + 1] else "revived", truth.steps[j + 1]]
+        [int(c), "died" if d[c, j + 1] else "revived", ground_truth.steps[j + 1]]
         for c, j in zip(*np.nonzero(d[:, 1:] != d[:, :-1]))
     )
     assert sorted(marks) == expected
 
 
-def test_hover_reads_a_cell_and_click_opens_that_channel_at_that_step(panel, server, truth):
+def test_hover_reads_a_cell_and_click_opens_that_channel_at_that_step(panel, server, ground_truth):
     open_layer(panel, extra="&tmeasure=mean")
     wait_timeline(panel, "conv2", "mean")
     channel, column = 5, 1
     x, y = cell_centre(panel, channel, column)
     panel.page.mouse.move(x, y)
     readout = panel.ui.locator("#timeline-readout").text_content()
-    assert readout.startswith(f"channel {channel}, step {truth.steps[column]}: mean ")
+    assert readout.startswith(f"channel {channel}, step {ground_truth.steps[column]}: mean ")
     # The value is the mean over the probes of the channel's mean, to the readout's precision.
-    expected = float(np.mean(truth.activations["conv2"][column][..., channel]))
+    expected = float(np.mean(ground_truth.activations["conv2"][column][..., channel]))
     shown = float(re.search(r": mean (\S+)", readout)[1])
     assert shown == pytest.approx(expected, rel=0.01, abs=1e-3)
     panel.page.mouse.click(x, y)
-    panel.wait_ready(channel=str(channel), step=str(truth.steps[column]))
+    panel.wait_ready(channel=str(channel), step=str(ground_truth.steps[column]))
     assert panel.ui.locator("#detail").is_visible()
     assert f"Channel {channel}" in panel.ui.locator(".detail-title").text_content()
 
@@ -192,7 +183,7 @@ def test_measure_survives_a_reload_and_the_timeline_collapses(panel):
     assert panel.ui.locator("#timeline-canvas").is_visible()
 
 
-def test_screenshot_of_the_layer_view_with_its_timeline(panel, truth):
+def test_screenshot_of_the_layer_view_with_its_timeline(panel, ground_truth):
     open_layer(panel)
     Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
     panel.page.screenshot(path=SCREENSHOT, full_page=True)
