@@ -118,6 +118,33 @@ function wholeNumber(v) {
  * @property {(s: ViewState, v: string) => void} read
  */
 
+/**
+ * The fields a URL key sets to one of some strings.
+ * @typedef {"cmap" | "norm" | "sort" | "show" | "diff" | "measure" | "tmeasure" | "overlayResize"} ChoiceField
+ */
+
+/**
+ * The key of a field that takes one of some strings: written when it is not
+ * the default, read when `valid` accepts the value.
+ * @template {ChoiceField} F
+ * @param {string} name @param {F} field @param {(v: string) => boolean} valid
+ * @returns {UrlKey}
+ */
+function choiceKey(name, field, valid) {
+  return {
+    name,
+    write: (s) => (s[field] !== DEFAULTS[field] ? s[field] : null),
+    read: (s, v) => {
+      if (valid(v)) s[field] = /** @type {ViewState[F]} */ (v);
+    },
+  };
+}
+
+/** "off", "prev", "start", "run" or a step number. @param {string} v */
+function isDiff(v) {
+  return v === "off" || v === "prev" || v === "start" || v === "run" || wholeNumber(v) !== null;
+}
+
 /** @type {UrlKey[]} */
 export const URL_KEYS = [
   {
@@ -165,51 +192,14 @@ export const URL_KEYS = [
       s.probe = wholeNumber(v) ?? s.probe;
     },
   },
-  {
-    // Checked against the server's colormaps once they arrive.
-    name: "cmap",
-    write: (s) => (s.cmap !== DEFAULTS.cmap ? s.cmap : null),
-    read: (s, v) => {
-      s.cmap = v;
-    },
-  },
-  {
-    name: "norm",
-    write: (s) => (s.norm !== DEFAULTS.norm ? s.norm : null),
-    read: (s, v) => {
-      if (isNorm(v)) s.norm = v;
-    },
-  },
-  {
-    name: "sort",
-    write: (s) => (s.sort !== DEFAULTS.sort ? s.sort : null),
-    read: (s, v) => {
-      if (isSort(v)) s.sort = v;
-    },
-  },
-  {
-    // `filter` in the URL; the state's `filter` is the layer list's text.
-    name: "filter",
-    write: (s) => (s.show !== DEFAULTS.show ? s.show : null),
-    read: (s, v) => {
-      if (parseFilter(v)) s.show = v;
-    },
-  },
-  {
-    name: "diff",
-    write: (s) => (s.diff !== DEFAULTS.diff ? s.diff : null),
-    read: (s, v) => {
-      const known = v === "off" || v === "prev" || v === "start" || v === "run";
-      if (known || wholeNumber(v) !== null) s.diff = v;
-    },
-  },
-  {
-    name: "measure",
-    write: (s) => (s.measure !== DEFAULTS.measure ? s.measure : null),
-    read: (s, v) => {
-      if (isMapMeasure(v)) s.measure = v;
-    },
-  },
+  // Checked against the server's colormaps once they arrive.
+  choiceKey("cmap", "cmap", () => true),
+  choiceKey("norm", "norm", isNorm),
+  choiceKey("sort", "sort", isSort),
+  // `filter` in the URL; the state's `filter` is the layer list's text.
+  choiceKey("filter", "show", (v) => parseFilter(v) !== null),
+  choiceKey("diff", "diff", isDiff),
+  choiceKey("measure", "measure", isMapMeasure),
   {
     name: "curve",
     write: (s) => s.curve,
@@ -225,13 +215,7 @@ export const URL_KEYS = [
       s.compare = v || null;
     },
   },
-  {
-    name: "tmeasure",
-    write: (s) => (s.tmeasure !== DEFAULTS.tmeasure ? s.tmeasure : null),
-    read: (s, v) => {
-      if (isTimelineMeasure(v)) s.tmeasure = v;
-    },
-  },
+  choiceKey("tmeasure", "tmeasure", isTimelineMeasure),
   {
     name: "overlay",
     write: (s) => (s.overlay > 0 ? String(s.overlay) : null),
@@ -239,13 +223,7 @@ export const URL_KEYS = [
       s.overlay = parseOpacity(v) ?? s.overlay;
     },
   },
-  {
-    name: "overlay_resize",
-    write: (s) => (s.overlayResize !== DEFAULTS.overlayResize ? s.overlayResize : null),
-    read: (s, v) => {
-      if (isResize(v)) s.overlayResize = v;
-    },
-  },
+  choiceKey("overlay_resize", "overlayResize", isResize),
 ];
 
 /** @param {ViewState} s */
