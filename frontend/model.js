@@ -544,37 +544,34 @@ export class Model {
     return infos.length ? infos.map((i) => this.version(run, i.layer)).join("|") : null;
   }
 
+  /**
+   * A run-wide answer, cached while none of the run's layers changes.
+   * @template T
+   * @param {string} route @param {string} run @param {string} what @param {(data: any) => T} decode
+   */
+  _ofRun(route, run, what, decode) {
+    return this._versioned(route, { run }, this.runVersion(run), `Could not load ${what} of ${run}`, decode);
+  }
+
   /** @param {string} run @returns {Promise<Overview>} */
   fetchOverview(run) {
-    return this._versioned(
-      "overview",
-      { run },
-      this.runVersion(run),
-      `Could not load the training map of ${run}`,
-      (data) => ({
-        run,
-        layers: listField(data, "layers"),
-        steps: listField(data, "steps"),
-        measures: listField(data, "measures"),
-        rows: data?.rows || {},
-        unavailable: data?.unavailable || {},
-      }),
-    );
+    return this._ofRun("overview", run, "the training map", (data) => ({
+      run,
+      layers: listField(data, "layers"),
+      steps: listField(data, "steps"),
+      measures: listField(data, "measures"),
+      rows: data?.rows || {},
+      unavailable: data?.unavailable || {},
+    }));
   }
 
   /** @param {string} run @returns {Promise<Curves>} */
   fetchCurves(run) {
-    return this._versioned(
-      "curves",
-      { run },
-      this.runVersion(run),
-      `Could not load the loss curves of ${run}`,
-      (data) => ({
-        run,
-        steps: listField(data, "steps"),
-        series: listField(data, "series"),
-      }),
-    );
+    return this._ofRun("curves", run, "the loss curves", (data) => ({
+      run,
+      steps: listField(data, "steps"),
+      series: listField(data, "series"),
+    }));
   }
 
   /**
