@@ -8,35 +8,40 @@
 
 /** @typedef {"index" | "change_prev" | "change_start" | "mean" | "max"} SortKey */
 
-/** @type {{id: SortKey, label: string}[]} */
-export const SORTS = [
-  { id: "index", label: "channel index" },
+/** The channel timeline's measures, the rows of the `timeline` route, in words. */
+export const TIMELINE_MEASURES = [
   { id: "change_prev", label: "change since previous step" },
   { id: "change_start", label: "change since start" },
+  { id: "dead", label: "dead (every value 0)" },
   { id: "mean", label: "mean" },
   { id: "max", label: "max" },
+  { id: "zero_fraction", label: "zero fraction" },
 ];
 
-/** The grid's filters; "top" stands for top<k>, e.g. "top16" in the URL. */
-export const FILTERS = [
-  { id: "all", label: "all channels" },
-  { id: "dead", label: "dead now" },
-  { id: "died", label: "died during training" },
-  { id: "never", label: "never active" },
-  { id: "top", label: "top k changed" },
+/**
+ * The grid's orders: by channel index, or largest first by one of the
+ * timeline's measures at the step.
+ * @type {{id: SortKey, label: string}[]}
+ */
+export const SORTS = [
+  { id: "index", label: "channel index" },
+  .../** @type {{id: SortKey, label: string}[]} */ (
+    TIMELINE_MEASURES.filter((m) => ["change_prev", "change_start", "mean", "max"].includes(m.id))
+  ),
 ];
+
+/** The grid's filters in words, by id; "top" is top<k> in the URL, e.g. "top16". */
+const FILTER_WORDS = {
+  all: "all channels",
+  dead: "dead now",
+  died: "died during training",
+  never: "never active",
+  top: "top k changed",
+};
+
+export const FILTERS = Object.entries(FILTER_WORDS).map(([id, label]) => ({ id, label }));
 
 export const DEFAULT_TOP = 16;
-
-/** The channel timeline's measures: the rows of the `timeline` route. */
-export const TIMELINE_MEASURES = [
-  { id: "change_prev", label: "Change since previous step" },
-  { id: "change_start", label: "Change since start" },
-  { id: "dead", label: "Dead (every value 0)" },
-  { id: "mean", label: "Mean" },
-  { id: "max", label: "Max" },
-  { id: "zero_fraction", label: "Zero fraction" },
-];
 
 /** What "dead", "never active" and "died" mean, for tooltips. */
 export const DEFINITIONS =

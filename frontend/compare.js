@@ -121,15 +121,10 @@ export class Compare {
       { className: "compare-legend muted", id: "compare-this-note" },
       "The colormap and scale chosen above, from this run's own values.",
     );
-    this.mine = h("div", { className: "compare-side" }, this.thisLabel, this.mineNote);
-    this.theirs = h(
-      "div",
-      { className: "compare-side", id: "compare-side" },
-      this.otherLabel,
-      this.message,
-      this.legend,
-      this.view,
-    );
+    /** @param {string} id @param {HTMLElement[]} children */
+    const side = (id, ...children) => h("div", { className: "compare-side", id }, ...children);
+    this.mine = side("compare-this-side", this.thisLabel, this.mineNote);
+    this.theirs = side("compare-side", this.otherLabel, this.message, this.legend, this.view);
     this.row = h("div", { className: "compare-row" }, this.mine, this.theirs);
     this.map = new TrainingMap({
       onOpen: callbacks.onMapOpen,

@@ -17,14 +17,8 @@ export class StripMap {
     this.axis = h("div", { className: "axis muted" });
     this.dead = h("div", { className: "muted" });
     this.rowLabels = h("div", { className: "row-labels", "aria-hidden": "true" });
-    this.el = h(
-      "div",
-      { className: "strip-map" },
-      this.axis,
-      h("div", { className: "map-row" }, this.rowLabels, this.canvas),
-      this.readout,
-      this.dead,
-    );
+    const row = h("div", { className: "map-row" }, this.rowLabels, this.canvas);
+    this.el = h("div", { className: "strip-map" }, this.axis, row, this.readout, this.dead);
     this.onOpen = onOpen;
     /** @type {Layer | null} */
     this.layer = null;

@@ -30,8 +30,14 @@ const HINT = "Hover a cell to read it; click it to open that channel at that ste
 const DEAD_RGB = [66, 66, 66];
 const ALIVE_RGB = [238, 238, 238];
 
-/** @param {string} measure */
-const labelOf = (measure) => TIMELINE_MEASURES.find((m) => m.id === measure)?.label || measure;
+/** A measure in words, lower case. @param {string} measure */
+const wordsOf = (measure) => TIMELINE_MEASURES.find((m) => m.id === measure)?.label || measure;
+
+/** The same, starting a sentence. @param {string} measure */
+const labelOf = (measure) => {
+  const words = wordsOf(measure);
+  return words.charAt(0).toUpperCase() + words.slice(1);
+};
 
 /**
  * Display heights: tall enough to see a row, never taller than a screen.
@@ -55,7 +61,7 @@ export class ChannelTimeline {
     });
     this.measure = choiceSelect(
       { id: "timeline-measure", title: "What the timeline's colours show" },
-      TIMELINE_MEASURES,
+      TIMELINE_MEASURES.map((m) => ({ id: m.id, label: labelOf(m.id) })),
     );
     this.measure.addEventListener("change", () => onMeasure(this.measure.value));
     this.toggle.addEventListener("click", () => {
@@ -141,7 +147,7 @@ export class ChannelTimeline {
       .filter((e) => e.channel === at.channel && e.step === at.step)
       .map((e) => ` (${e.kind} here)`)
       .join("");
-    this.readout.textContent = `channel ${at.channel}, step ${at.step}: ${labelOf(s.measure).toLowerCase()} ${text}${events}`;
+    this.readout.textContent = `channel ${at.channel}, step ${at.step}: ${wordsOf(s.measure)} ${text}${events}`;
   }
 
   /**
