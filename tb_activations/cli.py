@@ -119,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _export(reader, args) -> int:
     grid = args.step is not None
+    # reader.export checks the options before it reads anything.
     fmt = args.format or ("png" if grid else "gif")
-    export.check_options(fmt, args.colormap, args.normalization, grid=grid)
     data = reader.export(
         args.run,
         args.layer,

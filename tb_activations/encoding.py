@@ -119,7 +119,7 @@ def quantize(x: np.ndarray, stats: np.ndarray) -> np.ndarray:
         q = (np.asarray(x, dtype=np.float32) - lo) * scale + 0.5
     # Only non-finite values, or a scale that overflowed, leave a NaN or an
     # infinity in q; the statistics say whether there were any.
-    if not (np.isfinite(scale).all() and not stats[..., 5].any()):
+    if stats[..., 5].any() or not np.isfinite(scale).all():
         np.nan_to_num(q, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     np.clip(q, 0, 255, out=q)
     return np.ascontiguousarray(q.astype(np.uint8).transpose(0, 3, 1, 2))

@@ -371,17 +371,17 @@ class Picture:
         check_options(self.format, self.colormap, self.normalization, grid=self.channel is None)
 
 
-def render(reader, ctx, experiment: str, picture: Picture) -> bytes:
-    """The picture's image file, read through `reader`: a channel's frames
+def render(reader, ctx, series, picture: Picture) -> bytes:
+    """The picture's image file, read through `reader` from `series`, the
+    picture's run and layer as `reader.series` opened it: a channel's frames
     labelled with their step and epoch (as `animation` renders them), or the
     grid titled with the run, layer, step and epoch (as `grid` does).
 
     Raises:
-        tensorboard.errors.NotFoundError: an unknown run, layer, step,
-            channel or probe, or the probe image's tag.
+        tensorboard.errors.NotFoundError: an unknown step, channel or probe,
+            or the probe image's tag.
     """
-    run, tag = picture.run, picture.tag
-    series = reader.series(ctx, experiment, run, tag)
+    run, tag = series.run, series.tag
     if tag == metadata.PROBE_TAG or series.info.layout == "probe":
         raise errors.NotFoundError(
             f"Tag {tag!r} of run {run!r} is the probe image, which has no channels to export; "

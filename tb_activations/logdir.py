@@ -220,15 +220,13 @@ class LogReader:
         """The layer's statistics at every kept step (see `Stats`)."""
         series = self._series(run, layer)
         with self._found():
-            got = self._reader.stats_series(self._ctx, series)
-        last = {step: i for i, step in enumerate(got.steps)}
-        order = [last[s] for s in sorted(last)]
-        values = got.array()[order] if got.stats else np.zeros((0, 0, 0, 0), np.float32)
+            got = self._reader.stats_series(self._ctx, series).latest()
+        values = got.array() if got.stats else np.zeros((0, 0, 0, 0), np.float32)
         return Stats(
             run,
             layer,
-            sorted(last),
-            [got.headers[i].epoch for i in order],
+            got.steps,
+            [h.epoch for h in got.headers],
             list(got.fields)[: values.shape[-1]] if got.stats else [],
             values,
         )
@@ -307,7 +305,7 @@ class LogReader:
         if step is not None:
             self._datum(series, step)  # NotFound listing the steps
         with self._found():
-            return export.render(self._reader, self._ctx, _EXPERIMENT, picture)
+            return export.render(self._reader, self._ctx, series, picture)
 
     # -- internals -----------------------------------------------------------
 

@@ -58,8 +58,7 @@ def uint(request, key: str, default: int | None = None) -> int:
     return int(value)
 
 
-def uints(request, *required: str, probe: bool = True) -> tuple[int, ...]:
+def uints(request, *required: str) -> tuple[int, ...]:
     """The `required` non-negative integers in order, then `probe` (0 when
-    absent) unless `probe` is False: the numbers most routes take."""
-    numbers = tuple(uint(request, key) for key in required)
-    return (*numbers, uint(request, "probe", default=0)) if probe else numbers
+    absent): the numbers most routes take."""
+    return (*(uint(request, key) for key in required), uint(request, "probe", default=0))

@@ -413,7 +413,7 @@ def export_impl(reader: Reader, ctx, experiment: str, picture: export.Picture) -
     series = reader.series(ctx, experiment, picture.run, picture.tag)
 
     def compute():
-        data = export.render(reader, ctx, experiment, picture)
+        data = export.render(reader, ctx, series, picture)
         return data, len(data) + 256
 
     data = reader.memo(("export", experiment, series.version, picture), compute)

@@ -352,15 +352,16 @@ class ActivationWriter:
             "index": self._submitted if index is None else index,
         }
         self._submitted += 1
-        job = (int(step), wall_time or time.time(), header, values)
+        step = int(step)
+        job = (step, wall_time or time.time(), header, values)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
             if not self._warned_behind:
                 self._warned_behind = True
-                self._warn_behind(int(step))
+                self._warn_behind(step)
             self._queue.put(job)
-        self._last_submit = (int(step), time.perf_counter())
+        self._last_submit = (step, time.perf_counter())
 
     def _warn_behind(self, step: int) -> None:
         """Says once that training waits for the writer, and how often to log instead."""
