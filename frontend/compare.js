@@ -15,6 +15,7 @@ import { messageOf } from "./model.js";
 import { StripMap } from "./strip-map.js";
 import { TileGrid } from "./tile-grid.js";
 import { TrainingMap } from "./training-map.js";
+import { fillSelect } from "./views.js";
 
 /** @typedef {import("./color.js").Lut} Lut */
 /** @typedef {import("./color.js").Norm} Norm */
@@ -55,7 +56,7 @@ import { TrainingMap } from "./training-map.js";
  * Why two runs' layers cannot be subtracted, in words; "" when they can.
  * @param {string} tag @param {string} runA @param {LayerInfo} a @param {string} runB @param {LayerInfo} b
  */
-export function shapeMismatch(tag, runA, a, runB, b) {
+function shapeMismatch(tag, runA, a, runB, b) {
   if (a.layout !== b.layout) {
     return `${tag} is laid out as ${a.layout} in ${runA} and as ${b.layout} in ${runB}`;
   }
@@ -77,7 +78,7 @@ export function shapeMismatch(tag, runA, a, runB, b) {
  * @param {number} step
  * @returns {number | null} null when every kept step is later
  */
-export function stepAtOrBefore(steps, step) {
+function stepAtOrBefore(steps, step) {
   let best = null;
   for (const s of steps) if (s <= step) best = s;
   return best;
@@ -87,7 +88,7 @@ export function stepAtOrBefore(steps, step) {
  * How many runs of the menu are warmed when the user reaches for it: each
  * costs one layer at one step (4 MB for 64 channels of 224×224).
  */
-export const WARM_RUNS = 3;
+const WARM_RUNS = 3;
 
 export class Compare {
   /**
@@ -178,15 +179,8 @@ export class Compare {
    */
   fillRuns(runs, run, other) {
     const values = ["", ...runs.filter((r) => r !== run)];
-    const same =
-      this.select.options.length === values.length &&
-      values.every((v, i) => this.select.options[i].value === v);
-    if (!same) {
-      this.select.replaceChildren(
-        ...values.map((v) => h("option", { value: v }, v === "" ? "none" : v)),
-      );
-    }
-    this.select.value = other !== null && values.includes(other) ? other : "";
+    const current = other !== null && values.includes(other) ? other : "";
+    fillSelect(this.select, values, current, (v) => (v === "" ? "none" : v));
     this.select.disabled = values.length < 2;
   }
 

@@ -7,6 +7,9 @@
 
 import { buildTable, channelRange } from "./color.js";
 
+/** The diff choices that are not a step number. */
+export const NAMED_DIFFS = ["off", "prev", "start", "run"];
+
 /** @typedef {import("./color.js").Lut} Lut */
 /** @typedef {import("./model.js").GrayMap} GrayMap */
 /** @typedef {import("./model.js").Layer} Layer */

@@ -23,7 +23,7 @@ import { h } from "./dom.js";
  * The export route's URL for one file.
  * @param {Record<string, string | number>} params
  */
-export function exportUrl(params) {
+function exportUrl(params) {
   const qs = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) qs.set(k, String(v));
   return `export?${qs}`;

@@ -3,6 +3,7 @@
 // and what could not be done. It only reports choices; index.js applies them.
 
 import { DEFAULT_TOP, DEFINITIONS, FILTERS, SORTS, countsSentence, parseFilter } from "./channel-order.js";
+import { NAMED_DIFFS } from "./diff.js";
 import { choiceSelect, h } from "./dom.js";
 
 /** @typedef {import("./channel-order.js").Order} Order */
@@ -93,7 +94,7 @@ export class GridBar {
     this.filter.value = f ? f.kind : "all";
     this.k.hidden = f?.kind !== "top";
     if (f?.kind === "top" && document.activeElement !== this.k) this.k.value = String(f.k);
-    const numeric = !["off", "prev", "start", "run"].includes(choice.diff);
+    const numeric = !NAMED_DIFFS.includes(choice.diff);
     this.diff.value = numeric ? "step" : choice.diff;
     this.diffStep.hidden = !numeric && this.diff.value !== "step";
     if (numeric && document.activeElement !== this.diffStep) this.diffStep.value = choice.diff;

@@ -486,7 +486,7 @@ async function renderStep() {
     if (gen !== loop.gen || shown.layer !== layer) return;
     // A sort or filter chosen meanwhile reorders the grid itself.
     if (state.sort !== "index" || state.show !== "all") drawLayer(info, layer);
-    else drawOrderViews(info, shown.diffNote);
+    else drawOrderViews(info, currentDiff().note);
   }
 }
 
@@ -524,7 +524,6 @@ function drawLayer(info, layer) {
   const drawnLayer = diff ? { ...layer, channels: diff.maps } : layer;
   const tables = diff ? layer.channels.map(() => diff.table) : shown.tables;
   if (diff) ui.el.legend.replaceChildren(colorbar(diffLut(), [-diff.m, diff.m], diffCaption(diff)));
-  shown.diffNote = note;
   const order = drawOrderViews(info, note);
   const painter = overlayPainter(info, drawnLayer.channels, tables);
   if (info.layout === "image") {
@@ -873,6 +872,9 @@ async function renderMap(force = false) {
   if (run === null) return;
   setPhase("loading");
   writeUrl();
+  const other = state.compare;
+  // Both runs' maps are asked for at once.
+  const otherLoad = other === null ? null : ui.compare.loadMap(model, other);
   let overview;
   try {
     overview = await model.fetchOverview(run);
@@ -884,8 +886,7 @@ async function renderMap(force = false) {
     return;
   }
   if (gen !== loop.gen) return;
-  const other = state.compare;
-  const otherOverview = other === null ? null : await ui.compare.loadMap(model, other);
+  const otherOverview = otherLoad === null ? null : await otherLoad;
   if (gen !== loop.gen) return;
   const key = JSON.stringify([
     run,

@@ -8,19 +8,20 @@
 // interpolating levels bilinearly is interpolating the values: "smooth"
 // resizes the real map, not its colours.
 
-import { h } from "./dom.js";
+import { choiceSelect, h, surface } from "./dom.js";
 
 /** @typedef {import("./model.js").GrayMap} GrayMap */
 /** @typedef {import("./model.js").LayerInfo} LayerInfo */
 
 /** @typedef {"smooth" | "nearest"} Resize */
 
-export const RESIZES = /** @type {const} */ (["smooth", "nearest"]);
-export const DEFAULT_OPACITY = 0.6;
+/** @type {Resize[]} */
+const RESIZES = ["smooth", "nearest"];
+const DEFAULT_OPACITY = 0.6;
 
 /** @param {string} v @returns {v is Resize} */
 export function isResize(v) {
-  return v === "smooth" || v === "nearest";
+  return RESIZES.some((r) => r === v);
 }
 
 /**
@@ -130,7 +131,9 @@ function drawn(image, w, hh) {
  * Where each of `n` output pixels samples a source of `size` pixels: nearest
  * takes the source pixel under the centre; smooth interpolates between the
  * two nearest source centres (clamped at the edges).
+ * @typedef {{i0: Int32Array, i1: Int32Array, w1: Float32Array}} Sampling
  * @param {number} n @param {number} size @param {Resize} resize
+ * @returns {Sampling}
  */
 function sampling(n, size, resize) {
   const i0 = new Int32Array(n);
@@ -173,11 +176,23 @@ function mix(fg, bg, a) {
  * @param {Resize} resize
  * @param {number} w @param {number} hh
  * @param {Uint32Array} out @param {number} stride @param {number} at
+ * @param {Sampling} [xs] @param {Sampling} [ys] the sampling across and down, when already made
  */
-export function blend(map, table, probe, alpha, resize, w, hh, out, stride, at) {
+export function blend(
+  map,
+  table,
+  probe,
+  alpha,
+  resize,
+  w,
+  hh,
+  out,
+  stride,
+  at,
+  xs = sampling(w, map.width, resize),
+  ys = sampling(hh, map.height, resize),
+) {
   const a = Math.round(alpha * 256);
-  const xs = sampling(w, map.width, resize);
-  const ys = sampling(hh, map.height, resize);
   const g = map.gray;
   const mw = map.width;
   for (let y = 0; y < hh; y++) {
@@ -221,12 +236,26 @@ export function blend(map, table, probe, alpha, resize, w, hh, out, stride, at) 
  * @returns {TilePainter}
  */
 export function tilePainter(images, probe, channels, tables, alpha, resize) {
+  // The channels of a layer share one size, and the tiles another: one
+  // sampling serves every tile.
+  let size = "";
+  /** @type {Sampling | undefined} */
+  let xs;
+  /** @type {Sampling | undefined} */
+  let ys;
   return {
     width: probe.width,
     height: probe.height,
     paint(c, out, stride, at, w, hh) {
       const under = images.resized(probe, w, hh);
-      blend(channels[c], tables[c], under, alpha, resize, w, hh, out, stride, at);
+      const map = channels[c];
+      const now = `${w}x${hh}x${map.width}x${map.height}`;
+      if (now !== size) {
+        size = now;
+        xs = sampling(w, map.width, resize);
+        ys = sampling(hh, map.height, resize);
+      }
+      blend(map, tables[c], under, alpha, resize, w, hh, out, stride, at, xs, ys);
     },
   };
 }
@@ -258,12 +287,7 @@ export class DetailOverlay {
     const under = this.under;
     if (!under) return;
     const { width: w, height: hh } = probe;
-    if (c.width !== w || c.height !== hh) {
-      c.width = w;
-      c.height = hh;
-    }
-    const ctx = /** @type {CanvasRenderingContext2D} */ (c.getContext("2d"));
-    const image = ctx.createImageData(w, hh);
+    const { ctx, image } = surface(c, w, hh);
     blend(map, table, probe.rgba, alpha, resize, w, hh, new Uint32Array(image.data.buffer), w, 0);
     ctx.putImageData(image, 0, 0);
     c.style.left = `${under.offsetLeft}px`;
@@ -300,13 +324,9 @@ export class OverlayBar {
       "aria-label": "Overlay opacity",
     });
     this.value = h("span", { className: "overlay-value muted" });
-    this.resize = h("select", {
-      id: "overlay-resize",
-      title: "How each map is resized to the probe's size",
-    });
-    this.resize.append(
-      h("option", { value: "smooth" }, "smooth"),
-      h("option", { value: "nearest" }, "nearest"),
+    this.resize = choiceSelect(
+      { id: "overlay-resize", title: "How each map is resized to the probe's size" },
+      RESIZES.map((id) => ({ id, label: id })),
     );
     this.note = h("span", { className: "overlay-note muted", id: "overlay-note" });
     this.controls = h(

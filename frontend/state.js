@@ -5,6 +5,7 @@
 
 import { isSort, isTimelineMeasure, parseFilter } from "./channel-order.js";
 import { isNorm } from "./color.js";
+import { NAMED_DIFFS } from "./diff.js";
 import { DEFAULT_MEASURE, isMapMeasure } from "./map-measures.js";
 import { isResize, parseOpacity } from "./overlay.js";
 
@@ -53,7 +54,6 @@ import { isResize, parseOpacity } from "./overlay.js";
  * @property {string | null} timelineError why they did not load
  * @property {{step: number, layer: import("./model.js").Layer} | null} ref the diff's reference step, when drawn
  * @property {string} refNote why no reference is drawn, in words
- * @property {string} diffNote why the drawn grid shows no difference, in words; "" when it does or diff is off
  */
 
 /** @returns {ViewState} */
@@ -96,7 +96,6 @@ export function nothingShown() {
     timelineError: null,
     ref: null,
     refNote: "",
-    diffNote: "",
   };
 }
 
@@ -142,7 +141,7 @@ function choiceKey(name, field, valid) {
 
 /** "off", "prev", "start", "run" or a step number. @param {string} v */
 function isDiff(v) {
-  return v === "off" || v === "prev" || v === "start" || v === "run" || wholeNumber(v) !== null;
+  return NAMED_DIFFS.includes(v) || wholeNumber(v) !== null;
 }
 
 /** @type {UrlKey[]} */
