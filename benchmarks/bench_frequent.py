@@ -203,8 +203,9 @@ def main(argv=None):
     cpu_per_batch = median([b.cpu for b in bare]) / batches
     batch_seconds = t0 / batches
     wall_per_step = median(per_step)
-    met = [f for f in freqs if median([a.wall / b.wall for a, b in zip(fits[f], bare)]) < 1.1]
-    cpu_met = [f for f in freqs if median([a.cpu / b.cpu for a, b in zip(fits[f], bare)]) < 1.1]
+    limit = 1 + TARGET_SLOWDOWN
+    met = [f for f in freqs if median([a.wall / b.wall for a, b in zip(fits[f], bare)]) < limit]
+    cpu_met = [f for f in freqs if median([a.cpu / b.cpu for a, b in zip(fits[f], bare)]) < limit]
     if cpu_per_step > 0:
         under = math.ceil(cpu_per_step / (TARGET_SLOWDOWN * cpu_per_batch))
         advice = (

@@ -299,12 +299,11 @@ def writer_breakdown(values, n, workers):
 OURS_PNG = "Pillow, adaptive filters, strategy Z_RLE"
 
 
-def pillow_png(image, level, strategy=None):
-    """Pillow's PNG; `strategy=None` as the writer used it before (Pillow's own
-    choice: naming a strategy, even the default one, changes its filters)."""
-    kw = {} if strategy is None else {"compress_type": strategy}
+def pillow_png(image, level):
+    """Pillow's PNG with its own strategy choice (naming a strategy, even the
+    default one, changes its filters)."""
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=level, **kw)
+    Image.fromarray(image).save(buf, format="PNG", compress_level=level)
     return buf.getvalue()
 
 

@@ -183,7 +183,6 @@ def server(logdir):
         yield url
 
 
-
 def tags(server, run):
     return api(server, "tags")[run]
 

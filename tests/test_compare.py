@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from browsing import TIMEOUT_MS, api, layer_levels, open_panel
+from browsing import TIMEOUT_MS, api, layer_levels, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -66,26 +66,12 @@ def train(log_dir, run, *, seed, lr, epochs, freq, conv2=16, warmup=0):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     pytest.importorskip("keras")
-    from support import running_tensorboard, wait_until
-
     logs = tmp_path_factory.mktemp("compare_logs")
     train(logs, A, seed=1, lr=0.01, epochs=4, freq=1)
     train(logs, B, seed=2, lr=0.003, epochs=4, freq=2, warmup=1)
     train(logs, WIDE, seed=3, lr=0.01, epochs=1, freq=1, conv2=32)
-    with running_tensorboard(logs) as url:
-
-        def loaded():
-            tags = api(url, "tags")
-            return all("conv2" in tags.get(r, {}) for r in (A, B, WIDE))
-
-        wait_until(loaded, 120, "the three runs to load")
+    with serving(logs, lambda tags: all("conv2" in tags.get(r, {}) for r in (A, B, WIDE))) as url:
         yield url
-
-
-@pytest.fixture
-def panel(browser, server):
-    with open_panel(browser, server) as p:
-        yield p
 
 
 def open_at(panel, params):

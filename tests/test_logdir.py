@@ -74,11 +74,6 @@ def layouts(tmp_path_factory):
     return root, truth
 
 
-@pytest.fixture(scope="module")
-def ground_truth(tmp_path_factory):
-    return recorded.train_ground_truth(tmp_path_factory.mktemp("gt") / "gt")
-
-
 def assert_round_trip(got: np.ndarray, expected: np.ndarray, channel_axis: int) -> None:
     """Within (max - min) / 510 per (probe, channel), max and min over that
     channel's values in that probe."""

@@ -1041,11 +1041,10 @@ def assert_rows(got: np.ndarray, expected: np.ndarray, what: str, atol: float = 
 
 
 @pytest.fixture(scope="module")
-def ground(tmp_path_factory):
+def ground(ground_truth):
     """A real training run with known dead, dying and frozen features (see
     `recorded.train_ground_truth`), served keeping every step."""
-    truth = recorded.train_ground_truth(tmp_path_factory.mktemp("ground_truth"))
-    return truth, make_client(truth.log_dir, 500)
+    return ground_truth, make_client(ground_truth.log_dir, 500)
 
 
 def test_overview_of_a_training_run_matches_numpy(ground):

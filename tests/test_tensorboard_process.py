@@ -225,11 +225,9 @@ def test_steps_evicted_while_training_never_fail_the_server(tmp_path, load_fast)
 
 
 @pytest.fixture(scope="module")
-def trained_logdir(tmp_path_factory):
+def trained_logdir(ground_truth):
     """A real training run: activations beside Keras's train/ and validation/."""
-    import recorded
-
-    return recorded.train_ground_truth(tmp_path_factory.mktemp("trained"))
+    return ground_truth
 
 
 def measures_answers(base: str, truth) -> dict:

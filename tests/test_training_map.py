@@ -28,6 +28,9 @@ SCREENSHOT = os.environ.get("TB_ACTIVATIONS_MAP_SCREENSHOT") or str(
 RUN = "gt/activations"
 SNAPSHOT = "snapshot"
 LAYERS = ["conv1", "conv2", "dense1"]
+# This run's map: with a run compared, a second map is drawn beside it.
+MAP = "#training-map"
+HEAT = f"{MAP} canvas.map-heat"
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +84,7 @@ def cell_colors(panel):
 
 
 def click_cell(panel, overview, layer, step):
-    box = panel.ui.locator("#training-map canvas.map-heat").bounding_box()
+    box = panel.ui.locator(HEAT).bounding_box()
     r = overview["layers"].index(layer)
     c = overview["steps"].index(step)
     panel.page.mouse.click(
@@ -96,31 +99,31 @@ def test_map_is_a_multi_step_runs_first_view_with_real_pixels(panel, server):
     panel.open(f"&run={quote(RUN)}")
     wait_map(panel)
     assert panel.data("view") == "map"
-    pixels = panel.canvas("#training-map canvas.map-heat")
+    pixels = panel.canvas(HEAT)
     cell = int(
-        panel.ui.locator("#training-map canvas.map-heat").get_attribute("data-cell-width")
+        panel.ui.locator(HEAT).get_attribute("data-cell-width")
     )
     assert pixels["w"] == cell * len(overview["steps"]) and pixels["h"] > 0
     assert pixels["variance"] > 10 and not pixels["gray"]
-    labels = panel.ui.locator("#training-map .map-row-name").all_text_contents()
+    labels = panel.ui.locator(f"{MAP} .map-row-name").all_text_contents()
     assert labels == LAYERS
     # The text alternative names the frozen layer; the URL says which view.
-    alt = panel.ui.locator("#training-map canvas.map-heat").get_attribute("aria-label")
+    alt = panel.ui.locator(HEAT).get_attribute("aria-label")
     assert "No change at any step: conv1." in alt
     panel.page.wait_for_function("() => location.hash.includes('view=map')")
     # Hover gives layer, step, epoch and value; the first step says why it has none.
-    box = panel.ui.locator("#training-map canvas.map-heat").bounding_box()
+    box = panel.ui.locator(HEAT).bounding_box()
     n = len(overview["steps"])
     panel.page.mouse.move(box["x"] + 1.5 * box["width"] / n, box["y"] + 1.5 * box["height"] / 3)
     value = overview["rows"]["change_prev"][1][1]
-    readout = panel.ui.locator("#training-map .map-readout").text_content()
+    readout = panel.ui.locator(f"{MAP} .map-readout").text_content()
     assert readout == (
         f"conv2 · step {overview['steps'][1]} (epoch 1): "
         f"change since the previous step: {float(f'{value:.3g}'):g}"
     )
     panel.page.mouse.move(box["x"] + 0.5 * box["width"] / n, box["y"] + 0.5 * box["height"] / 3)
     assert "no value: the layer's first step has no previous one" in (
-        panel.ui.locator("#training-map .map-readout").text_content()
+        panel.ui.locator(f"{MAP} .map-readout").text_content()
     )
 
 
@@ -156,13 +159,13 @@ def test_a_click_on_a_cell_opens_that_layer_at_that_step(panel, server, truth):
     # Back to the map by its tab; the keyboard opens a cell too.
     panel.ui.locator("#tab-map").click()
     wait_map(panel)
-    panel.ui.locator("#training-map canvas.map-heat").focus()
+    panel.ui.locator(HEAT).focus()
     panel.page.keyboard.press("ArrowDown")  # from conv1 at the slider's step to dense1's row
     panel.page.keyboard.press("ArrowDown")
     panel.page.keyboard.press("Home")
     panel.page.keyboard.press("ArrowRight")
     assert (
-        panel.ui.locator("#training-map .map-readout")
+        panel.ui.locator(f"{MAP} .map-readout")
         .text_content()
         .startswith(f"dense1 · step {overview['steps'][1]}")
     )
@@ -180,10 +183,10 @@ def test_measure_changes_the_pixels_and_survives_a_reload(panel, server, truth):
     overview = api(server, "overview", run=RUN)
     panel.open(f"&run={quote(RUN)}")
     wait_map(panel)
-    before = panel.canvas("#training-map canvas.map-heat")
+    before = panel.canvas(HEAT)
     panel.ui.locator("#map-measure").select_option("dead_fraction")
     wait_map(panel, "dead_fraction")
-    after = panel.canvas("#training-map canvas.map-heat")
+    after = panel.canvas(HEAT)
     assert after["digest"] != before["digest"]
     # The step where conv2's channels die is a visible change along its row.
     colors = cell_colors(panel)
@@ -191,13 +194,13 @@ def test_measure_changes_the_pixels_and_survives_a_reload(panel, server, truth):
     conv2 = colors[1]
     assert conv2[k - 1] != conv2[k]
     assert conv2[:k] == [conv2[0]] * k and conv2[k:] == [conv2[k]] * (len(conv2) - k)
-    ticks = panel.ui.locator("#training-map .colorbar-ticks span").all_text_contents()
+    ticks = panel.ui.locator(f"{MAP} .colorbar-ticks span").all_text_contents()
     assert ticks[:2] == ["0%", "100%"]
     panel.page.wait_for_function("() => location.hash.includes('measure=dead_fraction')")
     panel.page.reload()
     wait_map(panel, "dead_fraction")
     assert panel.ui.locator("#map-measure").input_value() == "dead_fraction"
-    assert panel.canvas("#training-map canvas.map-heat")["digest"] == after["digest"]
+    assert panel.canvas(HEAT)["digest"] == after["digest"]
 
 
 def test_loss_curve_is_drawn_under_the_slider_and_a_click_moves_the_step(panel, server):
@@ -237,10 +240,10 @@ def test_one_step_run_says_so_in_words(panel, server):
     # Asked for its map, it says why there is none, and links to the layer.
     panel.ui.locator("#tab-map").click()
     wait_map(panel, run=SNAPSHOT)
-    message = panel.ui.locator("#training-map .map-message")
+    message = panel.ui.locator(f"{MAP} .map-message")
     assert message.is_visible()
     assert "One logged step (step 0): the training map needs two" in message.text_content()
-    assert panel.ui.locator("#training-map .map-body").is_hidden()
+    assert panel.ui.locator(f"{MAP} .map-body").is_hidden()
     message.get_by_text("Open the layer view").click()
     panel.wait_ready(run=SNAPSHOT, layer="conv1", step="0")
     # No loss curves were logged beside a snapshot: the strip is not shown.
@@ -253,7 +256,7 @@ def test_screenshot_of_the_training_map(panel, server):
     panel.page.set_viewport_size({"width": 1440, "height": 900})
     panel.open(f"&run={quote(RUN)}&view=map")
     wait_map(panel)
-    box = panel.ui.locator("#training-map canvas.map-heat").bounding_box()
+    box = panel.ui.locator(HEAT).bounding_box()
     panel.page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
     Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
     panel.page.screenshot(path=SCREENSHOT)
