@@ -207,9 +207,13 @@ def values_by_hand(event) -> np.ndarray:
 
     blobs = event.tensor_proto.string_val
     stats = metadata.decode_stats(blobs[metadata.STATS_INDEX])  # (probes, channels, fields)
-    levels = np.stack(
+    # Each PNG stacks some channels of one probe top to bottom, in order:
+    # all of them, top to bottom, are every (probe, channel) map.
+    stacked = np.concatenate(
         [np.asarray(Image.open(io.BytesIO(b))) for b in blobs[metadata.FIRST_IMAGE_INDEX :]]
-    ).astype(np.float32)
+    )
+    levels = stacked.reshape(stats.shape[0] * stats.shape[1], -1, stacked.shape[1])
+    levels = levels.astype(np.float32)
     lo = stats[..., 0].reshape(-1, 1, 1)
     hi = stats[..., 1].reshape(-1, 1, 1)
     return lo + levels / 255.0 * (hi - lo)

@@ -24,9 +24,18 @@ from tb_activations import metadata
 PNG_COMPRESS_LEVEL = 6
 PNG_STRATEGY = zlib.Z_RLE
 
-# Channels per task of the PNG pool: enough to keep the per-task overhead
-# small, few enough that a layer spreads over every thread.
-_CHANNELS_PER_TASK = 16
+# Pixels a PNG holds at most when it stacks several channels
+# (`metadata.LayerInfo.channels_per_image`). One PNG per channel costs about
+# 40 us of Python and zlib's setup each, a quarter of the encoding time on
+# VGG16's small maps; past about 2**15 pixels, stacking more saves nothing
+# (benchmarks/bench_writer.py's PNG table), and a reader that wants one
+# channel decodes no more than this.
+IMAGE_PIXELS = 1 << 16
+
+
+def channels_per_image(height: int, width: int, channels: int) -> int:
+    """How many `height` x `width` channel maps the writer stacks in one PNG."""
+    return max(1, min(channels, IMAGE_PIXELS // max(1, height * width)))
 
 
 def layout_of(rank: int) -> str:
@@ -142,22 +151,33 @@ def png_bytes(image: np.ndarray, factor: int = 1) -> bytes:
     return buf.getvalue()
 
 
-def _png_planes(planes: np.ndarray, factor: int) -> list[bytes]:
-    """uint8 (K, H, W) planes to K gray PNGs, box-reduced by `factor`."""
-    return [png_bytes(plane, factor) for plane in planes]
+def stacked_png(maps: np.ndarray, factor: int = 1) -> bytes:
+    """uint8 (K, H, W) maps to one gray PNG of the K maps top to bottom,
+    each box-reduced by `factor` on its own."""
+    k, h, w = maps.shape
+    if factor > 1 and h % factor:
+        # A box would straddle two maps: reduce each, then stack.
+        reduced = [np.asarray(Image.fromarray(m).reduce(factor)) for m in maps]
+        return png_bytes(np.concatenate(reduced))
+    return png_bytes(maps.reshape(k * h, w), factor)
 
 
 def encode_layer(
     x: np.ndarray,
     *,
     max_size: int | None = None,
+    per_image: int = 1,
     executor: Executor | None = None,
 ) -> tuple[np.ndarray, list[bytes]]:
-    """Encodes an (N, H, W, C) array: returns (stats, pngs in probe-major order).
+    """Encodes an (N, H, W, C) array: returns (stats, PNGs), each PNG
+    `per_image` channels of one probe stacked, probe-major
+    (`metadata.LayerInfo.image_index`).
 
     Channel caps are the caller's business; pass the channels to keep.
     """
-    stats, pending = encode_layer_async(x, max_size=max_size, executor=executor)
+    stats, pending = encode_layer_async(
+        x, max_size=max_size, per_image=per_image, executor=executor
+    )
     return stats, pending()
 
 
@@ -165,6 +185,7 @@ def encode_layer_async(
     x: np.ndarray,
     *,
     max_size: int | None = None,
+    per_image: int = 1,
     executor: Executor | None = None,
 ):
     """`encode_layer` with its PNGs still encoding on `executor`.
@@ -177,17 +198,15 @@ def encode_layer_async(
     q = quantize(x, stats)
     n, c, h, w = q.shape
     factor = downscale_factor(h, w, max_size)
-    planes = q.reshape(n * c, h, w)
+    groups = [q[p, i : i + per_image] for p in range(n) for i in range(0, c, per_image)]
     if executor is None:
-        pngs = _png_planes(planes, factor)
+        pngs = [stacked_png(g, factor) for g in groups]
         return stats, lambda: pngs
-    # Pillow releases the GIL while it encodes, so the pool's threads run in parallel.
-    step = _CHANNELS_PER_TASK
-    futures = [
-        executor.submit(_png_planes, planes[i : i + step], factor)
-        for i in range(0, len(planes), step)
-    ]
-    return stats, lambda: [png for f in futures for png in f.result()]
+    # Pillow releases the GIL while it encodes, so the pool's threads run
+    # in parallel. A PNG holds up to IMAGE_PIXELS pixels, or one large map:
+    # work enough per task to make the pool's overhead small.
+    futures = [executor.submit(stacked_png, g, factor) for g in groups]
+    return stats, lambda: [f.result() for f in futures]
 
 
 def probe_nhwc(x: np.ndarray) -> np.ndarray:

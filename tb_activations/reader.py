@@ -37,7 +37,7 @@ from tensorboard import errors
 from tensorboard.backend.event_processing.data_provider import MultiplexerDataProvider
 from tensorboard.data import provider
 
-from tb_activations import curves, metadata
+from tb_activations import curves, encoding, metadata
 
 __all__ = [
     "ChannelStep",
@@ -432,33 +432,44 @@ class Reader:
             return self._stats(ctx, series, datum)
 
     def png(self, ctx, series: Series, datum, probe: int, channel: int) -> bytes:
-        """One channel's PNG, as logged."""
+        """One channel's PNG: as logged, or cut from the PNG it shares with
+        other channels."""
+        info = series.info
+        image = info.image_of(channel)
         with self._found(series):
-            return self._blob(ctx, datum, series.info.image_index(probe, channel))
+            png = self._blob(ctx, datum, info.image_index(probe, image))
+            if info.channels_per_image == 1:
+                return png
+            held = info.channels_in(image)
+            maps = self._levels(series, datum, png, len(held))
+            return encoding.png_bytes(maps[channel - held.start])
 
     def layer_levels(self, ctx, series: Series, datum, probe: int) -> np.ndarray:
         """Every channel of one probe at one step, as `(channels, height,
         width)` gray levels; NotFoundError if the images are not all 8-bit
         gray of one size."""
         info = series.info
-        pngs = self._map(
-            lambda c: self._blob(ctx, datum, info.image_index(probe, c)), range(info.channels)
-        )
+        images = range(info.images_per_probe)
+        pngs = self._map(lambda i: self._blob(ctx, datum, info.image_index(probe, i)), images)
         with self._found(series):
             if any(png is None for png in pngs):
                 raise _Gone(f"step {datum.step} is no longer available")
-            maps = [self._levels(series, datum, png) for png in pngs]
-            shape = maps[0].shape if maps else (info.height, info.width)
-            for c, m in enumerate(maps):
-                if m.shape != shape:
+            parts = [
+                self._levels(series, datum, png, len(info.channels_in(i)))
+                for i, png in zip(images, pngs)
+            ]
+            shape = parts[0].shape[1:] if parts else (info.height, info.width)
+            for i, part in zip(images, parts):
+                if part.shape[1:] != shape:
                     # One buffer of equal maps is what the panel splits; a
                     # step mixing sizes is not something the writer makes.
-                    problem = f"channel {c} of shape {m.shape} where channel 0's is {shape}"
+                    c = info.channels_in(i).start
+                    problem = f"channel {c} of shape {part.shape[1:]} where channel 0's is {shape}"
                     self._warn_once(
                         series.run, series.tag, f"channel images of different sizes: {problem}"
                     )
                     raise _Gone(f"step {datum.step} has {problem}")
-        return np.stack(maps) if maps else np.zeros((0, *shape), np.uint8)
+        return np.concatenate(parts) if parts else np.zeros((0, *shape), np.uint8)
 
     # -- every kept step -----------------------------------------------------
 
@@ -484,13 +495,15 @@ class Reader:
     def channel_series(self, ctx, series: Series, probe: int, channel: int) -> list[ChannelStep]:
         """One (probe, channel) at every readable kept step, oldest first.
         Each step's levels have that step's image size."""
-        index = series.info.image_index(probe, channel)
+        info = series.info
+        image = info.image_of(channel)
+        index, held = info.image_index(probe, image), info.channels_in(image)
 
         def read(datum):
             header = self._header(ctx, datum)
             stats = self._stats(ctx, series, datum)
-            levels = self._levels(series, datum, self._blob(ctx, datum, index))
-            return ChannelStep(datum, header, stats[probe, channel], levels)
+            maps = self._levels(series, datum, self._blob(ctx, datum, index), len(held))
+            return ChannelStep(datum, header, stats[probe, channel], maps[channel - held.start])
 
         return [step for step in self._map(read, series.data) if step is not None]
 
@@ -677,13 +690,14 @@ class Reader:
             self._cache.put(key, stats, stats.nbytes + 128)
         return stats
 
-    def _levels(self, series: Series, datum, png: bytes) -> np.ndarray:
-        """The (height, width) gray levels of one channel's 8-bit gray PNG.
+    def _levels(self, series: Series, datum, png: bytes, count: int) -> np.ndarray:
+        """The `(count, height, width)` gray levels of a PNG of `count`
+        stacked channels, 8-bit gray.
 
         Decoded here, by Pillow, so the panel receives levels it can colour
-        directly instead of hundreds of small PNGs to decode. The size is the
-        PNG's own, which is the metadata's `height` x `width` for everything
-        the writer makes: it downscales only `image` maps, and records the
+        directly instead of PNGs to decode and cut. The size is the PNG's
+        own, which is the metadata's `height` x `width` for everything the
+        writer makes: it downscales only `image` maps, and records the
         reduced size; `units` and `sequence` strips are never downscaled."""
         try:
             with Image.open(io.BytesIO(png)) as image:
@@ -692,8 +706,11 @@ class Reader:
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
             problem = f"an unreadable channel image ({e})"
         else:
-            if mode == "L" and levels.ndim == 2:
-                return levels
-            problem = f"a channel image of mode {mode}, not 8-bit gray"
+            if mode != "L" or levels.ndim != 2:
+                problem = f"a channel image of mode {mode}, not 8-bit gray"
+            elif levels.shape[0] % count:
+                problem = f"an image of {levels.shape[0]} rows for {count} stacked channels"
+            else:
+                return levels.reshape(count, -1, levels.shape[1])
         self._warn_once(series.run, series.tag, problem)
         raise _Gone(f"step {datum.step} has {problem}")

@@ -191,6 +191,7 @@ class _Recorder:
                 f"(max_size={self.max_size}).",
                 stacklevel=2,
             )
+        height, width = math.ceil(h / factor), math.ceil(w / factor)
         return metadata.LayerInfo(
             layer=tap.path,
             class_name=type(tap.layer).__name__,
@@ -199,8 +200,9 @@ class _Recorder:
             channels=kept,
             total_channels=c,
             probes=int(arr.shape[0]),
-            height=math.ceil(h / factor),
-            width=math.ceil(w / factor),
+            height=height,
+            width=width,
+            channels_per_image=encoding.channels_per_image(height, width, kept),
             source_height=h,
             source_width=w,
             reduction=encoding.rank5_reduction(tap.data_format) if arr.ndim == 5 else None,

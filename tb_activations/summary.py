@@ -114,7 +114,9 @@ def encode_step(
     # Strips (units, sequences) are one pixel high: small at any length,
     # and a downscaled strip would no longer line up with its units.
     size_cap = max_size if value.info.layout == "image" else None
-    stats, pending = encoding.encode_layer_async(x, max_size=size_cap, executor=executor)
+    stats, pending = encoding.encode_layer_async(
+        x, max_size=size_cap, per_image=value.info.channels_per_image, executor=executor
+    )
     info = replace(value.info, stats_fields=metadata.LAYER_STATS_FIELDS)
     extra = np.full((*stats.shape[:2], len(measures.MEASURE_FIELDS)), np.nan, np.float32)
     fields: dict = {}

@@ -23,8 +23,13 @@ class Step:
     blobs: list[bytes]  # every blob, PNGs from metadata.FIRST_IMAGE_INDEX on
 
     def image(self, info: metadata.LayerInfo, probe: int, channel: int) -> np.ndarray:
-        blob = self.blobs[info.image_index(probe, channel)]
-        return np.asarray(Image.open(io.BytesIO(blob)))
+        """One channel's levels, cut from the PNG that holds it."""
+        image = info.image_of(channel)
+        held = info.channels_in(image)
+        png = np.asarray(Image.open(io.BytesIO(self.blobs[info.image_index(probe, image)])))
+        if info.channels_per_image == 1:
+            return png  # also the probe's RGB image
+        return png.reshape(len(held), -1, png.shape[1])[channel - held.start]
 
 
 @dataclass

@@ -397,8 +397,10 @@ def test_several_probes_are_all_logged(tmp_path, data):
     x, _ = data
     log_activations(small_cnn(), x[:3], tmp_path, layers=["conv1"], verbose=0)
     series = read_run(tmp_path)
-    assert series["conv1"].info.probes == 3
-    assert len(series["conv1"].steps[0].blobs) == 2 + 3 * 8
+    info = series["conv1"].info
+    assert (info.probes, info.channels, info.channels_per_image) == (3, 8, 8)
+    assert len(series["conv1"].steps[0].blobs) == 2 + 3  # one PNG of 8 maps per probe
+    assert series["conv1"].steps[0].image(info, 2, 7).shape == (26, 26)
     assert series[metadata.PROBE_TAG].info.probes == 3
 
 

@@ -128,24 +128,51 @@ def test_downscale_factor(h, w, max_size, factor):
     assert encoding.downscale_factor(h, w, max_size) == factor
 
 
+@pytest.mark.parametrize(
+    "h, w, channels, per_image",
+    [
+        (224, 224, 64, 1),
+        (14, 14, 512, 334),  # 2**16 pixels hold 334 maps of 14 x 14
+        (28, 28, 512, 83),
+        (1, 10, 1, 1),  # a Dense layer's one strip
+        (1, 100, 300, 300),  # a sequence: every channel fits
+        (300, 300, 4, 1),  # one map larger than the budget
+    ],
+)
+def test_channels_per_image(h, w, channels, per_image):
+    assert encoding.channels_per_image(h, w, channels) == per_image
+
+
+def _decoded(png: bytes) -> np.ndarray:
+    img = Image.open(io.BytesIO(png))
+    assert img.mode == "L"
+    return np.asarray(img)
+
+
 @pytest.mark.parametrize("executor", [None, "threads"])
-def test_encode_layer_pngs_decode_to_quantized_channels(executor):
+@pytest.mark.parametrize("per_image, images", [(1, 5), (2, 3), (5, 1), (8, 1)])
+def test_encode_layer_pngs_decode_to_quantized_channels(executor, per_image, images):
     x = RNG.normal(size=(2, 12, 10, 5)).astype(np.float32)
     pool = ThreadPoolExecutor(2) if executor else None
-    stats, pngs = encoding.encode_layer(x, executor=pool)
+    stats, pngs = encoding.encode_layer(x, per_image=per_image, executor=pool)
     q = encoding.quantize(x, stats)
-    assert len(pngs) == 2 * 5
+    assert len(pngs) == 2 * images
     for p in range(2):
-        for c in range(5):
-            img = Image.open(io.BytesIO(pngs[p * 5 + c]))
-            assert img.mode == "L" and img.size == (10, 12)
-            np.testing.assert_array_equal(np.asarray(img), q[p, c])
+        stacked = np.concatenate([_decoded(png) for png in pngs[p * images : (p + 1) * images]])
+        assert stacked.shape == (5 * 12, 10)
+        np.testing.assert_array_equal(stacked.reshape(5, 12, 10), q[p])
 
 
-def test_encode_layer_downscales_above_max_size():
-    x = RNG.normal(size=(1, 40, 20, 2)).astype(np.float32)
-    _, pngs = encoding.encode_layer(x, max_size=16)
-    assert Image.open(io.BytesIO(pngs[0])).size == (7, 14)
+@pytest.mark.parametrize("per_image", [1, 2])
+@pytest.mark.parametrize("h", [42, 41])  # at 41 rows, a box would straddle two maps
+def test_encode_layer_downscales_each_map_above_max_size(per_image, h):
+    x = RNG.normal(size=(1, h, 20, 2)).astype(np.float32)
+    stats, pngs = encoding.encode_layer(x, max_size=16, per_image=per_image)
+    q = encoding.quantize(x, stats)
+    each = [np.asarray(Image.fromarray(m).reduce(3)) for m in q[0]]
+    assert each[0].shape == (14, 7)
+    got = np.concatenate([_decoded(png) for png in pngs])
+    np.testing.assert_array_equal(got, np.concatenate(each))
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -28,10 +29,32 @@ def test_summary_metadata_is_a_blob_sequence_of_this_plugin():
     assert metadata.parse_plugin_metadata(md.plugin_data.content) == INFO
 
 
-def test_blob_positions():
-    assert INFO.blob_count == 2 + 2 * 64
-    assert INFO.image_index(0, 0) == metadata.FIRST_IMAGE_INDEX
-    assert INFO.image_index(1, 3) == metadata.FIRST_IMAGE_INDEX + 64 + 3
+@pytest.mark.parametrize(
+    "channels, per_image, images, last_image_channels",
+    [
+        (64, 1, 64, range(63, 64)),  # format version 1's layout
+        (64, 16, 4, range(48, 64)),
+        (50, 16, 4, range(48, 50)),  # the last PNG holds fewer
+        (5, 8, 1, range(0, 5)),
+    ],
+)
+def test_blob_positions(channels, per_image, images, last_image_channels):
+    info = dataclasses.replace(INFO, channels=channels, channels_per_image=per_image)
+    assert info.images_per_probe == images
+    assert info.blob_count == metadata.FIRST_IMAGE_INDEX + 2 * images
+    assert info.image_index(0, 0) == metadata.FIRST_IMAGE_INDEX
+    assert info.image_index(1, 1) == metadata.FIRST_IMAGE_INDEX + images + 1
+    assert info.channels_in(images - 1) == last_image_channels
+    held = [c for i in range(images) for c in info.channels_in(i)]
+    assert held == list(range(channels))
+    assert all(c in info.channels_in(info.image_of(c)) for c in range(channels))
+
+
+def test_a_version_1_layer_has_one_channel_per_image():
+    d = INFO.to_json() | {"version": 1}
+    del d["channels_per_image"]
+    info = metadata.parse_plugin_metadata(json.dumps(d).encode())
+    assert (info.version, info.channels_per_image, info.blob_count) == (1, 1, 2 + 2 * 64)
 
 
 @pytest.mark.parametrize(
@@ -41,6 +64,13 @@ def test_blob_positions():
         (b"[1, 2]", "no version"),
         (json.dumps({"version": metadata.FORMAT_VERSION + 1}).encode(), "newer"),
         (json.dumps({"version": 1, "layer": "x"}).encode(), "incomplete"),
+        *[
+            (
+                json.dumps({"version": 2, "channels_per_image": k}).encode(),
+                f"channels_per_image={k!r}",
+            )
+            for k in (0, "4", True, 1.5)
+        ],
     ],
 )
 def test_bad_content_is_refused_with_a_reason(content, message):

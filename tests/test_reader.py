@@ -28,7 +28,9 @@ EXP = ""
 
 # Positions out of name order, so model order and name order differ; layers
 # without a position (older logs) come last, by name.
-CONV = recorded.layer_info("b_conv", 3, probes=2, position=0)
+# CONV's PNGs stack two channels, then one; OLD_Y is a format-1 layer, one PNG
+# per channel.
+CONV = recorded.layer_info("b_conv", 3, probes=2, position=0, channels_per_image=2)
 DENSE = recorded.layer_info(
     "a_dense",
     1,
@@ -41,7 +43,7 @@ DENSE = recorded.layer_info(
     position=1,
 )
 OLD_Z = recorded.layer_info("z_old", 2)
-OLD_Y = recorded.layer_info("y_old", 2)
+OLD_Y = recorded.layer_info("y_old", 2, version=1)
 PROBE = recorded.layer_info(
     metadata.PROBE_TAG, 1, probes=2, h=8, w=8, layout="probe", class_name="Probe"
 )
@@ -55,6 +57,8 @@ def written(info: metadata.LayerInfo) -> metadata.LayerInfo:
 
 
 BADSTATS = recorded.layer_info("badstats", 2)
+# Two channels stacked in a PNG of an odd number of rows.
+BADROWS = recorded.layer_info("badrows", 2, h=3, channels_per_image=2)
 
 
 def array(info: metadata.LayerInfo, step: int) -> np.ndarray:
@@ -125,6 +129,8 @@ def write_broken_run(run_dir) -> None:
         writer.add_event(
             summary.make_event(BADSTATS, step, wall(step), [header, b"not npy", png(), png()])
         )
+        badrows = [header, stats, png((7, 5))]
+        writer.add_event(summary.make_event(BADROWS, step, wall(step), badrows))
     writer.close()
 
 
@@ -167,7 +173,7 @@ def test_sampling_limit_is_none_when_unlimited_or_unknown(logdir, hint, limit):
 def test_tags_list_readable_series_with_their_kept_steps(logdir, ctx, keep, kept):
     listed = make_reader(logdir, keep)[0].tags(ctx, EXP)
     assert set(listed) == {RUN, BROKEN}
-    assert set(listed[BROKEN]) == {"badstats"}  # "future" is left out
+    assert set(listed[BROKEN]) == {"badstats", "badrows"}  # "future" is left out
     assert listed[BROKEN]["badstats"].steps_kept == 2
     assert {tag: s.info for tag, s in listed[RUN].items()} == {
         **{info.layer: written(info) for info in LAYERS},
@@ -293,6 +299,10 @@ def test_stats_levels_and_png_of_one_step(reader, ctx, info, probe):
         # Every layer keeps its metadata's size, the long units strip too.
         assert levels.shape == (info.channels, info.height, info.width)
         assert levels.dtype == np.uint8
+        assert (series.info.version, series.info.channels_per_image) == (
+            info.version,
+            info.channels_per_image,
+        )
         expected = expected_levels(info, datum.step, probe)
         np.testing.assert_allclose(levels, expected, atol=1, rtol=0)
         for c in range(info.channels):
@@ -306,6 +316,17 @@ def test_unreadable_statistics(reader, ctx):
         reader.stats(ctx, series, series.find(0))
     assert [d.step for d, _ in reader.headers(ctx, series)] == [0, 1]
     assert reader.stats_series(ctx, series).steps == []
+    assert reader.channel_series(ctx, series, 0, 1) == []
+
+
+def test_a_png_that_does_not_split_into_its_channels(reader, ctx):
+    series = reader.series(ctx, EXP, BROKEN, "badrows")
+    datum = series.find(1)
+    message = "step 1 has an image of 7 rows for 2 stacked channels"
+    with pytest.raises(errors.NotFoundError, match=message):
+        reader.layer_levels(ctx, series, datum, 0)
+    with pytest.raises(errors.NotFoundError, match=message):
+        reader.png(ctx, series, datum, 0, 1)
     assert reader.channel_series(ctx, series, 0, 1) == []
 
 
@@ -331,9 +352,12 @@ def test_stats_series_is_every_step_with_its_header_and_stats(reader, ctx, info)
         np.testing.assert_allclose(got.stats[i][..., :V1], expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("probe", "channel"), [(0, 0), (1, 2)])
-def test_channel_series_is_one_channel_at_every_step(reader, ctx, probe, channel):
-    series = reader.series(ctx, EXP, RUN, "b_conv")
+@pytest.mark.parametrize(
+    ("tag", "probe", "channel"),
+    [("b_conv", 0, 0), ("b_conv", 1, 1), ("b_conv", 1, 2), ("y_old", 0, 1)],
+)
+def test_channel_series_is_one_channel_at_every_step(reader, ctx, tag, probe, channel):
+    series = reader.series(ctx, EXP, RUN, tag)
     got = reader.channel_series(ctx, series, probe, channel)
     assert [s.datum.step for s in got] == list(range(STEPS))
     for s in got:
