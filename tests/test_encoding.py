@@ -40,7 +40,7 @@ def test_unshowable_rank_is_refused(rank):
 
 
 def _numpy_stats(channel: np.ndarray) -> list[float]:
-    finite = channel[np.isfinite(channel)]
+    finite = channel[np.isfinite(channel)].astype(np.float64)
     return [
         finite.min(),
         finite.max(),
@@ -52,16 +52,18 @@ def _numpy_stats(channel: np.ndarray) -> list[float]:
 
 
 @pytest.mark.parametrize(
-    "fill",
+    "fill, shape",
     [
-        "normal",
-        "relu",  # many exact zeros
-        "constant",
-        "nan_and_inf",
+        ("normal", (2, 9, 7, 4)),
+        ("relu", (2, 9, 7, 4)),  # many exact zeros
+        ("constant", (2, 9, 7, 4)),
+        ("nan_and_inf", (2, 9, 7, 4)),
+        ("offset", (2, 9, 7, 4)),  # a std 1e-6 of the mean
+        ("relu", (2, 300, 300, 4)),  # sums over several chunks, the last one short
     ],
 )
-def test_stats_match_numpy(fill):
-    x = RNG.normal(size=(2, 9, 7, 4)).astype(np.float32)
+def test_stats_match_numpy(fill, shape):
+    x = RNG.normal(size=shape).astype(np.float32)
     if fill == "relu":
         x = np.maximum(x, 0)
     elif fill == "constant":
@@ -70,13 +72,17 @@ def test_stats_match_numpy(fill):
         x[0, 0, 0, 0] = np.nan
         x[1, 2, 3, 2] = np.inf
         x[1, 4, 4, 2] = -np.inf
+    elif fill == "offset":
+        x = (1000 + x * 1e-3).astype(np.float32)
     stats = encoding.compute_stats(x)
-    assert stats.shape == (2, 4, len(metadata.STATS_FIELDS))
+    assert stats.shape == (2, shape[-1], len(metadata.STATS_FIELDS))
     for p in range(2):
-        for c in range(4):
+        for c in range(shape[-1]):
             np.testing.assert_allclose(
                 stats[p, c], _numpy_stats(x[p, ..., c]), rtol=1e-5, atol=1e-6
             )
+    if fill == "constant":
+        assert (stats[:, 1, 3] == 0).all()
 
 
 def test_channel_with_no_finite_value_has_nan_range():
