@@ -57,10 +57,10 @@ logger = logging.getLogger("tb_activations")
 _READ_ALL = 1 << 30
 
 # Blobs are read concurrently from the Rust data server: each read is a gRPC
-# call of tens of milliseconds, mostly waiting, and a layer has a PNG per
-# channel. The in-process loader's reads are pure Python under the GIL, so
-# there they run one after another: threads only added switching (512 reads
-# took 75-100 ms in threads, 39 ms in turn).
+# call of tens of milliseconds, mostly waiting, and a layer's step has up to
+# a PNG per channel (format version 1). The in-process loader's reads are
+# pure Python under the GIL, so there they run one after another: threads
+# only added switching (512 reads took 75-100 ms in threads, 39 ms in turn).
 READ_THREADS = 16
 
 # Decoded headers and statistics of recent steps; polling the panel asks for
@@ -71,8 +71,9 @@ _CACHE_BYTES = 32 * 1024 * 1024
 # bytes each). Listing a series costs the providers time in proportion to
 # steps x channels, and the panel reads the same series for every step and
 # channel it shows: the bound holds a 200-step log of VGG16's five
-# `blockN_conv1` layers (296,000 references, 55 MB), so that browsing it does
-# not list its layers again and again.
+# `blockN_conv1` layers written in format version 1, a PNG per channel
+# (296,000 references, 55 MB), so that browsing it does not list its layers
+# again and again; in version 2 the same log has about 24,000.
 _SERIES_CACHE_REFS = 400_000
 
 # Answers computed from many steps (a run's training map, a layer's
