@@ -265,9 +265,12 @@ def server_alone(logdir: Path, steps: list[int], series_refs: int | None) -> lis
 
 
 def run_refs(tags: dict) -> int:
-    """Blob references of the run's series: per kept step, a header, statistics and a PNG
-    per probe and channel."""
-    return sum(e["steps_kept"] * (2 + e["probes"] * e["channels"]) for e in tags[MAP_RUN].values())
+    """Blob references of the run's series: per kept step, a header, statistics and each
+    probe's PNGs, which hold `channels_per_image` channels each (one in format version 1)."""
+    return sum(
+        e["steps_kept"] * (2 + e["probes"] * -(-e["channels"] // e.get("channels_per_image", 1)))
+        for e in tags[MAP_RUN].values()
+    )
 
 
 def server_rounds(logdir: Path, steps: list[int], refs: int, rounds: int) -> dict:
@@ -475,7 +478,7 @@ def report(results, args, loads, logdir):
         emit(
             f"Samples: {len(ref)}, interleaved with the first opens above, in this process. "
             "`EventAccumulator(run, size_guidance={TENSORS: 0}).Reload()`, then for each "
-            "layer and step: (PNG) decode its PNGs (1472 a step) with Pillow, "
+            "layer and step: (PNG) decode its PNGs (1472 channels' maps a step) with Pillow, "
             "back to real units with each channel's min/max, ||A_s - A_prev|| / "
             "max(||A_s||, ||A_prev||) in numpy; (sums) the same from the stored `sq_norm` "
             "and `sq_diff_prev` statistics. Largest difference to the tab's layer "
