@@ -239,6 +239,16 @@ CHANNEL_MEASURES = ("change_prev", "change_start", "dead", "mean", "max", "zero_
 ENCODING = "base64 little-endian float32, row-major (channels, steps); NaN = null"
 
 
+def gzipped(text: bytes) -> bytes:
+    """`text` as a gzip stream (its header's time 0), with run-length
+    matches only: on base64 data it is 2.4 times faster than TensorBoard's
+    own gzip of its responses, for 4-10% more bytes (a 3.3 MB timeline: 26 ms
+    against 64 ms at level 1; a 4.3 MB layer of 64 maps of 224 x 224: 31 ms
+    against 78 ms at TensorBoard's level 3)."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_RLE)
+    return packer.compress(text) + packer.flush()
+
+
 class Answer(dict):
     """A computed JSON body, kept in the reader's cache with its text
     serialized and gzipped once: a repeated request sends the same bytes
@@ -251,12 +261,7 @@ class Answer(dict):
     def __init__(self, body: dict):
         super().__init__(body)
         text = json.dumps(body, allow_nan=False).encode("utf-8")
-        # Run-length matches only: on base64 floats it is 2.4 times faster
-        # than a full search for 10% more bytes (a 3.3 MB timeline: 26 ms and
-        # 1.91 MB against 64 ms and 1.73 MB), and only the first request
-        # waits for it. wbits 31: a gzip stream, its header's time 0.
-        packer = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_RLE)
-        self.gzipped = packer.compress(text) + packer.flush()
+        self.gzipped = gzipped(text)
         # The body's strings and the gzipped copy, for the reader's cache bound.
         self.nbytes = len(text) + len(self.gzipped) + 256
 
@@ -463,17 +468,19 @@ def export_params(request, run: str, tag: str) -> export.Picture:
 
 
 def _json(request, body):
+    # Sent gzipped; TensorBoard unzips it on the way out for a client that
+    # does not accept gzip.
     if isinstance(body, Answer):
-        # TensorBoard unzips it on the way out for a client that does not
-        # accept gzip.
-        return http_util.Respond(request, body.gzipped, "application/json", content_encoding="gzip")
-    try:
-        # Serialized here: TensorBoard's own path walks every number in
-        # Python first, which dominates for the statistics of many steps.
-        text = json.dumps(body, allow_nan=False)
-    except ValueError:  # a non-finite number this module did not expect
-        return http_util.Respond(request, body, "application/json")
-    return http_util.Respond(request, text, "application/json")
+        zipped = body.gzipped
+    else:
+        try:
+            # Serialized here: TensorBoard's own path walks every number in
+            # Python first, which dominates for the statistics of many steps.
+            text = json.dumps(body, allow_nan=False)
+        except ValueError:  # a non-finite number this module did not expect
+            return http_util.Respond(request, body, "application/json")
+        zipped = gzipped(text.encode("utf-8"))
+    return http_util.Respond(request, zipped, "application/json", content_encoding="gzip")
 
 
 def _png(request, data: bytes):
