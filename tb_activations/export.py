@@ -389,11 +389,12 @@ def render(reader, ctx, series, picture: Picture) -> bytes:
         )
     series.check_probe(picture.probe)
     if picture.channel is None:
-        return _layer_grid(reader, ctx, series, picture.step, picture)
-    return _channel_evolution(reader, ctx, series, picture.channel, picture)
+        return _layer_grid(reader, ctx, series, picture)
+    return _channel_evolution(reader, ctx, series, picture)
 
 
-def _channel_evolution(reader, ctx, series, channel: int, look: Picture) -> bytes:
+def _channel_evolution(reader, ctx, series, look: Picture) -> bytes:
+    channel = look.channel
     series.check_channel(channel)
     got = reader.stats_series(ctx, series).latest()
     kept = {id(d): i for i, d in enumerate(got.data)}
@@ -413,7 +414,8 @@ def _channel_evolution(reader, ctx, series, channel: int, look: Picture) -> byte
     )
 
 
-def _layer_grid(reader, ctx, series, step: int, look: Picture) -> bytes:
+def _layer_grid(reader, ctx, series, look: Picture) -> bytes:
+    step = look.step
     matches = [d for d in series.data if d.step == step]
     # find() raises, listing the kept steps.
     datum = matches[-1] if matches else series.find(step)

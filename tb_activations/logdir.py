@@ -221,13 +221,13 @@ class LogReader:
         series = self._series(run, layer)
         with self._found():
             got = self._reader.stats_series(self._ctx, series).latest()
-        values = got.array() if got.stats else np.zeros((0, 0, 0, 0), np.float32)
+        values = got.array()
         return Stats(
             run,
             layer,
             got.steps,
             [h.epoch for h in got.headers],
-            list(got.fields)[: values.shape[-1]] if got.stats else [],
+            list(got.fields)[: values.shape[-1]],
             values,
         )
 

@@ -118,9 +118,11 @@ class LayerInfo:
         k = self.channels_per_image
         return range(image * k, min((image + 1) * k, self.channels))
 
-    def image_of(self, channel: int) -> int:
-        """Which of a probe's PNGs holds `channel`."""
-        return channel // self.channels_per_image
+    def holding(self, probe: int, channel: int) -> tuple[int, range]:
+        """The blob of the PNG that holds one (probe, channel), and the
+        channels that PNG holds, top to bottom."""
+        image = channel // self.channels_per_image
+        return self.image_index(probe, image), self.channels_in(image)
 
 
 def create_summary_metadata(info: LayerInfo) -> summary_pb2.SummaryMetadata:

@@ -280,8 +280,8 @@ def _kept(got: StatsSeries) -> measures.Logged:
     repeated one) in increasing order, with their statistics as one array,
     header dicts and field names."""
     got = got.latest()
-    stats = got.array() if got.stats else np.zeros((0, 0, 0, 0), np.float32)
-    fields = list(got.series.info.stats_fields[: stats.shape[-1]]) if got.stats else []
+    stats = got.array()
+    fields = list(got.series.info.stats_fields[: stats.shape[-1]])
     return measures.Logged(got.steps, stats, [h.values for h in got.headers], fields)
 
 

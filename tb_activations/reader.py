@@ -203,7 +203,10 @@ class StatsSeries:
 
     def array(self) -> np.ndarray:
         """The statistics as one `(steps, probes, channels, fields)` float32
-        array, cut to the fields every step has."""
+        array, cut to the fields every step has; `(0, 0, 0, 0)` when no step
+        is readable."""
+        if not self.stats:
+            return np.zeros((0, 0, 0, 0), np.float32)
         info = self.series.info
         count = min((s.shape[2] for s in self.stats), default=len(info.stats_fields))
         out = np.empty((len(self.stats), info.probes, info.channels, count), np.float32)
@@ -435,13 +438,11 @@ class Reader:
     def png(self, ctx, series: Series, datum, probe: int, channel: int) -> bytes:
         """One channel's PNG: as logged, or cut from the PNG it shares with
         other channels."""
-        info = series.info
-        image = info.image_of(channel)
+        index, held = series.info.holding(probe, channel)
         with self._found(series):
-            png = self._blob(ctx, datum, info.image_index(probe, image))
-            if info.channels_per_image == 1:
+            png = self._blob(ctx, datum, index)
+            if len(held) == 1:
                 return png
-            held = info.channels_in(image)
             maps = self._levels(series, datum, png, len(held))
             return encoding.png_bytes(maps[channel - held.start])
 
@@ -496,9 +497,7 @@ class Reader:
     def channel_series(self, ctx, series: Series, probe: int, channel: int) -> list[ChannelStep]:
         """One (probe, channel) at every readable kept step, oldest first.
         Each step's levels have that step's image size."""
-        info = series.info
-        image = info.image_of(channel)
-        index, held = info.image_index(probe, image), info.channels_in(image)
+        index, held = series.info.holding(probe, channel)
 
         def read(datum):
             header = self._header(ctx, datum)

@@ -24,9 +24,8 @@ class Step:
 
     def image(self, info: metadata.LayerInfo, probe: int, channel: int) -> np.ndarray:
         """One channel's levels, cut from the PNG that holds it."""
-        image = info.image_of(channel)
-        held = info.channels_in(image)
-        png = np.asarray(Image.open(io.BytesIO(self.blobs[info.image_index(probe, image)])))
+        index, held = info.holding(probe, channel)
+        png = np.asarray(Image.open(io.BytesIO(self.blobs[index])))
         if info.channels_per_image == 1:
             return png  # also the probe's RGB image
         return png.reshape(len(held), -1, png.shape[1])[channel - held.start]
