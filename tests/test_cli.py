@@ -1,5 +1,5 @@
 """The `tb-activations` command, run as a process on a real training log,
-and the README's notebook snippet run against the same log."""
+and the notebook example of docs/notebooks-and-cli.md run against the same log."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from PIL import Image
 import recorded
 
 RUN = "run1/activations"
-README = Path(__file__).resolve().parent.parent / "README.md"
+NOTEBOOK_DOC = Path(__file__).resolve().parent.parent / "docs" / "notebooks-and-cli.md"
 
 
 @pytest.fixture(scope="module")
@@ -205,11 +205,11 @@ def test_the_command_line_reads_without_importing_tensorflow(logs):
     assert r.stdout.splitlines()[-1] == "False"
 
 
-def test_readme_notebook_snippet_runs(logs):
+def test_notebook_example_runs(logs):
     root, truth = logs
-    text = README.read_text(encoding="utf-8")
-    block = re.search(r"<!-- readme-notebook -->\n```python\n(.*?)```", text, re.S)
-    assert block, "the README's notebook section lost its marked code block"
+    text = NOTEBOOK_DOC.read_text(encoding="utf-8")
+    block = re.search(r"<!-- notebook-example -->\n```python\n(.*?)```", text, re.S)
+    assert block, f"{NOTEBOOK_DOC.name} lost its marked code block (<!-- notebook-example -->)"
     code = block.group(1) + "print(len(plt.get_fignums()))\n"
     env = {**os.environ, "MPLBACKEND": "Agg"}
     r = subprocess.run(
