@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import os
 import re
 import shutil
+from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
+from PIL import Image
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -147,6 +150,47 @@ class Panel:
             }""",
             [selector, index, tile],
         )
+
+
+# A grid that runs on below the picture's bottom edge is still in it.
+SHOWN_AREA = 200 * 200
+
+
+def save_screenshot(panel: Panel, path, drawn: list[str], **options) -> np.ndarray:
+    """Takes a screenshot of the page and saves it at `path` (the README's
+    pictures are such screenshots), once it shows each element of `drawn`
+    (selectors in the panel) with real pixels: half of the element's box, or
+    at least SHOWN_AREA pixels of it, are in the picture, and there its
+    colours vary and are mostly not the page's background. A blank or
+    missing panel fails here, not in a reader's eyes.
+    Returns the picture as (h, w, 3)."""
+    png = panel.page.screenshot(**options)
+    picture = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.int64)
+    # The page's background: the colour most of the picture has.
+    colours, counts = np.unique(picture.reshape(-1, 3), axis=0, return_counts=True)
+    background = colours[counts.argmax()]
+    frame = panel.page.locator("iframe").bounding_box()
+    for selector in drawn:
+        box = panel.ui.locator(selector).first.bounding_box()
+        assert box is not None, f"{selector} is not shown in {path}"
+        x0, y0 = max(box["x"], frame["x"], 0), max(box["y"], frame["y"], 0)
+        x1 = min(box["x"] + box["width"], frame["x"] + frame["width"], picture.shape[1])
+        y1 = min(box["y"] + box["height"], frame["y"] + frame["height"], picture.shape[0])
+        seen = max(0, x1 - x0) * max(0, y1 - y0)
+        assert seen >= min(0.5 * box["width"] * box["height"], SHOWN_AREA) > 0, (
+            f"{selector} at {box} is hardly in {path} ({picture.shape[1]} x "
+            f"{picture.shape[0]}, the panel's frame at {frame})"
+        )
+        region = picture[round(y0) : round(y1), round(x0) : round(x1)]
+        luminance = region.mean(axis=2)
+        flat = (region == background).all(axis=2).mean()
+        assert luminance.std() > 5 and flat < 0.5, (
+            f"{selector} looks blank in {path}: luminance std {luminance.std():.1f}, "
+            f"{flat:.0%} of it the page's background {background.tolist()}"
+        )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(png)
+    return picture
 
 
 @contextlib.contextmanager

@@ -20,9 +20,8 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from browsing import TIMEOUT_MS, Panel, api, layer_levels, serving
+from browsing import TIMEOUT_MS, Panel, api, layer_levels, save_screenshot, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -730,16 +729,18 @@ def test_rust_data_server_shows_the_same_pixels(browser, logdir, panel, server):
 def test_screenshots_of_the_demo(panel, server):
     """Writes the README's pictures: the demo's training map, the channel
     timeline of its second layer, and its first layer with a channel opened."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     panel.page.set_viewport_size({"width": 1440, "height": 1000})
+    pictures = []
 
     panel.open(f"&run={DEMO_RUN}&view=map")
     panel.ui.locator(f"body[data-map-rendered='{DEMO_RUN}']").wait_for(state="attached")
-    panel.page.screenshot(path=SCREENSHOTS / "training-map.png")
+    pictures.append(
+        save_screenshot(panel, SCREENSHOTS / "training-map.png", ["#training-map canvas.map-heat"])
+    )
 
     panel.pick_layer("conv2")
     panel.ui.locator("body[data-timeline-rendered='conv2']").wait_for(state="attached")
-    panel.page.screenshot(path=SCREENSHOTS / "timeline.png")
+    pictures.append(save_screenshot(panel, SCREENSHOTS / "timeline.png", ["#timeline-canvas"]))
 
     steps = steps_of(server, DEMO_RUN, "conv1")
     layer = api(server, "layer", run=DEMO_RUN, tag="conv1", step=steps[-1], probe=0)
@@ -756,6 +757,6 @@ def test_screenshots_of_the_demo(panel, server):
         box["y"] + (y + 0.5) * box["height"] / img.shape[0],
     )
     assert re.match(rf"x {x}, y {y}: ", panel.ui.locator("#readout").text_content())
-    panel.page.screenshot(path=SCREENSHOTS / "panel.png")
-    for name in ("training-map.png", "timeline.png", "panel.png"):
-        assert Image.open(SCREENSHOTS / name).size == (1440, 1000)
+    drawn = ["#view .grid canvas.atlas", "#detail canvas.big", "#evolution .frame canvas"]
+    pictures.append(save_screenshot(panel, SCREENSHOTS / "panel.png", drawn))
+    assert [p.shape for p in pictures] == [(1000, 1440, 3)] * 3
