@@ -152,6 +152,52 @@ class Panel:
         )
 
 
+# Chromium's own decoding of a PNG the server sends, as gray levels: colour
+# management off, so the levels arrive untouched; 8-bit gray has R = G = B.
+CHROMIUM_GRAY_JS = """
+async (url) => {
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    const bitmap = await createImageBitmap(await response.blob(), {
+        colorSpaceConversion: "none",
+        premultiplyAlpha: "none",
+    });
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(bitmap, 0, 0);
+    const rgba = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    const gray = new Uint8Array(bitmap.width * bitmap.height);
+    for (let i = 0; i < gray.length; i++) gray[i] = rgba[4 * i];
+    return {width: bitmap.width, height: bitmap.height, gray};
+}
+"""
+
+
+def tiles_against_logged(panel: Panel, container: str, run: str, tag: str, step: int) -> dict:
+    """Each tile of the grid in `container`, drawn in the gray colormap at the
+    default scale (where a level is its own colour), against the logged
+    `channel` PNG of `run`, `tag`, `step` as Chromium decodes it. Returns
+    {"tiles": how many, "mismatched": [their channels]}."""
+    return panel.frame.evaluate(
+        """async ([chromiumGraySource, container, run, tag, step]) => {
+            const chromiumGray = eval(chromiumGraySource);
+            const atlas = document.querySelector(`${container} .grid canvas.atlas`);
+            const out = {tiles: 0, mismatched: []};
+            for (const tile of document.querySelectorAll(`${container} .grid .tile`)) {
+                const t = tile.dataset;
+                const params = {run, tag, step, channel: t.channel};
+                const ref = await chromiumGray(`channel?${new URLSearchParams(params)}`);
+                const d = atlas.getContext("2d").getImageData(+t.ax, +t.ay, +t.w, +t.h).data;
+                out.tiles++;
+                if (ref.width !== +t.w || ref.height !== +t.h
+                    || !ref.gray.every((v, i) => v === d[4 * i])) out.mismatched.push(+t.channel);
+            }
+            return out;
+        }""",
+        [CHROMIUM_GRAY_JS, container, run, tag, step],
+    )
+
+
 # A grid that runs on below the picture's bottom edge is still in it.
 SHOWN_AREA = 200 * 200
 
