@@ -15,7 +15,7 @@ LINT = $(BIN)/ruff check --no-cache tb_activations tests demo benchmarks
 JAX_VENV := .venv-jax
 TORCH_VENV := .venv-torch
 # The backend venvs `make test` installs; `make test BACKENDS=` skips them
-# (their tests then skip, except in CI, where they fail).
+# (their tests then skip; under CI any skip fails: tests/conftest.py).
 BACKENDS ?= jax torch
 
 # $(call venv_rules,NAME,DIR): the rules that keep venv DIR installed with the

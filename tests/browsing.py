@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import os
 import re
 import shutil
+from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
-import pytest
-
-IN_CI = os.environ.get("CI") == "true"
+from PIL import Image
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -28,16 +28,14 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 30_000
 
 
-def unavailable(reason: str):
-    """A missing browser fails CI, where it must exist, and skips elsewhere."""
-    if IN_CI:
-        pytest.fail(f"Browser tests cannot run in CI: {reason}")
-    pytest.skip(reason)
-
-
 def chromium_path() -> str | None:
+    """The browser named by CHROMIUM when it is set (None if that file does not
+    exist: a browser asked for by name is never swapped for another), else
+    the first Chromium on PATH or at /usr/bin/chromium."""
+    named = os.environ.get("CHROMIUM")
+    if named:
+        return named if os.path.exists(named) else None
     for candidate in (
-        os.environ.get("CHROMIUM"),
         shutil.which("chromium"),
         shutil.which("chromium-browser"),
         "/usr/bin/chromium",
@@ -152,6 +150,93 @@ class Panel:
             }""",
             [selector, index, tile],
         )
+
+
+# Chromium's own decoding of a PNG the server sends, as gray levels: colour
+# management off, so the levels arrive untouched; 8-bit gray has R = G = B.
+CHROMIUM_GRAY_JS = """
+async (url) => {
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    const bitmap = await createImageBitmap(await response.blob(), {
+        colorSpaceConversion: "none",
+        premultiplyAlpha: "none",
+    });
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(bitmap, 0, 0);
+    const rgba = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    const gray = new Uint8Array(bitmap.width * bitmap.height);
+    for (let i = 0; i < gray.length; i++) gray[i] = rgba[4 * i];
+    return {width: bitmap.width, height: bitmap.height, gray};
+}
+"""
+
+
+def tiles_against_logged(panel: Panel, container: str, run: str, tag: str, step: int) -> dict:
+    """Each tile of the grid in `container`, drawn in the gray colormap at the
+    default scale (where a level is its own colour), against the logged
+    `channel` PNG of `run`, `tag`, `step` as Chromium decodes it. Returns
+    {"tiles": how many, "mismatched": [their channels]}."""
+    return panel.frame.evaluate(
+        """async ([chromiumGraySource, container, run, tag, step]) => {
+            const chromiumGray = eval(chromiumGraySource);
+            const atlas = document.querySelector(`${container} .grid canvas.atlas`);
+            const out = {tiles: 0, mismatched: []};
+            for (const tile of document.querySelectorAll(`${container} .grid .tile`)) {
+                const t = tile.dataset;
+                const params = {run, tag, step, channel: t.channel};
+                const ref = await chromiumGray(`channel?${new URLSearchParams(params)}`);
+                const d = atlas.getContext("2d").getImageData(+t.ax, +t.ay, +t.w, +t.h).data;
+                out.tiles++;
+                if (ref.width !== +t.w || ref.height !== +t.h
+                    || !ref.gray.every((v, i) => v === d[4 * i])) out.mismatched.push(+t.channel);
+            }
+            return out;
+        }""",
+        [CHROMIUM_GRAY_JS, container, run, tag, step],
+    )
+
+
+# A grid that runs on below the picture's bottom edge is still in it.
+SHOWN_AREA = 200 * 200
+
+
+def save_screenshot(panel: Panel, path, drawn: list[str], **options) -> np.ndarray:
+    """Takes a screenshot of the page and saves it at `path` (the README's
+    pictures are such screenshots), once it shows each element of `drawn`
+    (selectors in the panel) with real pixels: half of the element's box, or
+    at least SHOWN_AREA pixels of it, are in the picture, and there its
+    colours vary and are mostly not the page's background. A blank or
+    missing panel fails here, not in a reader's eyes.
+    Returns the picture as (h, w, 3)."""
+    png = panel.page.screenshot(**options)
+    picture = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.int64)
+    # The page's background: the colour most of the picture has.
+    colours, counts = np.unique(picture.reshape(-1, 3), axis=0, return_counts=True)
+    background = colours[counts.argmax()]
+    frame = panel.page.locator("iframe").bounding_box()
+    for selector in drawn:
+        box = panel.ui.locator(selector).first.bounding_box()
+        assert box is not None, f"{selector} is not shown in {path}"
+        x0, y0 = max(box["x"], frame["x"], 0), max(box["y"], frame["y"], 0)
+        x1 = min(box["x"] + box["width"], frame["x"] + frame["width"], picture.shape[1])
+        y1 = min(box["y"] + box["height"], frame["y"] + frame["height"], picture.shape[0])
+        seen = max(0, x1 - x0) * max(0, y1 - y0)
+        assert seen >= min(0.5 * box["width"] * box["height"], SHOWN_AREA) > 0, (
+            f"{selector} at {box} is hardly in {path} ({picture.shape[1]} x "
+            f"{picture.shape[0]}, the panel's frame at {frame})"
+        )
+        region = picture[round(y0) : round(y1), round(x0) : round(x1)]
+        luminance = region.mean(axis=2)
+        flat = (region == background).all(axis=2).mean()
+        assert luminance.std() > 5 and flat < 0.5, (
+            f"{selector} looks blank in {path}: luminance std {luminance.std():.1f}, "
+            f"{flat:.0%} of it the page's background {background.tolist()}"
+        )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(png)
+    return picture
 
 
 @contextlib.contextmanager

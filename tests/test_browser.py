@@ -20,9 +20,17 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from browsing import TIMEOUT_MS, Panel, api, layer_levels, serving
+from browsing import (
+    CHROMIUM_GRAY_JS,
+    TIMEOUT_MS,
+    Panel,
+    api,
+    layer_levels,
+    save_screenshot,
+    serving,
+    tiles_against_logged,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -592,27 +600,6 @@ def test_sampled_steps_are_announced_with_the_way_to_keep_all(browser, logdir):
         assert not p.problems, p.problems
 
 
-# Chromium's own decoding of a PNG the server sends, as gray levels: colour
-# management off, so the levels arrive untouched; 8-bit gray has R = G = B.
-CHROMIUM_GRAY_JS = """
-async (url) => {
-    const response = await fetch(url);
-    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-    const bitmap = await createImageBitmap(await response.blob(), {
-        colorSpaceConversion: "none",
-        premultiplyAlpha: "none",
-    });
-    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-    const ctx = canvas.getContext("2d");
-    ctx.drawImage(bitmap, 0, 0);
-    const rgba = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
-    const gray = new Uint8Array(bitmap.width * bitmap.height);
-    for (let i = 0; i < gray.length; i++) gray[i] = rgba[4 * i];
-    return {width: bitmap.width, height: bitmap.height, gray};
-}
-"""
-
-
 def test_the_panel_gets_the_levels_chromium_decodes_from_every_logged_image(panel):
     """The server decodes the channel PNGs for the panel; what the panel's
     data layer hands to its views must be what Chromium's own decoder makes of
@@ -683,15 +670,7 @@ def test_drawn_gray_levels_are_the_logged_pngs_as_chromium_decodes_them(panel, s
             };
             const same = (a, b) => a.width === b.width && a.height === b.height
                 && a.gray.every((v, i) => v === b.gray[i]);
-            const out = {tiles: 0, frames: 0, mismatched: []};
-            const atlas = document.querySelector(".grid canvas.atlas");
-            for (const tile of document.querySelectorAll(".grid .tile")) {
-                const t = tile.dataset;
-                const ref = await chromiumGray(q({step: b.renderedStep, channel: t.channel}));
-                out.tiles++;
-                if (!same(red(atlas, +t.ax, +t.ay, +t.w, +t.h), ref))
-                    out.mismatched.push(["tile", t.channel]);
-            }
+            const out = {frames: 0, mismatched: []};
             const big = document.querySelector("#detail canvas.big");
             const ref = await chromiumGray(q({step: b.renderedStep, channel: 5}));
             if (!same(red(big, 0, 0, big.width, big.height), ref)) out.mismatched.push(["big"]);
@@ -707,7 +686,9 @@ def test_drawn_gray_levels_are_the_logged_pngs_as_chromium_decodes_them(panel, s
         CHROMIUM_GRAY_JS,
     )
     assert result["mismatched"] == []
-    assert (result["tiles"], result["frames"]) == (16, len(steps))
+    assert result["frames"] == len(steps)
+    grid = tiles_against_logged(panel, "#view", HTML_RUN, "conv1", steps[-1])
+    assert grid == {"tiles": 16, "mismatched": []}
 
 
 def test_rust_data_server_shows_the_same_pixels(browser, logdir, panel, server):
@@ -730,16 +711,18 @@ def test_rust_data_server_shows_the_same_pixels(browser, logdir, panel, server):
 def test_screenshots_of_the_demo(panel, server):
     """Writes the README's pictures: the demo's training map, the channel
     timeline of its second layer, and its first layer with a channel opened."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     panel.page.set_viewport_size({"width": 1440, "height": 1000})
+    pictures = []
 
     panel.open(f"&run={DEMO_RUN}&view=map")
     panel.ui.locator(f"body[data-map-rendered='{DEMO_RUN}']").wait_for(state="attached")
-    panel.page.screenshot(path=SCREENSHOTS / "training-map.png")
+    pictures.append(
+        save_screenshot(panel, SCREENSHOTS / "training-map.png", ["#training-map canvas.map-heat"])
+    )
 
     panel.pick_layer("conv2")
     panel.ui.locator("body[data-timeline-rendered='conv2']").wait_for(state="attached")
-    panel.page.screenshot(path=SCREENSHOTS / "timeline.png")
+    pictures.append(save_screenshot(panel, SCREENSHOTS / "timeline.png", ["#timeline-canvas"]))
 
     steps = steps_of(server, DEMO_RUN, "conv1")
     layer = api(server, "layer", run=DEMO_RUN, tag="conv1", step=steps[-1], probe=0)
@@ -756,6 +739,6 @@ def test_screenshots_of_the_demo(panel, server):
         box["y"] + (y + 0.5) * box["height"] / img.shape[0],
     )
     assert re.match(rf"x {x}, y {y}: ", panel.ui.locator("#readout").text_content())
-    panel.page.screenshot(path=SCREENSHOTS / "panel.png")
-    for name in ("training-map.png", "timeline.png", "panel.png"):
-        assert Image.open(SCREENSHOTS / name).size == (1440, 1000)
+    drawn = ["#view .grid canvas.atlas", "#detail canvas.big", "#evolution .frame canvas"]
+    pictures.append(save_screenshot(panel, SCREENSHOTS / "panel.png", drawn))
+    assert [p.shape for p in pictures] == [(1000, 1440, 3)] * 3

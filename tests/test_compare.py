@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from browsing import TIMEOUT_MS, api, layer_levels, serving
+from browsing import TIMEOUT_MS, api, layer_levels, save_screenshot, serving, tiles_against_logged
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -174,6 +174,22 @@ def test_a_second_run_is_drawn_beside_at_its_nearest_earlier_step(panel):
     assert not panel.ui.locator("#compare-side").is_visible()
 
 
+def test_the_other_grid_is_the_other_runs_own_logged_levels(panel):
+    """In the gray colormap a level is its own colour: each tile beside is
+    B's logged PNG at its nearest earlier step, as Chromium decodes it, and
+    this grid is A's."""
+    open_at(panel, f"&run={A}&layer=conv2&step=9&cmap=gray&compare={B}")
+    wait_body(panel, **{"compare-rendered": B, "compare-step": 6, "rendered-step": 9})
+    assert panel.data("renderedCmap") == "gray"
+    assert tiles_against_logged(panel, "#compare-view", B, "conv2", 6) == {
+        "tiles": 16,
+        "mismatched": [],
+    }
+    assert tiles_against_logged(panel, "#view", A, "conv2", 9) == {"tiles": 16, "mismatched": []}
+    # The check tells the runs apart: B's tiles are not A's levels.
+    assert tiles_against_logged(panel, "#compare-view", A, "conv2", 9)["mismatched"]
+
+
 LAYER_ASKED = """([run, step]) => performance.getEntriesByType("resource").filter((e) => {
   const u = new URL(e.name);
   return u.pathname.endsWith("/layer") && u.searchParams.get("run") === run &&
@@ -248,7 +264,13 @@ def test_diff_run_is_this_run_minus_the_other_in_real_units(panel, server):
     panel.page.reload()
     wait_body(panel, **{"compare-diff": B, "diff": 6})
     assert panel.ui.locator("#grid-diff").input_value() == "run"
-    panel.page.screenshot(path=SCREENSHOT, full_page=True)
+    # The two grids side by side, from their labels (clear of the sticky
+    # step bar): the picture is of them.
+    panel.ui.locator("#view .grid").evaluate(
+        "g => { g.style.scrollMarginTop = '120px'; g.scrollIntoView({block: 'start'}); }"
+    )
+    drawn = ["#view .grid canvas.atlas", "#compare-view .grid canvas.atlas"]
+    save_screenshot(panel, SCREENSHOT, drawn, full_page=True)
 
 
 @pytest.mark.parametrize(

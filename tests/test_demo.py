@@ -263,3 +263,12 @@ def test_vgg16_snapshot_takes_any_image(tmp_path):
     assert "gradient.png" in r.stdout
     probe = read_run(logdir)["__probe__"]
     assert (probe.info.height, probe.info.width) == (224, 224)
+    # The logged probe is this image as VGG16 saw it: resized by Pillow, then
+    # VGG16's own preprocessing (BGR, less ImageNet's mean of each channel),
+    # stored from its min..max to 0..255.
+    rgb = Image.open(image).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR)
+    seen = np.asarray(rgb, np.float64)[..., ::-1] - [103.939, 116.779, 123.68]
+    expected = (seen - seen.min()) / (seen.max() - seen.min()) * 255
+    got = probe.steps[0].image(probe.info, 0, 0).astype(np.float64)
+    assert got.shape == (224, 224, 3)
+    assert np.abs(got - expected).max() <= 1

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browsing import TIMEOUT_MS, api, layer_levels, serving
+from browsing import TIMEOUT_MS, api, layer_levels, save_screenshot, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -257,5 +257,5 @@ def test_screenshot_of_the_overlay(panel):
     wait_body(panel, overlay="0.6")
     panel.ui.locator('.grid .tile[data-channel="2"]').click()
     panel.wait_ready(channel="2")
-    Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
-    panel.page.screenshot(path=SCREENSHOT, full_page=True)
+    drawn = [".grid canvas.atlas", "#detail canvas.overlay-big"]
+    save_screenshot(panel, SCREENSHOT, drawn, full_page=True)

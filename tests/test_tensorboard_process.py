@@ -26,6 +26,10 @@ HTML_RUN = "<svg onload=alert(2)>"
 HTML_TAG = "<img src=x onerror=alert(1)>"
 STEPS = 14
 LOAD_TIMEOUT = 60.0
+# Evictions the eviction test waits to see (new oldest kept steps), and how
+# long it may wait for them: the bound of a hung server, not a pace.
+EVICTIONS = 3
+EVICTION_TIMEOUT = 180.0
 
 
 def info(layer: str, channels: int) -> metadata.LayerInfo:
@@ -170,7 +174,7 @@ def test_steps_evicted_while_training_never_fail_the_server(tmp_path, load_fast)
     def train():
         rng = np.random.default_rng(0)
         step = 1
-        while not stop.is_set() and step < 2000:
+        while not stop.is_set():
             x = rng.normal(size=(1, 6, 5, 16)).astype(np.float32)
             writer.submit(step, [summary.LayerValue(i, x) for i in layers], epoch=float(step))
             writer.flush()
@@ -179,6 +183,7 @@ def test_steps_evicted_while_training_never_fail_the_server(tmp_path, load_fast)
 
     statuses = collections.Counter()
     listed_before = collections.deque(maxlen=200)
+    oldest_listed = set()
     with running_tensorboard(
         tmp_path,
         "--samples_per_plugin=activations=2",
@@ -193,13 +198,20 @@ def test_steps_evicted_while_training_never_fail_the_server(tmp_path, load_fast)
         thread = threading.Thread(target=train, daemon=True)
         thread.start()
         try:
-            deadline = time.monotonic() + 12
-            while time.monotonic() < deadline:
+            deadline = time.monotonic() + EVICTION_TIMEOUT
+            # Until the server has dropped steps several times over, and
+            # answered both for steps it keeps and for steps it dropped.
+            while len(oldest_listed) <= EVICTIONS or statuses[404] == 0 or statuses[200] <= 10:
+                assert time.monotonic() < deadline, (
+                    f"in {EVICTION_TIMEOUT:.0f} s the server listed the oldest kept steps "
+                    f"{sorted(oldest_listed)}; answers {dict(statuses)}"
+                )
                 listed = fetch(plugin_url(base, "steps", run=RUN, tag="a"))
                 statuses[listed.status] += 1
                 if listed.status != 200:
                     continue
                 step = listed.json()["steps"][0]["step"]
+                oldest_listed.add(step)
                 listed_before.append(step)
                 for route, params in [
                     ("layer", {"step": step}),

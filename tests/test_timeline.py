@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from browsing import TIMEOUT_MS, api
+from browsing import TIMEOUT_MS, api, save_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -185,6 +185,4 @@ def test_measure_survives_a_reload_and_the_timeline_collapses(panel):
 
 def test_screenshot_of_the_layer_view_with_its_timeline(panel, ground_truth):
     open_layer(panel)
-    Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
-    panel.page.screenshot(path=SCREENSHOT, full_page=True)
-    assert Path(SCREENSHOT).stat().st_size > 10_000
+    save_screenshot(panel, SCREENSHOT, ["#timeline-canvas"], full_page=True)

@@ -15,9 +15,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from PIL import Image
 
-from browsing import api, serving
+from browsing import api, save_screenshot, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -100,9 +99,7 @@ def test_map_is_a_multi_step_runs_first_view_with_real_pixels(panel, server):
     wait_map(panel)
     assert panel.data("view") == "map"
     pixels = panel.canvas(HEAT)
-    cell = int(
-        panel.ui.locator(HEAT).get_attribute("data-cell-width")
-    )
+    cell = int(panel.ui.locator(HEAT).get_attribute("data-cell-width"))
     assert pixels["w"] == cell * len(overview["steps"]) and pixels["h"] > 0
     assert pixels["variance"] > 10 and not pixels["gray"]
     labels = panel.ui.locator(f"{MAP} .map-row-name").all_text_contents()
@@ -258,6 +255,5 @@ def test_screenshot_of_the_training_map(panel, server):
     wait_map(panel)
     box = panel.ui.locator(HEAT).bounding_box()
     panel.page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
-    Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
-    panel.page.screenshot(path=SCREENSHOT)
-    assert Image.open(SCREENSHOT).size == (1440, 900)
+    picture = save_screenshot(panel, SCREENSHOT, [HEAT])
+    assert picture.shape == (900, 1440, 3)
