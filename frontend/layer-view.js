@@ -72,6 +72,8 @@ const drawn = { evolution: "" };
  * @param {Set<keyof ViewState>} changed
  */
 export function layerView(changed) {
+  const closed = changed.has("channel") && state.channel === null;
+  if (closed) closeDetail();
   if (state.view !== "layer") {
     latest.begin();
     return;
@@ -79,10 +81,7 @@ export function layerView(changed) {
   /** @param {readonly (keyof ViewState)[]} keys */
   const any = (keys) => keys.some((k) => changed.has(k));
   if (any(RENDER)) {
-    if (changed.has("channel") && state.channel === null) {
-      closeDetail();
-      if (changed.size === 1) return;
-    }
+    if (closed && changed.size === 1) return;
     return renderStep();
   }
   const info = currentInfo();
