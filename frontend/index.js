@@ -11,6 +11,7 @@
 // method (model.js); a new view is a file of its own whose function reacts
 // to the fields it reads, registered with one store.on() line below.
 
+import * as act from "./actions.js";
 import { isNorm } from "./color.js";
 import { Compare } from "./compare.js";
 import { syncCompare, warmCompare } from "./compare-view.js";
@@ -19,22 +20,31 @@ import { Detail } from "./detail.js";
 import { h } from "./dom.js";
 import { DownloadLinks } from "./downloads.js";
 import { GridBar } from "./grid-bar.js";
-import { measure, phase } from "./hooks.js";
+import { phase } from "./hooks.js";
 import { LAYER_READS, layerView } from "./layer-view.js";
 import { MAP_READS, mapView, renderMap, showView } from "./map-view.js";
 import { messageOf } from "./model.js";
 import { DetailOverlay, OverlayBar } from "./overlay.js";
-import { GRAY, clearError, luts, model, setError, state, stepIndex, steps, store, ui } from "./panel.js";
+import {
+  GRAY,
+  clearError,
+  luts,
+  model,
+  setError,
+  state,
+  stepIndex,
+  steps,
+  store,
+  ui,
+} from "./panel.js";
 import { fromParams, initialState } from "./state.js";
 import { StripMap } from "./strip-map.js";
 import * as s from "./steps-view.js";
 import { TileGrid } from "./tile-grid.js";
 import { ChannelTimeline } from "./timeline.js";
 import { TrainingMap, ViewTabs } from "./training-map.js";
-import { Url, readParams, stateOf } from "./url.js";
+import { Url, readParams } from "./url.js";
 import { buildShell, fillSelect } from "./views.js";
-
-/** @typedef {import("./state.js").ViewState} ViewState */
 
 const POLL_MS = 5000;
 const url = new Url(() => state);
@@ -43,8 +53,8 @@ const busy = { poll: false };
 /** The views, in the order they react: lists before the views drawn from them. */
 function register() {
   const lists = () => {
-    s.layerList(selectLayer);
-    s.probesView(selectProbe);
+    s.layerList(act.selectLayer);
+    s.probesView(act.selectProbe);
   };
   store.on(["run"], () => fillSelect(ui.el.runSelect, model.runs(), state.run));
   store.on(["run", "compare"], syncCompare);
@@ -63,105 +73,6 @@ function register() {
 }
 
 // ---------------------------------------------------------------------------
-// Actions: each is one change of the state.
-
-/** @param {string} run */
-function selectRun(run) {
-  if (run === state.run) return;
-  /** @type {Partial<ViewState>} */
-  const patch = { run };
-  const infos = model.layersOf(run);
-  if (!infos.some((i) => i.layer === state.tag)) patch.tag = infos[0]?.layer ?? null;
-  const info = model.info(run, patch.tag ?? state.tag);
-  if (state.channel !== null && (!info || state.channel >= info.channels)) patch.channel = null;
-  if (patch.tag !== undefined) patch.channel = null;
-  store.set(patch, "push");
-}
-
-/** @param {string} tag */
-function selectLayer(tag) {
-  if (state.view === "map") return openLayer(tag, state.step);
-  if (tag === state.tag) return;
-  // Layers of a run share their steps: ask for the same step before the list arrives.
-  if (state.step !== null && state.run) {
-    model.fetchLayer(state.run, tag, state.step, state.probe).catch(() => {
-      // The step may not exist for this layer; loadSteps picks one that does.
-    });
-  }
-  store.set({ tag, channel: null }, "push");
-}
-
-/** @param {number} p */
-const selectProbe = (p) => store.set({ probe: p }, "replace");
-/** @param {number} c */
-const openChannel = (c) => store.set({ channel: c }, "push");
-const closeDetail = () => store.set({ channel: null }, "push");
-const openMap = () => store.set({ view: "map", playing: false }, "push");
-
-/**
- * The layer view of `layer` at `step` (the nearest kept one; the latest when null).
- * @param {string | null} layer @param {number | null} step
- */
-function openLayer(layer, step) {
-  /** @type {Partial<ViewState>} */
-  const patch = { view: "layer", step };
-  if (layer !== null && layer !== state.tag) {
-    patch.tag = layer;
-    patch.channel = null;
-  } else if (state.steps && state.steps.tag === state.tag) {
-    patch.step = s.settle(state.steps.steps, step);
-  }
-  store.set(patch, "push");
-}
-
-/** @param {number} channel @param {number} step */
-function openAt(channel, step) {
-  const units = model.info(state.run, state.tag)?.layout === "units";
-  const at = s.settle(steps(), step) ?? state.step;
-  store.set({ channel: units ? 0 : channel, step: at }, "push");
-}
-
-/** @param {import("./grid-bar.js").BarChoice} choice */
-async function chooseGrid(choice) {
-  const start = performance.now();
-  const { sort = state.sort, show = state.show, diff = state.diff } = choice;
-  await store.set({ sort, show, diff }, "replace");
-  measure(choice.diff !== undefined ? "diff" : "order", start);
-}
-
-/** @param {import("./overlay.js").OverlayChoice} choice */
-async function chooseOverlay(choice) {
-  const start = performance.now();
-  const { overlay = state.overlay, resize = state.overlayResize } = choice;
-  await store.set({ overlay, overlayResize: resize }, "replace");
-  if (state.view === "layer") measure("overlay", start);
-}
-
-/** @param {string | null} run */
-async function chooseCompare(run) {
-  const start = performance.now();
-  const diff = run === null && state.diff === "run" ? "off" : state.diff;
-  await store.set({ compare: run, diff }, "replace");
-  if (state.compare === run && run !== null) measure("compare", start);
-}
-
-/** A URL the panel did not write: a pasted link, an edited hash, Back or Forward. */
-function goTo(/** @type {URLSearchParams} */ params) {
-  const patch = stateOf(state, params);
-  const runs = model.runs();
-  if (patch.run == null || !runs.includes(patch.run)) patch.run = state.run;
-  const infos = model.layersOf(patch.run);
-  if (!infos.some((i) => i.layer === patch.tag)) patch.tag = state.tag;
-  if (!infos.some((i) => i.layer === patch.tag)) patch.tag = infos[0]?.layer ?? null;
-  const list = state.steps;
-  if (list && list.run === patch.run && list.tag === patch.tag) {
-    patch.step = s.settle(list.steps, patch.step ?? null);
-  }
-  if (!luts.has(patch.cmap ?? "")) delete patch.cmap;
-  store.set({ ...patch, playing: false }, "none");
-}
-
-// ---------------------------------------------------------------------------
 // Events.
 
 /** @param {EventTarget | null} target */
@@ -174,7 +85,7 @@ function isTyping(target) {
 
 function wire() {
   const el = ui.el;
-  el.runSelect.addEventListener("change", () => selectRun(el.runSelect.value));
+  el.runSelect.addEventListener("change", () => act.selectRun(el.runSelect.value));
   el.filter.addEventListener("input", () => store.set({ filter: el.filter.value }, "none"));
   // A drag is one history entry, for the step it ends on.
   let dragging = false;
@@ -212,11 +123,11 @@ function wire() {
     else if (ev.key === "ArrowRight" && !onSlider) s.goToIndex(stepIndex() + 1, "push");
     else if (ev.key === "Home" && !onSlider) s.goToIndex(0, "push");
     else if (ev.key === "End" && !onSlider) s.goToIndex(steps().length - 1, "push");
-    else if (ev.key === "Escape" && state.channel !== null) closeDetail();
+    else if (ev.key === "Escape" && state.channel !== null) act.closeDetail();
     else return;
     ev.preventDefault();
   });
-  url.listen(goTo);
+  url.listen(act.goTo);
 }
 
 async function loadColormaps() {
@@ -254,32 +165,35 @@ export async function render() {
   const el = buildShell(document.body);
   Object.assign(ui, {
     el,
-    grid: new TileGrid(openChannel),
-    strips: new StripMap(openChannel),
-    detail: new Detail(el.detail, { onClose: closeDetail, onStep: (t) => s.goToStep(t, "push") }),
+    grid: new TileGrid(act.openChannel),
+    strips: new StripMap(act.openChannel),
+    detail: new Detail(el.detail, {
+      onClose: act.closeDetail,
+      onStep: (t) => s.goToStep(t, "push"),
+    }),
     timeline: new ChannelTimeline({
-      onOpen: openAt,
+      onOpen: act.openAt,
       onMeasure: (tmeasure) => store.set({ tmeasure }, "replace"),
       onToggle: (timelineOpen) => store.set({ timelineOpen }, "none"),
     }),
-    bar: new GridBar(chooseGrid),
+    bar: new GridBar(act.chooseGrid),
     map: new TrainingMap({
-      onOpen: openLayer,
+      onOpen: act.openLayer,
       onMeasure: (m) => store.set({ measure: m }, "replace"),
-      onLayerView: () => openLayer(state.tag, state.step),
+      onLayerView: () => act.openLayer(state.tag, state.step),
     }),
-    tabs: new ViewTabs({ onMap: openMap, onLayer: () => openLayer(state.tag, state.step) }),
+    tabs: new ViewTabs({ onMap: act.openMap, onLayer: () => act.openLayer(state.tag, state.step) }),
     curves: new CurveStrip({
       onStep: (t) => s.goToStep(t, "push"),
       onSeries: (curve) => store.set({ curve }, "replace"),
     }),
     compare: new Compare({
-      onPick: chooseCompare,
-      onOpen: openChannel,
-      onMapOpen: openLayer,
+      onPick: act.chooseCompare,
+      onOpen: act.openChannel,
+      onMapOpen: act.openLayer,
       onReach: warmCompare,
     }),
-    overlay: new OverlayBar(chooseOverlay),
+    overlay: new OverlayBar(act.chooseOverlay),
     detailOverlay: new DetailOverlay(),
     downloads: new DownloadLinks(),
   });

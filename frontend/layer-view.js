@@ -5,7 +5,14 @@
 // update makes an older one's answers stale (`latest`), so what arrives for
 // a state no longer shown is dropped.
 
-import { channelTables, fmt, needsAllSteps, normalization, seriesTables, stepWindows } from "./color.js";
+import {
+  channelTables,
+  fmt,
+  needsAllSteps,
+  normalization,
+  seriesTables,
+  stepWindows,
+} from "./color.js";
 import { drawCompare, loadCompare } from "./compare-view.js";
 import { h } from "./dom.js";
 import { measure, phase, report } from "./hooks.js";
@@ -19,7 +26,12 @@ import {
   loadDiffReference,
   loadTimeline,
 } from "./order-view.js";
-import { drawDetailOverlay, loadOverlayProbe, overlayPainter, repaintOverlay } from "./overlay-view.js";
+import {
+  drawDetailOverlay,
+  loadOverlayProbe,
+  overlayPainter,
+  repaintOverlay,
+} from "./overlay-view.js";
 import {
   clearError,
   currentInfo,
@@ -296,7 +308,8 @@ async function renderDetail(stale, info, layer) {
     caption: diff ? diffCaption(diff) : `Colours span ${normalization(state.norm).short}`,
     valueAt:
       diff && values
-        ? (i) => `difference ${fmt(values[i])} (${diff.what ?? `step ${diff.step} − step ${diff.ref}`})`
+        ? (i) =>
+            `difference ${fmt(values[i])} (${diff.what ?? `step ${diff.step} − step ${diff.ref}`})`
         : undefined,
   });
   drawDetailOverlay();

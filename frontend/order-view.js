@@ -92,7 +92,8 @@ export function currentDiff() {
  * @param {LayerInfo} info
  */
 export function gridOrder(info) {
-  const tl = shown.timeline?.tag === state.tag && shown.timeline.run === state.run ? shown.timeline : null;
+  const tl =
+    shown.timeline?.tag === state.tag && shown.timeline.run === state.run ? shown.timeline : null;
   const grid = info.layout === "image";
   const total = grid ? info.channels : (tl?.channels ?? info.channels);
   return channelOrder(
@@ -112,7 +113,9 @@ export function drawTimeline(order) {
   if (!tl || tl.run !== state.run || tl.tag !== state.tag) {
     timelineDrawn.timeline = null;
     ui.timeline.message(
-      shown.timelineError ? `The channel timeline is unavailable: ${shown.timelineError}` : "Loading…",
+      shown.timelineError
+        ? `The channel timeline is unavailable: ${shown.timelineError}`
+        : "Loading…",
     );
     return;
   }
@@ -142,4 +145,3 @@ export function drawTimeline(order) {
   timelineDrawn.key = key;
   report({ timelineRendered: tl.tag, timelineMeasure: state.tmeasure });
 }
-

@@ -46,7 +46,8 @@ export function overlayPainter(info, channels, tables) {
 export function drawDetailOverlay() {
   const s = ui.detail.shown;
   const run = state.run;
-  const applies = s && run !== null && state.overlay > 0 && !overlayNote(s.info, model.hasProbe(run));
+  const applies =
+    s && run !== null && state.overlay > 0 && !overlayNote(s.info, model.hasProbe(run));
   const probe = applies && run !== null ? probes.peek(run, state.probe) : undefined;
   if (s && probe) {
     ui.detailOverlay.draw(probe, s.channel, s.table, state.overlay, state.overlayResize);

@@ -63,10 +63,7 @@ export async function refreshTags(lists) {
   const infos = model.layersOf(run);
   const tag = infos.some((i) => i.layer === state.tag) ? state.tag : infos[0].layer;
   fillSelect(el.runSelect, runs, run);
-  await store.set(
-    tag === state.tag ? { run } : { run, tag, channel: null },
-    "replace",
-  );
+  await store.set(tag === state.tag ? { run } : { run, tag, channel: null }, "replace");
   syncCompare();
   lists();
   if (state.steps?.version !== model.version(state.run, state.tag)) await loadSteps();
