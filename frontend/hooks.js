@@ -4,6 +4,13 @@
 // for and time. They are named here, and only here: a view reports through
 // report(), phase() and measure(), never by writing to `document.body.dataset`
 // or calling `performance.measure` itself, and a wrong name fails tsc.
+//
+// The widgets also label their own elements, for scripts to find them:
+// a grid tile's data-channel (tile-grid.js), a layer button's data-layer and
+// data-layout and a probe's data-probe (views.js), a timeline event's
+// data-channel, data-step and data-kind (timeline.js), an evolution frame's
+// data-step (detail.js), the map canvas's data-cell-width, data-cell-height
+// and data-gap (training-map.js), an error's data-kind (views.js).
 
 /**
  * Every <body> attribute, by its `dataset` key (data-rendered-run is

@@ -19,6 +19,7 @@ import {
   store,
   ui,
 } from "./panel.js";
+import { Latest } from "./store.js";
 import { PLUGIN } from "./url.js";
 import { emptyState, fillLayerList, fillProbes, fillSelect, stepStatus } from "./views.js";
 
@@ -27,6 +28,7 @@ import { emptyState, fillLayerList, fillProbes, fillSelect, stepStatus } from ".
 
 /** What the lists and the curves were last drawn for: a key derived from the state. */
 const drawn = { layerList: "", probes: "", curves: "" };
+const curvesLatest = new Latest();
 /** The steps asked for, so a second ask for the same layer waits for the first. */
 const asked = { key: "", promise: /** @type {Promise<void>} */ (Promise.resolve()) };
 
@@ -172,6 +174,7 @@ export function stepControls() {
 
 /** The run's loss and metric curves under the slider, drawn again only when they change. */
 export async function curvesView() {
+  const stale = curvesLatest.begin();
   const run = state.run;
   const list = state.steps;
   if (run === null || !list || list.run !== run) return;
@@ -180,10 +183,10 @@ export async function curvesView() {
     curves = await model.fetchCurves(run);
     clearError("curves");
   } catch (e) {
-    if (run === state.run) setError("curves", messageOf(e));
+    if (!stale()) setError("curves", messageOf(e));
     return;
   }
-  if (run !== state.run) return;
+  if (stale()) return;
   const kept = steps().map((s) => s.step);
   const key = JSON.stringify([run, model.runVersion(run), kept, state.curve]);
   if (key === drawn.curves) {
