@@ -11,6 +11,7 @@
 import { channelTables, fmt, stepWindows } from "./color.js";
 import { diffLayer } from "./diff.js";
 import { h } from "./dom.js";
+import { measure, report } from "./hooks.js";
 import { messageOf } from "./model.js";
 import { StripMap } from "./strip-map.js";
 import { TileGrid } from "./tile-grid.js";
@@ -82,6 +83,58 @@ function stepAtOrBefore(steps, step) {
   let best = null;
   for (const s of steps) if (s <= step) best = s;
   return best;
+}
+
+/**
+ * The other run's side at `step`, through the model's cache: its layer info,
+ * the step drawn (that step or its nearest earlier kept one), that step's
+ * layer and, for the fixed scales, its ranges over all steps. Never throws:
+ * a failure, or a layer, probe or step the other run lacks, is its `why`.
+ * With `next`, the other run's next kept step is asked for too, for when the
+ * slider reaches it.
+ * @param {Model} model
+ * @param {{other: string, tag: string, step: number, probe: number, fixed: boolean, next: boolean}} at
+ * @returns {Promise<Omit<Side, "key" | "run" | "other" | "step">>}
+ */
+async function fetchSide(model, at) {
+  const { other, tag, step, probe, fixed } = at;
+  const info = model.info(other, tag);
+  /** @type {Omit<Side, "key" | "run" | "other" | "step">} */
+  const side = { otherStep: null, info, layer: null, fixed: null, why: "" };
+  if (!info) {
+    const names = model.layersOf(other).map((i) => i.layer);
+    side.why = `${other} has no layer ${tag}${names.length ? ` (its layers: ${names.join(", ")})` : ""}.`;
+    return side;
+  }
+  if (probe >= info.probes) {
+    side.why = `${other} logged ${info.probes} probe${info.probes === 1 ? "" : "s"}: probe ${probe} is not among them.`;
+    return side;
+  }
+  try {
+    const stats = fixed ? model.fetchStats(other, tag) : null;
+    const list = await model.fetchSteps(other, tag);
+    const kept = list.steps.map((s) => s.step);
+    const drawn = stepAtOrBefore(kept, step);
+    if (drawn === null) {
+      side.why = kept.length
+        ? `${other} has no step of ${tag} at or before step ${step}: its first kept step is ${kept[0]}.`
+        : `${other} has no kept step of ${tag} yet.`;
+      return side;
+    }
+    side.otherStep = drawn;
+    const wall = list.steps.find((s) => s.step === drawn)?.wall_time;
+    side.layer = await model.fetchLayer(other, tag, drawn, probe, wall);
+    const next = list.steps[kept.indexOf(drawn) + 1];
+    if (at.next && next) {
+      model.fetchLayer(other, tag, next.step, probe, next.wall_time).catch(() => {
+        // Said in words if the slider gets there.
+      });
+    }
+    if (stats) side.fixed = model.fixedRanges(await stats, probe);
+  } catch (e) {
+    side.why = `${messageOf(e)}.`;
+  }
+  return side;
 }
 
 /**
@@ -190,10 +243,7 @@ export class Compare {
     document.body.classList.toggle("comparing", on);
     if (!on) {
       this.side = null;
-      const b = document.body.dataset;
-      b.compareRendered = "";
-      b.compareStep = "";
-      b.compareDiff = "";
+      report({ compareRendered: "", compareStep: "", compareDiff: "" });
     }
   }
 
@@ -207,57 +257,9 @@ export class Compare {
     const { run, other, tag, step, probe, fixed } = at;
     const key = JSON.stringify([run, other, tag, step, probe, fixed, model.version(other, tag)]);
     if (this.side?.key === key) return Promise.resolve(this.side);
-    /** @type {Side} */
-    const side = {
-      key,
-      run,
-      other,
-      step,
-      otherStep: null,
-      info: model.info(other, tag),
-      layer: null,
-      fixed: null,
-      why: "",
-    };
-    const done = async () => {
-      const info = side.info;
-      if (!info) {
-        const names = model.layersOf(other).map((i) => i.layer);
-        side.why = `${other} has no layer ${tag}${names.length ? ` (its layers: ${names.join(", ")})` : ""}.`;
-        return side;
-      }
-      if (probe >= info.probes) {
-        side.why = `${other} logged ${info.probes} probe${info.probes === 1 ? "" : "s"}: probe ${probe} is not among them.`;
-        return side;
-      }
-      try {
-        const stats = fixed ? model.fetchStats(other, tag) : null;
-        const list = await model.fetchSteps(other, tag);
-        const kept = list.steps.map((s) => s.step);
-        const at = stepAtOrBefore(kept, step);
-        if (at === null) {
-          side.why = kept.length
-            ? `${other} has no step of ${tag} at or before step ${step}: its first kept step is ${kept[0]}.`
-            : `${other} has no kept step of ${tag} yet.`;
-          return side;
-        }
-        side.otherStep = at;
-        const wall = list.steps.find((s) => s.step === at)?.wall_time;
-        side.layer = await model.fetchLayer(other, tag, at, probe, wall);
-        // The other run's next kept step, for when the slider reaches it.
-        const next = list.steps[kept.indexOf(at) + 1];
-        if (next) {
-          model.fetchLayer(other, tag, next.step, probe, next.wall_time).catch(() => {
-            // Said in words if the slider gets there.
-          });
-        }
-        if (stats) side.fixed = model.fixedRanges(await stats, probe);
-      } catch (e) {
-        side.why = `${messageOf(e)}.`;
-      }
-      return side;
-    };
-    const p = done().then((s) => {
+    const p = fetchSide(model, { other, tag, step, probe, fixed, next: true }).then((got) => {
+      /** @type {Side} */
+      const s = { key, run, other, step, ...got };
       if (this.loading === p) this.side = s;
       return s;
     });
@@ -267,10 +269,10 @@ export class Compare {
 
   /**
    * Loads into the model's cache what choosing a run of the menu would draw
-   * (the first WARM_RUNS runs other than the one shown): its kept steps and
-   * its layer at the step load() would pick, or in the map view its layer
-   * measures. The choice then finds them cached or in flight. Once they are
-   * cached, data-compare-warmed lists those runs (a JSON array). Never throws.
+   * (the first WARM_RUNS runs other than the one shown): what load() loads,
+   * or in the map view its layer measures. The choice then finds them cached
+   * or in flight. Once they are cached, data-compare-warmed lists those runs
+   * (a JSON array). Never throws.
    * @param {Model} model
    * @param {{run: string, tag: string | null, step: number | null, probe: number,
    *   fixed: boolean, map: boolean}} at
@@ -289,17 +291,9 @@ export class Compare {
         await model.fetchOverview(other);
         return true;
       }
-      const info = tag === null ? null : model.info(other, tag);
-      if (tag === null || step === null || !info || probe >= info.probes) return false;
-      const stats = fixed ? model.fetchStats(other, tag) : null;
-      const list = await model.fetchSteps(other, tag);
-      const kept = list.steps.map((x) => x.step);
-      const s = stepAtOrBefore(kept, step);
-      if (s === null) return false;
-      const wall = list.steps.find((x) => x.step === s)?.wall_time;
-      await model.fetchLayer(other, tag, s, probe, wall);
-      if (stats) await stats;
-      return true;
+      if (tag === null || step === null) return false;
+      const side = await fetchSide(model, { other, tag, step, probe, fixed, next: false });
+      return side.layer !== null;
     };
     Promise.allSettled(runs.map(one)).then((done) => {
       if (this.warmed !== what) return;
@@ -307,7 +301,7 @@ export class Compare {
         const d = done[i];
         return d.status === "fulfilled" && d.value;
       });
-      document.body.dataset.compareWarmed = JSON.stringify(ok);
+      report({ compareWarmed: JSON.stringify(ok) });
     });
   }
 
@@ -322,15 +316,14 @@ export class Compare {
     const mineText = `${side.run} · step ${side.step}`;
     this.thisLabel.textContent = d.diffOn ? `${mineText} minus ${side.other}` : mineText;
     const layer = side.layer;
-    const b = document.body.dataset;
-    b.compareRendered = side.other;
+    report({ compareRendered: side.other });
     if (!layer || side.otherStep === null) {
       this.otherLabel.textContent = side.other;
       this.message.textContent = side.why;
       this.message.hidden = false;
       this.legend.textContent = "";
       this.view.replaceChildren();
-      b.compareStep = "none";
+      report({ compareStep: "none" });
       return;
     }
     const nearest = side.otherStep !== side.step;
@@ -357,8 +350,8 @@ export class Compare {
       if (this.view.firstChild !== this.strips.el) this.view.replaceChildren(this.strips.el);
       this.strips.show(layer, tables, layout, d.size);
     }
-    b.compareStep = String(side.otherStep);
-    performance.measure("activations:compare-draw", { start, end: performance.now() });
+    report({ compareStep: String(side.otherStep) });
+    measure("compareDraw", start);
   }
 
   /**
@@ -428,6 +421,6 @@ export class Compare {
     } else {
       this.map.el.hidden = true;
     }
-    document.body.dataset.compareMap = at.other;
+    report({ compareMap: at.other });
   }
 }

@@ -12,6 +12,7 @@
 // step.
 
 import { h } from "./dom.js";
+import { report } from "./hooks.js";
 
 /** @typedef {import("./model.js").Curves} Curves */
 /** @typedef {import("./model.js").CurveSeries} CurveSeries */
@@ -316,8 +317,7 @@ export class CurveStrip {
       }. Click to go to the nearest logged step.`,
     );
     this._markCursor();
-    document.body.dataset.curvesRendered = input.curves.run;
-    document.body.dataset.curvesSeries = this.select.value;
+    report({ curvesRendered: input.curves.run, curvesSeries: this.select.value });
   }
 
   /** @param {number | null} step */

@@ -40,12 +40,12 @@ import { isResize, parseOpacity } from "./overlay.js";
  * @property {import("./map-measures.js").MapMeasure} measure the training map's measure
  * @property {string | null} curve the loss strip's series ("train/batch_loss"); null: the default one
  * @property {string | null} compare the run drawn beside this one (compare.js); null: none
+ * @property {StepList | null} steps the kept steps of (run, tag) once loaded, with their version
  */
 
 /**
  * What the grid shows now: a resize or the opened channel reuse it.
  * @typedef {Object} Shown
- * @property {StepList | null} steps the kept steps of (run, tag), with their version
  * @property {Layer | null} layer the drawn step
  * @property {LayerStats | null} stats every step's statistics, for the fixed scales
  * @property {(Range | null)[]} windows each channel's colour window
@@ -81,13 +81,13 @@ export function initialState() {
     measure: DEFAULT_MEASURE,
     curve: null,
     compare: null,
+    steps: null,
   };
 }
 
 /** @returns {Shown} */
 export function nothingShown() {
   return {
-    steps: null,
     layer: null,
     stats: null,
     windows: [],

@@ -1,0 +1,52 @@
+"""The panel's files (frontend/): each module is checked by TypeScript
+(`// @ts-check` and JSDoc types, no build step) and no file is over 600
+lines."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
+MODULES = sorted(FRONTEND.glob("*.js"))
+TSC_ARGS = ["--noEmit", "--allowJs", "--checkJs"]
+TSC_ARGS += ["--target", "es2022", "--module", "es2022", "--lib", "es2022,dom"]
+
+
+def find_tsc() -> str | None:
+    for candidate in (
+        os.environ.get("TSC"),
+        shutil.which("tsc"),
+        str(FRONTEND.parent / "node_modules" / ".bin" / "tsc"),
+    ):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: p.name)
+def test_every_module_asks_to_be_type_checked(module):
+    assert module.read_text().startswith("// @ts-check\n")
+
+
+@pytest.mark.parametrize("part", sorted(FRONTEND.iterdir()), ids=lambda p: p.name)
+def test_no_file_is_over_600_lines(part):
+    assert len(part.read_text().splitlines()) <= 600
+
+
+def test_the_panel_type_checks():
+    tsc = find_tsc()
+    if tsc is None or shutil.which("node") is None:
+        reason = "TypeScript is not installed: npm install typescript@5, or set TSC to its tsc"
+        # In CI the check must run, as the browser tests must.
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    r = subprocess.run(
+        [tsc, *TSC_ARGS, *map(str, MODULES)], capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stdout + r.stderr

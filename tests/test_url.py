@@ -1,0 +1,180 @@
+"""The URL leads the panel (frontend/url.js, store.js) in a real browser, on
+a real TensorBoard: a hash changed in the open tab shows the view it names,
+Back and Forward move between the views the user opened, and in-between
+states (a slider drag, a colour choice) add no history entries of their own."""
+
+from __future__ import annotations
+
+import pytest
+
+from browsing import TIMEOUT_MS, api
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+RUN = "activations"
+
+
+@pytest.fixture(scope="module")
+def server(ground_truth_server):
+    return ground_truth_server
+
+
+def kept(server, layer):
+    return [s["step"] for s in api(server, "steps", run=RUN, tag=layer)["steps"]]
+
+
+def channels(server, layer):
+    return api(server, "tags")[RUN][layer]["channels"]
+
+
+def wait_body(panel, **data):
+    sel = "body[data-state=ready]" + "".join(f'[data-{k}="{v}"]' for k, v in data.items())
+    panel.ui.locator(sel).wait_for(state="attached", timeout=TIMEOUT_MS)
+
+
+def wait_hash(panel, *parts, absent=()):
+    panel.page.wait_for_function(
+        "([want, not]) => want.every((p) => location.hash.includes(p))"
+        " && !not.some((p) => location.hash.includes(p))",
+        arg=[list(parts), list(absent)],
+    )
+
+
+def mark_page(panel):
+    """Marks the panel's page, so a reload (which would lose the mark) shows."""
+    panel.frame.evaluate("() => { window.__same = true; }")
+
+
+def still_same_page(panel):
+    return panel.frame.evaluate("() => window.__same === true")
+
+
+def history_length(panel):
+    return panel.page.evaluate("() => history.length")
+
+
+def go(panel, how):
+    panel.page.evaluate(f"() => history.{how}()")
+
+
+def test_a_hash_changed_in_the_open_tab_shows_the_view_it_names(panel, server):
+    conv1, conv2 = kept(server, "conv1"), kept(server, "conv2")
+    panel.open(f"&run={RUN}&layer=conv1&step={conv1[0]}")
+    panel.wait_ready(run=RUN, layer="conv1", step=str(conv1[0]))
+    assert panel.ui.locator(".grid .tile").count() == channels(server, "conv1")
+    mark_page(panel)
+
+    # A link pasted into the address bar of the open tab: only the hash changes.
+    panel.page.evaluate(
+        "(h) => { location.hash = h; }",
+        f"#activations&run={RUN}&layer=conv2&step={conv2[2]}&channel=3&cmap=magma",
+    )
+    panel.wait_ready(run=RUN, layer="conv2", step=str(conv2[2]), channel="3", cmap="magma")
+    assert panel.ui.locator(".grid .tile").count() == channels(server, "conv2")
+    assert panel.ui.locator("#detail").is_visible()
+    assert panel.ui.locator("#colormap").input_value() == "magma"
+    assert panel.ui.locator("#step-input").input_value() == str(conv2[2])
+    assert panel.ui.locator("button.layer.selected .layer-name").text_content() == "conv2"
+
+    # An edited hash: the training map, then a step that is not kept (the nearest is shown).
+    panel.page.evaluate("(h) => { location.hash = h; }", f"#activations&run={RUN}&view=map")
+    wait_body(panel, view="map", **{"map-rendered": RUN})
+    assert panel.ui.locator("#training-map canvas.map-heat").first.is_visible()
+    panel.page.evaluate(
+        "(h) => { location.hash = h; }",
+        f"#activations&run={RUN}&layer=conv2&step={conv2[1] + 1}",
+    )
+    nearest = min(conv2, key=lambda s: abs(s - (conv2[1] + 1)))
+    panel.wait_ready(layer="conv2", step=str(nearest), channel="")
+    assert panel.data("view") == "layer"
+    assert not panel.ui.locator("#detail").is_visible()
+    assert still_same_page(panel), "the panel reloaded instead of following the hash"
+
+
+def test_back_and_forward_move_between_the_views_opened(panel, server):
+    conv2 = kept(server, "conv2")
+    panel.open(f"&run={RUN}&layer=conv1")
+    panel.wait_ready(layer="conv1", step=str(kept(server, "conv1")[-1]))
+    wait_hash(panel, "layer=conv1")
+    mark_page(panel)
+    start = history_length(panel)
+
+    # Each opened view is an entry: a layer, a step, a channel, the map.
+    panel.pick_layer("conv2")
+    wait_hash(panel, "layer=conv2", f"step={conv2[-1]}")
+    panel.ui.locator("#prev-step").click()
+    panel.wait_ready(layer="conv2", step=str(conv2[-2]))
+    wait_hash(panel, f"step={conv2[-2]}")
+    panel.ui.locator(".grid .tile").nth(5).click()
+    panel.wait_ready(channel="5")
+    wait_hash(panel, "channel=5")
+    panel.ui.locator("#tab-map").click()
+    wait_body(panel, view="map", **{"map-rendered": RUN})
+    wait_hash(panel, "view=map")
+    assert history_length(panel) == start + 4
+
+    go(panel, "back")
+    panel.wait_ready(layer="conv2", step=str(conv2[-2]), channel="5")
+    assert panel.data("view") == "layer"
+    assert panel.ui.locator("#detail").is_visible()
+    go(panel, "back")
+    panel.wait_ready(layer="conv2", step=str(conv2[-2]), channel="")
+    assert not panel.ui.locator("#detail").is_visible()
+    go(panel, "back")
+    panel.wait_ready(layer="conv2", step=str(conv2[-1]))
+    go(panel, "back")
+    panel.wait_ready(layer="conv1")
+    assert panel.ui.locator(".grid .tile").count() == channels(server, "conv1")
+
+    go(panel, "forward")
+    panel.wait_ready(layer="conv2", step=str(conv2[-1]))
+    go(panel, "forward")
+    panel.wait_ready(layer="conv2", step=str(conv2[-2]), channel="")
+    go(panel, "forward")
+    panel.wait_ready(layer="conv2", step=str(conv2[-2]), channel="5")
+    go(panel, "forward")
+    wait_body(panel, view="map", **{"map-rendered": RUN})
+    # Going back and forth added no entries, and the page never reloaded.
+    assert history_length(panel) == start + 4
+    assert still_same_page(panel)
+
+
+def test_a_slider_drag_and_a_colour_choice_add_no_entry_of_their_own(panel, server):
+    conv2 = kept(server, "conv2")
+    assert len(conv2) >= 4
+    panel.open(f"&run={RUN}&layer=conv2&step={conv2[0]}")
+    panel.wait_ready(layer="conv2", step=str(conv2[0]))
+    wait_hash(panel, f"step={conv2[0]}")
+    start = history_length(panel)
+
+    # A colour choice replaces the entry.
+    panel.ui.locator("#colormap").select_option("magma")
+    panel.wait_ready(cmap="magma")
+    wait_hash(panel, "cmap=magma")
+    assert history_length(panel) == start
+
+    # A drag across every notch: one entry, for the step it ends on.
+    panel.frame.evaluate(
+        """() => {
+            window.__steps = [];
+            const s = document.querySelector('#step-slider');
+            s.addEventListener('input', () => window.__steps.push(s.value));
+        }"""
+    )
+    box = panel.ui.locator("#step-slider").bounding_box()
+    y = box["y"] + box["height"] / 2
+    panel.page.mouse.move(box["x"] + 2, y)
+    panel.page.mouse.down()
+    for i in range(1, 21):
+        panel.page.mouse.move(box["x"] + 2 + (box["width"] - 4) * i / 20, y)
+        panel.page.wait_for_timeout(40)
+    panel.page.mouse.up()
+    panel.wait_ready(step=str(conv2[-1]))
+    wait_hash(panel, f"step={conv2[-1]}")
+    passed = panel.frame.evaluate("() => new Set(window.__steps).size")
+    assert passed >= 3, "the drag passed fewer notches than it should"
+    assert history_length(panel) == start + 1
+
+    # Back leaves the drag whole: the step before it, not one it passed.
+    go(panel, "back")
+    panel.wait_ready(layer="conv2", step=str(conv2[0]), cmap="magma")
