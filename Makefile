@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LINT = $(BIN)/ruff check --no-cache tb_activations tests demo benchmarks
 
 .DEFAULT_GOAL := install
-.PHONY: demo test install browser lint backends
+.PHONY: demo test install browser lint backends typescript
 
 # The venvs make keeps: .venv for the package with TensorFlow and the test
 # tools, and one per other Keras backend, which must never see TensorFlow
@@ -71,7 +71,15 @@ backends: $(BACKENDS:%=.venv-%/.installed)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
-test: install browser backends
+# TypeScript checks the panel's modules (tests/test_frontend.py); npm's
+# registry has it, pinned in package.json and package-lock.json.
+typescript: node_modules/.installed
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --silent
+	touch $@
+
+test: install browser backends typescript
 	$(LINT)
 	CI=$${CI:-} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
