@@ -52,7 +52,6 @@ UNIT_MEASURES = ("on_rate", "dormant_score")
 LAYER_MEASURES = ("dormant_fraction", "effective_rank", "similarity", "rms", "saturation")
 
 NO_SET_MEASURES = "logged by a version without probe-set measures"
-NOT_BOUNDED = "the layer's activation is not known to be tanh or sigmoid"
 
 _CHUNK_VALUES = 1 << 17
 
@@ -255,7 +254,8 @@ def first_nonfinite(steps: Sequence[int], headers, nonfinite_stats) -> int | Non
 def _nonfinite_reason(steps, flags) -> str:
     at = [int(s) for s, f in zip(steps, flags) if f]
     shown = ", ".join(map(str, at[:5])) + (f" and {len(at) - 5} more" if len(at) > 5 else "")
-    return f"non-finite values (NaN or infinity) in the layer at step{'s' if len(at) > 1 else ''} {shown}"
+    plural = "s" if len(at) > 1 else ""
+    return f"non-finite values (NaN or infinity) in the layer at step{plural} {shown}"
 
 
 def _scores(units: np.ndarray) -> np.ndarray:
@@ -324,6 +324,7 @@ def layer_rows(
             np.float64,
         ).reshape(len(steps))
     out = {k: reasons[UNIT_MEASURES[0]] for k in LAYER_MEASURES if reasons}
-    if activation not in metadata.BOUNDED_ACTIVATIONS and steps:
-        out["saturation"] = NOT_BOUNDED
+    if activation not in metadata.BOUNDED_ACTIVATIONS:
+        # Null by definition: saturation applies to bounded activations only.
+        out.pop("saturation", None)
     return values, out

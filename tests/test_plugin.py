@@ -28,7 +28,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 from werkzeug.test import Client
 
-from tb_activations import encoding, export, measures, metadata, summary
+from tb_activations import encoding, export, health, measures, metadata, summary
 from tb_activations import plugin as plugin_lib
 from tb_activations.colormaps import COLORMAPS
 
@@ -102,7 +102,14 @@ def written(info: metadata.LayerInfo) -> metadata.LayerInfo:
     """A layer's info as the writer logs it: with the measures' statistics."""
     if info.layout == "probe":
         return info
-    return dataclasses.replace(info, stats_fields=metadata.LAYER_STATS_FIELDS)
+    return dataclasses.replace(
+        info,
+        stats_fields=metadata.LAYER_STATS_FIELDS,
+        samples=info.probes,
+        units=info.width if info.layout == "units" else info.channels,
+        set_fields=metadata.SET_FIELDS,
+        unit_fields=metadata.UNIT_FIELDS,
+    )
 
 
 def expected_stats(x: np.ndarray) -> np.ndarray:
@@ -991,6 +998,16 @@ def ref_layer_rows(maps: list[np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def ref_health_rows(raw: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The probe set's layer measures at each step (`recorded.ref_health`),
+    and the unit measures as (units, steps)."""
+    per_step = [recorded.ref_health(a) for a in raw]
+    return {
+        k: (np.stack([h[k] for h in per_step], axis=-1))
+        for k in (*plugin_lib.UNIT_MEASURES, *health.LAYER_MEASURES)
+    }
+
+
 def ref_channel_rows(maps: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Each channel measure, (channels, steps)."""
     channels = maps[0].shape[1]
@@ -1023,11 +1040,13 @@ def nulls(values) -> np.ndarray:
 
 
 def timeline_rows(body: dict) -> dict[str, np.ndarray]:
-    """The base64 float32 rows back to (channels, steps) arrays."""
+    """The base64 float32 rows back to (channels, steps) arrays, or (units,
+    steps) for the unit measures."""
     assert body["encoding"] == plugin_lib.ENCODING
-    shape = (body["channels"], len(body["steps"]))
     out = {}
     for name, text in body["rows"].items():
+        rows = body["units"] if name in plugin_lib.UNIT_MEASURES else body["channels"]
+        shape = (rows, len(body["steps"]))
         raw = base64.b64decode(text, validate=True)
         assert len(raw) == 4 * shape[0] * shape[1], name
         out[name] = np.frombuffer(raw, "<f4").reshape(shape).astype(np.float64)
@@ -1057,9 +1076,13 @@ def test_overview_of_a_training_run_matches_numpy(ground):
     assert set(body["rows"]) == set(plugin_lib.LAYER_MEASURES)
     for i, layer in enumerate(body["layers"]):
         expected = ref_layer_rows([matrix(a) for a in truth.activations[layer]])
+        expected.update(ref_health_rows(truth.activations[layer]))
         for measure, rows in body["rows"].items():
             assert len(rows) == len(body["layers"])
-            assert_rows(nulls([rows[i]])[0], expected[measure], f"{layer} {measure}")
+            got = nulls([rows[i]])[0]
+            if measure in ("effective_rank", "rms"):  # relative
+                got, expected[measure] = got / expected[measure], expected[measure] * 0 + 1
+            assert_rows(got, expected[measure], f"{layer} {measure}")
     conv1 = body["layers"].index("conv1")
     # Frozen: its maps never change, so neither do the measures.
     assert body["rows"]["change_prev"][conv1][1:] == [0.0] * (len(truth.steps) - 1)
@@ -1077,9 +1100,12 @@ def test_timeline_of_a_training_run_matches_numpy(ground, layer):
     assert body["channels"] == maps[0].shape[1]
     assert body["unavailable"] == {}
     rows = timeline_rows(body)
-    assert list(rows) == list(plugin_lib.CHANNEL_MEASURES)
+    assert list(rows) == [*plugin_lib.CHANNEL_MEASURES, *plugin_lib.UNIT_MEASURES]
     for measure in plugin_lib.CHANNEL_MEASURES:
         assert_rows(rows[measure], expected[measure], f"{layer} {measure}")
+    units = ref_health_rows(truth.activations[layer])
+    for measure in plugin_lib.UNIT_MEASURES:
+        assert_rows(rows[measure], units[measure], f"{layer} {measure}")
     np.testing.assert_array_equal(rows["dead"], expected["dead"])
     dead = expected["dead"].astype(bool)
     assert body["events"] == ref_events(truth.steps, dead)
@@ -1314,6 +1340,8 @@ def decoded(body: dict) -> dict:
 N = None
 R34 = (34 / 120) ** 0.5  # ||[-1, -2, -2, -5]|| / ||[2, 4, 6, 8]||
 R2 = (2 / 30) ** 0.5  # ||[0, 0, 1, -1]|| / ||[1, 2, 3, 4]||
+RMS30 = (30 / 8) ** 0.5  # [1, 2, 3, 4] and four zeros
+RMS120 = (120 / 8) ** 0.5  # [2, 4, 6, 8] and four zeros
 
 
 def test_overview_exact(hand):
@@ -1332,8 +1360,20 @@ def test_overview_exact(hand):
                 "drift_start": [[0.0, 0.0, 0.36], [N, N, N]],
                 "dead_fraction": [[0.5, 0.5, 0.5], [1.0, 0.0, 1.0]],
                 "mean": [[1.25, 2.5, 1.25], [0.0, 0.25, 0.0]],
+                # Channel 1 is 0: its score 0, channel 0's 2. A layer of zeros
+                # has no score, so no dormant fraction.
+                "dormant_fraction": [[0.5, 0.5, 0.5], [N, 0.75, N]],
+                # One sample: no two to compare, and no spread to rank.
+                "effective_rank": [[N, N, N], [N, N, N]],
+                "similarity": [[N, N, N], [N, N, N]],
+                "rms": [[RMS30, RMS120, RMS30], [0.0, 0.5, 0.0]],
+                "saturation": [[N, N, N], [N, N, N]],
             },
             "unavailable": {},
+            "first_nonfinite": {},
+            "effective_rank_max": {"conv": 0, "dense": 0},
+            "samples": {"conv": 1, "dense": 1},
+            "tau": 0.025,
         }
     )
 
@@ -1354,7 +1394,10 @@ def test_timeline_exact(hand):
                 "mean": [[2.5, 5.0, 2.5], [0.0, 0.0, 0.0]],
                 "max": [[4.0, 8.0, 4.0], [0.0, 0.0, 0.0]],
                 "zero_fraction": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]],
+                "on_rate": [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
+                "dormant_score": [[2.0, 2.0, 2.0], [0.0, 0.0, 0.0]],
             },
+            "units": 2,
             "events": [],
             "never_active": [1],
             "unavailable": {},
@@ -1371,7 +1414,11 @@ def test_timeline_of_units_marks_a_revival_and_a_death(hand):
         "mean": [[0.0, 0.25, 0.0]],
         "max": [[0.0, 1.0, 0.0]],
         "zero_fraction": [[1.0, 0.75, 1.0]],
+        # A Dense layer's units are its units here, one row each.
+        "on_rate": [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+        "dormant_score": [[N, 4.0, N], [N, 0.0, N], [N, 0.0, N], [N, 0.0, N]],
     }
+    assert body["units"] == 4
     assert body["events"] == [
         {"channel": 0, "kind": "revived", "step": 10},
         {"channel": 0, "kind": "died", "step": 20},
@@ -1408,18 +1455,27 @@ def test_curves_exact(hand):
 def test_older_log_gives_what_format_1_statistics_can_and_says_why_not_the_rest(hand):
     overview = get_json(hand, "overview", run="older")
     moving = ("change_prev", "change_start", "drift_prev", "drift_start")
-    assert overview["unavailable"] == {m: {"conv": measures.NO_MEASURES} for m in moving}
+    set_measures = ("dormant_fraction", "effective_rank", "similarity", "rms")
+    assert overview["unavailable"] == {
+        **{m: {"conv": measures.NO_MEASURES} for m in moving},
+        **{m: {"conv": health.NO_SET_MEASURES} for m in set_measures},
+    }
     assert measures.NO_MEASURES == "logged by a version without measures"
     assert rounded(overview["rows"]) == {
-        **{m: [[N, N]] for m in moving},
+        **{m: [[N, N]] for m in (*moving, *set_measures, "saturation")},
         "dead_fraction": [[0.5, 0.5]],
         "mean": [[1.25, 2.5]],
     }
+    assert overview["first_nonfinite"] == {}
     timeline = decoded(get_json(hand, "timeline", run="older", tag="conv"))
     assert timeline["unavailable"] == {
         "change_prev": measures.NO_MEASURES,
         "change_start": measures.NO_MEASURES,
+        "on_rate": health.NO_SET_MEASURES,
+        "dormant_score": health.NO_SET_MEASURES,
     }
+    assert timeline["units"] == 0
+    del timeline["rows"]["on_rate"], timeline["rows"]["dormant_score"]
     assert rounded(timeline["rows"]) == {
         "change_prev": [[N, N], [N, N]],
         "change_start": [[N, N], [N, N]],
@@ -1441,6 +1497,11 @@ def test_one_step_snapshot(hand):
         "drift_start": [[0.0]],
         "dead_fraction": [[0.5]],
         "mean": [[1.25]],
+        "dormant_fraction": [[0.5]],
+        "effective_rank": [[N]],
+        "similarity": [[N]],
+        "rms": [[round(RMS30, 6)]],
+        "saturation": [[N]],
     }
     timeline = decoded(get_json(hand, "timeline", run="snapshot", tag="conv"))
     assert timeline["rows"]["change_prev"] == [[N], [N]]
@@ -1468,6 +1529,12 @@ def test_all_dead_layer(hand):
         "drift_start": [[N, N]],
         "dead_fraction": [[1.0, 1.0]],
         "mean": [[0.0, 0.0]],
+        # No activity at all: no unit is more dormant than another.
+        "dormant_fraction": [[N, N]],
+        "effective_rank": [[N, N]],
+        "similarity": [[N, N]],
+        "rms": [[0.0, 0.0]],
+        "saturation": [[N, N]],
     }
     timeline = get_json(hand, "timeline", run="dead", tag="conv")
     assert (timeline["events"], timeline["never_active"]) == ([], [0, 1])
@@ -1483,6 +1550,7 @@ def test_sequence_layer_with_two_probes_matches_numpy(hand):
         assert_rows(rows[measure], expected, measure)
     overview = get_json(hand, "overview", run="seq")
     expected = ref_layer_rows(maps)
+    expected.update(ref_health_rows([seq_array(step) for step in range(3)]))
     for measure, got in overview["rows"].items():
         assert_rows(nulls(got)[0], expected[measure], measure)
 
