@@ -299,3 +299,88 @@ def test_report_fails_above_a_dormant_fraction_naming_the_layers(trained, limit,
         assert f"{RUN}  conv: 50.0%" in r.stdout
     else:
         assert f"OK: no layer with dormant fraction at the last step above {limit:g}." in r.stdout
+
+
+# -- the writer's computation, case by case -------------------------------------------
+
+
+def _case(shape, seed=0, scale=1.0, fn=None):
+    a = np.random.default_rng(seed).normal(scale=scale, size=shape).astype(np.float32)
+    return fn(a) if fn else a
+
+
+def _with_nan(a):
+    a[0, 0] = np.nan
+    return a
+
+
+def _with_dead(a):
+    a = np.maximum(a, 0)
+    a[..., 0] = 0
+    return a
+
+
+CASES = [
+    # (raw channels-last output, activation)
+    pytest.param(_case((2, 3, 3, 2)), None, id="fewer rows than a folded row"),
+    pytest.param(_case((64, 9, 7, 5), fn=_with_dead), None, id="image with a dead channel"),
+    pytest.param(_case((300, 40), seed=1), None, id="units: a Dense layer"),
+    pytest.param(_case((5, 11, 3), seed=2), None, id="sequence"),
+    pytest.param(np.tanh(_case((32, 4, 4, 3), scale=4.0)), "tanh", id="tanh"),
+    pytest.param(1 / (1 + np.exp(-_case((32, 6), scale=6.0))), "sigmoid", id="sigmoid"),
+    pytest.param(np.zeros((4, 2, 2, 3), np.float32), None, id="all zero"),
+    pytest.param(_case((1, 5, 5, 4)), None, id="one sample"),
+    pytest.param(_case((6, 3, 3, 2), fn=_with_nan), None, id="a NaN"),
+    pytest.param(np.full((3, 2, 2, 2), 1e30, np.float32), None, id="squares beyond float32"),
+]
+
+
+def _layout(a):
+    from tb_activations import encoding
+
+    return encoding.layout_of(a.ndim), encoding.to_nhwc(a)
+
+
+@pytest.mark.parametrize(("raw", "activation"), CASES)
+def test_measure_matches_the_definitions(raw, activation):
+    layout, nhwc = _layout(raw)
+    set_base, units, header = health.measure(nhwc, layout, activation)
+    ref = recorded.ref_health(raw, activation)
+    m = recorded.unit_matrix(raw)
+    fields = dict(zip(metadata.UNIT_FIELDS, units.T))
+    assert header["nonfinite"] is (not np.isfinite(m).all())
+    close(fields["on_rate"], ref["on_rate"], "on_rate")
+    # The score is the reader's: each unit's mean |a| over the layer's mean.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = fields["abs_mean"] / fields["abs_mean"].mean()
+    score = np.where(fields["abs_mean"].mean() > 0, score, np.nan)
+    close(score, ref["dormant_score"], "dormant_score")
+    for key in ("effective_rank", "similarity", "rms", "saturation"):
+        got = header[key] if header[key] is not None else np.nan
+        close([got], [ref[key]], key)
+    finite = np.where(np.isfinite(m), m, np.nan)
+    if layout != "units":
+        with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("ignore")
+            np.testing.assert_allclose(set_base[:, 0], np.nanmean(finite, axis=0), rtol=1e-5)
+            np.testing.assert_allclose(set_base[:, 1], np.nanmax(finite, axis=0), rtol=1e-6)
+        np.testing.assert_allclose(set_base[:, 2], (m == 0).mean(axis=0), atol=1e-7)
+        np.testing.assert_allclose(set_base[:, 3], (~np.isfinite(m)).mean(axis=0), atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("layer", "expected"),
+    [
+        ("Dense(4, activation='tanh')", "tanh"),
+        ("Conv2D(2, 3, activation='sigmoid')", "sigmoid"),
+        ("Activation('tanh')", "tanh"),
+        ("Dense(4, activation='relu')", None),
+        ("Dense(4)", None),
+        ("SimpleRNN(3)", None),  # applied inside the cell
+        ("Flatten()", None),
+    ],
+)
+def test_bounded_activation(layer, expected):
+    import keras  # noqa: F401 - for eval
+
+    assert health.bounded_activation(eval(f"keras.layers.{layer}")) == expected
