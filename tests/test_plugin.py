@@ -1288,7 +1288,12 @@ def write_v1(run_dir, info: metadata.LayerInfo, steps: dict[int, np.ndarray]) ->
 
 
 @pytest.fixture(scope="module")
-def hand(tmp_path_factory):
+def hand(hand_root):
+    return make_client(hand_root, 500)
+
+
+@pytest.fixture(scope="module")
+def hand_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("hand_measures")
     arrays = {HAND_CONV: hand_conv, HAND_DENSE: hand_dense}
     write_with_probe(root / "hand" / RUN, arrays, {0: 0.0, 10: 1.0, 20: 2.0})
@@ -1313,7 +1318,7 @@ def hand(tmp_path_factory):
     for step in range(3):
         writer.submit(step, [summary.LayerValue(SEQ, seq_array(step))], wall_time=wall(step))
     writer.close()
-    return make_client(root, 500)
+    return root
 
 
 def rounded(value, digits: int = 6):
@@ -1793,3 +1798,30 @@ def test_export_of_odd_input_is_never_a_server_error(client):
             r = get(client, "export", run=run, tag=tag, **extra)
             assert r.status_code in (200, 400, 404), (run, tag, extra, r.status_code)
             assert b"Traceback" not in r.data
+
+
+@pytest.mark.parametrize("impl", ["overview_impl", "curves_impl"])
+def test_an_answer_not_cached_lists_the_run_once(hand_root, impl):
+    from tensorboard import context
+
+    from tb_activations.reader import Reader
+
+    root = hand_root
+    mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": 0})
+    mux.AddRunsFromDirectory(str(root))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(root))
+    listed = []
+    real = provider.list_blob_sequences
+
+    def counting(ctx, **kwargs):  # the real listing, counted
+        listed.append(kwargs.get("run_tag_filter"))
+        return real(ctx, **kwargs)
+
+    provider.list_blob_sequences = counting
+    reader = Reader(provider)
+    ctx = context.RequestContext()
+    first = getattr(plugin_lib, impl)(reader, ctx, "", "hand/activations")
+    assert len(listed) == 1 and listed[0].runs == frozenset({"hand/activations"})
+    again = getattr(plugin_lib, impl)(reader, ctx, "", "hand/activations")
+    assert len(listed) == 2 and again is first  # cached: one listing for the versions
