@@ -87,8 +87,8 @@ class Overview:
 class Timeline:
     """A layer's channel timeline: `values[measure]` is float64 `(channels,
     steps)`, NaN where null (`dead` is 1.0 or 0.0), except `on_rate` and
-    `dormant_score`, which are `(units, steps)` (a unit is a channel, or one
-    unit of a Dense layer); `events` are deaths and revivals (`{"channel",
+    `dormant_score`, which are `(units, steps)`: a unit is a channel, or one
+    of the `units` of a Dense layer; `events` are deaths and revivals (`{"channel",
     "kind", "step"}`), `never_active` the channels dead at every kept step,
     `unavailable[measure]` why a measure is null."""
 
@@ -281,17 +281,19 @@ class LogReader:
             body = plugin.timeline_impl(self._reader, self._ctx, _EXPERIMENT, run, layer)
         steps = len(body["steps"])
 
-        def rows(m, v):
-            count = body["units"] if m in plugin.UNIT_MEASURES else body["channels"]
+        def rows(v):
             values = np.frombuffer(base64.b64decode(v), "<f4").astype(np.float64)
-            return values.reshape(count, steps)
+            return values.reshape(-1, steps)
 
+        values = {m: rows(v) for m, v in body["rows"].items()}
+        # A Dense layer's units are its units here: one row each.
+        values.update({m: rows(v) for m, v in body["unit_rows"].items()})
         return Timeline(
             run,
             layer,
             list(body["steps"]),
             body["channels"],
-            {m: rows(m, v) for m, v in body["rows"].items()},
+            values,
             [dict(e) for e in body["events"]],
             list(body["never_active"]),
             dict(body["unavailable"]),

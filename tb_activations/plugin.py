@@ -424,17 +424,26 @@ def _timeline(reader: Reader, ctx, series: Series) -> dict:
         steps, headers, kept.units, kept.unit_fields, kept.nonfinite
     )
     unavailable.update(reasons if steps else {})
+    per_unit = series.info.layout == "units"
+    for m in UNIT_MEASURES:
+        rows[m] = unit_rows[m]
+        if unit_rows[m].shape[0] != channels:
+            # A Dense layer's one channel: its on-rate over all its units;
+            # its units' scores are in `unit_rows`. Older logs: none.
+            rows[m] = np.full((channels, len(steps)), np.nan)
+            if per_unit and m == "on_rate" and unit_rows[m].shape[0]:
+                rows[m][:] = unit_rows[m].mean(axis=0)
     return {
         "run": series.run,
         "tag": series.tag,
         "steps": steps,
         "channels": channels,
         "encoding": ENCODING,
-        "rows": {
-            **{m: _float32_b64(rows[m]) for m in CHANNEL_MEASURES},
-            **{m: _float32_b64(unit_rows[m]) for m in UNIT_MEASURES},
-        },
+        "rows": {m: _float32_b64(rows[m]) for m in (*CHANNEL_MEASURES, *UNIT_MEASURES)},
         "units": int(unit_rows["on_rate"].shape[0]),
+        "unit_rows": (
+            {m: _float32_b64(unit_rows[m]) for m in UNIT_MEASURES} if per_unit else {}
+        ),
         "events": events,
         "never_active": never,
         "unavailable": unavailable,

@@ -1039,13 +1039,13 @@ def nulls(values) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in row] for row in values], np.float64)
 
 
-def timeline_rows(body: dict) -> dict[str, np.ndarray]:
-    """The base64 float32 rows back to (channels, steps) arrays, or (units,
-    steps) for the unit measures."""
+def timeline_rows(body: dict, key: str = "rows") -> dict[str, np.ndarray]:
+    """The base64 float32 rows back to (channels, steps) arrays; with
+    `key="unit_rows"`, a Dense layer's (units, steps) ones."""
     assert body["encoding"] == plugin_lib.ENCODING
     out = {}
-    for name, text in body["rows"].items():
-        rows = body["units"] if name in plugin_lib.UNIT_MEASURES else body["channels"]
+    for name, text in body[key].items():
+        rows = body["units"] if key == "unit_rows" else body["channels"]
         shape = (rows, len(body["steps"]))
         raw = base64.b64decode(text, validate=True)
         assert len(raw) == 4 * shape[0] * shape[1], name
@@ -1104,8 +1104,16 @@ def test_timeline_of_a_training_run_matches_numpy(ground, layer):
     for measure in plugin_lib.CHANNEL_MEASURES:
         assert_rows(rows[measure], expected[measure], f"{layer} {measure}")
     units = ref_health_rows(truth.activations[layer])
+    if layer == "dense1":  # one channel of 12 units: the units have their own rows
+        unit_rows = timeline_rows(body, "unit_rows")
+        assert body["units"] == 12
+        assert_rows(rows["on_rate"], units["on_rate"].mean(axis=0)[None], "channel on_rate")
+        assert np.isnan(rows["dormant_score"]).all()
+    else:
+        unit_rows = rows
+        assert body["units"] == body["channels"] and body["unit_rows"] == {}
     for measure in plugin_lib.UNIT_MEASURES:
-        assert_rows(rows[measure], units[measure], f"{layer} {measure}")
+        assert_rows(unit_rows[measure], units[measure], f"{layer} {measure}")
     np.testing.assert_array_equal(rows["dead"], expected["dead"])
     dead = expected["dead"].astype(bool)
     assert body["events"] == ref_events(truth.steps, dead)
@@ -1403,6 +1411,7 @@ def test_timeline_exact(hand):
                 "dormant_score": [[2.0, 2.0, 2.0], [0.0, 0.0, 0.0]],
             },
             "units": 2,
+            "unit_rows": {},
             "events": [],
             "never_active": [1],
             "unavailable": {},
@@ -1419,7 +1428,15 @@ def test_timeline_of_units_marks_a_revival_and_a_death(hand):
         "mean": [[0.0, 0.25, 0.0]],
         "max": [[0.0, 1.0, 0.0]],
         "zero_fraction": [[1.0, 0.75, 1.0]],
-        # A Dense layer's units are its units here, one row each.
+        # One channel: the share over its units; the units' scores are their own.
+        "on_rate": [[0.0, 0.25, 0.0]],
+        "dormant_score": [[N, N, N]],
+    }
+    # A Dense layer's units are its units here, one row each.
+    body_units = get_json(hand, "timeline", run="hand/activations", tag="dense")
+    as_units = {"rows": body_units["unit_rows"], "channels": body_units["units"]}
+    units = decoded({**body_units, **as_units})["rows"]
+    assert rounded(units) == {
         "on_rate": [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
         "dormant_score": [[N, 4.0, N], [N, 0.0, N], [N, 0.0, N], [N, 0.0, N]],
     }
@@ -1479,8 +1496,9 @@ def test_older_log_gives_what_format_1_statistics_can_and_says_why_not_the_rest(
         "on_rate": health.NO_SET_MEASURES,
         "dormant_score": health.NO_SET_MEASURES,
     }
-    assert timeline["units"] == 0
-    del timeline["rows"]["on_rate"], timeline["rows"]["dormant_score"]
+    assert (timeline["units"], timeline["unit_rows"]) == (0, {})
+    assert timeline["rows"].pop("on_rate") == [[N, N]] * 2
+    assert timeline["rows"].pop("dormant_score") == [[N, N]] * 2
     assert rounded(timeline["rows"]) == {
         "change_prev": [[N, N], [N, N]],
         "change_start": [[N, N], [N, N]],
