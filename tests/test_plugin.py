@@ -1295,6 +1295,27 @@ def write_v1(run_dir, info: metadata.LayerInfo, steps: dict[int, np.ndarray]) ->
     writer.close()
 
 
+def write_v2(run_dir, info: metadata.LayerInfo, steps: dict[int, np.ndarray]) -> None:
+    """Steps as format version 2 wrote them: stacked PNGs and the measures'
+    sums per probe, without the probe set's blobs and header keys."""
+    info = dataclasses.replace(info, channels_per_image=info.channels, version=2)
+    writer = EventFileWriter(str(run_dir))
+    tracker = measures.Tracker()
+    for index, (step, x) in enumerate(steps.items()):
+        header = {"epoch": float(index), "batch": None, "index": index}
+        logged, blobs, _ = summary.encode_step(
+            summary.LayerValue(info, x), header, max_size=None, tracker=tracker, step=step
+        )
+        fields = metadata.decode_header(blobs[0])
+        header = {k: v for k, v in fields.items() if k not in metadata.SET_HEADER_KEYS}
+        v2 = dataclasses.replace(
+            logged, samples=None, units=None, set_fields=(), unit_fields=(), version=2
+        )
+        blobs = [json.dumps(header).encode(), *blobs[1 : v2.blob_count]]
+        writer.add_event(summary.make_event(v2, step, wall(step), blobs))
+    writer.close()
+
+
 @pytest.fixture(scope="module")
 def hand(hand_root):
     return make_client(hand_root, 500)
@@ -1311,6 +1332,9 @@ def hand_root(tmp_path_factory):
     write_scalars(root / "train", "epoch_loss", [(0, 2.0), (1, 1.0)])
 
     write_v1(root / "older", HAND_CONV, {0: hand_conv(0), 10: hand_conv(10)})
+    broken = hand_conv(20)
+    broken[0, 0, 0, 0] = np.nan
+    write_v2(root / "v2", HAND_CONV, {0: hand_conv(0), 10: hand_conv(10), 20: broken})
 
     writer = summary.ActivationWriter(root / "snapshot")
     writer.submit(100, [summary.LayerValue(HAND_CONV, hand_conv(0))], wall_time=wall(100))
@@ -1508,6 +1532,21 @@ def test_older_log_gives_what_format_1_statistics_can_and_says_why_not_the_rest(
         "zero_fraction": [[0.0, 0.0], [1.0, 1.0]],
     }
     assert (timeline["events"], timeline["never_active"]) == ([], [1])
+
+
+def test_a_version_2_log_keeps_its_measures_and_finds_its_first_non_finite_step(hand):
+    (series,) = [v for k, v in get_json(hand, "tags")["v2"].items() if k == "conv"]
+    assert (series["version"], series["set_fields"]) == (2, [])
+    overview = get_json(hand, "overview", run="v2")
+    set_measures = ("dormant_fraction", "effective_rank", "similarity", "rms")
+    assert overview["unavailable"] == {m: {"conv": health.NO_SET_MEASURES} for m in set_measures}
+    assert overview["first_nonfinite"] == {"conv": 20}  # from the statistics
+    rows = rounded(overview["rows"])
+    assert rows["change_prev"] == [[N, 0.5, N]] and rows["change_start"] == [[0.0, 0.5, N]]
+    assert rows["dead_fraction"] == [[0.5, 0.5, 0.5]]
+    timeline = decoded(get_json(hand, "timeline", run="v2", tag="conv"))
+    assert timeline["units"] == 0 and timeline["rows"]["on_rate"] == [[N, N, N]] * 2
+    assert timeline["rows"]["dead"] == [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
 
 
 def test_one_step_snapshot(hand):
