@@ -193,10 +193,11 @@ class LogReader:
     # -- values --------------------------------------------------------------
 
     def activations(self, run: str, layer: str, step: int) -> np.ndarray:
-        """The layer's output for the probe batch at `step`, in real units.
+        """The layer's output for the pictured probes at `step`, in real units.
 
         float32, shaped like the layer's output as Keras reports it for the
-        probe batch (`model(probe)`): `(N, H, W, C)` for a channels_last
+        pictured probes (`model(probe[:probe_images])`; a probe set's other
+        samples are in the measures only): `(N, H, W, C)` for a channels_last
         image layer, `(N, C, H, W)` for channels_first, `(N, T, C)` for a
         sequence (`(N, C, T)` channels_first), `(N, U)` for units (Dense).
         The logged data changes it in these ways only:
