@@ -303,3 +303,21 @@ def ref_health(a: np.ndarray, activation: str | None = None, tau: float = 0.025)
         "rms": float(np.sqrt((m**2).mean())),
         "saturation": saturation,
     }
+
+
+def written(info: metadata.LayerInfo) -> metadata.LayerInfo:
+    """A layer's info as the writer logs it from `info` and a probe of
+    `info.probes` samples (all pictured): with the measures' statistics and
+    the probe set's fields (format version 3)."""
+    import dataclasses
+
+    if info.layout == "probe":
+        return info
+    return dataclasses.replace(
+        info,
+        stats_fields=metadata.LAYER_STATS_FIELDS,
+        samples=info.probes,
+        units=info.width if info.layout == "units" else info.channels,
+        set_fields=metadata.SET_FIELDS,
+        unit_fields=metadata.UNIT_FIELDS,
+    )
