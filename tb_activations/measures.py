@@ -139,29 +139,49 @@ class _Map:
         return self.x.reshape(-1, c) - self.mean
 
 
-def _describe(step: int, x: np.ndarray, col_sums: np.ndarray) -> tuple[_Map, np.ndarray | None]:
-    """The map's CKA facts, and its centred matrix when c <= n (for the
-    cross terms of this step)."""
+def _centred_product(a: _Map, b: _Map) -> np.ndarray:
+    """X_a^T X_b of the two maps' centred (positions, channels) matrices,
+    block by block: float32 products of a few thousand rows, centred in a
+    small buffer, summed in float64, so that no centred copy of a whole map
+    (16 MB for 256 samples of 32 x 32 x 16) is made and written."""
+    ca, cb = a.x.shape[-1], b.x.shape[-1]
+    xa, xb = a.x.reshape(-1, ca), b.x.reshape(-1, cb)
+    n = len(xa)
+    rows = max(1, min(n, _CHUNK_VALUES // max(ca, cb, 1)))
+    out = np.zeros((ca, cb), np.float64)
+    buf_a = np.empty((rows, ca), np.float32)
+    buf_b = buf_a if a is b else np.empty((rows, cb), np.float32)
+    for i in range(0, n, rows):
+        count = min(rows, n - i)
+        pa = np.subtract(xa[i : i + count], a.mean, out=buf_a[:count])
+        pb = pa if a is b else np.subtract(xb[i : i + count], b.mean, out=buf_b[:count])
+        out += pa.T @ pb
+    return out
+
+
+def _describe(step: int, x: np.ndarray, col_sums: np.ndarray) -> tuple[_Map, None]:
+    """The map's CKA facts."""
     c = x.shape[-1]
     n = x.size // c if c else 0
     if n < 3 or c == 0 or not np.isfinite(col_sums).all():
         return _Map(step, x, None, None, None), None
     mean = (col_sums / n).astype(np.float32)
+    cur = _Map(step, x, mean, None, None)
     with np.errstate(over="ignore", invalid="ignore"):
-        xc = x.reshape(n, c) - mean
         if c <= n:
-            gram, keep = xc.T @ xc, None
+            gram = _centred_product(cur, cur)
         else:
-            gram = xc @ xc.T
-            keep = gram
+            xc = x.reshape(n, c) - mean
+            gram = cur.gram = xc @ xc.T
         norm = math.sqrt(_frobenius_sq(gram))
     if not (math.isfinite(norm) and norm > 0):
         return _Map(step, x, mean, None, None), None
-    return _Map(step, x, mean, norm, keep), (xc if c <= n else None)
+    cur.gram_norm = norm
+    return cur, None
 
 
 def _cka(
-    cur: _Map, cur_centred: np.ndarray | None, ref: _Map, sq_diff: np.ndarray
+    cur: _Map, cur_centred: None, ref: _Map, sq_diff: np.ndarray
 ) -> float | None:
     if cur.gram_norm is None or ref.gram_norm is None:
         return None
@@ -173,7 +193,7 @@ def _cka(
         if cur.gram is not None and ref.gram is not None:
             hsic = float(np.dot(cur.gram.ravel().astype(np.float64), ref.gram.ravel()))
         else:
-            hsic = _frobenius_sq(ref.centred().T @ cur_centred)
+            hsic = _frobenius_sq(_centred_product(ref, cur))
     value = hsic / (cur.gram_norm * ref.gram_norm)
     if not math.isfinite(value):
         return None
