@@ -140,11 +140,14 @@ def encode_step(
     try:
         set_base, unit_values, set_header = health.measure(x, info.layout, info.activation)
         fields.update(set_header)
-        if tracker is not None:
+    except Exception as e:  # noqa: BLE001 - the step is written without these measures
+        error = e
+    if tracker is not None:
+        try:
             extra, refs = tracker.update(value.info.layer, step, x)
             fields.update(refs)
-    except Exception as e:  # noqa: BLE001 - the step is written without measures
-        error = e
+        except Exception as e:  # noqa: BLE001 - the step is written without these measures
+            error = error or e
     with np.errstate(invalid="ignore", over="ignore"):
         set_sums = extra.sum(axis=0, dtype=np.float64)
     pngs = pending()
