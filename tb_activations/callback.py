@@ -19,6 +19,7 @@ from tb_activations.session import (
     DEFAULT_MAX_CHANNELS,
     DEFAULT_MAX_LAYERS,
     DEFAULT_MAX_SIZE,
+    DEFAULT_PROBE_IMAGES,
     RUN_NAME,
     LoggingSession,
     check_int,
@@ -59,9 +60,11 @@ class ActivationLogger(keras.callbacks.Callback):
     Args:
         log_dir: the directory given to TensorBoard.
         probe: an image path, a `PIL.Image`, an array (HxWxC, 1xHxWxC, or
-            NxHxWxC: the N probes are all logged), or a list of paths or
-            images. Images are resized to the model's input size when that
-            is fixed.
+            NxHxWxC), or a list of paths or images. Images are resized to
+            the model's input size when that is fixed. A batch of N samples
+            is a probe set (for example `x_val[:256]`): the first
+            `probe_images` get pictures, and all N feed the statistics and
+            the measures (docs/measures.md).
         layers: `None` picks the convolution and Dense layers, at most
             `max_layers` spread over the depth, and prints which ones;
             `"all"` takes every layer whose output can be shown; or a list of
@@ -83,6 +86,9 @@ class ActivationLogger(keras.callbacks.Callback):
         max_size: feature maps larger than `max_size` in height or width are
             box-downscaled to fit, with a warning; `None` keeps every size.
             Defaults to `256`.
+        probe_images: how many samples of the probe, the first ones, are
+            pictured (their maps stored as images); the others feed only
+            the statistics and the measures. Defaults to `8`.
         run_name: the run's directory inside `log_dir`. Defaults to
             `"activations"`.
         verbose: `1` prints which layers `layers=None` picked, or that this
@@ -131,6 +137,7 @@ class ActivationLogger(keras.callbacks.Callback):
         max_layers: int = DEFAULT_MAX_LAYERS,
         max_channels: int = DEFAULT_MAX_CHANNELS,
         max_size: int | None = DEFAULT_MAX_SIZE,
+        probe_images: int = DEFAULT_PROBE_IMAGES,
         run_name: str = RUN_NAME,
         verbose: int = 1,
         chief: bool | None = None,
@@ -235,6 +242,7 @@ def log_activations(
     max_layers: int = DEFAULT_MAX_LAYERS,
     max_channels: int = DEFAULT_MAX_CHANNELS,
     max_size: int | None = DEFAULT_MAX_SIZE,
+    probe_images: int = DEFAULT_PROBE_IMAGES,
     run_name: str = RUN_NAME,
     verbose: int = 1,
     chief: bool | None = None,
@@ -247,7 +255,7 @@ def log_activations(
     Args:
         model: a Functional or Sequential Keras model with one input.
         probe: an image path, a `PIL.Image`, an array (HxWxC, 1xHxWxC, or
-            NxHxWxC), or a list of paths or images.
+            NxHxWxC: a probe set of N samples), or a list of paths or images.
         log_dir: the directory given to TensorBoard.
         layers: `None`, `"all"`, a list of names or layer objects, or a
             compiled regular expression. Defaults to `None`.
@@ -257,6 +265,9 @@ def log_activations(
         max_channels: channels logged per layer. Defaults to `512`.
         max_size: larger feature maps are box-downscaled to fit; `None`
             keeps every size. Defaults to `256`.
+        probe_images: how many samples of the probe, the first ones, are
+            pictured; all of them feed the statistics and the measures.
+            Defaults to `8`.
         run_name: the run's directory inside `log_dir`. Defaults to
             `"activations"`.
         verbose: `1` prints which layers `layers=None` picked, or that this

@@ -15,13 +15,13 @@ import base64
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from tensorboard import context, errors
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 
-from tb_activations import export, metadata, plugin
+from tb_activations import export, health, metadata, plugin
 from tb_activations.reader import Reader
 
 __all__ = ["LogReader", "NotFound", "Overview", "Stats", "Timeline", "read"]
@@ -65,21 +65,32 @@ class Stats:
 class Overview:
     """The training map of a run: `values[measure]` is float64 `(layers,
     steps)`, NaN where null (docs/measures.md); `unavailable[measure][layer]`
-    says why a layer has none beyond the definition's own nulls."""
+    says why a layer has none beyond the definition's own nulls.
+    `first_nonfinite[layer]` is the first step at which the layer had a NaN
+    or an infinity (layers that never did are absent);
+    `effective_rank_max[layer]` is min(N - 1, units), the most
+    `effective_rank` can be; `samples[layer]` is N, the probe set's size;
+    `tau` the threshold of `dormant_fraction`."""
 
     run: str
     layers: list[str]
     steps: list[int]
     values: dict[str, np.ndarray]
     unavailable: dict[str, dict[str, str]]
+    first_nonfinite: dict[str, int] = field(default_factory=dict)
+    effective_rank_max: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, int] = field(default_factory=dict)
+    tau: float = health.DEFAULT_TAU
 
 
 @dataclass(frozen=True)
 class Timeline:
     """A layer's channel timeline: `values[measure]` is float64 `(channels,
-    steps)`, NaN where null (`dead` is 1.0 or 0.0); `events` are deaths and
-    revivals (`{"channel", "kind", "step"}`), `never_active` the channels
-    dead at every kept step, `unavailable[measure]` why a measure is null."""
+    steps)`, NaN where null (`dead` is 1.0 or 0.0), except `on_rate` and
+    `dormant_score`, which are `(units, steps)`: a unit is a channel, or one
+    of the `units` of a Dense layer; `events` are deaths and revivals (`{"channel",
+    "kind", "step"}`), `never_active` the channels dead at every kept step,
+    `unavailable[measure]` why a measure is null."""
 
     run: str
     layer: str
@@ -89,6 +100,7 @@ class Timeline:
     events: list[dict]
     never_active: list[int]
     unavailable: dict[str, str]
+    units: int = 0
 
 
 def read(logdir: str | os.PathLike) -> LogReader:
@@ -181,10 +193,11 @@ class LogReader:
     # -- values --------------------------------------------------------------
 
     def activations(self, run: str, layer: str, step: int) -> np.ndarray:
-        """The layer's output for the probe batch at `step`, in real units.
+        """The layer's output for the pictured probes at `step`, in real units.
 
         float32, shaped like the layer's output as Keras reports it for the
-        probe batch (`model(probe)`): `(N, H, W, C)` for a channels_last
+        pictured probes (`model(probe[:probe_images])`; a probe set's other
+        samples are in the measures only): `(N, H, W, C)` for a channels_last
         image layer, `(N, C, H, W)` for channels_first, `(N, T, C)` for a
         sequence (`(N, C, T)` channels_first), `(N, U)` for units (Dense).
         The logged data changes it in these ways only:
@@ -231,13 +244,21 @@ class LogReader:
             values,
         )
 
-    def overview(self, run: str) -> Overview:
+    def overview(self, run: str, *, tau: float = health.DEFAULT_TAU) -> Overview:
         """The run's training map: per layer and step, `change_prev`,
-        `change_start`, `drift_prev`, `drift_start`, `dead_fraction`, `mean`
-        (docs/measures.md)."""
+        `change_start`, `drift_prev`, `drift_start`, `dead_fraction`, `mean`,
+        `dormant_fraction` (units whose dormant score is at most `tau`),
+        `effective_rank`, `similarity`, `rms`, `saturation`, and each
+        layer's first non-finite step (docs/measures.md).
+
+        Raises:
+            ValueError: `tau` is not a number >= 0.
+        """
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau >= 0:
+            raise ValueError(f"tau must be a number >= 0. Received: tau={tau!r}")
         self._layers(run)
         with self._found():
-            body = plugin.overview_impl(self._reader, self._ctx, _EXPERIMENT, run)
+            body = plugin.overview_impl(self._reader, self._ctx, _EXPERIMENT, run, float(tau))
         shape = (len(body["layers"]), len(body["steps"]))
         return Overview(
             run,
@@ -245,28 +266,39 @@ class LogReader:
             list(body["steps"]),
             {m: np.array(v, np.float64).reshape(shape) for m, v in body["rows"].items()},
             {m: dict(v) for m, v in body["unavailable"].items()},
+            dict(body["first_nonfinite"]),
+            dict(body["effective_rank_max"]),
+            dict(body["samples"]),
+            body["tau"],
         )
 
     def timeline(self, run: str, layer: str) -> Timeline:
         """A layer's channel timeline: per channel and step, `change_prev`,
-        `change_start`, `dead`, `mean`, `max`, `zero_fraction`
-        (docs/measures.md), with deaths, revivals and never-active channels."""
+        `change_start`, `dead`, `mean`, `max`, `zero_fraction`, and per unit
+        `on_rate` and `dormant_score` (docs/measures.md), with deaths,
+        revivals and never-active channels."""
         self._series(run, layer)
         with self._found():
             body = plugin.timeline_impl(self._reader, self._ctx, _EXPERIMENT, run, layer)
-        shape = (body["channels"], len(body["steps"]))
+        steps = len(body["steps"])
+
+        def rows(v):
+            values = np.frombuffer(base64.b64decode(v), "<f4").astype(np.float64)
+            return values.reshape(-1, steps)
+
+        values = {m: rows(v) for m, v in body["rows"].items()}
+        # A Dense layer's units are its units here: one row each.
+        values.update({m: rows(v) for m, v in body["unit_rows"].items()})
         return Timeline(
             run,
             layer,
             list(body["steps"]),
             body["channels"],
-            {
-                m: np.frombuffer(base64.b64decode(v), "<f4").astype(np.float64).reshape(shape)
-                for m, v in body["rows"].items()
-            },
+            values,
             [dict(e) for e in body["events"]],
             list(body["never_active"]),
             dict(body["unavailable"]),
+            body["units"],
         )
 
     def export(

@@ -48,7 +48,7 @@ PLUGIN_NAME = "activations"
 
 # Bump when the layout of the content or of the blobs changes in a way an
 # older reader would misread; readers refuse versions newer than they know.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # Tag of the time series holding the probe images as the model sees them.
 # Keras never generates this name; the writer refuses a layer path equal to it.
@@ -65,6 +65,32 @@ LAYER_STATS_FIELDS = STATS_FIELDS + MEASURE_FIELDS
 HEADER_INDEX = 0
 STATS_INDEX = 1
 FIRST_IMAGE_INDEX = 2
+
+# The probe set's statistics (format version 3): per logged channel, over
+# every sample of the set (not only the pictured probes), in the blob after
+# the PNGs. These are what the measures are computed from.
+SET_FIELDS = (
+    "mean",
+    "max",
+    "zero_fraction",
+    "nonfinite_fraction",
+    "sq_norm",
+    "sq_diff_prev",
+    "sq_diff_start",
+)
+
+# Per unit over the probe set (format version 3), in the blob after the set
+# statistics: a unit is a channel, or one unit of a Dense layer (whose units
+# are a single logged channel). See docs/measures.md.
+UNIT_FIELDS = ("on_rate", "abs_mean")
+
+# Header keys of a layer's step over its probe set (format version 3): the
+# layer measures of docs/measures.md, null where undefined; `nonfinite` is
+# true when any value of the layer at that step is NaN or infinite.
+SET_HEADER_KEYS = ("nonfinite", "rms", "effective_rank", "similarity", "saturation")
+
+# Activations whose saturation is measured, bounded as they are.
+BOUNDED_ACTIVATIONS = ("tanh", "sigmoid")
 
 NORMALIZATION = "per (probe, channel) min..max to 0..255; constant channels are 0"
 
@@ -93,21 +119,43 @@ class LayerInfo:
     stats_fields: tuple[str, ...] = STATS_FIELDS
     # Channels stacked in one PNG (format version 2); version 1 logs have 1.
     channels_per_image: int = 1
+    # The probe set (format version 3): `samples` in the set, of which the
+    # first `probes` are pictured; `units` rows of the unit measures; the
+    # fields of the set's two blobs (empty before version 3); the layer's
+    # activation when it is a bounded one (`BOUNDED_ACTIVATIONS`).
+    samples: int | None = None
+    units: int | None = None
+    set_fields: tuple[str, ...] = ()
+    unit_fields: tuple[str, ...] = ()
+    activation: str | None = None
     version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["output_shape"] = list(self.output_shape)
         d["stats_fields"] = list(self.stats_fields)
+        d["set_fields"] = list(self.set_fields)
+        d["unit_fields"] = list(self.unit_fields)
         return d
+
+    @property
+    def set_size(self) -> int:
+        """The samples of the probe set: `samples`, or `probes` before version 3."""
+        return self.samples if self.samples is not None else self.probes
 
     @property
     def images_per_probe(self) -> int:
         return -(-self.channels // self.channels_per_image)
 
     @property
-    def blob_count(self) -> int:
+    def set_index(self) -> int:
+        """The blob of the set statistics (after the PNGs); the unit
+        measures follow it. Only when `set_fields` is not empty."""
         return FIRST_IMAGE_INDEX + self.probes * self.images_per_probe
+
+    @property
+    def blob_count(self) -> int:
+        return self.set_index + (2 if self.set_fields else 0)
 
     def image_index(self, probe: int, image: int) -> int:
         """The blob of a probe's `image`-th PNG."""
@@ -162,6 +210,15 @@ def parse_plugin_metadata(content: bytes) -> LayerInfo:
     kwargs = {k: v for k, v in d.items() if k in fields}
     kwargs["output_shape"] = tuple(kwargs.get("output_shape", ()))
     kwargs["stats_fields"] = tuple(kwargs.get("stats_fields", STATS_FIELDS))
+    for name in ("set_fields", "unit_fields"):
+        value = kwargs.get(name, ())
+        if not isinstance(value, list) or not all(isinstance(f, str) for f in value):
+            if name in kwargs:
+                raise ValueError(
+                    f"Activations content's {name} must be a list of names. "
+                    f"Received: {name}={value!r}"
+                )
+        kwargs[name] = tuple(value)
     try:
         return LayerInfo(**kwargs)
     except TypeError as e:
@@ -177,14 +234,21 @@ def encode_header(
     start_step: int | None = None,
     cka_prev: float | None = None,
     cka_start: float | None = None,
+    **set_measures: float | bool | None,
 ) -> bytes:
     """A step header. The keyword fields are a layer's measures references
-    (docs/measures.md); a value that is not a finite number is written as
-    null, since JSON has no NaN."""
+    (docs/measures.md), then its probe set's `SET_HEADER_KEYS` (format
+    version 3, where given); a value that is not a finite number is written
+    as null, since JSON has no NaN."""
 
     def number(v):
-        return v if v is not None and math.isfinite(v) else None
+        if isinstance(v, bool):
+            return v
+        return float(v) if v is not None and math.isfinite(v) else None
 
+    unknown = sorted(set(set_measures) - set(SET_HEADER_KEYS))
+    if unknown:
+        raise TypeError(f"encode_header takes the keys {SET_HEADER_KEYS}. Received: {unknown}")
     return json.dumps(
         {
             "epoch": epoch,
@@ -194,6 +258,7 @@ def encode_header(
             "start_step": start_step,
             "cka_prev": number(cka_prev),
             "cka_start": number(cka_start),
+            **{k: number(v) for k, v in set_measures.items()},
         }
     ).encode("utf-8")
 
@@ -214,6 +279,14 @@ def decode_stats(blob: bytes) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] < len(STATS_FIELDS):
         raise ValueError(f"Statistics blob has shape {arr.shape}, expected (P, C, F)")
     return arr
+
+
+def decode_table(blob: bytes, fields: int) -> np.ndarray:
+    """A (rows, fields) float32 table: the set statistics or unit measures."""
+    arr = np.load(io.BytesIO(blob), allow_pickle=False)
+    if arr.ndim != 2 or arr.shape[1] < fields or arr.dtype.kind != "f":
+        raise ValueError(f"Table blob has shape {arr.shape}, expected (rows, {fields})")
+    return arr[:, :fields]
 
 
 def real_values(levels, lo, hi) -> np.ndarray:

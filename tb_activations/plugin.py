@@ -25,6 +25,7 @@ import json
 import logging
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tensorboard import errors, plugin_util
@@ -32,7 +33,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_activations import curves, export, measures, metadata, params
+from tb_activations import curves, export, health, measures, metadata, params
 from tb_activations.colormaps import COLORMAPS, colormap_luts
 from tb_activations.reader import Reader, Series, StatsSeries
 
@@ -234,8 +235,11 @@ LAYER_MEASURES = (
     "drift_start",
     "dead_fraction",
     "mean",
+    *health.LAYER_MEASURES,
 )
 CHANNEL_MEASURES = ("change_prev", "change_start", "dead", "mean", "max", "zero_fraction")
+# One row per unit: a channel, or one unit of a Dense layer (docs/measures.md).
+UNIT_MEASURES = health.UNIT_MEASURES
 ENCODING = "base64 little-endian float32, row-major (channels, steps); NaN = null"
 
 
@@ -275,14 +279,41 @@ def _float32_b64(rows: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(rows, dtype="<f4").tobytes()).decode("ascii")
 
 
-def _kept(got: StatsSeries) -> measures.Logged:
+class _Kept(NamedTuple):
+    logged: measures.Logged  # what the change, drift, dead and mean come from
+    units: list  # each step's (units, fields) unit measures, or None
+    unit_fields: list[str]
+    nonfinite: np.ndarray  # (steps,) bool, from the statistics
+    info: metadata.LayerInfo
+
+
+def _kept(got: StatsSeries) -> _Kept:
     """A series' readable steps, one per step number (the last logged of a
-    repeated one) in increasing order, with their statistics as one array,
-    header dicts and field names."""
+    repeated one) in increasing order, with their statistics as one array
+    (the probe set's, from format version 3, as one "probe"), header dicts
+    and field names."""
     got = got.latest()
-    stats = got.array()
-    fields = list(got.series.info.stats_fields[: stats.shape[-1]])
-    return measures.Logged(got.steps, stats, [h.values for h in got.headers], fields)
+    info = got.series.info
+    headers = [h.values for h in got.headers]
+    if got.sets and all(v is not None for v in got.sets):
+        stats = np.array([v.stats[None] for v in got.sets]).reshape(
+            len(got.sets), 1, info.channels, len(info.set_fields)
+        )
+        fields = list(info.set_fields)
+        units = [v.units for v in got.sets]
+    else:
+        stats = got.array()
+        fields = list(info.stats_fields[: stats.shape[-1]])
+        units = [None] * len(got.steps)
+    column = fields.index("nonfinite_fraction") if "nonfinite_fraction" in fields else None
+    with np.errstate(invalid="ignore"):
+        nonfinite = (
+            (stats[..., column] > 0).any(axis=(1, 2))
+            if column is not None and stats.size
+            else np.zeros(len(got.steps), bool)
+        )
+    logged = measures.Logged(got.steps, stats, headers, fields)
+    return _Kept(logged, units, list(info.unit_fields), nonfinite, info)
 
 
 def _rows(fn, logged: measures.Logged):
@@ -301,29 +332,48 @@ def _null_where_nan(a: np.ndarray) -> list:
     return np.where(np.isfinite(a), a, None).tolist()
 
 
-def overview_impl(reader: Reader, ctx, experiment: str, run: str) -> Answer:
-    key = ("overview", experiment, run, reader.versions(ctx, experiment, run))
-    return reader.memo(
-        key,
-        lambda: Answer.sized(_overview(reader, ctx, run, reader.layers(ctx, experiment, run))),
-    )
+def overview_impl(
+    reader: Reader, ctx, experiment: str, run: str, tau: float = health.DEFAULT_TAU
+) -> Answer:
+    versions, layers = reader.listed_layers(ctx, experiment, run)
+    key = ("overview", experiment, run, versions, tau)
+    return reader.memo(key, lambda: Answer.sized(_overview(reader, ctx, run, layers(), tau)))
 
 
-def _overview(reader: Reader, ctx, run: str, layers: list[Series]) -> dict:
+def _health_rows(kept: _Kept, tau: float):
+    steps, _, headers, _ = kept.logged
+    args = (steps, headers, kept.units, kept.unit_fields, kept.nonfinite)
+    return health.layer_rows(*args, kept.info.activation, tau)
+
+
+def _overview(reader: Reader, ctx, run: str, layers: list[Series], tau: float) -> dict:
     read = [_kept(reader.stats_series(ctx, series)) for series in layers]
-    steps = sorted({s for logged in read for s in logged.steps})
+    steps = sorted({s for kept in read for s in kept.logged.steps})
     where = {s: i for i, s in enumerate(steps)}
     rows = {m: np.full((len(layers), len(steps)), np.nan) for m in LAYER_MEASURES}
     unavailable: dict[str, dict[str, str]] = {}
-    for i, (series, logged) in enumerate(zip(layers, read)):
+    first_nonfinite, rank_max = {}, {}
+    for i, (series, kept) in enumerate(zip(layers, read)):
+        logged = kept.logged
         got, problem = _rows(measures.layer_rows, logged)
         columns = [where[s] for s in logged.steps]
+        values, reasons = {}, {}
+        if got is not None:
+            values, reasons = dict(got.values), dict(got.reasons)
+            values_h, reasons_h = _health_rows(kept, tau)
+            values.update(values_h)
+            reasons.update(reasons_h)
         for m in LAYER_MEASURES:
-            why = problem or got.reasons.get(m)
+            why = problem or reasons.get(m)
             if why:
                 unavailable.setdefault(m, {})[series.tag] = why
             if got is not None:
-                rows[m][i, columns] = got.values[m]
+                rows[m][i, columns] = values[m]
+        broke = health.first_nonfinite(logged.steps, logged.headers, kept.nonfinite)
+        if broke is not None:
+            first_nonfinite[series.tag] = broke
+        units = series.info.units if series.info.units is not None else series.info.channels
+        rank_max[series.tag] = max(0, min(series.info.set_size - 1, units))
     return {
         "run": run,
         "layers": [s.tag for s in layers],
@@ -331,6 +381,10 @@ def _overview(reader: Reader, ctx, run: str, layers: list[Series]) -> dict:
         "measures": list(LAYER_MEASURES),
         "rows": {m: _null_where_nan(rows[m]) for m in LAYER_MEASURES},
         "unavailable": unavailable,
+        "first_nonfinite": first_nonfinite,
+        "effective_rank_max": rank_max,
+        "samples": {s.tag: s.info.set_size for s in layers},
+        "tau": tau,
     }
 
 
@@ -346,8 +400,9 @@ def timeline_impl(reader: Reader, ctx, experiment: str, run: str, tag: str) -> A
 
 
 def _timeline(reader: Reader, ctx, series: Series) -> dict:
-    logged = _kept(reader.stats_series(ctx, series))
-    steps, stats, _, fields = logged
+    kept = _kept(reader.stats_series(ctx, series))
+    logged = kept.logged
+    steps, stats, headers, fields = logged
     channels = series.info.channels
     rows = {m: np.full((channels, len(steps)), np.nan) for m in CHANNEL_MEASURES}
     got, problem = _rows(measures.channel_rows, logged)
@@ -365,13 +420,30 @@ def _timeline(reader: Reader, ctx, series: Series) -> dict:
         unavailable = dict(got.reasons)
     elif steps:
         unavailable = {m: problem for m in CHANNEL_MEASURES}
+    unit_rows, reasons = health.unit_rows(
+        steps, headers, kept.units, kept.unit_fields, kept.nonfinite
+    )
+    unavailable.update(reasons if steps else {})
+    per_unit = series.info.layout == "units"
+    for m in UNIT_MEASURES:
+        rows[m] = unit_rows[m]
+        if unit_rows[m].shape[0] != channels:
+            # A Dense layer's one channel: its on-rate over all its units;
+            # its units' scores are in `unit_rows`. Older logs: none.
+            rows[m] = np.full((channels, len(steps)), np.nan)
+            if per_unit and m == "on_rate" and unit_rows[m].shape[0]:
+                rows[m][:] = unit_rows[m].mean(axis=0)
     return {
         "run": series.run,
         "tag": series.tag,
         "steps": steps,
         "channels": channels,
         "encoding": ENCODING,
-        "rows": {m: _float32_b64(rows[m]) for m in CHANNEL_MEASURES},
+        "rows": {m: _float32_b64(rows[m]) for m in (*CHANNEL_MEASURES, *UNIT_MEASURES)},
+        "units": int(unit_rows["on_rate"].shape[0]),
+        "unit_rows": (
+            {m: _float32_b64(unit_rows[m]) for m in UNIT_MEASURES} if per_unit else {}
+        ),
         "events": events,
         "never_active": never,
         "unavailable": unavailable,
@@ -380,10 +452,11 @@ def _timeline(reader: Reader, ctx, series: Series) -> dict:
 
 def curves_impl(reader: Reader, ctx, experiment: str, run: str) -> Answer:
     scalars = reader.scalars(ctx, experiment, run)
-    key = ("curves", experiment, run, reader.versions(ctx, experiment, run), scalars.version)
+    versions, read_layers = reader.listed_layers(ctx, experiment, run)
+    key = ("curves", experiment, run, versions, scalars.version)
 
     def compute():
-        layers = reader.layers(ctx, experiment, run)
+        layers = read_layers()
         logged = sorted(
             (datum.step, header.epoch)
             for series in layers

@@ -20,15 +20,13 @@ is read again.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import io
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -38,6 +36,17 @@ from tensorboard.backend.event_processing.data_provider import MultiplexerDataPr
 from tensorboard.data import provider
 
 from tb_activations import curves, encoding, metadata
+from tb_activations.series import (
+    _LRU,
+    ChannelStep,
+    Header,
+    Listed,
+    Scalars,
+    Series,
+    SetValues,
+    StatsSeries,
+    _Gone,
+)
 
 __all__ = [
     "ChannelStep",
@@ -85,184 +94,6 @@ _ANSWER_CACHE_BYTES = 64 * 1024 * 1024
 _SCALARS_PLUGIN = "scalars"
 
 _T = TypeVar("_T")
-
-
-class _Gone(Exception):
-    """A blob of a listed step could not be read (evicted or corrupt)."""
-
-
-@dataclass
-class Series:
-    """One (run, tag) as sampling keeps it now."""
-
-    run: str
-    tag: str
-    info: metadata.LayerInfo
-    data: list[provider.BlobSequenceDatum]  # well-formed kept steps, by step
-    # Changes whenever the kept steps may have: answers computed from the
-    # series are cached under it.
-    version: tuple = ()
-
-    @property
-    def steps(self) -> list[int]:
-        return [d.step for d in self.data]
-
-    def find(self, step: int) -> provider.BlobSequenceDatum:
-        """The kept step `step`; NotFoundError listing the kept steps if none."""
-        for datum in self.data:
-            if datum.step == step:
-                return datum
-        kept = self.steps
-        shown = ", ".join(map(str, kept[:20])) + (", ..." if len(kept) > 20 else "")
-        raise errors.NotFoundError(
-            f"Step {step} of run {self.run!r}, tag {self.tag!r} is not kept. Kept steps: [{shown}]"
-        )
-
-    def check_probe(self, probe: int) -> None:
-        if probe >= self.info.probes:
-            raise errors.NotFoundError(
-                f"Probe {probe} is out of range: run {self.run!r}, tag {self.tag!r} "
-                f"has {self.info.probes} probe(s), numbered from 0."
-            )
-
-    def check_channel(self, channel: int) -> None:
-        if channel >= self.info.channels:
-            raise errors.NotFoundError(
-                f"Channel {channel} is out of range: run {self.run!r}, tag "
-                f"{self.tag!r} has {self.info.channels} logged channel(s), numbered from 0."
-            )
-
-    def fields(self, stats: np.ndarray) -> list[str]:
-        """The names of the statistics `stats` (one step's) has."""
-        return list(self.info.stats_fields[: stats.shape[-1]])
-
-    def _gone(self, e: _Gone) -> errors.NotFoundError:
-        where = (
-            f"Probe image of run {self.run!r}"
-            if self.tag == metadata.PROBE_TAG
-            else f"Run {self.run!r}, tag {self.tag!r}"
-        )
-        return errors.NotFoundError(f"{where}: {e}.")
-
-
-@dataclass(frozen=True)
-class Header:
-    """A step's header: `epoch`, `batch` and `index` when they are numbers,
-    else None; `values` is the whole decoded header ({} if unreadable), for
-    keys later writers add."""
-
-    epoch: float | None
-    batch: int | None
-    index: int | None
-    values: Mapping[str, Any] = field(default_factory=dict, repr=False)
-
-
-@dataclass(frozen=True)
-class Listed:
-    """A series as `Reader.tags` lists it."""
-
-    info: metadata.LayerInfo
-    steps_kept: int
-    max_step: int
-    max_wall_time: float
-
-
-@dataclass(frozen=True)
-class StatsSeries:
-    """The readable kept steps of a series with their headers and statistics
-    (each `(probes, channels, fields)`), oldest first."""
-
-    series: Series
-    data: list[provider.BlobSequenceDatum]
-    headers: list[Header]
-    stats: list[np.ndarray]
-
-    @property
-    def steps(self) -> list[int]:
-        return [d.step for d in self.data]
-
-    @property
-    def fields(self) -> list[str]:
-        """The statistics' names: those of the newest readable step."""
-        if not self.stats:
-            return list(self.series.info.stats_fields)
-        return self.series.fields(self.stats[-1])
-
-    def latest(self) -> StatsSeries:
-        """One entry per step number, in increasing step order: the last
-        logged of a step logged twice (two loggers, or a retried write, in one
-        run), as the measures count steps."""
-        last = {d.step: i for i, d in enumerate(self.data)}
-        order = [last[step] for step in sorted(last)]
-        return StatsSeries(
-            self.series,
-            [self.data[i] for i in order],
-            [self.headers[i] for i in order],
-            [self.stats[i] for i in order],
-        )
-
-    def array(self) -> np.ndarray:
-        """The statistics as one `(steps, probes, channels, fields)` float32
-        array, cut to the fields every step has; `(0, 0, 0, 0)` when no step
-        is readable."""
-        if not self.stats:
-            return np.zeros((0, 0, 0, 0), np.float32)
-        info = self.series.info
-        count = min((s.shape[2] for s in self.stats), default=len(info.stats_fields))
-        out = np.empty((len(self.stats), info.probes, info.channels, count), np.float32)
-        for i, s in enumerate(self.stats):
-            out[i] = s[:, :, :count]
-        return out
-
-
-@dataclass(frozen=True)
-class Scalars:
-    """The scalar series of a run and its sibling runs: `points[run][tag]`
-    are `(step, value)` pairs, runs in `curves.sibling_runs` order, tags by
-    name. `version` changes whenever a series may have."""
-
-    points: dict[str, dict[str, list[tuple[int, float]]]]
-    version: tuple
-
-
-@dataclass(frozen=True)
-class ChannelStep:
-    """One step of one (probe, channel): its statistics `(fields,)` and its
-    `(height, width)` gray levels."""
-
-    datum: provider.BlobSequenceDatum
-    header: Header
-    stats: np.ndarray
-    levels: np.ndarray
-
-
-class _LRU:
-    """A thread-safe LRU cache bounded by the total cost (bytes, say) of its
-    values."""
-
-    def __init__(self, max_cost: int):
-        self._max_cost = max_cost
-        self._cost = 0
-        self._items: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            self._items.move_to_end(key)
-            return item[0]
-
-    def put(self, key, value, size: int) -> None:
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._cost -= old[1]
-            self._items[key] = (value, size)
-            self._cost += size
-            while self._cost > self._max_cost and len(self._items) > 1:
-                self._cost -= self._items.popitem(last=False)[1][1]
 
 
 def _number(v, kind):
@@ -366,8 +197,21 @@ class Reader:
     def layers(self, ctx, experiment: str, run: str) -> list[Series]:
         """Every readable layer series of a run (not the probe), in the
         model's order; NotFoundError if the run logged no activations."""
+        return self._layers(ctx, experiment, run, self._layer_listing(ctx, experiment, run))
+
+    def listed_layers(
+        self, ctx, experiment: str, run: str
+    ) -> tuple[tuple[tuple[str, tuple], ...], Callable[[], list[Series]]]:
+        """`versions` and a function giving `layers`, from one listing of
+        the run: what an answer made from the whole run needs, without
+        listing the run twice when the answer is not cached."""
+        listing = self._layer_listing(ctx, experiment, run)
+        versions = tuple(sorted((tag, _version(ts)) for tag, (ts, _) in listing))
+        return versions, lambda: self._layers(ctx, experiment, run, listing)
+
+    def _layers(self, ctx, experiment: str, run: str, listing) -> list[Series]:
         found, stale = [], []
-        for tag, (ts, info) in self._layer_listing(ctx, experiment, run):
+        for tag, (ts, info) in listing:
             cached = self._series_cache.get((experiment, run, tag))
             if cached is not None and cached[0] == _version(ts):
                 found.append(cached[1])
@@ -481,17 +325,19 @@ class Reader:
         return [(d, h) for d, h in zip(series.data, got) if h is not None]
 
     def stats_series(self, ctx, series: Series) -> StatsSeries:
-        """The readable kept steps with their headers and statistics."""
+        """The readable kept steps with their headers, statistics and probe-set values."""
 
         def read(datum):
-            return self._header(ctx, datum), self._stats(ctx, series, datum)
+            header, stats = self._header(ctx, datum), self._stats(ctx, series, datum)
+            return header, stats, self._set_values(ctx, series, datum)
 
         got = [(d, g) for d, g in zip(series.data, self._map(read, series.data)) if g is not None]
         return StatsSeries(
             series,
             [d for d, _ in got],
-            [h for _, (h, _) in got],
-            [s for _, (_, s) in got],
+            [g[0] for _, g in got],
+            [g[1] for _, g in got],
+            [g[2] for _, g in got],
         )
 
     def channel_series(self, ctx, series: Series, probe: int, channel: int) -> list[ChannelStep]:
@@ -689,6 +535,37 @@ class Reader:
             stats = stats[:, :, : len(info.stats_fields)]
             self._cache.put(key, stats, stats.nbytes + 128)
         return stats
+
+    def _set_values(self, ctx, series: Series, datum) -> SetValues | None:
+        """The step's probe-set values; None before format version 3, or
+        (with a warning) when they are unreadable, so that the step keeps
+        its other measures."""
+        info = series.info
+        if not info.set_fields:
+            return None
+        index = info.set_index
+        key = ("set", datum.values[index].blob_key, datum.wall_time)
+        got = self._cache.get(key)
+        if got is None:
+            blobs = [self._blob(ctx, datum, index), self._blob(ctx, datum, index + 1)]
+            try:
+                got = SetValues(
+                    metadata.decode_table(blobs[0], len(info.set_fields)).astype(np.float64),
+                    metadata.decode_table(blobs[1], len(info.unit_fields)).astype(np.float64),
+                )
+            except (ValueError, OSError, EOFError) as e:
+                self._warn_once(series.run, series.tag, f"unreadable probe-set values: {e}")
+                return None
+            if got.stats.shape[0] != info.channels:
+                self._warn_once(
+                    series.run,
+                    series.tag,
+                    f"probe-set statistics of {got.stats.shape[0]} rows for "
+                    f"{info.channels} channels",
+                )
+                return None
+            self._cache.put(key, got, got.stats.nbytes + got.units.nbytes + 128)
+        return got
 
     def _levels(self, series: Series, datum, png: bytes, count: int) -> np.ndarray:
         """The `(count, height, width)` gray levels of a PNG of `count`

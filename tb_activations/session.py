@@ -26,7 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tb_activations import distributed, encoding, measures, metadata
+from tb_activations import distributed, encoding, health, measures, metadata
 from tb_activations import layers as layers_lib
 from tb_activations import probe as probe_lib
 from tb_activations.summary import ActivationWriter, LayerValue
@@ -35,6 +35,7 @@ RUN_NAME = "activations"
 DEFAULT_MAX_LAYERS = 12
 DEFAULT_MAX_CHANNELS = 512
 DEFAULT_MAX_SIZE = 256
+DEFAULT_PROBE_IMAGES = 8
 
 
 def check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
@@ -85,8 +86,10 @@ class _Recorder:
         max_channels: int,
         max_size: int | None,
         verbose: int,
+        probe_images: int = DEFAULT_PROBE_IMAGES,
     ):
         self.model = model
+        self.probe_images = probe_images
         self.max_channels = max_channels
         self.max_size = max_size
         if not model.layers:
@@ -150,7 +153,7 @@ class _Recorder:
         shape, with the channel axis `data_format` says. The stored images do
         not depend on it.
         """
-        b = self.batch
+        b = first_samples(self.batch, self.probe_images)
         images = b
         if b.ndim >= 4 and self.input_format == "channels_first":
             images = np.moveaxis(b, 1, -1)
@@ -163,6 +166,7 @@ class _Recorder:
             channels=1,
             total_channels=int(images.shape[-1]) if images.ndim > 2 else 1,
             probes=int(b.shape[0]),
+            samples=int(keras.tree.flatten(self.batch)[0].shape[0]),
             height=int(h),
             width=int(w),
             source_height=int(h),
@@ -199,7 +203,9 @@ class _Recorder:
             output_shape=tap.output_shape or (None, *arr.shape[1:]),
             channels=kept,
             total_channels=c,
-            probes=int(arr.shape[0]),
+            probes=min(int(arr.shape[0]), self.probe_images),
+            samples=int(arr.shape[0]),
+            activation=health.bounded_activation(tap.layer),
             height=height,
             width=width,
             channels_per_image=encoding.channels_per_image(height, width, kept),
@@ -209,6 +215,12 @@ class _Recorder:
             data_format=tap.data_format,
             position=self.positions[tap.path],
         )
+
+
+def first_samples(batch, k: int):
+    """The first `k` samples of a probe batch of any structure the model
+    takes (an array, or a dict or list of arrays): the pictured probes."""
+    return keras.tree.map_structure(lambda a: a[:k], batch)
 
 
 def _one_copy(arrays: list[np.ndarray], probes: int) -> list[np.ndarray]:
@@ -255,6 +267,7 @@ OPTIONS: dict[str, Any] = {
     "max_layers": DEFAULT_MAX_LAYERS,
     "max_channels": DEFAULT_MAX_CHANNELS,
     "max_size": DEFAULT_MAX_SIZE,
+    "probe_images": DEFAULT_PROBE_IMAGES,
     "run_name": RUN_NAME,
     "verbose": 1,
     "chief": None,
@@ -286,6 +299,9 @@ class LoggingSession:
         max_layers: the most layers `layers=None` picks. Defaults to `12`.
         max_channels: channels logged per layer. Defaults to `512`.
         max_size: larger feature maps are downscaled to fit. Defaults to `256`.
+        probe_images: how many samples of the probe, the first ones, get
+            pictures; all of them feed the statistics and measures.
+            Defaults to `8`.
         run_name: the run's directory in `log_dir`. Defaults to `"activations"`.
         verbose: 1 prints which layers `layers=None` picked, or that this
             process does not log. Defaults to `1`.
@@ -317,6 +333,7 @@ class LoggingSession:
         max_layers = options["max_layers"]
         max_channels = options["max_channels"]
         max_size = options["max_size"]
+        probe_images = options["probe_images"]
         run_name = options["run_name"]
         verbose = options["verbose"]
         chief = options["chief"]
@@ -327,6 +344,7 @@ class LoggingSession:
         check_int("max_layers", max_layers, 1)
         check_int("max_channels", max_channels, 1)
         check_int("max_size", max_size, 1, allow_none=True)
+        check_int("probe_images", probe_images, 1)
         if preprocess is not None and not callable(preprocess):
             raise ValueError(f"preprocess must be callable. Received: preprocess={preprocess!r}")
         if not isinstance(run_name, str) or not run_name or run_name in (".", ".."):
@@ -343,6 +361,7 @@ class LoggingSession:
         self._max_layers = max_layers
         self._max_channels = max_channels
         self._max_size = max_size
+        self._probe_images = int(probe_images)
         self._verbose = verbose
         self._chief = chief
         # Decided at the first bind: a training script may initialize
@@ -401,6 +420,7 @@ class LoggingSession:
             max_layers=self._max_layers,
             max_channels=self._max_channels,
             max_size=self._max_size,
+            probe_images=self._probe_images,
             verbose=self._verbose if self._process.chief else 0,
         )
         if first and self._verbose and not self._process.chief:

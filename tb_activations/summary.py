@@ -33,7 +33,7 @@ from tensorboard.compat import tf as tb_tf
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from tb_activations import encoding, measures, metadata
+from tb_activations import encoding, health, measures, metadata
 
 logger = logging.getLogger("tb_activations")
 
@@ -99,41 +99,64 @@ def encode_step(
     step: int = 0,
 ) -> tuple[metadata.LayerInfo, list[bytes], Exception | None]:
     """The blobs of one layer's step, the layer info they go with, and what
-    the tracker raised (None when it did not).
+    the measures raised (None when nothing did).
 
-    `header` holds `metadata.encode_header`'s arguments. With a `tracker`,
-    a layer (not the probe) gets its measures: `MEASURE_FIELDS` after its
-    statistics and the reference keys in its header. A tracker that fails
-    leaves the step without measures (NaN statistics, null header keys).
+    `header` holds `metadata.encode_header`'s arguments. The first
+    `info.probes` samples of the set get statistics and PNGs; the whole set
+    (`info.samples`) feeds the set statistics and unit measures (`health`)
+    and, with a `tracker`, the change and CKA (`MEASURE_FIELDS` after the
+    pictured probes' statistics, the reference keys in the header). A
+    measure that fails leaves the step without those values (NaN, null).
     """
     if value.info.layout == "probe":
-        stats, pngs = encoding.probe_images(value.array)
+        stats, pngs = encoding.probe_images(value.array[: value.info.probes])
         info = replace(value.info, stats_fields=metadata.STATS_FIELDS)
         return info, [metadata.encode_header(**header), metadata.encode_stats(stats), *pngs], None
     x = value.nhwc()
+    pictured = x[: value.info.probes]
     # Strips (units, sequences) are one pixel high: small at any length,
     # and a downscaled strip would no longer line up with its units.
     size_cap = max_size if value.info.layout == "image" else None
     stats, pending = encoding.encode_layer_async(
-        x, max_size=size_cap, per_image=value.info.channels_per_image, executor=executor
+        pictured, max_size=size_cap, per_image=value.info.channels_per_image, executor=executor
     )
-    info = replace(value.info, stats_fields=metadata.LAYER_STATS_FIELDS)
-    extra = np.full((*stats.shape[:2], len(measures.MEASURE_FIELDS)), np.nan, np.float32)
+    units = x.shape[2] if value.info.layout == "units" else x.shape[3]
+    info = replace(
+        value.info,
+        stats_fields=metadata.LAYER_STATS_FIELDS,
+        samples=int(x.shape[0]),
+        units=int(units),
+        set_fields=metadata.SET_FIELDS,
+        unit_fields=metadata.UNIT_FIELDS,
+    )
+    # While the pool compresses the PNGs, after the statistics and the
+    # quantization, so that a map that cannot be encoded is not kept as a
+    # reference for the next step.
+    extra = np.full((x.shape[0], x.shape[3], len(measures.MEASURE_FIELDS)), np.nan, np.float32)
     fields: dict = {}
+    set_base = np.full((x.shape[3], 4), np.nan, np.float32)
+    unit_values = np.full((units, len(metadata.UNIT_FIELDS)), np.nan, np.float32)
     error = None
+    try:
+        set_base, unit_values, set_header = health.measure(x, info.layout, info.activation)
+        fields.update(set_header)
+    except Exception as e:  # noqa: BLE001 - the step is written without these measures
+        error = e
     if tracker is not None:
-        # While the pool compresses the PNGs, after the statistics and the
-        # quantization, so that a map that cannot be encoded is not kept
-        # as a reference for the next step.
         try:
-            extra, fields = tracker.update(value.info.layer, step, x)
-        except Exception as e:  # noqa: BLE001 - the step is written without measures
-            error = e
+            extra, refs = tracker.update(value.info.layer, step, x)
+            fields.update(refs)
+        except Exception as e:  # noqa: BLE001 - the step is written without these measures
+            error = error or e
+    with np.errstate(invalid="ignore", over="ignore"):
+        set_sums = extra.sum(axis=0, dtype=np.float64)
     pngs = pending()
     blobs = [
         metadata.encode_header(**header, **fields),
-        metadata.encode_stats(np.concatenate([stats, extra], axis=2)),
+        metadata.encode_stats(np.concatenate([stats, extra[: info.probes]], axis=2)),
         *pngs,
+        metadata.encode_stats(np.concatenate([set_base, set_sums], axis=1)),
+        metadata.encode_stats(unit_values),
     ]
     return info, blobs, error
 

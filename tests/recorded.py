@@ -240,3 +240,84 @@ def train_ground_truth(log_dir, *, epochs: int = 5, probes: int = 2, **logger_kw
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
     )
+
+
+# -- the probe set's health measures, written out in float64 numpy -------------
+
+
+def unit_matrix(a: np.ndarray) -> np.ndarray:
+    """A layer's raw channels-last (N, ...) output as the unit matrix: rows
+    are sample x position, columns units (a Dense layer's units are its
+    columns, one position per sample)."""
+    a = np.asarray(a, np.float64)
+    return a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
+
+
+def pooled(a: np.ndarray) -> np.ndarray:
+    """G: each sample's mean over positions of every unit, (N, units)."""
+    a = np.asarray(a, np.float64)
+    return a if a.ndim == 2 else a.reshape(a.shape[0], -1, a.shape[-1]).mean(axis=1)
+
+
+def ref_health(a: np.ndarray, activation: str | None = None, tau: float = 0.025) -> dict:
+    """docs/measures.md's probe-set measures of one layer at one step, from
+    its raw (N, ...) float32 output, in float64; NaN for null. A layer with a
+    non-finite value has every one of them null."""
+    m = unit_matrix(a)
+    u = m.shape[1]
+    nan = float("nan")
+    if not np.isfinite(m).all():
+        return {
+            "on_rate": np.full(u, nan),
+            "dormant_score": np.full(u, nan),
+            **dict.fromkeys(
+                ("dormant_fraction", "effective_rank", "similarity", "rms", "saturation"), nan
+            ),
+        }
+    on = (m > 0).mean(axis=0)
+    absolute = np.abs(m).mean(axis=0)
+    den = absolute.mean()
+    score = absolute / den if den > 0 else np.full(u, nan)
+    g = pooled(a)
+    sigma = np.linalg.svd(g - g.mean(axis=0), compute_uv=False)
+    sigma = sigma[sigma > sigma.max(initial=0) * max(g.shape) * np.finfo(float).eps]
+    p = sigma / sigma.sum() if sigma.size else sigma
+    rank = float(np.exp(-(p * np.log(p)).sum())) if sigma.size else nan
+    keep = g[np.linalg.norm(g, axis=1) > 0]
+    sims = [
+        float(keep[i] @ keep[j] / np.linalg.norm(keep[i]) / np.linalg.norm(keep[j]))
+        for i in range(len(keep))
+        for j in range(i + 1, len(keep))
+    ]
+    saturation = nan
+    if activation == "tanh":
+        saturation = float((np.abs(m) > 0.99).mean())
+    elif activation == "sigmoid":
+        saturation = float(((m < 0.01) | (m > 0.99)).mean())
+    return {
+        "on_rate": on,
+        "dormant_score": score,
+        "dormant_fraction": float((score <= tau).mean()) if den > 0 else nan,
+        "effective_rank": rank,
+        "similarity": float(np.mean(sims)) if sims else nan,
+        "rms": float(np.sqrt((m**2).mean())),
+        "saturation": saturation,
+    }
+
+
+def written(info: metadata.LayerInfo) -> metadata.LayerInfo:
+    """A layer's info as the writer logs it from `info` and a probe of
+    `info.probes` samples (all pictured): with the measures' statistics and
+    the probe set's fields (format version 3)."""
+    import dataclasses
+
+    if info.layout == "probe":
+        return info
+    return dataclasses.replace(
+        info,
+        stats_fields=metadata.LAYER_STATS_FIELDS,
+        samples=info.probes,
+        units=info.width if info.layout == "units" else info.channels,
+        set_fields=metadata.SET_FIELDS,
+        unit_fields=metadata.UNIT_FIELDS,
+    )

@@ -399,7 +399,8 @@ def test_several_probes_are_all_logged(tmp_path, data):
     series = read_run(tmp_path)
     info = series["conv1"].info
     assert (info.probes, info.channels, info.channels_per_image) == (3, 8, 8)
-    assert len(series["conv1"].steps[0].blobs) == 2 + 3  # one PNG of 8 maps per probe
+    # One PNG of 8 maps per probe, then the probe set's statistics and unit measures.
+    assert len(series["conv1"].steps[0].blobs) == 2 + 3 + 2
     assert series["conv1"].steps[0].image(info, 2, 7).shape == (26, 26)
     assert series[metadata.PROBE_TAG].info.probes == 3
 
@@ -431,3 +432,13 @@ def test_a_worker_trains_without_logging_unless_told_to(tmp_path, data, monkeypa
     assert not os.path.exists(tmp_path / "logs")
     logged = log_activations(model, x[:1], tmp_path / "logs", ["conv1"], verbose=0, chief=True)
     assert logged == ["conv1"] and read_run(tmp_path / "logs")["conv1"].step_numbers == [0]
+
+
+def test_log_activations_pictures_the_first_probe_images(tmp_path, data):
+    x, _ = data
+    log_activations(small_cnn(), x[:5], tmp_path, layers=["conv1"], probe_images=2, verbose=0)
+    series = read_run(tmp_path)
+    info = series["conv1"].info
+    assert (info.probes, info.samples) == (2, 5)
+    assert len(series["conv1"].steps[0].blobs) == info.blob_count == 2 + 2 + 2
+    assert series[metadata.PROBE_TAG].info.probes == 2

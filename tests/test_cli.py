@@ -57,6 +57,7 @@ def expected_report(truth) -> dict[str, list]:
             int(died),
             int(dead.all(1).sum()),
             change,
+            recorded.ref_health(truth.activations[layer][-1]),
         ]
     return out
 
@@ -64,11 +65,31 @@ def expected_report(truth) -> dict[str, list]:
 def report_rows(stdout: str) -> dict[str, list]:
     rows = {}
     for line in stdout.splitlines():
-        m = re.fullmatch(r"\s+(\S+)\s+(\d+)\s+(\d+) \(\d+%\)\s+(\d+)\s+(\d+)\s+(\S+)", line)
+        m = re.fullmatch(
+            r"\s+(\S+)\s+(\d+)\s+(\d+) \(\d+%\)\s+(\d+)\s+(\d+)\s+(\S+)"
+            r"\s+(\S+)\s+(\S+) / (\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)",
+            line,
+        )
         if m:
-            layer, *counts, change = m.groups()
+            layer, *counts, change = m.groups()[:6]
+            dormant, rank, rank_max, similarity, rms, saturation, broke = m.groups()[6:]
             rows[layer] = [*map(int, counts), float(change)]
+            rows[layer].append(
+                {
+                    "dormant_fraction": number(dormant.rstrip("%")) / 100,
+                    "effective_rank": number(rank),
+                    "effective_rank_max": int(rank_max),
+                    "similarity": number(similarity),
+                    "rms": number(rms),
+                    "saturation": number(saturation),
+                    "first_nonfinite": None if broke == "-" else int(broke),
+                }
+            )
     return rows
+
+
+def number(text: str) -> float:
+    return float("nan") if text == "n/a" else float(text)
 
 
 def test_report_prints_each_layers_counts_and_change(logs):
@@ -82,6 +103,16 @@ def test_report_prints_each_layers_counts_and_change(logs):
     for layer, row in expected.items():
         assert got[layer][:4] == row[:4], layer
         assert got[layer][4] == pytest.approx(row[4], abs=2e-3), layer
+        printed, ref = got[layer][5], row[5]
+        # As printed: a whole percent, 2 decimals, 3 decimals, 3 digits.
+        assert printed["dormant_fraction"] == pytest.approx(ref["dormant_fraction"], abs=0.006)
+        assert printed["effective_rank"] == pytest.approx(ref["effective_rank"], abs=0.006)
+        # min(N - 1, units): two samples here.
+        assert printed["effective_rank_max"] == min(len(truth.probe) - 1, 12)
+        assert printed["similarity"] == pytest.approx(ref["similarity"], abs=6e-4)
+        assert printed["rms"] == pytest.approx(ref["rms"], rel=6e-3)
+        assert np.isnan(printed["saturation"])  # ReLU layers
+        assert printed["first_nonfinite"] is None
 
 
 def test_fail_dead_above_exits_1_naming_the_layers(logs):
@@ -95,7 +126,8 @@ def test_fail_dead_above_exits_1_naming_the_layers(logs):
     assert f"{RUN}  {worst}: {fractions[worst]:.1%}" in r.stdout
     r = cli("report", "logs", "--fail-dead-above", fractions[worst], cwd=root)
     assert r.returncode == 0, r.stderr
-    assert "OK: no layer's dead fraction" in r.stdout
+    ok = f"OK: no layer with dead fraction at the last step above {fractions[worst]:g}."
+    assert ok in r.stdout
 
 
 @pytest.mark.parametrize(

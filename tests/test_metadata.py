@@ -73,11 +73,44 @@ def test_a_version_1_layer_has_one_channel_per_image():
             )
             for k in (0, "4", True, 1.5)
         ],
+        *[
+            (
+                json.dumps({"version": 3, field: value}).encode(),
+                rf"{field} must be a list of names. Received: {field}=",
+            )
+            for field in ("set_fields", "unit_fields")
+            for value in ("mean", [1], None)
+        ],
     ],
 )
 def test_bad_content_is_refused_with_a_reason(content, message):
     with pytest.raises(ValueError, match=message):
         metadata.parse_plugin_metadata(content)
+
+
+@pytest.mark.parametrize(("version", "set_blobs"), [(1, 0), (2, 0), (3, 2)])
+def test_the_probe_set_blobs_follow_the_pngs_from_version_3(version, set_blobs):
+    d = INFO.to_json() | {"version": version}
+    if version < 3:
+        for key in ("samples", "units", "set_fields", "unit_fields", "activation"):
+            del d[key]
+    else:
+        d |= {"samples": 256, "units": 64, "set_fields": list(metadata.SET_FIELDS)}
+        d |= {"unit_fields": list(metadata.UNIT_FIELDS), "activation": "tanh"}
+    info = metadata.parse_plugin_metadata(json.dumps(d).encode())
+    assert info.set_index == metadata.FIRST_IMAGE_INDEX + info.probes * info.images_per_probe
+    assert info.blob_count == info.set_index + set_blobs
+    assert info.set_size == (256 if version == 3 else info.probes)
+    assert metadata.parse_plugin_metadata(json.dumps(info.to_json()).encode()) == info
+
+
+def test_the_set_header_keys_are_written_null_where_not_finite():
+    header = metadata.decode_header(
+        metadata.encode_header(0.0, nonfinite=True, rms=float("nan"), effective_rank=2.5)
+    )
+    assert (header["nonfinite"], header["rms"], header["effective_rank"]) == (True, None, 2.5)
+    with pytest.raises(TypeError, match=r"Received: \['bogus'\]"):
+        metadata.encode_header(0.0, bogus=1.0)
 
 
 def test_unknown_fields_from_a_newer_writer_are_ignored():

@@ -28,7 +28,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 from werkzeug.test import Client
 
-from tb_activations import encoding, export, measures, metadata, summary
+from tb_activations import encoding, export, health, measures, metadata, summary
 from tb_activations import plugin as plugin_lib
 from tb_activations.colormaps import COLORMAPS
 
@@ -102,7 +102,14 @@ def written(info: metadata.LayerInfo) -> metadata.LayerInfo:
     """A layer's info as the writer logs it: with the measures' statistics."""
     if info.layout == "probe":
         return info
-    return dataclasses.replace(info, stats_fields=metadata.LAYER_STATS_FIELDS)
+    return dataclasses.replace(
+        info,
+        stats_fields=metadata.LAYER_STATS_FIELDS,
+        samples=info.probes,
+        units=info.width if info.layout == "units" else info.channels,
+        set_fields=metadata.SET_FIELDS,
+        unit_fields=metadata.UNIT_FIELDS,
+    )
 
 
 def expected_stats(x: np.ndarray) -> np.ndarray:
@@ -1002,6 +1009,16 @@ def ref_layer_rows(maps: list[np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def ref_health_rows(raw: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The probe set's layer measures at each step (`recorded.ref_health`),
+    and the unit measures as (units, steps)."""
+    per_step = [recorded.ref_health(a) for a in raw]
+    return {
+        k: (np.stack([h[k] for h in per_step], axis=-1))
+        for k in (*plugin_lib.UNIT_MEASURES, *health.LAYER_MEASURES)
+    }
+
+
 def ref_channel_rows(maps: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Each channel measure, (channels, steps)."""
     channels = maps[0].shape[1]
@@ -1033,12 +1050,14 @@ def nulls(values) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in row] for row in values], np.float64)
 
 
-def timeline_rows(body: dict) -> dict[str, np.ndarray]:
-    """The base64 float32 rows back to (channels, steps) arrays."""
+def timeline_rows(body: dict, key: str = "rows") -> dict[str, np.ndarray]:
+    """The base64 float32 rows back to (channels, steps) arrays; with
+    `key="unit_rows"`, a Dense layer's (units, steps) ones."""
     assert body["encoding"] == plugin_lib.ENCODING
-    shape = (body["channels"], len(body["steps"]))
     out = {}
-    for name, text in body["rows"].items():
+    for name, text in body[key].items():
+        rows = body["units"] if key == "unit_rows" else body["channels"]
+        shape = (rows, len(body["steps"]))
         raw = base64.b64decode(text, validate=True)
         assert len(raw) == 4 * shape[0] * shape[1], name
         out[name] = np.frombuffer(raw, "<f4").reshape(shape).astype(np.float64)
@@ -1068,9 +1087,13 @@ def test_overview_of_a_training_run_matches_numpy(ground):
     assert set(body["rows"]) == set(plugin_lib.LAYER_MEASURES)
     for i, layer in enumerate(body["layers"]):
         expected = ref_layer_rows([matrix(a) for a in truth.activations[layer]])
+        expected.update(ref_health_rows(truth.activations[layer]))
         for measure, rows in body["rows"].items():
             assert len(rows) == len(body["layers"])
-            assert_rows(nulls([rows[i]])[0], expected[measure], f"{layer} {measure}")
+            got = nulls([rows[i]])[0]
+            if measure in ("effective_rank", "rms"):  # relative
+                got, expected[measure] = got / expected[measure], expected[measure] * 0 + 1
+            assert_rows(got, expected[measure], f"{layer} {measure}")
     conv1 = body["layers"].index("conv1")
     # Frozen: its maps never change, so neither do the measures.
     assert body["rows"]["change_prev"][conv1][1:] == [0.0] * (len(truth.steps) - 1)
@@ -1088,9 +1111,20 @@ def test_timeline_of_a_training_run_matches_numpy(ground, layer):
     assert body["channels"] == maps[0].shape[1]
     assert body["unavailable"] == {}
     rows = timeline_rows(body)
-    assert list(rows) == list(plugin_lib.CHANNEL_MEASURES)
+    assert list(rows) == [*plugin_lib.CHANNEL_MEASURES, *plugin_lib.UNIT_MEASURES]
     for measure in plugin_lib.CHANNEL_MEASURES:
         assert_rows(rows[measure], expected[measure], f"{layer} {measure}")
+    units = ref_health_rows(truth.activations[layer])
+    if layer == "dense1":  # one channel of 12 units: the units have their own rows
+        unit_rows = timeline_rows(body, "unit_rows")
+        assert body["units"] == 12
+        assert_rows(rows["on_rate"], units["on_rate"].mean(axis=0)[None], "channel on_rate")
+        assert np.isnan(rows["dormant_score"]).all()
+    else:
+        unit_rows = rows
+        assert body["units"] == body["channels"] and body["unit_rows"] == {}
+    for measure in plugin_lib.UNIT_MEASURES:
+        assert_rows(unit_rows[measure], units[measure], f"{layer} {measure}")
     np.testing.assert_array_equal(rows["dead"], expected["dead"])
     dead = expected["dead"].astype(bool)
     assert body["events"] == ref_events(truth.steps, dead)
@@ -1272,8 +1306,34 @@ def write_v1(run_dir, info: metadata.LayerInfo, steps: dict[int, np.ndarray]) ->
     writer.close()
 
 
+def write_v2(run_dir, info: metadata.LayerInfo, steps: dict[int, np.ndarray]) -> None:
+    """Steps as format version 2 wrote them: stacked PNGs and the measures'
+    sums per probe, without the probe set's blobs and header keys."""
+    info = dataclasses.replace(info, channels_per_image=info.channels, version=2)
+    writer = EventFileWriter(str(run_dir))
+    tracker = measures.Tracker()
+    for index, (step, x) in enumerate(steps.items()):
+        header = {"epoch": float(index), "batch": None, "index": index}
+        logged, blobs, _ = summary.encode_step(
+            summary.LayerValue(info, x), header, max_size=None, tracker=tracker, step=step
+        )
+        fields = metadata.decode_header(blobs[0])
+        header = {k: v for k, v in fields.items() if k not in metadata.SET_HEADER_KEYS}
+        v2 = dataclasses.replace(
+            logged, samples=None, units=None, set_fields=(), unit_fields=(), version=2
+        )
+        blobs = [json.dumps(header).encode(), *blobs[1 : v2.blob_count]]
+        writer.add_event(summary.make_event(v2, step, wall(step), blobs))
+    writer.close()
+
+
 @pytest.fixture(scope="module")
-def hand(tmp_path_factory):
+def hand(hand_root):
+    return make_client(hand_root, 500)
+
+
+@pytest.fixture(scope="module")
+def hand_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("hand_measures")
     arrays = {HAND_CONV: hand_conv, HAND_DENSE: hand_dense}
     write_with_probe(root / "hand" / RUN, arrays, {0: 0.0, 10: 1.0, 20: 2.0})
@@ -1283,6 +1343,9 @@ def hand(tmp_path_factory):
     write_scalars(root / "train", "epoch_loss", [(0, 2.0), (1, 1.0)])
 
     write_v1(root / "older", HAND_CONV, {0: hand_conv(0), 10: hand_conv(10)})
+    broken = hand_conv(20)
+    broken[0, 0, 0, 0] = np.nan
+    write_v2(root / "v2", HAND_CONV, {0: hand_conv(0), 10: hand_conv(10), 20: broken})
 
     writer = summary.ActivationWriter(root / "snapshot")
     writer.submit(100, [summary.LayerValue(HAND_CONV, hand_conv(0))], wall_time=wall(100))
@@ -1298,7 +1361,7 @@ def hand(tmp_path_factory):
     for step in range(3):
         writer.submit(step, [summary.LayerValue(SEQ, seq_array(step))], wall_time=wall(step))
     writer.close()
-    return make_client(root, 500)
+    return root
 
 
 def rounded(value, digits: int = 6):
@@ -1325,6 +1388,8 @@ def decoded(body: dict) -> dict:
 N = None
 R34 = (34 / 120) ** 0.5  # ||[-1, -2, -2, -5]|| / ||[2, 4, 6, 8]||
 R2 = (2 / 30) ** 0.5  # ||[0, 0, 1, -1]|| / ||[1, 2, 3, 4]||
+RMS30 = (30 / 8) ** 0.5  # [1, 2, 3, 4] and four zeros
+RMS120 = (120 / 8) ** 0.5  # [2, 4, 6, 8] and four zeros
 
 
 def test_overview_exact(hand):
@@ -1343,8 +1408,20 @@ def test_overview_exact(hand):
                 "drift_start": [[0.0, 0.0, 0.36], [N, N, N]],
                 "dead_fraction": [[0.5, 0.5, 0.5], [1.0, 0.0, 1.0]],
                 "mean": [[1.25, 2.5, 1.25], [0.0, 0.25, 0.0]],
+                # Channel 1 is 0: its score 0, channel 0's 2. A layer of zeros
+                # has no score, so no dormant fraction.
+                "dormant_fraction": [[0.5, 0.5, 0.5], [N, 0.75, N]],
+                # One sample: no two to compare, and no spread to rank.
+                "effective_rank": [[N, N, N], [N, N, N]],
+                "similarity": [[N, N, N], [N, N, N]],
+                "rms": [[RMS30, RMS120, RMS30], [0.0, 0.5, 0.0]],
+                "saturation": [[N, N, N], [N, N, N]],
             },
             "unavailable": {},
+            "first_nonfinite": {},
+            "effective_rank_max": {"conv": 0, "dense": 0},
+            "samples": {"conv": 1, "dense": 1},
+            "tau": 0.025,
         }
     )
 
@@ -1365,7 +1442,11 @@ def test_timeline_exact(hand):
                 "mean": [[2.5, 5.0, 2.5], [0.0, 0.0, 0.0]],
                 "max": [[4.0, 8.0, 4.0], [0.0, 0.0, 0.0]],
                 "zero_fraction": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]],
+                "on_rate": [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
+                "dormant_score": [[2.0, 2.0, 2.0], [0.0, 0.0, 0.0]],
             },
+            "units": 2,
+            "unit_rows": {},
             "events": [],
             "never_active": [1],
             "unavailable": {},
@@ -1382,7 +1463,19 @@ def test_timeline_of_units_marks_a_revival_and_a_death(hand):
         "mean": [[0.0, 0.25, 0.0]],
         "max": [[0.0, 1.0, 0.0]],
         "zero_fraction": [[1.0, 0.75, 1.0]],
+        # One channel: the share over its units; the units' scores are their own.
+        "on_rate": [[0.0, 0.25, 0.0]],
+        "dormant_score": [[N, N, N]],
     }
+    # A Dense layer's units are its units here, one row each.
+    body_units = get_json(hand, "timeline", run="hand/activations", tag="dense")
+    as_units = {"rows": body_units["unit_rows"], "channels": body_units["units"]}
+    units = decoded({**body_units, **as_units})["rows"]
+    assert rounded(units) == {
+        "on_rate": [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+        "dormant_score": [[N, 4.0, N], [N, 0.0, N], [N, 0.0, N], [N, 0.0, N]],
+    }
+    assert body["units"] == 4
     assert body["events"] == [
         {"channel": 0, "kind": "revived", "step": 10},
         {"channel": 0, "kind": "died", "step": 20},
@@ -1419,18 +1512,28 @@ def test_curves_exact(hand):
 def test_older_log_gives_what_format_1_statistics_can_and_says_why_not_the_rest(hand):
     overview = get_json(hand, "overview", run="older")
     moving = ("change_prev", "change_start", "drift_prev", "drift_start")
-    assert overview["unavailable"] == {m: {"conv": measures.NO_MEASURES} for m in moving}
+    set_measures = ("dormant_fraction", "effective_rank", "similarity", "rms")
+    assert overview["unavailable"] == {
+        **{m: {"conv": measures.NO_MEASURES} for m in moving},
+        **{m: {"conv": health.NO_SET_MEASURES} for m in set_measures},
+    }
     assert measures.NO_MEASURES == "logged by a version without measures"
     assert rounded(overview["rows"]) == {
-        **{m: [[N, N]] for m in moving},
+        **{m: [[N, N]] for m in (*moving, *set_measures, "saturation")},
         "dead_fraction": [[0.5, 0.5]],
         "mean": [[1.25, 2.5]],
     }
+    assert overview["first_nonfinite"] == {}
     timeline = decoded(get_json(hand, "timeline", run="older", tag="conv"))
     assert timeline["unavailable"] == {
         "change_prev": measures.NO_MEASURES,
         "change_start": measures.NO_MEASURES,
+        "on_rate": health.NO_SET_MEASURES,
+        "dormant_score": health.NO_SET_MEASURES,
     }
+    assert (timeline["units"], timeline["unit_rows"]) == (0, {})
+    assert timeline["rows"].pop("on_rate") == [[N, N]] * 2
+    assert timeline["rows"].pop("dormant_score") == [[N, N]] * 2
     assert rounded(timeline["rows"]) == {
         "change_prev": [[N, N], [N, N]],
         "change_start": [[N, N], [N, N]],
@@ -1440,6 +1543,21 @@ def test_older_log_gives_what_format_1_statistics_can_and_says_why_not_the_rest(
         "zero_fraction": [[0.0, 0.0], [1.0, 1.0]],
     }
     assert (timeline["events"], timeline["never_active"]) == ([], [1])
+
+
+def test_a_version_2_log_keeps_its_measures_and_finds_its_first_non_finite_step(hand):
+    (series,) = [v for k, v in get_json(hand, "tags")["v2"].items() if k == "conv"]
+    assert (series["version"], series["set_fields"]) == (2, [])
+    overview = get_json(hand, "overview", run="v2")
+    set_measures = ("dormant_fraction", "effective_rank", "similarity", "rms")
+    assert overview["unavailable"] == {m: {"conv": health.NO_SET_MEASURES} for m in set_measures}
+    assert overview["first_nonfinite"] == {"conv": 20}  # from the statistics
+    rows = rounded(overview["rows"])
+    assert rows["change_prev"] == [[N, 0.5, N]] and rows["change_start"] == [[0.0, 0.5, N]]
+    assert rows["dead_fraction"] == [[0.5, 0.5, 0.5]]
+    timeline = decoded(get_json(hand, "timeline", run="v2", tag="conv"))
+    assert timeline["units"] == 0 and timeline["rows"]["on_rate"] == [[N, N, N]] * 2
+    assert timeline["rows"]["dead"] == [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
 
 
 def test_one_step_snapshot(hand):
@@ -1452,6 +1570,11 @@ def test_one_step_snapshot(hand):
         "drift_start": [[0.0]],
         "dead_fraction": [[0.5]],
         "mean": [[1.25]],
+        "dormant_fraction": [[0.5]],
+        "effective_rank": [[N]],
+        "similarity": [[N]],
+        "rms": [[round(RMS30, 6)]],
+        "saturation": [[N]],
     }
     timeline = decoded(get_json(hand, "timeline", run="snapshot", tag="conv"))
     assert timeline["rows"]["change_prev"] == [[N], [N]]
@@ -1479,6 +1602,12 @@ def test_all_dead_layer(hand):
         "drift_start": [[N, N]],
         "dead_fraction": [[1.0, 1.0]],
         "mean": [[0.0, 0.0]],
+        # No activity at all: no unit is more dormant than another.
+        "dormant_fraction": [[N, N]],
+        "effective_rank": [[N, N]],
+        "similarity": [[N, N]],
+        "rms": [[0.0, 0.0]],
+        "saturation": [[N, N]],
     }
     timeline = get_json(hand, "timeline", run="dead", tag="conv")
     assert (timeline["events"], timeline["never_active"]) == ([], [0, 1])
@@ -1494,6 +1623,7 @@ def test_sequence_layer_with_two_probes_matches_numpy(hand):
         assert_rows(rows[measure], expected, measure)
     overview = get_json(hand, "overview", run="seq")
     expected = ref_layer_rows(maps)
+    expected.update(ref_health_rows([seq_array(step) for step in range(3)]))
     for measure, got in overview["rows"].items():
         assert_rows(nulls(got)[0], expected[measure], measure)
 
@@ -1736,3 +1866,30 @@ def test_export_of_odd_input_is_never_a_server_error(client):
             r = get(client, "export", run=run, tag=tag, **extra)
             assert r.status_code in (200, 400, 404), (run, tag, extra, r.status_code)
             assert b"Traceback" not in r.data
+
+
+@pytest.mark.parametrize("impl", ["overview_impl", "curves_impl"])
+def test_an_answer_not_cached_lists_the_run_once(hand_root, impl):
+    from tensorboard import context
+
+    from tb_activations.reader import Reader
+
+    root = hand_root
+    mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": 0})
+    mux.AddRunsFromDirectory(str(root))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(root))
+    listed = []
+    real = provider.list_blob_sequences
+
+    def counting(ctx, **kwargs):  # the real listing, counted
+        listed.append(kwargs.get("run_tag_filter"))
+        return real(ctx, **kwargs)
+
+    provider.list_blob_sequences = counting
+    reader = Reader(provider)
+    ctx = context.RequestContext()
+    first = getattr(plugin_lib, impl)(reader, ctx, "", "hand/activations")
+    assert len(listed) == 1 and listed[0].runs == frozenset({"hand/activations"})
+    again = getattr(plugin_lib, impl)(reader, ctx, "", "hand/activations")
+    assert len(listed) == 2 and again is first  # cached: one listing for the versions

@@ -52,8 +52,16 @@ V1 = len(metadata.STATS_FIELDS)  # the statistics every format-1 log has
 
 
 def written(info: metadata.LayerInfo) -> metadata.LayerInfo:
-    """A layer's info as the writer logs it: with the measures' statistics."""
-    return dataclasses.replace(info, stats_fields=metadata.LAYER_STATS_FIELDS)
+    """A layer's info as the writer logs it: with the measures' statistics
+    and the probe set's (every probe pictured)."""
+    return dataclasses.replace(
+        info,
+        stats_fields=metadata.LAYER_STATS_FIELDS,
+        samples=info.probes,
+        units=info.width if info.layout == "units" else info.channels,
+        set_fields=metadata.SET_FIELDS,
+        unit_fields=metadata.UNIT_FIELDS,
+    )
 
 
 BADSTATS = recorded.layer_info("badstats", 2)
@@ -197,7 +205,7 @@ def test_series_holds_the_kept_steps(logdir, ctx, keep, steps):
         assert series.steps == sorted(series.steps)
     else:
         assert series.steps == steps
-    assert all(len(d.values) == CONV.blob_count for d in series.data)
+    assert all(len(d.values) == written(CONV).blob_count for d in series.data)
 
 
 @pytest.mark.parametrize(
@@ -282,7 +290,10 @@ def test_header(reader, ctx):
             "start_step": 0,
             "cka_prev": header.values["cka_prev"],
             "cka_start": header.values["cka_start"],
+            # The probe set's layer values (format version 3).
+            **{k: header.values[k] for k in metadata.SET_HEADER_KEYS},
         }
+        assert header.values["nonfinite"] is False
 
 
 @pytest.mark.parametrize(("info", "probe"), [(CONV, 0), (CONV, 1), (DENSE, 1), (OLD_Y, 0)])

@@ -213,6 +213,8 @@ def test_check_layers_fails_before_binding(tmp_path, probe):
         ({"probe": None}, r"A probe is required.*Received: probe=None"),
         ({"chief": 1}, r"chief must be None, True or False. Received: chief=1"),
         ({"chief": "chief"}, r"Received: chief='chief'"),
+        ({"probe_images": 0}, r"probe_images must be an integer >= 1. Received: probe_images=0"),
+        ({"probe_images": 2.0}, r"Received: probe_images=2.0"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs, message):
@@ -332,3 +334,50 @@ def test_unreadable_launcher_variables_fail_at_construction_unless_chief_is_give
         LoggingSession(**args)
     for chief in (True, False):
         assert LoggingSession(**args, chief=chief).process.chief is chief
+
+
+@pytest.mark.parametrize(
+    ("samples", "probe_images", "pictured"),
+    [(1, 8, 1), (8, 8, 8), (12, 8, 8), (12, 3, 3), (5, 1, 1)],
+)
+def test_the_first_probe_images_samples_are_pictured_and_all_are_measured(
+    tmp_path, samples, probe_images, pictured
+):
+    x, _ = stripes(n=samples)
+    session = LoggingSession(
+        tmp_path, x, ["conv1", "dense1"], probe_images=probe_images, verbose=0
+    )
+    session.bind(small_cnn())
+    session.log(0)
+    session.close()
+    run = read_run(tmp_path)
+    for tag, series in run.items():
+        info = series.info
+        assert (info.probes, info.samples) == (pictured, samples), tag
+        step = series.steps[0]
+        assert step.stats.shape[0] == pictured
+        assert len(step.blobs) == info.blob_count
+    probe = run[metadata.PROBE_TAG].steps[0]
+    for p in range(pictured):  # the first samples, in order
+        image = np.asarray(Image.open(io.BytesIO(probe.blobs[metadata.FIRST_IMAGE_INDEX + p])))
+        expected = x[p, ..., 0]
+        span = expected.max() - expected.min()
+        np.testing.assert_allclose(image / 255.0, (expected - expected.min()) / span, atol=0.01)
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        np.arange(10).reshape(5, 2),
+        {"image": np.zeros((5, 3, 3)), "meta": np.arange(5)},
+        [np.zeros((5, 2)), (np.ones((5, 1)),)],
+    ],
+    ids=["array", "dict", "nested list"],
+)
+def test_first_samples_of_a_batch_of_any_structure(batch):
+    from tb_activations.session import first_samples
+
+    got = first_samples(batch, 2)
+    for leaf, whole in zip(keras.tree.flatten(got), keras.tree.flatten(batch)):
+        np.testing.assert_array_equal(leaf, whole[:2])
+    assert keras.tree.assert_same_structure(got, batch) is None

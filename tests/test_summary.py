@@ -52,9 +52,12 @@ def test_channel_cap_keeps_the_first_channels(tmp_path):
     x = np.random.default_rng(0).normal(size=(1, 6, 5, 7)).astype(np.float32)
     writer.submit(0, [summary.LayerValue(info, x)])
     writer.close()
-    step = read_run(tmp_path)["conv"].steps[0]
+    series = read_run(tmp_path)["conv"]
+    step = series.steps[0]
     np.testing.assert_allclose(step.stats[..., :6], encoding.compute_stats(x[..., :2]), rtol=1e-6)
-    assert len(step.blobs) == info.blob_count
+    # The PNGs, then the probe set's statistics and unit measures (version 3).
+    assert len(step.blobs) == info.blob_count + 2 == series.info.blob_count
+    assert metadata.decode_table(step.blobs[series.info.set_index], 7).shape == (2, 7)
 
 
 def _change(a, b):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import dataclasses
 import io
 import threading
 import time
@@ -17,6 +16,7 @@ from PIL import Image
 
 from tb_activations import metadata, summary
 
+import recorded
 from support import fetch, running_tensorboard, wait_until
 
 pytestmark = pytest.mark.slow
@@ -115,7 +115,7 @@ def test_plugin_serves_every_step_by_default(logdir, load_fast):
         assert set(tags[RUN]) == {"conv"} and set(tags[HTML_RUN]) == {HTML_TAG}
         conv = tags[RUN]["conv"]
         # As the writer logs it: with the measures' statistics.
-        written = dataclasses.replace(CONV, stats_fields=metadata.LAYER_STATS_FIELDS).to_json()
+        written = recorded.written(CONV).to_json()
         assert {k: conv[k] for k in written} == written
         assert (conv["steps_kept"], conv["max_step"]) == (STEPS, (STEPS - 1) * 10)
 

@@ -1,0 +1,361 @@
+"""The probe set's health measures: dormant units, effective rank,
+similarity, rms, saturation and the first non-finite step.
+
+The definitions are in docs/measures.md. For a layer at a logged step, the
+N samples of the probe set give the unit matrix M (rows: every sample x
+position; columns: the units, i.e. the logged channels, or a Dense layer's
+units) and the pooled features G (N x units, each unit's mean over the
+positions of a sample).
+
+Two halves, numpy only:
+
+- `measure`, on the writer's side, in its background thread, on the
+  float32 activations of the whole set: per-unit sums in float64 over chunks
+  of rows (as `encoding.compute_stats`), the set statistics of each logged
+  channel, and the layer values that need the full matrix (effective rank,
+  similarity, rms, saturation), which go into the step's header.
+- `unit_rows`, `layer_rows` and `first_nonfinite`, on the reader's side,
+  turn a series' kept steps into rows, as `measures` does for the change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tb_activations import metadata
+from tb_activations.measures import _BLAS
+
+__all__ = [
+    "DEFAULT_TAU",
+    "LAYER_MEASURES",
+    "UNIT_MEASURES",
+    "bounded_activation",
+    "effective_rank",
+    "first_nonfinite",
+    "layer_rows",
+    "measure",
+    "similarity",
+    "unit_rows",
+]
+
+# Sokar et al. (2023)'s threshold for a tau-dormant unit.
+DEFAULT_TAU = 0.025
+
+# A saturated value: |tanh| above this, or a sigmoid this close to 0 or 1.
+SATURATED = 0.99
+
+UNIT_MEASURES = ("on_rate", "dormant_score")
+LAYER_MEASURES = ("dormant_fraction", "effective_rank", "similarity", "rms", "saturation")
+
+NO_SET_MEASURES = "logged by a version without probe-set measures"
+
+_CHUNK_VALUES = 1 << 17
+
+
+def bounded_activation(layer) -> str | None:
+    """`"tanh"` or `"sigmoid"` when the layer's output is that function's
+    (its `activation` attribute, as on Dense, Conv or Activation layers),
+    else None. Recurrent layers apply theirs inside the cell, so not theirs."""
+    if hasattr(layer, "cell"):
+        return None
+    fn = getattr(layer, "activation", None)
+    name = getattr(fn, "__name__", fn if isinstance(fn, str) else None)
+    return name if name in metadata.BOUNDED_ACTIVATIONS else None
+
+
+def effective_rank(g: np.ndarray) -> float | None:
+    """exp of the entropy of the normalized nonzero singular values of `g`
+    with its columns centred (Roy & Vetterli, 2007); None when every
+    singular value is 0 or a value is not finite."""
+    g = np.asarray(g, np.float64)
+    if g.size == 0 or not np.isfinite(g).all():
+        return None
+    centred = g - g.mean(axis=0)
+    s = np.linalg.svd(centred, compute_uv=False)
+    top = s.max(initial=0.0)
+    if not top > 0:
+        return None
+    # "Nonzero" as numpy's matrix_rank counts it: above rounding's reach.
+    s = s[s > top * max(centred.shape) * np.finfo(np.float64).eps]
+    p = s / s.sum()
+    return float(math.exp(-(p * np.log(p)).sum()))
+
+
+def similarity(g: np.ndarray) -> float | None:
+    """Mean cosine similarity over pairs of rows of `g` (uncentred), over the
+    rows that are not zero; None with fewer than 2 or a non-finite value."""
+    g = np.asarray(g, np.float64)
+    if not np.isfinite(g).all():
+        return None
+    norms = np.sqrt(np.einsum("nc,nc->n", g, g))
+    keep = norms > 0
+    n = int(keep.sum())
+    if n < 2:
+        return None
+    total = (g[keep] / norms[keep, None]).sum(axis=0)
+    # sum over i != j of cos = |sum of unit vectors|^2 - n
+    return float((total @ total - n) / (n * (n - 1)))
+
+
+def _unit_matrix(x: np.ndarray, layout: str) -> tuple[np.ndarray, int]:
+    """(N, H, W, C) logged activations to (rows, units) and the positions
+    per sample."""
+    n = x.shape[0]
+    if layout == "units":
+        return x.reshape(n, -1), 1
+    c = x.shape[-1]
+    return x.reshape(-1, c), x.shape[1] * x.shape[2]
+
+
+def _column_max(m: np.ndarray, width: int = 1024) -> np.ndarray:
+    """Each column's max. Folding rows into rows of about `width` values
+    first: numpy reduces a narrow matrix down its columns an order of
+    magnitude slower than a wide one."""
+    rows, u = m.shape
+    k = max(1, width // max(u, 1))
+    whole = rows // k * k
+    if not whole:
+        return m.max(axis=0, initial=-np.inf)
+    top = m[:whole].reshape(-1, k * u).max(axis=0).reshape(k, u).max(axis=0)
+    if whole < rows:
+        top = np.maximum(top, m[whole:].max(axis=0))
+    return top
+
+
+def _sums(m: np.ndarray, activation: str | None) -> dict[str, Any]:
+    """Per-unit sums over the rows of `m`, chunk by chunk: float32 partial
+    sums of a chunk (a product with a vector of ones, which BLAS does
+    several times faster than numpy's column reductions) into float64
+    totals."""
+    rows, u = m.shape
+    step = max(1, min(rows, _CHUNK_VALUES // max(u, 1)))
+    ones = np.ones(step, np.float32)
+    total, sq, absolute = np.zeros(u), np.zeros(u), np.zeros(u)
+    positive, zeros = np.zeros(u), np.zeros(u)
+    top = np.full(u, -np.inf, np.float32)
+    saturated = 0
+    buf = np.empty((step, u), np.float32)
+    flags = np.empty((step, u), np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(0, rows, step):
+            part = m[i : i + step]
+            n = len(part)
+            one, b, f = ones[:n], buf[:n], flags[:n]
+            total += one @ part
+            sq += one @ np.multiply(part, part, out=b)
+            a = np.abs(part, out=b)
+            absolute += one @ a
+            if activation == "tanh":
+                saturated += np.count_nonzero(a > SATURATED)
+            elif activation == "sigmoid":
+                saturated += np.count_nonzero(part < 1 - SATURATED)
+                saturated += np.count_nonzero(part > SATURATED)
+            positive += one @ np.greater(part, 0, out=f, casting="unsafe")
+            zeros += one @ np.equal(part, 0, out=f, casting="unsafe")
+            np.maximum(top, _column_max(part), out=top)
+    return {
+        "total": total,
+        "sq": sq,
+        "abs": absolute,
+        "positive": positive,
+        "zeros": zeros,
+        "max": top.astype(np.float64),
+        "finite": np.full(u, rows, np.int64),
+        "saturated": saturated,
+    }
+
+
+def _finite_sums(m: np.ndarray, sums: dict[str, Any]) -> None:
+    """Replaces `total`, `max` and `finite` with their values over the
+    finite entries only (a second pass, for a layer with NaN or infinity)."""
+    rows, u = m.shape
+    step = max(1, _CHUNK_VALUES // max(u, 1))
+    total = np.zeros(u)
+    finite = np.zeros(u, np.int64)
+    top = np.full(u, -np.inf)
+    for i in range(0, rows, step):
+        part = m[i : i + step]
+        ok = np.isfinite(part)
+        total += np.where(ok, part, 0).sum(axis=0, dtype=np.float64)
+        finite += ok.sum(axis=0)
+        top = np.maximum(top, np.where(ok, part, -np.inf).max(axis=0))
+    sums.update(total=total, finite=finite, max=top)
+
+
+def measure(
+    x: np.ndarray, layout: str, activation: str | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The probe set's values of one layer at one step.
+
+    `x` is the logged (N, H, W, C) float32 array of the whole set. Returns
+    `(set_base, units, header)`: float32 (C, 4) `metadata.SET_FIELDS[:4]`
+    per logged channel (mean and max of the finite values, zero and
+    non-finite fractions); float32 (units, len(`metadata.UNIT_FIELDS`));
+    and the `metadata.SET_HEADER_KEYS` values. A layer with a value that is
+    not finite has NaN unit values and null layer values.
+    """
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return _measure(np.asarray(x, np.float32), layout, activation)
+
+
+def _measure(x, layout, activation):
+    n = x.shape[0]
+    m, positions = _unit_matrix(x, layout)
+    rows, u = m.shape
+    sums = _sums(m, activation)
+    finite = bool(np.isfinite(sums["total"]).all() and np.isfinite(sums["sq"]).all())
+    overflow = not finite and bool(np.isfinite(m).all())
+    if overflow:
+        # Finite values whose float32 squares or sums overflow: float64 throughout.
+        m = m.astype(np.float64)
+        x = x.astype(np.float64)
+        sums.update(
+            total=m.sum(axis=0),
+            sq=np.einsum("nc,nc->c", m, m),
+            abs=np.abs(m).sum(axis=0),
+        )
+        finite = True
+    units = np.full((u, len(metadata.UNIT_FIELDS)), np.nan, np.float32)
+    header: dict[str, Any] = {"nonfinite": not finite}
+    header.update(rms=None, effective_rank=None, similarity=None, saturation=None)
+    if finite:
+        units[:, 0] = sums["positive"] / rows if rows else np.nan
+        units[:, 1] = sums["abs"] / rows if rows else np.nan
+        if m.size:
+            header["rms"] = math.sqrt(sums["sq"].sum() / m.size)
+            if layout == "units":
+                g = m.astype(np.float64)
+            else:
+                # Each sample's sums over its positions, by BLAS as above.
+                sums_g = np.ones((1, positions), x.dtype) @ x.reshape(n, positions, u)
+                g = sums_g.reshape(n, u).astype(np.float64) / positions
+            header["effective_rank"] = effective_rank(g)
+            header["similarity"] = similarity(g)
+            if activation in metadata.BOUNDED_ACTIVATIONS:
+                header["saturation"] = sums["saturated"] / m.size
+    else:
+        _finite_sums(m, sums)
+    count = sums["finite"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if layout == "units":
+            kept = count.sum()
+            base = [
+                sums["total"].sum() / kept if kept else np.nan,
+                sums["max"].max() if kept else np.nan,
+                sums["zeros"].sum() / m.size,
+                1.0 - kept / m.size,
+            ]
+            set_base = np.array([base], np.float32)
+        else:
+            set_base = np.stack(
+                [
+                    np.where(count > 0, sums["total"] / count, np.nan),
+                    np.where(count > 0, sums["max"], np.nan),
+                    sums["zeros"] / rows,
+                    1.0 - count / rows,
+                ],
+                axis=1,
+            ).astype(np.float32)
+    return set_base, units, header
+
+
+# -- reader side ----------------------------------------------------------------
+
+
+def _layer_flags(headers: Sequence[Mapping[str, Any]], nonfinite_stats) -> np.ndarray:
+    """(steps,) bool: the layer had a NaN or infinity at the step, from the
+    header's `nonfinite` where logged, else from the statistics."""
+    out = np.zeros(len(headers), bool)
+    for i, h in enumerate(headers):
+        v = h.get("nonfinite") if isinstance(h, Mapping) else None
+        out[i] = v if isinstance(v, bool) else bool(nonfinite_stats[i])
+    return out
+
+
+def first_nonfinite(steps: Sequence[int], headers, nonfinite_stats) -> int | None:
+    """The first kept step at which the layer had a NaN or an infinity."""
+    flags = _layer_flags(headers, nonfinite_stats)
+    return int(steps[int(np.argmax(flags))]) if flags.any() else None
+
+
+def _nonfinite_reason(steps, flags) -> str:
+    at = [int(s) for s, f in zip(steps, flags) if f]
+    shown = ", ".join(map(str, at[:5])) + (f" and {len(at) - 5} more" if len(at) > 5 else "")
+    plural = "s" if len(at) > 1 else ""
+    return f"non-finite values (NaN or infinity) in the layer at step{plural} {shown}"
+
+
+def _scores(units: np.ndarray) -> np.ndarray:
+    """(steps, units) abs means to dormant scores; NaN where the layer's
+    mean is 0 or unknown."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = units.mean(axis=1, keepdims=True)
+        return np.where(den > 0, units / den, np.nan)
+
+
+def unit_rows(
+    steps: Sequence[int],
+    headers: Sequence[Mapping[str, Any]],
+    units: Sequence[np.ndarray | None],
+    fields: Sequence[str],
+    nonfinite_stats,
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Per unit, per kept step: `on_rate` and `dormant_score`, (units,
+    steps) float64 with NaN for null, and the reasons for nulls beyond the
+    definition's."""
+    flags = _layer_flags(headers, nonfinite_stats)
+    count = max((u.shape[0] for u in units if u is not None), default=0)
+    on = np.full((len(steps), count), np.nan)
+    absolute = np.full((len(steps), count), np.nan)
+    field = {f: i for i, f in enumerate(fields)}
+    for i, u in enumerate(units):
+        if u is not None and u.shape[0] == count and not flags[i]:
+            on[i] = u[:, field["on_rate"]]
+            absolute[i] = u[:, field["abs_mean"]]
+    reasons = {}
+    if any(u is None for u in units) or "on_rate" not in field:
+        reasons = dict.fromkeys(UNIT_MEASURES, NO_SET_MEASURES)
+    elif flags.any():
+        reasons = dict.fromkeys(UNIT_MEASURES, _nonfinite_reason(steps, flags))
+    return {"on_rate": on.T, "dormant_score": _scores(absolute).T}, reasons
+
+
+def layer_rows(
+    steps: Sequence[int],
+    headers: Sequence[Mapping[str, Any]],
+    units: Sequence[np.ndarray | None],
+    fields: Sequence[str],
+    nonfinite_stats,
+    activation: str | None,
+    tau: float = DEFAULT_TAU,
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Per kept step, for the whole layer: `LAYER_MEASURES` (steps,)
+    float64 with NaN for null, and the reasons for nulls beyond the
+    definition's. `dormant_fraction` counts the units whose score is at
+    most `tau`."""
+    if not (isinstance(tau, (int, float)) and 0 <= tau):
+        raise ValueError(f"tau must be a number >= 0. Received: tau={tau!r}")
+    rows, reasons = unit_rows(steps, headers, units, fields, nonfinite_stats)
+    scores = rows["dormant_score"]
+    with np.errstate(invalid="ignore"):
+        known = np.isfinite(scores).all(axis=0) & (scores.shape[0] > 0)
+        fraction = np.where(known, (scores <= tau).mean(axis=0), np.nan)
+    values = {"dormant_fraction": fraction}
+    for key in LAYER_MEASURES[1:]:
+        got = [h.get(key) if isinstance(h, Mapping) else None for h in headers]
+        values[key] = np.array(
+            [
+                float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+                for v in got
+            ],
+            np.float64,
+        ).reshape(len(steps))
+    out = {k: reasons[UNIT_MEASURES[0]] for k in LAYER_MEASURES if reasons}
+    if activation not in metadata.BOUNDED_ACTIVATIONS:
+        # Null by definition: saturation applies to bounded activations only.
+        out.pop("saturation", None)
+    return values, out
