@@ -48,7 +48,7 @@ PLUGIN_NAME = "activations"
 
 # Bump when the layout of the content or of the blobs changes in a way an
 # older reader would misread; readers refuse versions newer than they know.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # Tag of the time series holding the probe images as the model sees them.
 # Keras never generates this name; the writer refuses a layer path equal to it.
@@ -65,6 +65,11 @@ LAYER_STATS_FIELDS = STATS_FIELDS + MEASURE_FIELDS
 HEADER_INDEX = 0
 STATS_INDEX = 1
 FIRST_IMAGE_INDEX = 2
+
+# LayerInfo.kind of the series derived from a layer (format version 3).
+KIND_ATTENTION = "attention"
+KIND_TOKEN_GRID = "token_grid"
+KIND_CLASS_TOKEN = "class_token"
 
 NORMALIZATION = "per (probe, channel) min..max to 0..255; constant channels are 0"
 
@@ -93,12 +98,26 @@ class LayerInfo:
     stats_fields: tuple[str, ...] = STATS_FIELDS
     # Channels stacked in one PNG (format version 2); version 1 logs have 1.
     channels_per_image: int = 1
+    # Format version 3, all optional (absent in older logs). `kind` says
+    # what a series derived from a layer holds: KIND_ATTENTION (a
+    # MultiHeadAttention's probabilities: a channel per head, maps of
+    # queries x keys), KIND_TOKEN_GRID (a sequence layer's patch tokens as
+    # the input image's grid), KIND_CLASS_TOKEN (the tokens before that
+    # grid); None for a layer's own output. `source` is the layer it derives
+    # from, `axes` names a map's rows and columns, `prefix_tokens` counts the
+    # tokens a token grid leaves out (the class token).
+    kind: str | None = None
+    source: str | None = None
+    axes: tuple[str, ...] | None = None
+    prefix_tokens: int | None = None
     version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["output_shape"] = list(self.output_shape)
         d["stats_fields"] = list(self.stats_fields)
+        if self.axes is not None:
+            d["axes"] = list(self.axes)
         return d
 
     @property
@@ -162,6 +181,8 @@ def parse_plugin_metadata(content: bytes) -> LayerInfo:
     kwargs = {k: v for k, v in d.items() if k in fields}
     kwargs["output_shape"] = tuple(kwargs.get("output_shape", ()))
     kwargs["stats_fields"] = tuple(kwargs.get("stats_fields", STATS_FIELDS))
+    if kwargs.get("axes") is not None:
+        kwargs["axes"] = tuple(kwargs["axes"])
     try:
         return LayerInfo(**kwargs)
     except TypeError as e:

@@ -26,7 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tb_activations import distributed, encoding, measures, metadata
+from tb_activations import attention, distributed, encoding, measures, metadata
 from tb_activations import layers as layers_lib
 from tb_activations import probe as probe_lib
 from tb_activations.summary import ActivationWriter, LayerValue
@@ -109,7 +109,9 @@ class _Recorder:
         self.input_format, _ = layers_lib.data_formats(model)
         shape = tuple(model.inputs[0].shape)
         self.batch = probe_lib.load(probe, shape, self.input_format, preprocess)
-        self.extractor = layers_lib.extractor(model, self.paths)
+        # Each chosen MultiHeadAttention's inputs, so its scores come from the same pass.
+        self.attention = attention.GraphScores(self.taps)
+        self.extractor = layers_lib.extractor(model, self.paths, self.attention.requests)
         # Respect a user's choice of eager execution; it may be there for a reason.
         self.extractor.run_eagerly = bool(getattr(model, "run_eagerly", False))
         self.infos: list[metadata.LayerInfo] | None = None
@@ -135,12 +137,13 @@ class _Recorder:
         arrays = _one_copy(
             [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs], len(self.batch)
         )
+        arrays, inputs = arrays[: len(self.taps)], arrays[len(self.taps) :]
         if self.infos is None:
             self.infos = [self._describe(t, a) for t, a in zip(self.taps, arrays)]
         return [
             LayerValue(info, a, data_format=t.data_format)
             for info, t, a in zip(self.infos, self.taps, arrays)
-        ]
+        ] + self.attention.values(inputs, self._describe)
 
     def probe_value(self) -> LayerValue:
         """The probe as the model takes it, stored as channels-last images.
