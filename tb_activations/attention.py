@@ -119,7 +119,11 @@ def _masks(layer, bound: dict[str, Any], tensors: dict[str, Any]) -> dict[str, A
             given = get_keras_mask(tensors[source])
         masks[name] = given
     if type(layer).call is keras.layers.MultiHeadAttention.call:
-        masks["query_mask"] = get_keras_mask(tensors["query"])
+        # Its call takes the query's mask from the tensor, and clears it
+        # there: a call observed after it ran has it in `query_mask` only,
+        # where `Layer.__call__` put it.
+        own = get_keras_mask(tensors["query"])
+        masks["query_mask"] = own if own is not None else bound.get("query_mask")
     return {k: None if v is None else keras.ops.convert_to_tensor(v) for k, v in masks.items()}
 
 
@@ -166,18 +170,24 @@ def attention_scores(layer, call_args: tuple, call_kwargs: dict) -> np.ndarray:
     tensors = {name: _tensor(bound.get(name)) for name in ("query", "value", "key")}
     query, value = tensors["query"], tensors["value"]
     key = value if tensors["key"] is None else tensors["key"]
-    masks = _masks(layer, bound, tensors)
-    causal = bool(bound.get("use_causal_mask", False)) and (
-        "use_causal_mask" in _call_parameters(type(layer))
-    )
     attention_mask = bound.get("attention_mask")
-    mask = layer._compute_attention_mask(
-        query,
-        value,
-        attention_mask=None if attention_mask is None else _tensor(attention_mask),
-        use_causal_mask=causal,
-        **masks,
-    )
+    attention_mask = None if attention_mask is None else _tensor(attention_mask)
+    names = _call_parameters(type(layer))
+    if type(layer).call is keras.layers.MultiHeadAttention.call or any(
+        n in names for n in ("use_causal_mask", *_MASK_OF)
+    ):
+        mask = layer._compute_attention_mask(
+            query,
+            value,
+            attention_mask=attention_mask,
+            use_causal_mask=bool(bound.get("use_causal_mask", False))
+            and "use_causal_mask" in names,
+            **_masks(layer, bound, tensors),
+        )
+    else:
+        # A call of its own that takes no Keras masks (keras-hub's
+        # CachedMultiHeadAttention) applies `attention_mask` as given.
+        mask = None if attention_mask is None else keras.ops.cast(attention_mask, "bool")
     # As the layer's call does, the projections see no Keras mask.
     query, key, value = (_unmasked(t) for t in (query, key, value))
     q = layer._query_dense(query)
