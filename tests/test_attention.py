@@ -8,6 +8,11 @@ masks, softmax in float64) and against the layer's own
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -250,3 +255,64 @@ def test_a_decoding_step_with_a_cache_is_refused():
     mha(x, x)
     with pytest.raises(ValueError, match="cache"):
         attention.attention_scores(mha, (x, x), {"cache": np.zeros((1, 2, 2, 1, 2), "float32")})
+
+
+# -- JAX and torch, each in its own venv (tests/backend_attention.py) ---------
+
+BACKEND_SCRIPT = Path(__file__).resolve().parent / "backend_attention.py"
+BACKEND_CASES = ("plain", "padding", "causal", "padding-causal")
+
+
+@pytest.fixture(
+    scope="module", params=[pytest.param(b, marks=pytest.mark.slow) for b in ("jax", "torch")]
+)
+def backend_run(request, tmp_path_factory):
+    from test_backends import ROOT, RUN_TIMEOUT, unavailable, venv_python
+
+    backend = request.param
+    python = venv_python(backend)
+    if not (python.parent.parent / ".installed").exists():
+        unavailable(f"{python.parent.parent.name} is not installed: make backends installs it")
+    out = tmp_path_factory.mktemp(f"attention-{backend}")
+    r = subprocess.run(
+        [str(python), str(BACKEND_SCRIPT), str(out)],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env={**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)},
+    )
+    assert r.returncode == 0, f"backend_attention.py on {backend} failed:\n{r.stdout}\n{r.stderr}"
+    facts = json.loads((out / "facts.json").read_text())
+    with np.load(out / "arrays.npz") as z:
+        arrays = dict(z)
+    return backend, facts, arrays
+
+
+@pytest.mark.parametrize("case", BACKEND_CASES)
+def test_backend_scores_are_the_reference_and_the_layers_own(backend_run, case):
+    backend, facts, arrays = backend_run
+    assert facts["backend"] == backend and facts["tensorflow_loaded"] is False
+    logged, want = arrays[f"{case}/logged"], arrays[f"{case}/reference"]
+    assert logged.shape == (2, HEADS, LENGTH, LENGTH)
+    np.testing.assert_allclose(logged, want, atol=ATOL)
+    np.testing.assert_allclose(logged, arrays[f"{case}/own"], atol=1e-6)
+    span = want.max(axis=(2, 3), keepdims=True) - want.min(axis=(2, 3), keepdims=True)
+    assert np.all(np.abs(arrays[f"{case}/read"] - want) <= span / 510 + 1e-6)
+    info = facts[f"{case}/info"]
+    assert (info["kind"], info["axes"], info["source"]) == ("attention", ["query", "key"], "mha")
+    padding, causal = "padding" in case, "causal" in case
+    if padding:
+        assert np.all(logged[0][:, :, TOKENS[0] == 0] == 0)
+    if causal:
+        assert np.all(logged[:, :, np.triu(np.ones((LENGTH, LENGTH), bool), k=1)] == 0)
+
+
+def test_backend_logging_changes_nothing_and_the_model_trains(backend_run):
+    _, facts, arrays = backend_run
+    np.testing.assert_array_equal(arrays["fit/after"], arrays["fit/before"])
+    assert facts["fit/loss"][-1] < facts["fit/loss"][0]
+    # Every batch of the first epoch (4 of 16), then the later epochs' ends.
+    assert facts["fit/steps"] == [0, 1, 2, 3, 4, 8, 12]
+    assert arrays["fit/max"].shape == (7, 2, HEADS)
