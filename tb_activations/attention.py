@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -317,12 +318,31 @@ class GraphScores:
     what it computed for them into one `LayerValue` per MultiHeadAttention,
     tagged `scores_tag(path)`, channels first: heads are the channels,
     queries x keys the map.
+
+    A layer whose scores cannot be computed (a call this module does not
+    know) loses its scores series, with one warning, never its output's
+    series or the step.
     """
 
     def __init__(self, taps: Sequence[Any]):
-        self.calls = [GraphCall.of(t.path, t.layer) for t in taps if is_attention(t.layer)]
+        self.calls = []
+        for tap in taps:
+            if is_attention(tap.layer):
+                try:
+                    self.calls.append(GraphCall.of(tap.path, tap.layer))
+                except ValueError as e:
+                    self._warn(tap.path, e)
         self._taps = {t.path: t for t in taps}
         self._infos: dict[str, Any] = {}
+        self._failed: set[str] = set()
+
+    @staticmethod
+    def _warn(path: str, error: Exception) -> None:
+        warnings.warn(
+            f"ActivationLogger: the attention scores of {path!r} are not logged ({error}); "
+            "its output is.",
+            stacklevel=3,
+        )
 
     @property
     def requests(self) -> list[tuple[str, Any]]:
@@ -337,8 +357,15 @@ class GraphScores:
         offset = 0
         for call in self.calls:
             n = len(call.tensors)
-            scores = call.scores(arrays[offset : offset + n])
+            inputs = arrays[offset : offset + n]
             offset += n
+            try:
+                scores = call.scores(inputs)
+            except Exception as e:  # noqa: BLE001 - the layer's own series goes on
+                if call.path not in self._failed:
+                    self._failed.add(call.path)
+                    self._warn(call.path, e)
+                continue
             info = self._infos.get(call.path)
             if info is None:
                 tap = dataclasses.replace(

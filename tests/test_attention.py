@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -316,3 +317,28 @@ def test_backend_logging_changes_nothing_and_the_model_trains(backend_run):
     # Every batch of the first epoch (4 of 16), then the later epochs' ends.
     assert facts["fit/steps"] == [0, 1, 2, 3, 4, 8, 12]
     assert arrays["fit/max"].shape == (7, 2, HEADS)
+
+
+def test_scores_that_cannot_be_computed_warn_once_and_the_step_goes_on(tmp_path):
+    class WithCache(keras.layers.MultiHeadAttention):
+        def call(self, query, value, key=None, cache=None):
+            return super().call(query, value, key)
+
+        def compute_output_spec(self, query, value, key=None, cache=None):
+            return super().compute_output_spec(query, value, key)
+
+    x = keras.Input((LENGTH, DIM))
+    cache = keras.layers.Dense(DIM, name="cache")(x)
+    model = keras.Model(x, WithCache(1, 2, name="odd")(x, x, cache=cache))
+    probe = np.ones((1, LENGTH, DIM), "float32")
+    session = LoggingSession(tmp_path, probe, ["odd"], verbose=0)
+    session.bind(model)
+    with pytest.warns(UserWarning, match="attention scores of 'odd' are not logged.*cache"):
+        assert session.log(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: the next step is quiet
+        assert session.log(1)
+    session.close()
+    log = read(tmp_path)
+    assert log.layers("activations") == ["odd"]
+    assert log.steps("activations", "odd") == [0, 1]
