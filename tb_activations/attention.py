@@ -12,7 +12,13 @@ Nothing of the layer changes: no weight, no traced function, no attribute.
 `attention_scores` takes the arguments of one call, whoever observed it: the
 Functional extractor (`GraphCall` outputs the call's symbolic inputs beside
 the logged activations, so the scores come from the same probe pass) or a
-capture that sees the call's values.
+capture that sees the call's values. Such a capture passes the arguments as
+the layer's `call` receives them: `Layer.__call__` has then put the inputs'
+Keras masks in `query_mask`, `value_mask` and `key_mask`, which matters
+because `MultiHeadAttention.call` clears the query tensor's own mask as it
+runs. `attention_scores` runs the layer's projection sublayers
+(`query_dense`, `key_dense`, `value_dense`) through their `__call__`: a
+capture that observes every layer's calls must not record those.
 """
 
 from __future__ import annotations
