@@ -168,12 +168,14 @@ def attention_scores(layer, call_args: tuple, call_kwargs: dict) -> np.ndarray:
             f"Received: layer={type(layer).__name__}"
         )
     bound = _bind(layer, tuple(call_args), dict(call_kwargs))
-    if bound.get("cache") is not None:
-        raise ValueError(
-            f"Attention scores of {layer.name!r} are not computed for a call with a cache "
-            "(a decoding step). Received: cache of type "
-            f"{type(bound['cache']).__name__}"
-        )
+    scores = _scores(layer, bound)
+    return _flatten(layer, np.asarray(keras.ops.convert_to_numpy(scores), np.float32))
+
+
+def _scores(layer, bound: dict[str, Any]):
+    """`attention_scores` before numpy: backend tensors in, a backend tensor
+    out, so that it runs eagerly or traced inside the extractor (`_Scores`)."""
+    _check_cache(layer, bound)
     tensors = {name: _tensor(bound.get(name)) for name in ("query", "value", "key")}
     query, value = tensors["query"], tensors["value"]
     key = value if tensors["key"] is None else tensors["key"]
@@ -208,7 +210,16 @@ def attention_scores(layer, call_args: tuple, call_kwargs: dict) -> np.ndarray:
         # computation is the scaled dot product and the masked softmax.
         q = keras.ops.multiply(q, keras.ops.cast(layer._inverse_sqrt_key_dim, q.dtype))
         scores = layer._masked_softmax(keras.ops.einsum(layer._dot_product_equation, k, q), mask)
-    return _flatten(layer, np.asarray(keras.ops.convert_to_numpy(scores), np.float32))
+    return scores
+
+
+def _check_cache(layer, bound: dict[str, Any]) -> None:
+    if bound.get("cache") is not None:
+        raise ValueError(
+            f"Attention scores of {layer.name!r} are not computed for a call with a cache "
+            "(a decoding step). Received: cache of type "
+            f"{type(bound['cache']).__name__}"
+        )
 
 
 def _own_scores(layer, q, k, v, mask):
@@ -290,8 +301,8 @@ class GraphCall:
                     tensors.append(mask)
         return cls(path, layer, args, kwargs, tensors, mask_index)
 
-    def scores(self, values: Sequence[np.ndarray]) -> np.ndarray:
-        """The attention scores from the extractor's values of `tensors`."""
+    def bound(self, values: Sequence[Any]) -> dict[str, Any]:
+        """The call's arguments by name, with `values` for `tensors`."""
 
         def fill(x):
             return values[x.i] if isinstance(x, _Slot) else x
@@ -301,15 +312,55 @@ class GraphCall:
         kwargs.pop("training", None)
         kwargs.pop("return_attention_scores", None)
         bound = _bind(self.layer, args, kwargs)
-        positional = {k: bound.pop(k) for k in ("query", "value")}
         for name, i in self.mask_index.items():
             bound[name] = values[i]
         if "query_mask" in self.mask_index:
             # MultiHeadAttention.call takes the query's mask from the tensor.
-            query = keras.ops.convert_to_tensor(positional["query"])
+            query = keras.ops.convert_to_tensor(bound["query"])
             set_keras_mask(query, keras.ops.convert_to_tensor(bound["query_mask"]))
-            positional["query"] = query
-        return attention_scores(self.layer, (positional["query"], positional["value"]), bound)
+            bound["query"] = query
+        return bound
+
+    def scores(self, values: Sequence[np.ndarray]) -> np.ndarray:
+        """The attention scores, eagerly, from values of `tensors`."""
+        bound = self.bound(values)
+        positional = (bound.pop("query"), bound.pop("value"))
+        return attention_scores(self.layer, positional, bound)
+
+    def symbolic_scores(self):
+        """A KerasTensor of the scores, `(batch, heads, *queries, *keys)`, in
+        the layer's graph: an extractor that outputs it computes them in its
+        own compiled pass, with the layer's variables as they are then."""
+        _check_cache(self.layer, _bind(self.layer, self.args, self.kwargs))
+        return _Scores(self)(list(self.tensors))
+
+
+class _Scores(keras.layers.Layer):
+    """A GraphCall's attention scores as a layer of the extractor model.
+
+    It tracks the attention layer, so that a backend that passes variables
+    into its compiled function (JAX) passes the layer's current weights.
+    """
+
+    def __init__(self, call: GraphCall):
+        super().__init__(
+            name=f"{call.layer.name}_attention_scores",
+            dtype=call.layer.dtype_policy,
+            trainable=False,
+        )
+        self.attention = call.layer
+        self._graph_call = [call]  # a list: not a layer to track
+        # Its inputs' Keras masks are its arguments (GraphCall.mask_index);
+        # the scores carry none.
+        self.supports_masking = True
+        self.built = True
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None
+
+    def call(self, tensors):
+        call = self._graph_call[0]
+        return _scores(call.layer, call.bound(list(tensors)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,26 +372,31 @@ class GraphScores:
     """The attention scores series of a Functional model's chosen layers.
 
     `requests` go to `layers.extractor` as its extra outputs; `values` turns
-    what it computed for them into one `LayerValue` per MultiHeadAttention,
+    the scores it computed into one `LayerValue` per MultiHeadAttention,
     tagged `scores_tag(path)`, channels first: heads are the channels,
     queries x keys the map.
 
+    The scores are computed in the extractor's own compiled pass (`_Scores`).
     A layer whose scores cannot be computed (a call this module does not
-    know) loses its scores series, with one warning, never its output's
-    series or the step.
+    know) loses its scores series, with a warning when the extractor is
+    built, never its output's series or the step.
     """
 
     def __init__(self, taps: Sequence[Any]):
-        self.calls = []
+        self._requests: list[tuple[str, Any]] = []
+        self._layers: list[Any] = []
         for tap in taps:
-            if is_attention(tap.layer):
-                try:
-                    self.calls.append(GraphCall.of(tap.path, tap.layer))
-                except ValueError as e:
-                    self._warn(tap.path, e)
+            if not is_attention(tap.layer):
+                continue
+            try:
+                scores = GraphCall.of(tap.path, tap.layer).symbolic_scores()
+            except Exception as e:  # noqa: BLE001 - the layer's own series goes on
+                self._warn(tap.path, e)
+                continue
+            self._requests.append((tap.path, scores))
+            self._layers.append(tap.layer)
         self._taps = {t.path: t for t in taps}
         self._infos: dict[str, Any] = {}
-        self._failed: set[str] = set()
 
     @staticmethod
     def _warn(path: str, error: Exception) -> None:
@@ -352,41 +408,35 @@ class GraphScores:
 
     @property
     def requests(self) -> list[tuple[str, Any]]:
-        return [(call.path, t) for call in self.calls for t in call.tensors]
+        """`(path, KerasTensor)`: each layer's scores, for the extractor to output."""
+        return list(self._requests)
 
     def values(self, arrays: Sequence[np.ndarray], describe) -> list:
-        """`describe(tap, array)` is the recorder's, for a layer's LayerInfo."""
+        """The scores series from the extractor's values of `requests`.
+
+        `describe(tap, array)` is the recorder's, for a layer's LayerInfo.
+        """
         from tb_activations import metadata
         from tb_activations.summary import LayerValue
 
         out = []
-        offset = 0
-        for call in self.calls:
-            n = len(call.tensors)
-            inputs = arrays[offset : offset + n]
-            offset += n
-            try:
-                scores = call.scores(inputs)
-            except Exception as e:  # noqa: BLE001 - the layer's own series goes on
-                if call.path not in self._failed:
-                    self._failed.add(call.path)
-                    self._warn(call.path, e)
-                continue
-            info = self._infos.get(call.path)
+        for (path, _), layer, raw in zip(self._requests, self._layers, arrays):
+            scores = _flatten(layer, np.asarray(raw, np.float32))
+            info = self._infos.get(path)
             if info is None:
                 tap = dataclasses.replace(
-                    self._taps[call.path],
+                    self._taps[path],
                     output_shape=(None, *scores.shape[1:]),
                     data_format="channels_first",
                 )
                 info = dataclasses.replace(
                     describe(tap, scores),
-                    layer=scores_tag(call.path),
+                    layer=scores_tag(path),
                     kind=metadata.KIND_ATTENTION,
-                    source=call.path,
+                    source=path,
                     axes=AXES,
                     reduction=None,
                 )
-                self._infos[call.path] = info
+                self._infos[path] = info
             out.append(LayerValue(info, scores, data_format="channels_first"))
         return out

@@ -22,7 +22,14 @@ def token_model(*, padding: bool, causal: bool, name: str = "tokens_attention"):
     import keras
 
     tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(VOCAB, DIM, mask_zero=padding, name="embed")(tokens)
+    # Embeddings of unit scale: attention far from uniform, and moving in training.
+    x = keras.layers.Embedding(
+        VOCAB,
+        DIM,
+        mask_zero=padding,
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        name="embed",
+    )(tokens)
     mha = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, name="mha")
     y = mha(x, x, use_causal_mask=causal)
     y = keras.layers.GlobalAveragePooling1D(name="pool")(y)

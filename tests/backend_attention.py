@@ -62,6 +62,7 @@ def main(out_dir: str) -> None:
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     arrays["fit/before"] = keras.ops.convert_to_numpy(seq.predict_on_batch(TOKENS))
+    arrays["fit/reference_before"] = token_reference(model, TOKENS, padding=True, causal=True)
     log_activations(seq, TOKENS, out_dir, layers=["mha"], run_name="snapshot", verbose=0)
     arrays["fit/after"] = keras.ops.convert_to_numpy(seq.predict_on_batch(TOKENS))
     logger = ActivationLogger(out_dir, TOKENS, ["mha"], batch_freq=1, verbose=0)
@@ -71,6 +72,11 @@ def main(out_dir: str) -> None:
     facts["fit/steps"] = log.steps("activations", "mha/attention_scores")
     stats = log.stats("activations", "mha/attention_scores")
     arrays["fit/max"] = stats["max"]
+    # After training, the logger's own forward pass: the trained weights'
+    # scores, not those of the weights its compiled function first saw.
+    after = {v.info.layer: v for v in logger.session.forward()}
+    arrays["fit/logged_after"] = after["mha/attention_scores"].array
+    arrays["fit/reference_after"] = token_reference(model, TOKENS, padding=True, causal=True)
     facts["tensorflow_loaded"] = "tensorflow" in sys.modules
     with open(os.path.join(out_dir, "facts.json"), "w") as f:
         json.dump(facts, f)

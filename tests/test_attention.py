@@ -189,6 +189,9 @@ def test_logging_changes_nothing_and_the_model_still_trains(tmp_path):
     want = reference_scores(model.get_layer("mha"), x2, x2)
     stats = log.stats("activations", "mha/attention_scores")
     np.testing.assert_allclose(stats["max"][-1], want.max(axis=(2, 3)), atol=1e-6)
+    np.testing.assert_allclose(stats["std"][-1], want.std(axis=(2, 3)), atol=1e-6)
+    after = {v.info.layer: v for v in logger.session.forward()}
+    np.testing.assert_allclose(after["mha/attention_scores"].array, want, atol=ATOL)
 
 
 def test_keras_hub_decoder_attention_from_its_observed_call():
@@ -317,9 +320,13 @@ def test_backend_logging_changes_nothing_and_the_model_trains(backend_run):
     # Every batch of the first epoch (4 of 16), then the later epochs' ends.
     assert facts["fit/steps"] == [0, 1, 2, 3, 4, 8, 12]
     assert arrays["fit/max"].shape == (7, 2, HEADS)
+    after = arrays["fit/reference_after"]
+    np.testing.assert_allclose(arrays["fit/logged_after"], after, atol=ATOL)
+    # Training moved them: a logger stuck on the first weights would fail above.
+    assert np.abs(after - arrays["fit/reference_before"]).max() > 1e-2
 
 
-def test_scores_that_cannot_be_computed_warn_once_and_the_step_goes_on(tmp_path):
+def test_scores_that_cannot_be_computed_warn_once_and_the_steps_go_on(tmp_path):
     class WithCache(keras.layers.MultiHeadAttention):
         def call(self, query, value, key=None, cache=None):
             return super().call(query, value, key)
@@ -332,11 +339,11 @@ def test_scores_that_cannot_be_computed_warn_once_and_the_step_goes_on(tmp_path)
     model = keras.Model(x, WithCache(1, 2, name="odd")(x, x, cache=cache))
     probe = np.ones((1, LENGTH, DIM), "float32")
     session = LoggingSession(tmp_path, probe, ["odd"], verbose=0)
-    session.bind(model)
     with pytest.warns(UserWarning, match="attention scores of 'odd' are not logged.*cache"):
-        assert session.log(0)
+        session.bind(model)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # once: the next step is quiet
+        warnings.simplefilter("error")  # once, when the extractor is built: steps are quiet
+        assert session.log(0)
         assert session.log(1)
     session.close()
     log = read(tmp_path)
