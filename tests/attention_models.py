@@ -51,6 +51,36 @@ def cross_model(name: str = "cross_attention"):
     return keras.Model([queries, context, allowed], y, name=name)
 
 
+def tiny_vit(size=32, patch=8, dim=16):
+    """Patches by a strided convolution, a class token in front, self-attention."""
+    import keras
+
+    class ClassToken(keras.layers.Layer):
+        def build(self, input_shape):
+            self.token = self.add_weight(shape=(1, 1, input_shape[-1]), name="token")
+
+        def call(self, x):
+            first = keras.ops.broadcast_to(self.token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
+            return keras.ops.concatenate([first, x], axis=1)
+
+    image = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Conv2D(dim, patch, strides=patch, name="embed")(image)
+    x = keras.layers.Reshape(((size // patch) ** 2, dim), name="patches")(x)
+    x = ClassToken(name="tokens")(x)
+    x = keras.layers.MultiHeadAttention(2, 8, name="mha")(x, x)
+    x = keras.layers.Dense(dim, name="mlp")(x)
+    return keras.Model(image, x, name="tiny_vit")
+
+
+def sublayer_outputs(model, names, probe):
+    """The outputs of layers `names`, called directly on the probe."""
+    import keras
+
+    outs = keras.Model(model.inputs[0], [model.get_layer(n).output for n in names])(probe)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    return [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs]
+
+
 def weights(dense) -> tuple[np.ndarray, np.ndarray | None]:
     import keras
 

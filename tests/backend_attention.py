@@ -27,7 +27,14 @@ CASES["padding-causal"] = (True, True)
 
 def main(out_dir: str) -> None:
     import keras
-    from attention_models import TOKENS, reverse_task, token_model, token_reference
+    from attention_models import (
+        TOKENS,
+        reverse_task,
+        sublayer_outputs,
+        tiny_vit,
+        token_model,
+        token_reference,
+    )
 
     from tb_activations import ActivationLogger, log_activations, read
     from tb_activations.session import LoggingSession
@@ -50,6 +57,18 @@ def main(out_dir: str) -> None:
         log = read(os.path.join(out_dir, case))
         arrays[f"{case}/read"] = log.activations("activations", "mha/attention_scores", 0)
         facts[f"{case}/info"] = log.info("activations", "mha/attention_scores").to_json()
+
+    # A ViT's tokens on the patch grid, its class token apart.
+    keras.utils.set_random_seed(5)
+    vit = tiny_vit()
+    image = np.random.default_rng(5).random((2, 32, 32, 3)).astype("float32")
+    session = LoggingSession(os.path.join(out_dir, "vit"), image, ["tokens", "mha"], verbose=0)
+    session.bind(vit)
+    values = {v.info.layer: v for v in session.forward()}
+    facts["vit/series"] = sorted(values)
+    for tag in ("tokens", "tokens/class_token", "mha/attention_scores"):
+        arrays[f"vit/{tag}"] = values[tag].array
+    arrays["vit/tokens_direct"] = sublayer_outputs(vit, ["tokens"], image)[0]
 
     keras.utils.set_random_seed(7)
     x, y = reverse_task(64, TOKENS.shape[1], 12)

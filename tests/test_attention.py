@@ -349,3 +349,18 @@ def test_scores_that_cannot_be_computed_warn_once_and_the_steps_go_on(tmp_path):
     log = read(tmp_path)
     assert log.layers("activations") == ["odd"]
     assert log.steps("activations", "odd") == [0, 1]
+
+
+def test_backend_vit_tokens_on_the_patch_grid(backend_run):
+    _, facts, arrays = backend_run
+    assert facts["vit/series"] == [
+        "mha",
+        "mha/attention_scores",
+        "mha/class_token",
+        "tokens",
+        "tokens/class_token",
+    ]
+    direct = arrays["vit/tokens_direct"]  # (2, 17, 16): class token, then 4 x 4 patches
+    np.testing.assert_allclose(arrays["vit/tokens"], direct[:, 1:].reshape(2, 4, 4, 16), atol=1e-6)
+    np.testing.assert_allclose(arrays["vit/tokens/class_token"], direct[:, 0], atol=1e-6)
+    assert arrays["vit/mha/attention_scores"].shape == (2, 2, 17, 17)

@@ -9,6 +9,8 @@ from tb_activations import metadata, tokens
 
 keras = pytest.importorskip("keras")
 
+from attention_models import sublayer_outputs, tiny_vit  # noqa: E402
+
 from tb_activations import log_activations, read  # noqa: E402
 from tb_activations.session import LoggingSession  # noqa: E402
 
@@ -29,32 +31,6 @@ from tb_activations.session import LoggingSession  # noqa: E402
 )
 def test_patch_grid(height, width, count, grid):
     assert tokens.patch_grid(height, width, count) == grid
-
-
-def tiny_vit(size=32, patch=8, dim=16):
-    """Patches by a strided convolution, a class token in front, self-attention."""
-
-    class ClassToken(keras.layers.Layer):
-        def build(self, input_shape):
-            self.token = self.add_weight(shape=(1, 1, input_shape[-1]), name="token")
-
-        def call(self, x):
-            first = keras.ops.broadcast_to(self.token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
-            return keras.ops.concatenate([first, x], axis=1)
-
-    image = keras.Input((size, size, 3), name="image")
-    x = keras.layers.Conv2D(dim, patch, strides=patch, name="embed")(image)
-    x = keras.layers.Reshape(((size // patch) ** 2, dim), name="patches")(x)
-    x = ClassToken(name="tokens")(x)
-    x = keras.layers.MultiHeadAttention(2, 8, name="mha")(x, x)
-    x = keras.layers.Dense(dim, name="mlp")(x)
-    return keras.Model(image, x, name="tiny_vit")
-
-
-def sublayer_outputs(model, names, probe):
-    outs = keras.Model(model.inputs[0], [model.get_layer(n).output for n in names])(probe)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]
-    return [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs]
 
 
 def test_a_vits_tokens_are_drawn_on_the_patch_grid(tmp_path):
