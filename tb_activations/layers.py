@@ -234,8 +234,8 @@ def _symbolic_outputs(model, paths: Sequence[str], picks: Sequence | None = None
     """KerasTensors in `model`'s own graph for each path below it.
 
     `picks[i]`, when not None, is a KerasTensor of the graph the layer at
-    `paths[i]` is called in (one of its inputs, say), taken instead of the
-    layer's output.
+    `paths[i]` is called in (computed from its inputs, say), taken instead
+    of the layer's output.
     """
     picks = list(picks) if picks is not None else [None] * len(paths)
     outs: list = [None] * len(paths)
@@ -267,7 +267,7 @@ def _symbolic_outputs(model, paths: Sequence[str], picks: Sequence | None = None
 def extractor(model, paths: Sequence[str], extra: Sequence[tuple[str, Any]] = ()):
     """One model from `model`'s input to the outputs of all `paths`, then
     the `extra` tensors: `(path, tensor)`, a KerasTensor of the graph the
-    layer at `path` is called in (attention.GraphCall's inputs)."""
+    layer at `path` is called in (its attention scores: attention.GraphScores)."""
     if len(model.inputs) != 1:
         raise ValueError(
             f"Model {model.name!r} has {len(model.inputs)} inputs; tb_activations logs "

@@ -109,7 +109,7 @@ class _Recorder:
         self.input_format, _ = layers_lib.data_formats(model)
         shape = tuple(model.inputs[0].shape)
         self.batch = probe_lib.load(probe, shape, self.input_format, preprocess)
-        # Each chosen MultiHeadAttention's inputs, so its scores come from the same pass.
+        # Each chosen MultiHeadAttention's scores, computed in the extractor's own pass.
         self.attention = attention.GraphScores(self.taps)
         self.extractor = layers_lib.extractor(model, self.paths, self.attention.requests)
         # Sequences whose tokens are the probe image's patches (a ViT's) are drawn on the grid.
@@ -139,13 +139,13 @@ class _Recorder:
         arrays = _one_copy(
             [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs], len(self.batch)
         )
-        arrays, inputs = arrays[: len(self.taps)], arrays[len(self.taps) :]
+        arrays, scores = arrays[: len(self.taps)], arrays[len(self.taps) :]
         if self.infos is None:
             self.infos = [self._describe(t, a) for t, a in zip(self.taps, arrays)]
         values = [
             LayerValue(info, a, data_format=t.data_format)
             for info, t, a in zip(self.infos, self.taps, arrays)
-        ] + self.attention.values(inputs, self._describe)
+        ] + self.attention.values(scores, self._describe)
         return self.grids.apply(values, self._describe)
 
     def probe_value(self) -> LayerValue:
