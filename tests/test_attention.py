@@ -172,10 +172,17 @@ def test_logging_changes_nothing_and_the_model_still_trains(tmp_path):
     model.compile("adam", "sparse_categorical_crossentropy")
     before = keras.ops.convert_to_numpy(model.predict_on_batch(x[:2]))
     weights = [w.copy() for w in model.get_weights()]
+    config = model.get_config()
     log_activations(model, x[:2], tmp_path, layers=["mha"], run_name="snap", verbose=0)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.predict_on_batch(x[:2])), before)
     for w, kept in zip(model.get_weights(), weights):
         np.testing.assert_array_equal(w, kept)
+    # The extractor's extra layers are not the model's: it saves and loads as before.
+    assert model.get_config() == config
+    assert [layer.name for layer in model.layers] == ["input_layer", "embed", "mha", "out"]
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    np.testing.assert_allclose(loaded.predict_on_batch(x[:2]), before, atol=1e-6)
     logger = ActivationLogger(tmp_path, x[:2], ["mha"], batch_freq=2, verbose=0)
     history = model.fit(x, y, batch_size=16, epochs=2, callbacks=[logger], verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
