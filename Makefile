@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LINT = $(BIN)/ruff check --no-cache tb_activations tests demo benchmarks
 
 .DEFAULT_GOAL := install
-.PHONY: demo test install browser lint backends typescript
+.PHONY: demo demo-attention test install browser lint backends typescript
 
 # The venvs make keeps: .venv for the package with TensorFlow and the test
 # tools, and one per other Keras backend, which must never see TensorFlow
@@ -89,6 +89,11 @@ test: install browser backends typescript
 DEMO_ARGS ?=
 demo: install
 	$(BIN)/python demo/train.py $(DEMO_ARGS)
+
+# A tiny transformer learns to reverse sequences (under a minute on two CPU
+# cores); its attention heads form an anti-diagonal. Same flags as demo.
+demo-attention: install
+	$(BIN)/python demo/attention.py $(DEMO_ARGS)
 
 # `make test`'s lint line. The quick-start test runs it in a clone with
 # `make -o install lint BIN=...`, borrowing an installed venv's ruff.

@@ -230,8 +230,14 @@ def _outer_node(container, child):
     raise ValueError(f"Layer {child.name!r} is not called in the graph of {container.name!r}")
 
 
-def _symbolic_outputs(model, paths: Sequence[str]) -> list:
-    """KerasTensors in `model`'s own graph for each path below it."""
+def _symbolic_outputs(model, paths: Sequence[str], picks: Sequence | None = None) -> list:
+    """KerasTensors in `model`'s own graph for each path below it.
+
+    `picks[i]`, when not None, is a KerasTensor of the graph the layer at
+    `paths[i]` is called in (computed from its inputs, say), taken instead
+    of the layer's output.
+    """
+    picks = list(picks) if picks is not None else [None] * len(paths)
     outs: list = [None] * len(paths)
     nested: dict[str, list[int]] = {}
     for i, path in enumerate(paths):
@@ -239,10 +245,12 @@ def _symbolic_outputs(model, paths: Sequence[str]) -> list:
         if rest:
             nested.setdefault(head, []).append(i)
         else:
-            outs[i] = model.get_layer(head).output
+            outs[i] = model.get_layer(head).output if picks[i] is None else picks[i]
     for head, idxs in nested.items():
         child = model.get_layer(head)
-        inner = _symbolic_outputs(child, [paths[i].partition("/")[2] for i in idxs])
+        inner = _symbolic_outputs(
+            child, [paths[i].partition("/")[2] for i in idxs], [picks[i] for i in idxs]
+        )
         # The child's intermediate tensors live in its own graph; re-calling a
         # model from the child's inputs to them on the tensors the child gets
         # in the outer graph connects them to the outer inputs.
@@ -256,13 +264,17 @@ def _symbolic_outputs(model, paths: Sequence[str]) -> list:
     return outs
 
 
-def extractor(model, paths: Sequence[str]):
-    """One model from `model`'s input to the outputs of all `paths`."""
+def extractor(model, paths: Sequence[str], extra: Sequence[tuple[str, Any]] = ()):
+    """One model from `model`'s input to the outputs of all `paths`, then
+    the `extra` tensors: `(path, tensor)`, a KerasTensor of the graph the
+    layer at `path` is called in (its attention scores: attention.GraphScores)."""
     if len(model.inputs) != 1:
         raise ValueError(
             f"Model {model.name!r} has {len(model.inputs)} inputs; tb_activations logs "
             "models with a single input. Received: model inputs="
             f"{[tuple(t.shape) for t in model.inputs]}"
         )
-    outputs = _symbolic_outputs(model, list(paths))
+    outputs = _symbolic_outputs(
+        model, [*paths, *(p for p, _ in extra)], [None] * len(paths) + [t for _, t in extra]
+    )
     return keras.Model(model.inputs[0], outputs, name=f"{model.name}_activations")

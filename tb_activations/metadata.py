@@ -91,6 +91,10 @@ SET_HEADER_KEYS = ("nonfinite", "rms", "effective_rank", "similarity", "saturati
 
 # Activations whose saturation is measured, bounded as they are.
 BOUNDED_ACTIVATIONS = ("tanh", "sigmoid")
+# LayerInfo.kind of the series derived from a layer (format version 3).
+KIND_ATTENTION = "attention"
+KIND_TOKEN_GRID = "token_grid"
+KIND_CLASS_TOKEN = "class_token"
 
 NORMALIZATION = "per (probe, channel) min..max to 0..255; constant channels are 0"
 
@@ -128,6 +132,18 @@ class LayerInfo:
     set_fields: tuple[str, ...] = ()
     unit_fields: tuple[str, ...] = ()
     activation: str | None = None
+    # Format version 3, all optional (absent in older logs). `kind` says
+    # what a series derived from a layer holds: KIND_ATTENTION (a
+    # MultiHeadAttention's probabilities: a channel per head, maps of
+    # queries x keys), KIND_TOKEN_GRID (a sequence layer's patch tokens as
+    # the input image's grid), KIND_CLASS_TOKEN (the tokens before that
+    # grid); None for a layer's own output. `source` is the layer it derives
+    # from, `axes` names a map's rows and columns, `prefix_tokens` counts the
+    # tokens a token grid leaves out (the class token).
+    kind: str | None = None
+    source: str | None = None
+    axes: tuple[str, ...] | None = None
+    prefix_tokens: int | None = None
     version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -136,6 +152,8 @@ class LayerInfo:
         d["stats_fields"] = list(self.stats_fields)
         d["set_fields"] = list(self.set_fields)
         d["unit_fields"] = list(self.unit_fields)
+        if self.axes is not None:
+            d["axes"] = list(self.axes)
         return d
 
     @property
@@ -219,6 +237,8 @@ def parse_plugin_metadata(content: bytes) -> LayerInfo:
                     f"Received: {name}={value!r}"
                 )
         kwargs[name] = tuple(value)
+    if kwargs.get("axes") is not None:
+        kwargs["axes"] = tuple(kwargs["axes"])
     try:
         return LayerInfo(**kwargs)
     except TypeError as e:

@@ -26,7 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tb_activations import distributed, encoding, health, measures, metadata
+from tb_activations import attention, distributed, encoding, health, measures, metadata, tokens
 from tb_activations import layers as layers_lib
 from tb_activations import probe as probe_lib
 from tb_activations.summary import ActivationWriter, LayerValue
@@ -112,7 +112,11 @@ class _Recorder:
         self.input_format, _ = layers_lib.data_formats(model)
         shape = tuple(model.inputs[0].shape)
         self.batch = probe_lib.load(probe, shape, self.input_format, preprocess)
-        self.extractor = layers_lib.extractor(model, self.paths)
+        # Each chosen MultiHeadAttention's scores, computed in the extractor's own pass.
+        self.attention = attention.GraphScores(self.taps)
+        self.extractor = layers_lib.extractor(model, self.paths, self.attention.requests)
+        # Sequences whose tokens are the probe image's patches (a ViT's) are drawn on the grid.
+        self.grids = tokens.TokenGrids(self.taps, self.batch.shape, self.input_format)
         # Respect a user's choice of eager execution; it may be there for a reason.
         self.extractor.run_eagerly = bool(getattr(model, "run_eagerly", False))
         self.infos: list[metadata.LayerInfo] | None = None
@@ -138,12 +142,14 @@ class _Recorder:
         arrays = _one_copy(
             [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs], len(self.batch)
         )
+        arrays, scores = arrays[: len(self.taps)], arrays[len(self.taps) :]
         if self.infos is None:
             self.infos = [self._describe(t, a) for t, a in zip(self.taps, arrays)]
-        return [
+        values = [
             LayerValue(info, a, data_format=t.data_format)
             for info, t, a in zip(self.infos, self.taps, arrays)
-        ]
+        ] + self.attention.values(scores, self._describe)
+        return self.grids.apply(values, self._describe)
 
     def probe_value(self) -> LayerValue:
         """The probe as the model takes it, stored as channels-last images.

@@ -1,0 +1,155 @@
+"""Small attention models and an independent numpy reference for their scores.
+
+Shared by tests/test_attention.py (TensorFlow) and tests/backend_attention.py
+(run in the JAX and torch venvs): only Keras and numpy here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+VOCAB = 12
+LENGTH = 6
+DIM = 8
+HEADS = 2
+KEY_DIM = 4
+# Token 0 is padding: Embedding(mask_zero=True) masks it.
+TOKENS = np.array([[3, 5, 7, 2, 0, 0], [1, 4, 6, 8, 9, 11]], dtype="int32")
+
+
+def token_model(*, padding: bool, causal: bool, name: str = "tokens_attention"):
+    """Tokens -> Embedding (mask_zero when `padding`) -> self-attention -> Dense."""
+    import keras
+
+    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
+    # Embeddings of unit scale: attention far from uniform, and moving in training.
+    x = keras.layers.Embedding(
+        VOCAB,
+        DIM,
+        mask_zero=padding,
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        name="embed",
+    )(tokens)
+    mha = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, name="mha")
+    y = mha(x, x, use_causal_mask=causal)
+    y = keras.layers.GlobalAveragePooling1D(name="pool")(y)
+    out = keras.layers.Dense(3, name="out")(y)
+    return keras.Model(tokens, out, name=name)
+
+
+def cross_model(name: str = "cross_attention"):
+    """Cross-attention of 4 queries over 6 keys (a separate key input), with an
+    explicit `attention_mask` input, no biases and a value_dim of its own."""
+    import keras
+
+    queries = keras.Input((4, DIM), name="queries")
+    context = keras.Input((LENGTH, DIM), name="context")
+    allowed = keras.Input((4, LENGTH), dtype="bool", name="allowed")
+    mha = keras.layers.MultiHeadAttention(3, 5, value_dim=2, use_bias=False, name="mha")
+    key = keras.layers.Dense(DIM, name="key_proj")(context)
+    y = mha(queries, context, key=key, attention_mask=allowed)
+    return keras.Model([queries, context, allowed], y, name=name)
+
+
+def tiny_vit(size=32, patch=8, dim=16):
+    """Patches by a strided convolution, a class token in front, self-attention."""
+    import keras
+
+    class ClassToken(keras.layers.Layer):
+        def build(self, input_shape):
+            self.token = self.add_weight(shape=(1, 1, input_shape[-1]), name="token")
+
+        def call(self, x):
+            first = keras.ops.broadcast_to(self.token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
+            return keras.ops.concatenate([first, x], axis=1)
+
+    image = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Conv2D(dim, patch, strides=patch, name="embed")(image)
+    x = keras.layers.Reshape(((size // patch) ** 2, dim), name="patches")(x)
+    x = ClassToken(name="tokens")(x)
+    x = keras.layers.MultiHeadAttention(2, 8, name="mha")(x, x)
+    x = keras.layers.Dense(dim, name="mlp")(x)
+    return keras.Model(image, x, name="tiny_vit")
+
+
+def sublayer_outputs(model, names, probe):
+    """The outputs of layers `names`, called directly on the probe."""
+    import keras
+
+    outs = keras.Model(model.inputs[0], [model.get_layer(n).output for n in names])(probe)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    return [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs]
+
+
+def weights(dense) -> tuple[np.ndarray, np.ndarray | None]:
+    import keras
+
+    kernel = np.asarray(keras.ops.convert_to_numpy(dense.kernel), np.float64)
+    bias = getattr(dense, "bias", None)
+    return kernel, None if bias is None else np.asarray(
+        keras.ops.convert_to_numpy(bias), np.float64
+    )
+
+
+def reference_scores(
+    layer,
+    query: np.ndarray,
+    value: np.ndarray,
+    key: np.ndarray | None = None,
+    *,
+    query_mask: np.ndarray | None = None,
+    key_mask: np.ndarray | None = None,
+    attention_mask: np.ndarray | None = None,
+    causal: bool = False,
+) -> np.ndarray:
+    """softmax(Q K^T / sqrt(key_dim)) over the allowed keys, in float64 numpy,
+    from the layer's projection weights; rows with no allowed key are 0 and
+    masked queries' rows too, as Keras's masked Softmax gives them."""
+    key = value if key is None else key
+
+    def project(dense, x):
+        kernel, bias = weights(dense)
+        out = np.einsum("btd,dnh->btnh", np.asarray(x, np.float64), kernel)
+        return out if bias is None else out + bias
+
+    q = project(layer.query_dense, query)
+    k = project(layer.key_dense, key)
+    logits = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(layer.key_dim)
+    n, _, t, s = logits.shape
+    allowed = np.ones((n, t, s), bool)
+    if query_mask is not None:
+        allowed &= np.asarray(query_mask, bool)[:, :, None]
+    if key_mask is not None:
+        allowed &= np.asarray(key_mask, bool)[:, None, :]
+    if attention_mask is not None:
+        allowed &= np.asarray(attention_mask, bool)
+    if causal:
+        allowed &= np.tril(np.ones((t, s), bool))[None]
+    allowed = allowed[:, None]
+    logits = np.where(allowed, logits, -np.inf)
+    top = np.max(logits, axis=-1, keepdims=True)
+    e = np.where(allowed, np.exp(logits - np.where(np.isfinite(top), top, 0)), 0.0)
+    total = e.sum(axis=-1, keepdims=True)
+    return np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+
+
+def embedded(model, tokens: np.ndarray) -> np.ndarray:
+    """The embedding layer called directly on the tokens."""
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(model.get_layer("embed")(tokens)), np.float64)
+
+
+def token_reference(model, tokens: np.ndarray, *, padding: bool, causal: bool) -> np.ndarray:
+    x = embedded(model, tokens)
+    mask = tokens != 0 if padding else None
+    return reference_scores(
+        model.get_layer("mha"), x, x, query_mask=mask, key_mask=mask, causal=causal
+    )
+
+
+def reverse_task(n: int, length: int, vocab: int, seed: int = 0):
+    """Token sequences and their reversals (the demo's task, small)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, vocab, size=(n, length)).astype("int32")
+    return x, x[:, ::-1].copy()
