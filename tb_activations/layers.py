@@ -40,6 +40,10 @@ class Tap:
     layer: Any  # keras.layers.Layer
     output_shape: tuple[int | None, ...]
     data_format: str
+    # Which call of the layer in one pass, and which of its outputs, for a
+    # layer reached by observing calls (`capture`).
+    call: int = 1
+    key: str | None = None
 
 
 def _is_model(layer) -> bool:
@@ -98,7 +102,7 @@ def why_not_showable(layer) -> str | None:
 _FORMATS = ("channels_first", "channels_last")
 
 
-def data_formats(model) -> tuple[str, dict[str, str]]:
+def data_formats(model, entries=None) -> tuple[str, dict[str, str]]:
     """The data format of the model's input, and the one each layer's output is in.
 
     The input is laid out like the first layer that declares a format (a
@@ -107,7 +111,8 @@ def data_formats(model) -> tuple[str, dict[str, str]]:
     inherits the one of the closest earlier layer that has one, or the
     input's when it comes before them all.
     """
-    declared = [(path, getattr(layer, "data_format", None)) for path, layer in walk(model)]
+    entries = walk(model) if entries is None else entries
+    declared = [(path, getattr(layer, "data_format", None)) for path, layer in entries]
     input_format = next(
         (fmt for _, fmt in declared if fmt in _FORMATS), keras.config.image_data_format()
     )
@@ -257,12 +262,7 @@ def _symbolic_outputs(model, paths: Sequence[str]) -> list:
 
 
 def extractor(model, paths: Sequence[str]):
-    """One model from `model`'s input to the outputs of all `paths`."""
-    if len(model.inputs) != 1:
-        raise ValueError(
-            f"Model {model.name!r} has {len(model.inputs)} inputs; tb_activations logs "
-            "models with a single input. Received: model inputs="
-            f"{[tuple(t.shape) for t in model.inputs]}"
-        )
+    """One model from `model`'s inputs (in their structure) to the outputs of all `paths`."""
     outputs = _symbolic_outputs(model, list(paths))
-    return keras.Model(model.inputs[0], outputs, name=f"{model.name}_activations")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.input
+    return keras.Model(inputs, outputs, name=f"{model.name}_activations")

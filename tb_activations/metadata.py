@@ -48,11 +48,18 @@ PLUGIN_NAME = "activations"
 
 # Bump when the layout of the content or of the blobs changes in a way an
 # older reader would misread; readers refuse versions newer than they know.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # Tag of the time series holding the probe images as the model sees them.
 # Keras never generates this name; the writer refuses a layer path equal to it.
+# A model with several inputs logs its first image input (its first input,
+# when none is an image) under this tag, and each other one under
+# `PROBE_TAG/<input name>` (format version 3).
 PROBE_TAG = "__probe__"
+
+# How a probe input is drawn (format version 3): an image, a row of tokens,
+# or a strip of values.
+PROBE_KINDS = ("image", "tokens", "values")
 
 # The statistics of every map (format version 1). A reader may rely on them.
 STATS_FIELDS = ("min", "max", "mean", "std", "zero_fraction", "nonfinite_fraction")
@@ -93,6 +100,18 @@ class LayerInfo:
     stats_fields: tuple[str, ...] = STATS_FIELDS
     # Channels stacked in one PNG (format version 2); version 1 logs have 1.
     channels_per_image: int = 1
+    # Format version 3, for a layer reached by observing its calls: which
+    # call of the layer in one pass (1 for the first; the tag then ends in
+    # `@call`), and which of the call's outputs (`0`, `1`, a dict key; None
+    # for a call returning one tensor; the tag then ends in `:output`).
+    call: int = 1
+    output: str | None = None
+    # Format version 3, for the probe: the model input it shows, how it is
+    # drawn (PROBE_KINDS), and for `tokens` each sample's tokens (IDs, or
+    # the strings given as `probe_tokens`).
+    input_name: str | None = None
+    probe_kind: str | None = None
+    tokens: tuple[tuple[int | str, ...], ...] | None = None
     version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -162,6 +181,8 @@ def parse_plugin_metadata(content: bytes) -> LayerInfo:
     kwargs = {k: v for k, v in d.items() if k in fields}
     kwargs["output_shape"] = tuple(kwargs.get("output_shape", ()))
     kwargs["stats_fields"] = tuple(kwargs.get("stats_fields", STATS_FIELDS))
+    if kwargs.get("tokens") is not None:
+        kwargs["tokens"] = tuple(tuple(row) for row in kwargs["tokens"])
     try:
         return LayerInfo(**kwargs)
     except TypeError as e:

@@ -1,0 +1,320 @@
+"""Reaching any layer by observing calls (tb_activations.capture), on TensorFlow
+here and on JAX and torch in their own venvs (tests/backend_observe.py).
+
+Every logged value is checked against the model's sublayers called directly
+on their inputs (tests/observed.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+
+from tb_activations import ActivationLogger, capture, log_activations, metadata
+from tb_activations.session import LoggingSession
+
+import observed
+from recorded import read_run, small_cnn
+from test_backends import ROOT, RUN_TIMEOUT, unavailable, venv_python
+
+SCRIPT = ROOT / "tests" / "backend_observe.py"
+
+
+def _no_shadows(model) -> bool:
+    return all("call" not in layer.__dict__ for _, layer in capture.reachable(model))
+
+
+def _check_against(series, expected, names, step=None):
+    for name in names:
+        s = series[name]
+        got = s.steps[-1] if step is None else next(x for x in s.steps if x.step == step)
+        err = observed.stats_mismatch(got.stats, s.info.stats_fields, expected[name])
+        assert err < 1e-5, (name, err)
+
+
+@pytest.fixture(scope="module")
+def subclassed_run(tmp_path_factory):
+    """A subclassed model logged once, fitted with the logger, and its own
+    outputs around both."""
+    keras.utils.set_random_seed(0)
+    model = observed.subclassed()
+    x, y = observed.subclassed_data()
+    probe = x[:2]
+    before = np.asarray(model(probe))
+    log_dir = tmp_path_factory.mktemp("subclassed")
+    logged = log_activations(model, probe, log_dir, observed.SUBCLASSED_LAYERS, verbose=0)
+    after = np.asarray(model(probe))
+    expected = observed.subclassed_expected(model, probe)
+    weights = [np.array(w) for w in model.get_weights()]
+    model.compile("adam", "mse")
+    history = model.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=4,
+        verbose=0,
+        callbacks=[
+            ActivationLogger(log_dir, probe, observed.SUBCLASSED_LAYERS, run_name="fit", verbose=0)
+        ],
+    )
+    return {
+        "model": model,
+        "probe": probe,
+        "logged": logged,
+        "before": before,
+        "after": after,
+        "expected": expected,
+        "weights": weights,
+        "history": history.history,
+        "snapshot": read_run(log_dir),
+        "fit": read_run(log_dir, "fit"),
+    }
+
+
+def test_every_call_and_output_of_the_chosen_layers_is_a_series(subclassed_run):
+    assert subclassed_run["logged"] == observed.SUBCLASSED_SERIES
+    series = subclassed_run["snapshot"]
+    assert sorted(series) == sorted([metadata.PROBE_TAG, *observed.SUBCLASSED_SERIES])
+    infos = {name: series[name].info for name in observed.SUBCLASSED_SERIES}
+    assert (infos["shared"].call, infos["shared@2"].call) == (1, 2)
+    assert [infos[f"lstm:{i}"].output for i in range(3)] == ["0", "1", "2"]
+    assert infos["head"].output is None
+    assert infos["block1/conv"].class_name == "Conv2D"
+    assert infos["block1/conv"].layout == "image"
+    assert infos["lstm:0"].layout == "sequence"
+    assert infos["lstm:1"].layout == "units"
+    # Model order: a block before the layers it holds.
+    positions = [infos[n].position for n in observed.SUBCLASSED_SERIES]
+    assert positions == sorted(positions)
+    assert infos["block1"].position < infos["block1/conv"].position
+
+
+def test_logged_values_are_the_sublayers_called_directly(subclassed_run):
+    _check_against(
+        subclassed_run["snapshot"], subclassed_run["expected"], observed.SUBCLASSED_SERIES
+    )
+
+
+def test_logging_changes_neither_outputs_nor_training(subclassed_run):
+    np.testing.assert_array_equal(subclassed_run["before"], subclassed_run["after"])
+    model = subclassed_run["model"]
+    assert _no_shadows(model)
+    # It trains afterwards: the weights moved, the loss is finite.
+    moved = [
+        not np.array_equal(a, b) for a, b in zip(subclassed_run["weights"], model.get_weights())
+    ]
+    assert any(moved)
+    assert all(np.isfinite(subclassed_run["history"]["loss"]))
+
+
+def test_the_logger_follows_training_on_a_subclassed_model(subclassed_run):
+    series = subclassed_run["fit"]
+    steps = series["head"].step_numbers
+    assert steps == [0, 2, 4]
+    for name in observed.SUBCLASSED_SERIES:
+        assert series[name].step_numbers == steps, name
+    # The last step is the trained model's.
+    model, probe = subclassed_run["model"], subclassed_run["probe"]
+    _check_against(series, observed.subclassed_expected(model, probe), observed.SUBCLASSED_SERIES)
+    first, last = series["block1/conv"].steps[0].stats, series["block1/conv"].steps[-1].stats
+    assert not np.array_equal(first, last)
+
+
+def test_default_layers_of_a_subclassed_model_are_its_conv_and_dense_leaves(tmp_path, capsys):
+    model = observed.subclassed()
+    x, _ = observed.subclassed_data(2)
+    logged = log_activations(model, x, tmp_path)
+    assert logged == ["block1/conv", "block2/conv", "shared", "shared@2", "head"]
+    assert "logging 5 layers of 'net'" in capsys.readouterr().out
+
+
+def test_functional_models_keep_their_graph_extractor(tmp_path):
+    session = LoggingSession(tmp_path, np.zeros((1, 28, 28, 1), "float32"), verbose=0)
+    session.bind(small_cnn())
+    assert isinstance(session.extractor, keras.Model)
+    session = LoggingSession(tmp_path, observed.subclassed_data(1)[0], verbose=0)
+    session.bind(observed.subclassed())
+    assert isinstance(session.extractor, capture.Observer)
+
+
+@pytest.fixture(scope="module")
+def transformer_run(tmp_path_factory):
+    keras.utils.set_random_seed(1)
+    model = observed.transformer()
+    batch, _ = observed.transformer_data(2)
+    before = np.asarray(model(batch))
+    log_dir = tmp_path_factory.mktemp("transformer")
+    logged = log_activations(
+        model,
+        batch,
+        log_dir,
+        observed.TRANSFORMER_LAYERS,
+        probe_tokens=lambda i: f"w{i}",
+        verbose=0,
+    )
+    return {
+        "model": model,
+        "batch": batch,
+        "logged": logged,
+        "before": before,
+        "after": np.asarray(model(batch)),
+        "series": read_run(log_dir),
+    }
+
+
+def test_layers_inside_a_custom_layer_of_a_functional_model(transformer_run):
+    assert transformer_run["logged"] == observed.TRANSFORMER_LAYERS
+    expected = observed.transformer_expected(transformer_run["model"], transformer_run["batch"])
+    _check_against(transformer_run["series"], expected, observed.TRANSFORMER_LAYERS)
+    np.testing.assert_array_equal(transformer_run["before"], transformer_run["after"])
+    assert _no_shadows(transformer_run["model"])
+
+
+def test_each_input_of_a_dict_probe_is_logged_in_a_form_that_suits_it(transformer_run):
+    series = transformer_run["series"]
+    batch = transformer_run["batch"]
+    main = series[metadata.PROBE_TAG].info
+    assert (main.input_name, main.probe_kind) == ("token_ids", "tokens")
+    assert main.tokens == tuple(tuple(f"w{i}" for i in row) for row in batch["token_ids"])
+    mask = series[f"{metadata.PROBE_TAG}/padding_mask"].info
+    assert (mask.input_name, mask.probe_kind, mask.layout) == ("padding_mask", "tokens", "probe")
+    assert mask.tokens == tuple(tuple(int(i) for i in row) for row in batch["padding_mask"])
+    assert main.version == metadata.FORMAT_VERSION == 3
+
+
+def test_default_layers_of_a_transformer(tmp_path, capsys):
+    model = observed.transformer()
+    batch, _ = observed.transformer_data(1)
+    logged = log_activations(model, batch, tmp_path)
+    assert logged == ["embed", "encoder", "encoder/mha"]
+    assert "encoder/mha" in capsys.readouterr().out
+
+
+def test_a_layer_not_called_on_the_probe_warns_and_the_rest_is_logged(tmp_path):
+    class Branchy(keras.Model):
+        def __init__(self):
+            super().__init__(name="branchy")
+            self.used = keras.layers.Dense(3, name="used")
+            self.spare = keras.layers.Dense(3, name="spare")
+
+        def call(self, x):
+            return self.used(x)
+
+    model = Branchy()
+    model(np.zeros((1, 4), "float32"))
+    with pytest.warns(UserWarning, match=r"not called .*: spare"):
+        logged = log_activations(
+            model, np.ones((1, 4), "float32"), tmp_path, ["used", "spare"], verbose=0
+        )
+    assert logged == ["used"]
+
+
+def test_outputs_that_are_not_tensors_are_skipped_with_one_notice(tmp_path):
+    class Tagged(keras.layers.Layer):
+        def call(self, x):
+            return {"value": x * 2.0, "label": "doubled"}
+
+    class Wrapper(keras.Model):
+        def __init__(self):
+            super().__init__(name="wrapper")
+            self.tagged = Tagged(name="tagged")
+
+        def call(self, x):
+            return self.tagged(x)["value"]
+
+    model = Wrapper()
+    with pytest.warns(UserWarning, match=r"not logged.*tagged:label") as caught:
+        logged = log_activations(model, np.ones((1, 4), "float32"), tmp_path, ["tagged"], verbose=0)
+    assert logged == ["tagged:value"]
+    assert len([w for w in caught if "not logged" in str(w.message)]) == 1
+
+
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        (["nope"], r"No layer named 'nope' in model 'net'. Closest"),
+        (["conv"], r"Layer name 'conv' is ambiguous .* block1/conv, block2/conv"),
+        (["shared@3"], r"Layer 'shared' gave no output named shared@3"),
+    ],
+)
+def test_bad_layers_of_a_subclassed_model(tmp_path, layers, message):
+    model = observed.subclassed()
+    x, _ = observed.subclassed_data(1)
+    with pytest.raises(ValueError, match=message):
+        log_activations(model, x, tmp_path, layers, verbose=0)
+
+
+def test_one_series_of_a_layer_can_be_chosen_by_name(tmp_path):
+    model = observed.subclassed()
+    x, _ = observed.subclassed_data(1)
+    assert log_activations(model, x, tmp_path, ["shared@2", "lstm:1"], verbose=0) == [
+        "shared@2",
+        "lstm:1",
+    ]
+
+
+def test_an_unknown_layer_of_a_custom_layer_fails_at_set_model(tmp_path):
+    batch, _ = observed.transformer_data(1)
+    logger = ActivationLogger(tmp_path, batch, ["encoder/nope"])
+    with pytest.raises(ValueError, match="No layer named 'encoder/nope'"):
+        logger.set_model(observed.transformer())
+    # A layer inside the custom layer passes the check.
+    ActivationLogger(tmp_path, batch, ["encoder/mha"]).set_model(observed.transformer())
+
+
+# -- JAX and torch ---------------------------------------------------------------------
+
+
+@pytest.fixture(
+    scope="module", params=[pytest.param(b, marks=pytest.mark.slow) for b in ("jax", "torch")]
+)
+def backend_facts(request, tmp_path_factory):
+    backend = request.param
+    python = venv_python(backend)
+    if not python.exists() or not (python.parent.parent / ".installed").exists():
+        unavailable(f"no complete .venv-{backend}: make backends installs it")
+    out = tmp_path_factory.mktemp(f"observe-{backend}")
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(
+        [str(python), str(SCRIPT), str(out)],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env=env,
+    )
+    assert r.returncode == 0, f"backend_observe.py on {backend} failed:\n{r.stdout}\n{r.stderr}"
+    return backend, json.loads((out / "facts.json").read_text())
+
+
+def test_backend_subclassed_model_shared_layer_and_lstm_states(backend_facts):
+    backend, facts = backend_facts
+    assert facts["backend"] == backend
+    run = facts["subclassed"]
+    assert run["logged"] == observed.SUBCLASSED_SERIES
+    assert run["outputs_unchanged"] and run["no_shadows"] and run["trained"]
+    for name, err in run["mismatch"].items():
+        assert err < 1e-4, (backend, name, err)
+    assert run["fit_steps"] == [0, 2, 4]
+
+
+def test_backend_dict_probe_and_layers_inside_a_custom_layer(backend_facts):
+    backend, facts = backend_facts
+    run = facts["transformer"]
+    assert run["logged"] == observed.TRANSFORMER_LAYERS
+    assert run["outputs_unchanged"] and run["no_shadows"]
+    for name, err in run["mismatch"].items():
+        assert err < 1e-4, (backend, name, err)
+    assert run["probe_kinds"] == {"__probe__": "tokens", "__probe__/padding_mask": "tokens"}
+    assert run["default_layers"] == ["embed", "encoder", "encoder/mha"]
+
+
+def test_backend_logs_no_warning_besides_none_expected(backend_facts):
+    _, facts = backend_facts
+    assert facts["warnings"] == [], facts["warnings"]
