@@ -69,6 +69,9 @@ def describe(probe) -> str:
     if isinstance(probe, (list, tuple)) and probe and all(_is_array(p) for p in probe):
         shapes = ", ".join(str(tuple(np.shape(p))) for p in probe)
         return f"a {type(probe).__name__} of {len(probe)} arrays of shapes {shapes}"
+    if isinstance(probe, (list, tuple)):
+        kinds = ", ".join(type(p).__name__ for p in probe[:5])
+        return f"a {type(probe).__name__} of {len(probe)} items ({kinds})"
     if isinstance(probe, (str, os.PathLike, Image.Image)):
         return f"one image {probe!r}"
     try:
@@ -97,7 +100,8 @@ def _by_input(model, expected: list[InputSpec], probe) -> list[Any]:
             raise _mismatch(model, expected, probe)
         return [probe[n] for n in names]
     if isinstance(probe, (list, tuple)) and len(probe) == len(expected):
-        if all(_is_array(p) or isinstance(p, (list, tuple, str, os.PathLike)) for p in probe):
+        parts = (list, tuple, str, os.PathLike, Image.Image)
+        if all(_is_array(p) or isinstance(p, parts) for p in probe):
             return list(probe)
     raise _mismatch(model, expected, probe)
 
