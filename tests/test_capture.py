@@ -318,3 +318,113 @@ def test_backend_dict_probe_and_layers_inside_a_custom_layer(backend_facts):
 def test_backend_logs_no_warning_besides_none_expected(backend_facts):
     _, facts = backend_facts
     assert facts["warnings"] == [], facts["warnings"]
+
+
+# -- keras-hub backbones (random weights, small configs, nothing downloaded) -----------
+
+SEQ = 8
+
+
+def _hub():
+    return pytest.importorskip("keras_hub", reason="keras-hub is a TensorFlow-venv test tool")
+
+
+def _bert(hub):
+    return hub.models.BertBackbone(
+        vocabulary_size=50,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=SEQ,
+    )
+
+
+def _text_probe(with_segments: bool) -> dict:
+    rng = np.random.default_rng(0)
+    mask = np.ones((2, SEQ), "int32")
+    mask[1, -3:] = 0
+    probe = {"token_ids": rng.integers(1, 50, (2, SEQ)) * mask, "padding_mask": mask}
+    if with_segments:
+        probe["segment_ids"] = np.zeros((2, SEQ), "int32")
+    return probe
+
+
+def test_bert_logs_its_embeddings_blocks_and_attention_by_default(tmp_path):
+    hub = _hub()
+    model = _bert(hub)
+    probe = _text_probe(with_segments=True)
+    logged = log_activations(model, probe, tmp_path, verbose=0)
+    assert logged == [
+        "token_embedding",
+        "position_embedding",
+        "segment_embedding",
+        "transformer_layer_0",
+        "transformer_layer_0/self_attention_layer",
+        "transformer_layer_1",
+        "transformer_layer_1/self_attention_layer",
+    ]
+    series = read_run(tmp_path)
+    # The last block's output is the backbone's own sequence output; the
+    # first block, called directly on the embeddings, gives its series.
+    own = model(probe)
+    embeddings = keras.Model(model.input, model.get_layer("embeddings_layer_norm").output)(probe)
+    first = model.get_layer("transformer_layer_0")(embeddings, padding_mask=probe["padding_mask"])
+    expected = {
+        "transformer_layer_1": np.asarray(own["sequence_output"]),
+        "transformer_layer_0": np.asarray(first),
+        "token_embedding": np.asarray(model.get_layer("token_embedding")(probe["token_ids"])),
+    }
+    _check_against(series, expected, list(expected))
+    main = series[metadata.PROBE_TAG].info
+    assert (main.input_name, main.probe_kind) == ("token_ids", "tokens")
+    assert sorted(t for t in series if t.startswith(metadata.PROBE_TAG)) == [
+        metadata.PROBE_TAG,
+        f"{metadata.PROBE_TAG}/padding_mask",
+        f"{metadata.PROBE_TAG}/segment_ids",
+    ]
+    assert _no_shadows(model)
+
+
+def test_gpt2_vit_and_resnet_backbones_log_with_default_layers(tmp_path):
+    hub = _hub()
+    gpt2 = hub.models.GPT2Backbone(
+        vocabulary_size=50,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=SEQ,
+    )
+    vit = hub.models.ViTBackbone(
+        image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32
+    )
+    resnet = hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 64],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        image_shape=(32, 32, 3),
+    )
+    image = np.random.default_rng(0).uniform(size=(1, 32, 32, 3)).astype("float32")
+    cases = [
+        (gpt2, _text_probe(with_segments=False), "transformer_layer_1/self_attention"),
+        (vit, image, "vit_encoder/transformer_block_2/mha"),
+        (resnet, image, "stack1_block0_2_conv"),
+    ]
+    for model, probe, expected in cases:
+        before = np.asarray(keras.tree.flatten(model(probe))[0])
+        logged = log_activations(model, probe, tmp_path, run_name=model.name, verbose=0)
+        assert expected in logged, (model.name, logged)
+        assert 1 <= len(logged) <= 12
+        np.testing.assert_array_equal(before, np.asarray(keras.tree.flatten(model(probe))[0]))
+        assert set(read_run(tmp_path, model.name)) >= set(logged)
+    # The ViT's second block, called directly on the first block's output.
+    embedded = keras.Model(vit.input, vit.get_layer("vit_patching_and_embedding").output)(image)
+    first, second = vit.get_layer("vit_encoder").encoder_layers
+    name = "vit_encoder/transformer_block_2"
+    _check_against(
+        read_run(tmp_path, vit.name), {name: np.asarray(second(first(embedded)))}, [name]
+    )
