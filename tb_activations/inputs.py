@@ -21,6 +21,7 @@ import keras
 import numpy as np
 from PIL import Image
 
+from tb_activations import encoding, metadata
 from tb_activations import probe as probe_lib
 
 
@@ -253,3 +254,63 @@ def tokens_for(ids: np.ndarray, probe_tokens: ProbeTokens) -> tuple[tuple, ...]:
             f"{[len(r) for r in rows]}"
         )
     return tuple(tuple(str(t) for t in r) for r in rows)
+
+
+def probe_series(
+    batch, model, data_format: str, probe_tokens: ProbeTokens = None
+) -> list[tuple[metadata.LayerInfo, np.ndarray]]:
+    """Each input of the probe batch as the writer stores it: (info, images).
+
+    One input goes to the probe's tag; of several, the main one does
+    (`main_input`), and each other one to `PROBE_TAG/<input name>`.
+    `probe_tokens` names the tokens of the main input, or of the first input
+    of token IDs when the main one is not.
+    """
+    named_inputs = named(batch, model)
+    kinds = [kind(a) for _, a in named_inputs]
+    main = main_input(named_inputs, kinds)
+    worded = (
+        main
+        if kinds[main] == "tokens"
+        else next((i for i, k in enumerate(kinds) if k == "tokens"), None)
+    )
+    out = []
+    for i, (name, arr) in enumerate(named_inputs):
+        tag = metadata.PROBE_TAG if i == main else f"{metadata.PROBE_TAG}/{name}"
+        tokens = None
+        if kinds[i] == "tokens":
+            tokens = tokens_for(arr, probe_tokens if i == worded else None)
+        out.append(_probe_input(tag, name, arr, kinds[i], tokens, data_format))
+    return out
+
+
+def _probe_input(tag: str, name: str, b: np.ndarray, kind_: str, tokens, data_format: str):
+    """One probe input as the model takes it, stored as channels-last images.
+
+    Its metadata describes the model's input as Keras sees it, as a layer's
+    describes the layer's output: `output_shape` is the input's shape, with
+    the channel axis `data_format` says. The stored images do not depend on it.
+    """
+    images = b
+    if b.ndim >= 4 and data_format == "channels_first":
+        images = np.moveaxis(b, 1, -1)
+    _, h, w, _ = encoding.probe_nhwc(images[:1]).shape
+    info = metadata.LayerInfo(
+        layer=tag,
+        class_name="Probe",
+        layout="probe",
+        output_shape=(None, *b.shape[1:]),
+        channels=1,
+        total_channels=int(images.shape[-1]) if images.ndim > 2 else 1,
+        probes=int(b.shape[0]),
+        height=int(h),
+        width=int(w),
+        source_height=int(h),
+        source_width=int(w),
+        data_format=data_format,
+        normalization="per probe min..max over all its pixels and channels to 0..255",
+        input_name=name,
+        probe_kind=kind_,
+        tokens=tokens,
+    )
+    return info, images

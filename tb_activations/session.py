@@ -201,66 +201,16 @@ class _Recorder:
         ]
 
     def probe_values(self) -> list[LayerValue]:
-        """Each input of the probe as the model takes it, for the writer.
-
-        One input goes to the probe's tag; of several, the first image (the
-        first input, when none is an image) does, and each other one to
-        `PROBE_TAG/<input name>`.
-        """
-        named = inputs_lib.named(self.batch, self.model)
-        kinds = [inputs_lib.kind(a) for _, a in named]
-        main = inputs_lib.main_input(named, kinds)
-        # probe_tokens names the tokens of the main input, or of the first
-        # input of token IDs when the main one is not.
-        worded = (
-            main
-            if kinds[main] == "tokens"
-            else next((i for i, k in enumerate(kinds) if k == "tokens"), None)
+        """Each input of the probe as the model takes it, for the writer
+        (`inputs.probe_series`)."""
+        series = inputs_lib.probe_series(
+            self.batch, self.model, self.input_format, self.probe_tokens
         )
-        values = []
-        for i, (name, arr) in enumerate(named):
-            tag = metadata.PROBE_TAG if i == main else f"{metadata.PROBE_TAG}/{name}"
-            tokens = None
-            if kinds[i] == "tokens":
-                tokens = inputs_lib.tokens_for(arr, self.probe_tokens if i == worded else None)
-            values.append(self._probe_value(tag, name, arr, kinds[i], tokens))
-        return values
+        return [LayerValue(info, images) for info, images in series]
 
     def probe_value(self) -> LayerValue:
         """The probe's main input (see `probe_values`)."""
         return next(v for v in self.probe_values() if v.info.layer == metadata.PROBE_TAG)
-
-    def _probe_value(self, tag: str, name: str, b: np.ndarray, kind: str, tokens):
-        """One probe input as the model takes it, stored as channels-last images.
-
-        Its metadata describes the model's input as Keras sees it, as a
-        layer's describes the layer's output: `output_shape` is the input's
-        shape, with the channel axis `data_format` says. The stored images do
-        not depend on it.
-        """
-        images = b
-        if b.ndim >= 4 and self.input_format == "channels_first":
-            images = np.moveaxis(b, 1, -1)
-        _, h, w, _ = encoding.probe_nhwc(images[:1]).shape
-        info = metadata.LayerInfo(
-            layer=tag,
-            class_name="Probe",
-            layout="probe",
-            output_shape=(None, *b.shape[1:]),
-            channels=1,
-            total_channels=int(images.shape[-1]) if images.ndim > 2 else 1,
-            probes=int(b.shape[0]),
-            height=int(h),
-            width=int(w),
-            source_height=int(h),
-            source_width=int(w),
-            data_format=self.input_format,
-            normalization="per probe min..max over all its pixels and channels to 0..255",
-            input_name=name,
-            probe_kind=kind,
-            tokens=tokens,
-        )
-        return LayerValue(info, images)
 
     def _describe(self, tap: layers_lib.Tap, arr: np.ndarray) -> metadata.LayerInfo:
         layout = encoding.layout_of(arr.ndim)
@@ -571,12 +521,17 @@ class LoggingSession:
 
     @property
     def extractor(self):
-        """The Keras model from the input to the logged layers' outputs."""
+        """What computes the logged layers' outputs from the probe: a Keras
+        model from the model's inputs to them (a Functional or Sequential
+        model's graph), or a `capture.Observer` (layers reached by observing
+        their calls)."""
         return self._bound().extractor
 
     @property
-    def batch(self) -> np.ndarray:
-        """The probe batch as the model takes it (preprocessed, float32)."""
+    def batch(self):
+        """The probe batch as the model takes it, preprocessed: an array, or
+        a list or dict for several inputs (float32; integer inputs keep
+        their dtype)."""
         return self._bound().batch
 
     def forward(self) -> list[LayerValue]:
