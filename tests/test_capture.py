@@ -428,3 +428,41 @@ def test_gpt2_vit_and_resnet_backbones_log_with_default_layers(tmp_path):
     _check_against(
         read_run(tmp_path, vit.name), {name: np.asarray(second(first(embedded)))}, [name]
     )
+
+
+def test_the_plugin_answers_every_route_on_the_new_series(tmp_path):
+    from test_plugin import make_client
+
+    model = observed.subclassed()
+    x, _ = observed.subclassed_data(2)
+    log_activations(model, x, tmp_path, observed.SUBCLASSED_LAYERS, run_name="sub", verbose=0)
+    batch, _ = observed.transformer_data(2)
+    log_activations(observed.transformer(), batch, tmp_path, run_name="text", verbose=0)
+    client = make_client(tmp_path, 10)
+    url = "/data/plugin/activations/"
+    tags = client.get(url + "tags").get_json()
+    assert set(tags) >= {"sub", "text"}
+    answered = {}
+    for run in ("sub", "text"):
+        for route in ("overview", "curves", "probe"):
+            answered[(run, route)] = client.get(url + route, query_string={"run": run}).status_code
+        for tag, _ in read_run(tmp_path, run).items():
+            where = {"run": run, "tag": tag}
+            for route, extra in (
+                ("steps", {}),
+                ("layer", {"step": 0, "probe": 1}),
+                ("channel", {"step": 0, "channel": 0, "probe": 1}),
+                ("series", {"channel": 0}),
+                ("stats", {}),
+                ("timeline", {}),
+                ("export", {"step": 0}),
+            ):
+                r = client.get(url + route, query_string={**where, **extra})
+                answered[(run, tag, route)] = r.status_code
+    assert all(code in (200, 404) for code in answered.values()), answered
+    layers_ok = [k for k in answered if len(k) == 3 and not k[1].startswith(metadata.PROBE_TAG)]
+    assert {answered[k] for k in layers_ok} == {200}, answered
+    assert answered[("text", "probe")] == 200
+    # The layer listing leaves the probe's inputs out, as it does the probe.
+    overview = client.get(url + "overview", query_string={"run": "text"}).get_json()
+    assert overview["layers"] == ["embed", "encoder", "encoder/mha"]
