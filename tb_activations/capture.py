@@ -33,6 +33,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from tb_activations import layers as layers_lib
+
 
 def children(layer) -> list:
     """The layers `layer` holds directly, in the order the model has them."""
@@ -315,22 +317,6 @@ def warn_once(message: str) -> None:
 
 # -- which layers ------------------------------------------------------------
 
-# What `layers=None` picks besides a transformer's own parts: the leaves
-# people draw feature maps of.
-_LEAF_CLASSES = (
-    "Conv1D",
-    "Conv2D",
-    "Conv3D",
-    "Conv1DTranspose",
-    "Conv2DTranspose",
-    "Conv3DTranspose",
-    "DepthwiseConv1D",
-    "DepthwiseConv2D",
-    "SeparableConv1D",
-    "SeparableConv2D",
-    "Dense",
-)
-
 
 def graph_may_miss(layer) -> bool:
     """Whether a layer the graph cannot show may show when observed: one
@@ -349,15 +335,6 @@ def is_attention(layer) -> bool:
 
 def has_attention(model) -> bool:
     return any(is_attention(layer) for _, layer in reachable(model))
-
-
-def _spread(items: list, limit: int) -> list:
-    if len(items) <= limit:
-        return items
-    if limit <= 1:
-        return items[-1:] if limit == 1 else []
-    picks = sorted({round(i * (len(items) - 1) / (limit - 1)) for i in range(limit)})
-    return [items[i] for i in picks]
 
 
 def _parent(path: str) -> str | None:
@@ -383,14 +360,14 @@ def default_layers(model, found: Survey, max_layers: int) -> list[str]:
     leaves = [
         p
         for p, layer in entries
-        if p in showable and not children(layer) and kinds[p] in _LEAF_CLASSES
+        if p in showable and not children(layer) and kinds[p] in layers_lib.DEFAULT_CLASSES
     ]
     attention = [p for p, layer in entries if p in showable and is_attention(layer)]
     if not attention:
         if leaves:
-            return _spread(leaves, max_layers)
+            return layers_lib.spread(leaves, max_layers)
         plain = [p for p, layer in entries if p in showable and not children(layer)]
-        return _spread(plain or sorted(showable, key=order.get), max_layers)
+        return layers_lib.spread(plain or sorted(showable, key=order.get), max_layers)
     convs = [p for p in leaves if "Conv" in kinds[p]]
     embeddings: list[str] = []
     for p, _ in entries:
@@ -407,10 +384,10 @@ def default_layers(model, found: Survey, max_layers: int) -> list[str]:
             units.setdefault(p, [p])
     fixed = entries_order(convs + embeddings, order)
     keep_fixed = min(len(fixed), max(1, max_layers // 4))
-    fixed = _spread(fixed, keep_fixed)
+    fixed = layers_lib.spread(fixed, keep_fixed)
     budget = max_layers - len(fixed)
     size = max(len(u) for u in units.values())
-    blocks = _spread(list(units), max(1, budget // size))
+    blocks = layers_lib.spread(list(units), max(1, budget // size))
     picks = fixed + [p for b in blocks for p in units[b]]
     return entries_order(picks, order)[:max_layers]
 
@@ -422,19 +399,6 @@ def entries_order(paths: list[str], order: Mapping[str, int]) -> list[str]:
 def base_path(name: str) -> str:
     """The layer path of a series name: `a/b@2:0` -> `a/b`."""
     return name.split(":", 1)[0].split("@", 1)[0]
-
-
-def _unknown(name: str, model, entries) -> ValueError:
-    import difflib
-
-    names = [p for p, _ in entries]
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-    if not close:
-        close = [p for p in names if name.lower() in p.lower()][:5] or names[:10]
-    return ValueError(
-        f"No layer named {name!r} in model {model.name!r}. Closest available layers: "
-        f"{', '.join(close)}. Received: layers={name!r}"
-    )
 
 
 def resolve(model, item, entries=None) -> tuple[str, str | None]:
@@ -469,7 +433,7 @@ def resolve(model, item, entries=None) -> tuple[str, str | None]:
             f"Layer name {base!r} is ambiguous in model {model.name!r}; use one of the "
             f"paths {', '.join(matches)}. Received: layers={item!r}"
         )
-    raise _unknown(item, model, entries)
+    raise layers_lib.unknown(item, model, [p for p, _ in entries])
 
 
 @dataclass
@@ -492,7 +456,6 @@ def choose(model, found: Survey, spec, max_layers: int, entries=None) -> Choice:
             can be shown, or a choice that leaves nothing to log.
     """
     import re
-    from collections.abc import Sequence
 
     entries = reachable(model) if entries is None else entries
     by_path = dict(entries)
@@ -512,12 +475,8 @@ def choose(model, found: Survey, spec, max_layers: int, entries=None) -> Choice:
             )
         explicit = False
     else:
+        layers_lib.check_spec(spec)
         items = [spec] if isinstance(spec, (str, keras.layers.Layer)) else spec
-        if not isinstance(items, Sequence):
-            raise ValueError(
-                "layers must be None, 'all', a regular expression, or a list of layer "
-                f"names or layer objects. Received: layers={spec!r}"
-            )
         paths = []
         for item in items:
             path, series = resolve(model, item, entries)

@@ -15,7 +15,7 @@ from typing import Any
 import keras
 
 # What `layers=None` picks: the layers people draw feature maps of.
-_DEFAULT_CLASSES = (
+DEFAULT_CLASSES = (
     "Conv1D",
     "Conv2D",
     "Conv3D",
@@ -129,7 +129,7 @@ def available(model) -> list[tuple[str, Any]]:
     return [(p, layer) for p, layer in walk(model) if why_not_showable(layer) is None]
 
 
-def _spread(items: list, limit: int) -> list:
+def spread(items: list, limit: int) -> list:
     if len(items) <= limit:
         return items
     if limit == 1:
@@ -138,14 +138,28 @@ def _spread(items: list, limit: int) -> list:
     return [items[i] for i in picks]
 
 
-def _unknown(name: str, model) -> ValueError:
-    names = [p for p, _ in walk(model)]
+def unknown(name: str, model, names: list[str] | None = None) -> ValueError:
+    """The error for a layer `model` does not have, with the closest of `names`
+    (its layers' paths by default)."""
+    names = [p for p, _ in walk(model)] if names is None else names
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
     if not close:
         close = [p for p in names if name.lower() in p.lower()][:5] or names[:10]
     return ValueError(
         f"No layer named {name!r} in model {model.name!r}. Closest available layers: "
         f"{', '.join(close)}. Received: layers={name!r}"
+    )
+
+
+def check_spec(layers) -> None:
+    """Raises a ValueError unless `layers` has the type of a `layers` argument."""
+    if layers is None or isinstance(layers, (str, re.Pattern, keras.layers.Layer)):
+        return
+    if isinstance(layers, Sequence) and not isinstance(layers, (bytes, bytearray)):
+        return
+    raise ValueError(
+        "layers must be None, 'all', a regular expression, or a list of layer names or "
+        f"layer objects. Received: layers={layers!r}"
     )
 
 
@@ -162,8 +176,8 @@ def select(model, layers: LayerSpec, max_layers: int) -> list[str]:
     ordered = [p for p, _ in walk(model)]
     by_path = dict(walk(model))
     if layers is None:
-        picks = [p for p, layer in available(model) if type(layer).__name__ in _DEFAULT_CLASSES]
-        return _spread(picks, max_layers)
+        picks = [p for p, layer in available(model) if type(layer).__name__ in DEFAULT_CLASSES]
+        return spread(picks, max_layers)
     if isinstance(layers, str) and layers == "all":
         return [p for p, _ in available(model)]
     if isinstance(layers, re.Pattern):
@@ -175,13 +189,9 @@ def select(model, layers: LayerSpec, max_layers: int) -> list[str]:
                 f"Received: layers={layers!r}"
             )
         return picks
+    check_spec(layers)
     if isinstance(layers, str):
         layers = [layers]
-    if not isinstance(layers, Sequence):
-        raise ValueError(
-            "layers must be None, 'all', a regular expression, or a list of layer names "
-            f"or layer objects. Received: layers={layers!r}"
-        )
     wanted = []
     for item in layers:
         if isinstance(item, str):
@@ -217,7 +227,7 @@ def _unique_by_name(model, name: str) -> str:
             f"Layer name {name!r} is ambiguous in model {model.name!r}; use one of the "
             f"paths {', '.join(matches)}. Received: layers={name!r}"
         )
-    raise _unknown(name, model)
+    raise unknown(name, model)
 
 
 def taps(model, paths: Sequence[str]) -> list[Tap]:

@@ -47,17 +47,6 @@ def check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
         raise ValueError(f"{name} must be {expected}. Received: {name}={value!r}")
 
 
-def _check_layers(layers) -> None:
-    if layers is None or isinstance(layers, (str, re.Pattern)):
-        return
-    if isinstance(layers, Sequence) and not isinstance(layers, (bytes, bytearray)):
-        return
-    raise ValueError(
-        "layers must be None, 'all', a regular expression, or a list of layer names or "
-        f"layer objects. Received: layers={layers!r}"
-    )
-
-
 def _check_probe(probe) -> None:
     """Fails at construction for a probe file that cannot be read."""
     if isinstance(probe, (str, os.PathLike)):
@@ -389,7 +378,7 @@ class LoggingSession:
         if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
             raise ValueError(f"log_dir must be a directory path. Received: log_dir={log_dir!r}")
         _check_probe(probe)
-        _check_layers(layers)
+        layers_lib.check_spec(layers)
         check_int("max_layers", max_layers, 1)
         check_int("max_channels", max_channels, 1)
         check_int("max_size", max_size, 1, allow_none=True)

@@ -8,8 +8,6 @@ on their inputs (tests/observed.py).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import keras
 import numpy as np
@@ -20,7 +18,7 @@ from tb_activations.session import LoggingSession
 
 import observed
 from recorded import read_run, small_cnn
-from test_backends import ROOT, RUN_TIMEOUT, unavailable, venv_python
+from test_backends import ROOT, run_in_venv
 
 SCRIPT = ROOT / "tests" / "backend_observe.py"
 
@@ -275,21 +273,8 @@ def test_an_unknown_layer_of_a_custom_layer_fails_at_set_model(tmp_path):
 )
 def backend_facts(request, tmp_path_factory):
     backend = request.param
-    python = venv_python(backend)
-    if not python.exists() or not (python.parent.parent / ".installed").exists():
-        unavailable(f"no complete .venv-{backend}: make backends installs it")
     out = tmp_path_factory.mktemp(f"observe-{backend}")
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run(
-        [str(python), str(SCRIPT), str(out)],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        env=env,
-    )
-    assert r.returncode == 0, f"backend_observe.py on {backend} failed:\n{r.stdout}\n{r.stderr}"
+    run_in_venv(backend, SCRIPT, out)
     return backend, json.loads((out / "facts.json").read_text())
 
 
@@ -329,15 +314,15 @@ def _hub():
     return pytest.importorskip("keras_hub", reason="keras-hub is a TensorFlow-venv test tool")
 
 
-def _bert(hub):
-    return hub.models.BertBackbone(
-        vocabulary_size=50,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=SEQ,
-    )
+# Small text backbones: two blocks of two heads.
+TEXT_CONFIG = dict(
+    vocabulary_size=50,
+    num_layers=2,
+    num_heads=2,
+    hidden_dim=16,
+    intermediate_dim=32,
+    max_sequence_length=SEQ,
+)
 
 
 def _text_probe(with_segments: bool) -> dict:
@@ -352,7 +337,7 @@ def _text_probe(with_segments: bool) -> dict:
 
 def test_bert_logs_its_embeddings_blocks_and_attention_by_default(tmp_path):
     hub = _hub()
-    model = _bert(hub)
+    model = hub.models.BertBackbone(**TEXT_CONFIG)
     probe = _text_probe(with_segments=True)
     logged = log_activations(model, probe, tmp_path, verbose=0)
     assert logged == [
@@ -388,14 +373,7 @@ def test_bert_logs_its_embeddings_blocks_and_attention_by_default(tmp_path):
 
 def test_gpt2_vit_and_resnet_backbones_log_with_default_layers(tmp_path):
     hub = _hub()
-    gpt2 = hub.models.GPT2Backbone(
-        vocabulary_size=50,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=SEQ,
-    )
+    gpt2 = hub.models.GPT2Backbone(**TEXT_CONFIG)
     vit = hub.models.ViTBackbone(
         image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32
     )
