@@ -311,7 +311,7 @@ class Observer:
         return [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs]
 
 
-def warn_once(message: str) -> None:
+def warn(message: str) -> None:
     warnings.warn(f"ActivationLogger: {message}", stacklevel=3)
 
 
@@ -465,7 +465,10 @@ def choose(model, found: Survey, spec, max_layers: int, entries=None) -> Choice:
     if spec is None:
         paths = default_layers(model, found, max_layers)
     elif isinstance(spec, str) and spec == "all":
-        paths = [p for p, _ in entries if p in found.calls]
+        # An RNN's cell runs once per time step: its layer's outputs are the
+        # sequence of them already.
+        cells = {p for p, layer in entries if isinstance(layer, keras.layers.RNN)}
+        paths = [p for p, _ in entries if p in found.calls and _parent(p) not in cells]
     elif isinstance(spec, re.Pattern):
         paths = [p for p, _ in entries if spec.search(p)]
         if not paths:
@@ -492,7 +495,7 @@ def choose(model, found: Survey, spec, max_layers: int, entries=None) -> Choice:
         if p not in found.calls and not isinstance(by_path[p], keras.layers.InputLayer)
     ]
     if uncalled:
-        warn_once(
+        warn(
             f"these layers were not called when the model ran on the probe, so they are "
             f"not logged: {', '.join(uncalled)}."
         )
@@ -517,7 +520,7 @@ def choose(model, found: Survey, spec, max_layers: int, entries=None) -> Choice:
         f"{n}:{k}" for n, keys in found.skipped.items() if base_path(n) in paths for k in keys
     ]
     if skipped or (explicit and unshown):
-        warn_once(
+        warn(
             "these outputs are not logged, not being tensors of rank 2 to 5: "
             f"{', '.join(skipped + unshown)}."
         )

@@ -444,3 +444,11 @@ def test_the_plugin_answers_every_route_on_the_new_series(tmp_path):
     # The layer listing leaves the probe's inputs out, as it does the probe.
     overview = client.get(url + "overview", query_string={"run": "text"}).get_json()
     assert overview["layers"] == ["embed", "encoder", "encoder/mha"]
+
+
+def test_all_takes_every_called_layer_but_an_rnns_cell(tmp_path):
+    model = observed.subclassed()
+    x, _ = observed.subclassed_data(1)
+    logged = log_activations(model, x, tmp_path, "all", verbose=0)
+    assert [n for n in logged if n.startswith("lstm")] == ["lstm:0", "lstm:1", "lstm:2"]
+    assert {"block1", "block1/conv", "block1/norm", "shared@2", "head"} <= set(logged)
