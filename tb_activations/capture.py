@@ -95,8 +95,12 @@ def flat_outputs(out) -> tuple[list[tuple[str | None, Any]], list[str]]:
 
 
 @contextlib.contextmanager
-def observing(layers: Mapping[str, Any], keep: Callable[[str, Any], None]) -> Iterator[None]:
-    """Calls `keep(path, output)` after each call of each layer, within the block.
+def observing(
+    layers: Mapping[str, Any], keep: Callable[[str, Any, tuple, dict], None]
+) -> Iterator[None]:
+    """Calls `keep(path, output, args, kwargs)` after each call of each layer,
+    within the block: what the call returned, and what it was called with
+    (an attention layer's query, value and mask, for instance).
 
     The shadows live on the instances only for the duration of the block,
     and are removed even when the block raises.
@@ -109,7 +113,7 @@ def observing(layers: Mapping[str, Any], keep: Callable[[str, Any], None]) -> It
 
             def observed(*args, __original=original, __path=path, **kwargs):
                 out = __original(*args, **kwargs)
-                keep(__path, out)
+                keep(__path, out, args, kwargs)
                 return out
 
             functools.update_wrapper(observed, original)
@@ -174,7 +178,7 @@ def survey(model, batch, layers: Mapping[str, Any] | None = None) -> Survey:
         }
     result = Survey()
 
-    def keep(path: str, out) -> None:
+    def keep(path: str, out, args, kwargs) -> None:
         n = result.calls.get(path, 0) + 1
         result.calls[path] = n
         tensors, skipped = flat_outputs(out)
@@ -245,7 +249,7 @@ class Observer:
         captured: dict[str, Any] = {}
         calls: dict[str, int] = {}
 
-        def keep(path: str, out) -> None:
+        def keep(path: str, out, args, kwargs) -> None:
             n = calls[path] = calls.get(path, 0) + 1
             for key, t in flat_outputs(out)[0]:
                 name = series_name(path, n, key)

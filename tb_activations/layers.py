@@ -167,10 +167,9 @@ def select(model, layers: LayerSpec, max_layers: int) -> list[str]:
     """Resolves a `layers` argument to layer paths, in model order."""
     if not has_graph(model):
         raise ValueError(
-            f"Model {model.name!r} has no symbolic inputs and outputs, so its "
-            "intermediate layers cannot be reached. tb_activations supports Functional "
-            "and Sequential models (a subclassed model can be logged when it is used "
-            "as a layer of a Functional model, as a whole). "
+            f"Model {model.name!r} has no symbolic inputs and outputs, so no graph "
+            "reaches its layers; the logger reaches them by observing their calls "
+            "(tb_activations.capture.choose). "
             f"Received: model={type(model).__name__}"
         )
     ordered = [p for p, _ in walk(model)]

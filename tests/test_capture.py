@@ -452,3 +452,25 @@ def test_all_takes_every_called_layer_but_an_rnns_cell(tmp_path):
     logged = log_activations(model, x, tmp_path, "all", verbose=0)
     assert [n for n in logged if n.startswith("lstm")] == ["lstm:0", "lstm:1", "lstm:2"]
     assert {"block1", "block1/conv", "block1/norm", "shared@2", "head"} <= set(logged)
+
+
+def test_observing_sees_each_call_with_its_arguments_and_always_restores():
+    dense = keras.layers.Dense(3, name="d")
+    x = np.ones((1, 3), "float32")
+    dense(x)
+    seen = []
+    with capture.observing({"d": dense}, lambda *call: seen.append(call)):
+        dense(dense(x))
+    assert [(path, len(args), kwargs) for path, _, args, kwargs in seen] == [
+        ("d", 1, {}),
+        ("d", 1, {}),
+    ]
+    np.testing.assert_array_equal(np.asarray(seen[0][1]), np.asarray(dense(x)))
+    assert "call" not in dense.__dict__
+    with pytest.raises(RuntimeError, match="boom"):
+        with capture.observing({"d": dense}, lambda *call: None):
+            raise RuntimeError("boom")
+    assert "call" not in dense.__dict__
+    seen.clear()
+    dense(x)
+    assert seen == []

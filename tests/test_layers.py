@@ -149,10 +149,10 @@ def test_layers_none_skips_what_cannot_be_shown():
     assert "pair" not in layers.select(model, "all", 12)
 
 
-def test_subclassed_model_gets_a_clear_message():
+def test_a_subclassed_model_has_no_graph_to_select_from():
     model = _Sub()
     model(np.zeros((1, 8, 8, 1), np.float32))
-    with pytest.raises(ValueError, match="Functional and Sequential models.*Received: model=_Sub"):
+    with pytest.raises(ValueError, match="observing their calls.*Received: model=_Sub"):
         layers.select(model, None, 12)
 
 
