@@ -437,11 +437,11 @@ class LoggingSession:
             for item in items:
                 capture.resolve(model, item)
             return
-        try:
-            layers_lib.select(model, spec, self._max_layers)
-        except ValueError as graph_error:
-            walked = dict(layers_lib.walk(model))
-            for item in items:
+        walked = dict(layers_lib.walk(model))
+        for item in items:
+            try:
+                layers_lib.select(model, [item], self._max_layers)
+            except ValueError as graph_error:
                 path, _ = capture.resolve(model, item)
                 if path in walked and not capture.graph_may_miss(walked[path]):
                     raise graph_error from None

@@ -474,3 +474,20 @@ def test_observing_sees_each_call_with_its_arguments_and_always_restores():
     seen.clear()
     dense(x)
     assert seen == []
+
+
+def test_the_logger_trains_a_model_with_dict_inputs_from_a_dict_probe(tmp_path):
+    keras.utils.set_random_seed(2)
+    model = observed.transformer()
+    batch, y = observed.transformer_data(8)
+    probe = {k: v[:2] for k, v in batch.items()}
+    model.compile("adam", "mse")
+    logger = ActivationLogger(tmp_path, probe, ["embed", "encoder/mha"], verbose=0)
+    model.fit(batch, y, epochs=2, batch_size=4, verbose=0, callbacks=[logger])
+    series = read_run(tmp_path)
+    assert series["encoder/mha"].step_numbers == [0, 2, 4]
+    expected = observed.transformer_expected(model, probe)
+    _check_against(series, expected, ["embed", "encoder/mha"])
+    assert series[metadata.PROBE_TAG].info.tokens == tuple(
+        tuple(int(i) for i in row) for row in probe["token_ids"]
+    )
