@@ -149,7 +149,9 @@ def _describe(step: int, x: np.ndarray, col_sums: np.ndarray) -> tuple[_Map, np.
     return _Map(step, x, mean, norm, keep), (xc if c <= n else None)
 
 
-def _cka(cur: _Map, cur_centred: np.ndarray | None, ref: _Map, sq_diff: np.ndarray) -> float | None:
+def _cka(
+    cur: _Map, cur_centred: np.ndarray | None, ref: _Map, sq_diff: np.ndarray
+) -> float | None:
     if cur.gram_norm is None or ref.gram_norm is None:
         return None
     if not sq_diff.any():

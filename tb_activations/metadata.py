@@ -52,9 +52,9 @@ FORMAT_VERSION = 3
 
 # Tag of the time series holding the probe images as the model sees them.
 # Keras never generates this name; the writer refuses a layer path equal to it.
-# A model with several inputs logs its first image input (its first input,
-# when none is an image) under this tag, and each other one under
-# `PROBE_TAG/<input name>` (format version 3).
+# A model with several inputs logs its main input under this tag (its first
+# image; else its first input named for tokens, `token_ids`; else its first)
+# and each other one under `PROBE_TAG/<input name>` (format version 3).
 PROBE_TAG = "__probe__"
 
 # How a probe input is drawn (format version 3): an image, a row of tokens,

@@ -87,11 +87,15 @@ def transformer(out: str) -> dict:
     after = np.asarray(keras.ops.convert_to_numpy(model(batch)))
     series = read_run(out, "transformer")
     default = log_activations(model, batch, out, run_name="default", verbose=0)
+    # Layers the graph reaches go through the model's own graph, dict inputs and all.
+    log_activations(model, batch, out, ["embed"], run_name="graph", verbose=0)
+    expected = observed.transformer_expected(model, batch)
     return {
         "logged": logged,
         "outputs_unchanged": bool(np.array_equal(before, after)),
         "no_shadows": _no_shadows(model),
-        "mismatch": _mismatch(series, observed.transformer_expected(model, batch)),
+        "mismatch": _mismatch(series, expected),
+        "graph_mismatch": _mismatch(read_run(out, "graph"), {"embed": expected["embed"]}),
         "probe_kinds": {
             tag: s.info.probe_kind for tag, s in series.items() if s.info.layout == "probe"
         },

@@ -297,6 +297,7 @@ def test_backend_dict_probe_and_layers_inside_a_custom_layer(backend_facts):
     for name, err in run["mismatch"].items():
         assert err < 1e-4, (backend, name, err)
     assert run["probe_kinds"] == {"__probe__": "tokens", "__probe__/padding_mask": "tokens"}
+    assert run["graph_mismatch"]["embed"] < 1e-5
     assert run["default_layers"] == ["embed", "encoder", "encoder/mha"]
 
 

@@ -100,7 +100,9 @@ def test_map_is_a_multi_step_runs_first_view_with_real_pixels(panel, server):
     wait_map(panel)
     assert panel.data("view") == "map"
     pixels = panel.canvas(HEAT)
-    cell = int(panel.ui.locator(HEAT).get_attribute("data-cell-width"))
+    cell = int(
+        panel.ui.locator(HEAT).get_attribute("data-cell-width")
+    )
     assert pixels["w"] == cell * len(overview["steps"]) and pixels["h"] > 0
     assert pixels["variance"] > 10 and not pixels["gray"]
     labels = panel.ui.locator(f"{MAP} .map-row-name").all_text_contents()
