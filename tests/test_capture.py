@@ -492,3 +492,35 @@ def test_the_logger_trains_a_model_with_dict_inputs_from_a_dict_probe(tmp_path):
     assert series[metadata.PROBE_TAG].info.tokens == tuple(
         tuple(int(i) for i in row) for row in probe["token_ids"]
     )
+
+
+# The lightest model of each keras.applications family, random weights.
+APPLICATIONS = [
+    "Xception",
+    "VGG16",
+    "VGG19",
+    "ResNet50",
+    "ResNet50V2",
+    "InceptionV3",
+    "InceptionResNetV2",
+    "MobileNet",
+    "MobileNetV2",
+    "MobileNetV3Small",
+    "DenseNet121",
+    "NASNetMobile",
+    "EfficientNetB0",
+    "EfficientNetV2B0",
+    "ConvNeXtTiny",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_keras_applications_keep_the_graph_and_its_default_layers(tmp_path, name):
+    from tb_activations import layers as layers_lib
+
+    model = getattr(keras.applications, name)(weights=None, input_shape=(75, 75, 3))
+    session = LoggingSession(tmp_path, np.zeros((1, 75, 75, 3), "float32"), verbose=0)
+    session.bind(model)
+    assert isinstance(session.extractor, keras.Model)
+    assert list(session.layers) == layers_lib.select(model, None, 12)
