@@ -132,7 +132,8 @@ def load(
     """The probe as a batch of the model's input shape, preprocessed.
 
     A float input gets float32; an integer or boolean input (token IDs,
-    masks) keeps whole numbers, of its own dtype.
+    masks, uint8 pixels) gets its own dtype, and an array for it must hold
+    whole numbers (images are rounded).
     """
     if probe is None:
         raise ValueError(
@@ -168,10 +169,8 @@ def load(
         if _whole(dtype):
             return _as_whole(batch, dtype, tuple(arr.shape), preprocess)
     if _whole(dtype):
-        raise ValueError(
-            f"The model's input takes {dtype} values (token IDs, masks), not images; pass "
-            f"an array of them. Received: probe={probe!r}"
-        )
+        # An image model taking uint8 pixels: resizing may leave fractions.
+        return _as_whole(np.rint(batch), dtype, tuple(np.shape(batch)), preprocess)
     batch = np.asarray(batch, dtype=np.float32)
     if preprocess is not None:
         batch = np.asarray(preprocess(batch.copy()), dtype=np.float32)

@@ -150,3 +150,13 @@ def test_bad_probe_tokens_fail_at_construction(tmp_path, probe_tokens):
 
     with pytest.raises(ValueError, match="probe_tokens must be"):
         ActivationLogger(tmp_path, IDS, probe_tokens=probe_tokens)
+
+
+def test_an_image_model_taking_uint8_pixels_gets_rounded_uint8_pixels():
+    image = keras.Input((16, 16, 3), dtype="uint8", name="pixels")
+    x = keras.layers.Rescaling(1 / 255)(image)
+    model = keras.Model(image, keras.layers.Conv2D(2, 3, name="conv")(x))
+    photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    batch = inputs.load(photo, model)
+    assert batch.dtype == np.uint8 and batch.shape == (1, 16, 16, 3)
+    assert 0 < batch.max() <= 255
