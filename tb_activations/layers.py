@@ -235,6 +235,19 @@ def taps(model, paths: Sequence[str]) -> list[Tap]:
     return [Tap(p, by_path[p], _output_shape(by_path[p]) or (), formats[p]) for p in paths]
 
 
+def graph_calls(model, path: str) -> int:
+    """How many times the graph of the model holding `path` calls that layer."""
+    container = model
+    *outer, name = path.split("/")
+    for part in outer:
+        container = container.get_layer(part)
+    layer = container.get_layer(name)
+    by_depth = getattr(container, "_nodes_by_depth", None)
+    if by_depth is None:
+        return 1  # a Sequential model calls each of its layers once
+    return sum(node.operation is layer for nodes in by_depth.values() for node in nodes)
+
+
 def _outer_node(container, child):
     """The node where `child` is called inside `container`'s graph."""
     for nodes in container._nodes_by_depth.values():

@@ -275,6 +275,9 @@ def _graph_paths(model, layers, max_layers: int) -> list[str] | None:
         paths = layers_lib.select(model, layers, max_layers)
     except ValueError:
         return None
+    # A graph gives a shared layer's first call only.
+    if any(layers_lib.graph_calls(model, p) > 1 for p in paths):
+        return None
     return paths or None
 
 

@@ -524,3 +524,16 @@ def test_keras_applications_keep_the_graph_and_its_default_layers(tmp_path, name
     session.bind(model)
     assert isinstance(session.extractor, keras.Model)
     assert list(session.layers) == layers_lib.select(model, None, 12)
+
+
+def test_a_shared_layer_of_a_functional_model_logs_each_call(tmp_path):
+    inputs = keras.Input((4,))
+    shared = keras.layers.Dense(4, activation="tanh", name="shared")
+    first = shared(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(shared(first)))
+    x = np.linspace(-1, 1, 8, dtype="float32").reshape(2, 4)
+    logged = log_activations(model, x, tmp_path, ["shared", "head"], verbose=0)
+    assert logged == ["shared", "shared@2", "head"]
+    once = shared(x)
+    expected = {"shared": np.asarray(once), "shared@2": np.asarray(shared(once))}
+    _check_against(read_run(tmp_path), expected, list(expected))
