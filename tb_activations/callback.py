@@ -15,6 +15,7 @@ import numpy as np
 
 from tb_activations import layers as layers_lib
 from tb_activations import probe as probe_lib
+from tb_activations.inputs import ProbeTokens
 from tb_activations.session import (
     DEFAULT_MAX_CHANNELS,
     DEFAULT_MAX_LAYERS,
@@ -59,18 +60,28 @@ class ActivationLogger(keras.callbacks.Callback):
 
     Args:
         log_dir: the directory given to TensorBoard.
-        probe: an image path, a `PIL.Image`, an array (HxWxC, 1xHxWxC, or
-            NxHxWxC), or a list of paths or images. Images are resized to
-            the model's input size when that is fixed. A batch of N samples
-            is a probe set (for example `x_val[:256]`): the first
-            `probe_images` get pictures, and all N feed the statistics and
-            the measures (docs/measures.md).
+        probe: what the model takes, in the structure of its inputs. For
+            one input: an image path, a `PIL.Image`, an array (HxWxC,
+            1xHxWxC, or NxHxWxC), or a list of paths or images; images are
+            resized to the model's input size when that is fixed. For
+            several inputs: a list in input order or a dict keyed by input
+            name. Integer inputs (token IDs, masks) stay integers. A model
+            without symbolic inputs (subclassed) takes the probe as given,
+            batch axis included. A batch of N samples is a probe set (for
+            example `x_val[:256]`): the first `probe_images` get pictures,
+            and all N feed the statistics and the measures
+            (docs/measures.md).
         layers: `None` picks the convolution and Dense layers, at most
-            `max_layers` spread over the depth, and prints which ones;
-            `"all"` takes every layer whose output can be shown; or a list of
-            names (paths such as `"vgg16/block1_conv1"` for nested models),
-            layer objects, or a compiled regular expression. Defaults to
-            `None`.
+            `max_layers` spread over the depth, and prints which ones; on a
+            transformer, the embeddings, each block and each attention
+            layer instead. `"all"` takes every layer whose output can be
+            shown; or a list of names (paths such as `"vgg16/block1_conv1"`
+            or `"transformer_layer_0/self_attention_layer"`, reaching inside
+            nested models, custom layers and subclassed models), layer
+            objects, or a compiled regular expression. A layer called more
+            than once logs each call (`path`, `path@2`, ...), one with
+            several outputs each (`path:0`, `path:1` or `path:key`).
+            Defaults to `None`.
         freq: log every `freq` epochs. Defaults to `1`.
         batch_freq: also log every `batch_freq` batches during the first
             `batch_epochs` epochs, where features change fastest; `None`
@@ -99,6 +110,11 @@ class ActivationLogger(keras.callbacks.Callback):
             a worker log beside the chief, give it `chief=True` and a
             `run_name` of its own, such as `f"activations_worker{rank}"`.
             `False` never logs. Defaults to `None`.
+        probe_tokens: the strings of the probe's token IDs, shown with its
+            integer input: a list of strings (one probe), a list of such
+            lists (one per probe), or a function from an ID to its string
+            (such as a keras-hub tokenizer's `id_to_token`); `None` shows
+            the IDs. Defaults to `None`.
 
     Raises:
         ValueError: at construction, on an argument of the wrong type or
@@ -141,6 +157,7 @@ class ActivationLogger(keras.callbacks.Callback):
         run_name: str = RUN_NAME,
         verbose: int = 1,
         chief: bool | None = None,
+        probe_tokens: ProbeTokens = None,
     ):
         super().__init__()
         self._session = LoggingSession(log_dir, probe, layers, **options_of(locals()))
@@ -246,6 +263,7 @@ def log_activations(
     run_name: str = RUN_NAME,
     verbose: int = 1,
     chief: bool | None = None,
+    probe_tokens: ProbeTokens = None,
 ) -> list[str]:
     """Logs one snapshot of `model`'s activations on `probe`, without training.
 
@@ -253,9 +271,12 @@ def log_activations(
     mean for `ActivationLogger`.
 
     Args:
-        model: a Functional or Sequential Keras model with one input.
-        probe: an image path, a `PIL.Image`, an array (HxWxC, 1xHxWxC, or
-            NxHxWxC: a probe set of N samples), or a list of paths or images.
+        model: any Keras model: Functional, Sequential or subclassed.
+        probe: what the model takes, in the structure of its inputs: an
+            image path, a `PIL.Image`, an array, or a list of paths or
+            images for one input; a list or a dict keyed by input name for
+            several. A batch of N samples is a probe set: the first
+            `probe_images` are pictured, all N are measured.
         log_dir: the directory given to TensorBoard.
         layers: `None`, `"all"`, a list of names or layer objects, or a
             compiled regular expression. Defaults to `None`.
@@ -275,6 +296,8 @@ def log_activations(
         chief: `None` logs only from the chief of a distributed training;
             `True` logs from this process whatever its rank; `False` never
             logs. Defaults to `None`.
+        probe_tokens: the strings of the probe's token IDs. Defaults to
+            `None`.
 
     Returns:
         The paths of the logged layers, in model order; an empty list in a

@@ -15,7 +15,7 @@ from typing import Any
 import keras
 
 # What `layers=None` picks: the layers people draw feature maps of.
-_DEFAULT_CLASSES = (
+DEFAULT_CLASSES = (
     "Conv1D",
     "Conv2D",
     "Conv3D",
@@ -40,6 +40,10 @@ class Tap:
     layer: Any  # keras.layers.Layer
     output_shape: tuple[int | None, ...]
     data_format: str
+    # Which call of the layer in one pass, and which of its outputs, for a
+    # layer reached by observing calls (`capture`).
+    call: int = 1
+    key: str | None = None
 
 
 def _is_model(layer) -> bool:
@@ -98,7 +102,7 @@ def why_not_showable(layer) -> str | None:
 _FORMATS = ("channels_first", "channels_last")
 
 
-def data_formats(model) -> tuple[str, dict[str, str]]:
+def data_formats(model, entries=None) -> tuple[str, dict[str, str]]:
     """The data format of the model's input, and the one each layer's output is in.
 
     The input is laid out like the first layer that declares a format (a
@@ -107,7 +111,8 @@ def data_formats(model) -> tuple[str, dict[str, str]]:
     inherits the one of the closest earlier layer that has one, or the
     input's when it comes before them all.
     """
-    declared = [(path, getattr(layer, "data_format", None)) for path, layer in walk(model)]
+    entries = walk(model) if entries is None else entries
+    declared = [(path, getattr(layer, "data_format", None)) for path, layer in entries]
     input_format = next(
         (fmt for _, fmt in declared if fmt in _FORMATS), keras.config.image_data_format()
     )
@@ -124,7 +129,7 @@ def available(model) -> list[tuple[str, Any]]:
     return [(p, layer) for p, layer in walk(model) if why_not_showable(layer) is None]
 
 
-def _spread(items: list, limit: int) -> list:
+def spread(items: list, limit: int) -> list:
     if len(items) <= limit:
         return items
     if limit == 1:
@@ -133,8 +138,10 @@ def _spread(items: list, limit: int) -> list:
     return [items[i] for i in picks]
 
 
-def _unknown(name: str, model) -> ValueError:
-    names = [p for p, _ in walk(model)]
+def unknown(name: str, model, names: list[str] | None = None) -> ValueError:
+    """The error for a layer `model` does not have, with the closest of `names`
+    (its layers' paths by default)."""
+    names = [p for p, _ in walk(model)] if names is None else names
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
     if not close:
         close = [p for p in names if name.lower() in p.lower()][:5] or names[:10]
@@ -144,21 +151,32 @@ def _unknown(name: str, model) -> ValueError:
     )
 
 
+def check_spec(layers) -> None:
+    """Raises a ValueError unless `layers` has the type of a `layers` argument."""
+    if layers is None or isinstance(layers, (str, re.Pattern, keras.layers.Layer)):
+        return
+    if isinstance(layers, Sequence) and not isinstance(layers, (bytes, bytearray)):
+        return
+    raise ValueError(
+        "layers must be None, 'all', a regular expression, or a list of layer names or "
+        f"layer objects. Received: layers={layers!r}"
+    )
+
+
 def select(model, layers: LayerSpec, max_layers: int) -> list[str]:
     """Resolves a `layers` argument to layer paths, in model order."""
     if not has_graph(model):
         raise ValueError(
-            f"Model {model.name!r} has no symbolic inputs and outputs, so its "
-            "intermediate layers cannot be reached. tb_activations supports Functional "
-            "and Sequential models (a subclassed model can be logged when it is used "
-            "as a layer of a Functional model, as a whole). "
+            f"Model {model.name!r} has no symbolic inputs and outputs, so no graph "
+            "reaches its layers; the logger reaches them by observing their calls "
+            "(tb_activations.capture.choose). "
             f"Received: model={type(model).__name__}"
         )
     ordered = [p for p, _ in walk(model)]
     by_path = dict(walk(model))
     if layers is None:
-        picks = [p for p, layer in available(model) if type(layer).__name__ in _DEFAULT_CLASSES]
-        return _spread(picks, max_layers)
+        picks = [p for p, layer in available(model) if type(layer).__name__ in DEFAULT_CLASSES]
+        return spread(picks, max_layers)
     if isinstance(layers, str) and layers == "all":
         return [p for p, _ in available(model)]
     if isinstance(layers, re.Pattern):
@@ -170,13 +188,9 @@ def select(model, layers: LayerSpec, max_layers: int) -> list[str]:
                 f"Received: layers={layers!r}"
             )
         return picks
+    check_spec(layers)
     if isinstance(layers, str):
         layers = [layers]
-    if not isinstance(layers, Sequence):
-        raise ValueError(
-            "layers must be None, 'all', a regular expression, or a list of layer names "
-            f"or layer objects. Received: layers={layers!r}"
-        )
     wanted = []
     for item in layers:
         if isinstance(item, str):
@@ -212,13 +226,26 @@ def _unique_by_name(model, name: str) -> str:
             f"Layer name {name!r} is ambiguous in model {model.name!r}; use one of the "
             f"paths {', '.join(matches)}. Received: layers={name!r}"
         )
-    raise _unknown(name, model)
+    raise unknown(name, model)
 
 
 def taps(model, paths: Sequence[str]) -> list[Tap]:
     by_path = dict(walk(model))
     _, formats = data_formats(model)
     return [Tap(p, by_path[p], _output_shape(by_path[p]) or (), formats[p]) for p in paths]
+
+
+def graph_calls(model, path: str) -> int:
+    """How many times the graph of the model holding `path` calls that layer."""
+    container = model
+    *outer, name = path.split("/")
+    for part in outer:
+        container = container.get_layer(part)
+    layer = container.get_layer(name)
+    by_depth = getattr(container, "_nodes_by_depth", None)
+    if by_depth is None:
+        return 1  # a Sequential model calls each of its layers once
+    return sum(node.operation is layer for nodes in by_depth.values() for node in nodes)
 
 
 def _outer_node(container, child):
@@ -265,16 +292,12 @@ def _symbolic_outputs(model, paths: Sequence[str], picks: Sequence | None = None
 
 
 def extractor(model, paths: Sequence[str], extra: Sequence[tuple[str, Any]] = ()):
-    """One model from `model`'s input to the outputs of all `paths`, then
-    the `extra` tensors: `(path, tensor)`, a KerasTensor of the graph the
-    layer at `path` is called in (its attention scores: attention.GraphScores)."""
-    if len(model.inputs) != 1:
-        raise ValueError(
-            f"Model {model.name!r} has {len(model.inputs)} inputs; tb_activations logs "
-            "models with a single input. Received: model inputs="
-            f"{[tuple(t.shape) for t in model.inputs]}"
-        )
+    """One model from `model`'s inputs (in their structure) to the outputs of
+    all `paths`, then the `extra` tensors: `(path, tensor)`, a KerasTensor of
+    the graph the layer at `path` is called in (its attention scores:
+    attention.GraphScores)."""
     outputs = _symbolic_outputs(
         model, [*paths, *(p for p, _ in extra)], [None] * len(paths) + [t for _, t in extra]
     )
-    return keras.Model(model.inputs[0], outputs, name=f"{model.name}_activations")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.input
+    return keras.Model(inputs, outputs, name=f"{model.name}_activations")

@@ -52,7 +52,14 @@ FORMAT_VERSION = 3
 
 # Tag of the time series holding the probe images as the model sees them.
 # Keras never generates this name; the writer refuses a layer path equal to it.
+# A model with several inputs logs its main input under this tag (its first
+# image; else its first input named for tokens, `token_ids`; else its first)
+# and each other one under `PROBE_TAG/<input name>` (format version 3).
 PROBE_TAG = "__probe__"
+
+# How a probe input is drawn (format version 3): an image, a row of tokens,
+# or a strip of values.
+PROBE_KINDS = ("image", "tokens", "values")
 
 # The statistics of every map (format version 1). A reader may rely on them.
 STATS_FIELDS = ("min", "max", "mean", "std", "zero_fraction", "nonfinite_fraction")
@@ -144,6 +151,18 @@ class LayerInfo:
     source: str | None = None
     axes: tuple[str, ...] | None = None
     prefix_tokens: int | None = None
+    # Format version 3, for a layer reached by observing its calls: which
+    # call of the layer in one pass (1 for the first; the tag then ends in
+    # `@call`), and which of the call's outputs (`0`, `1`, a dict key; None
+    # for a call returning one tensor; the tag then ends in `:output`).
+    call: int = 1
+    output: str | None = None
+    # Format version 3, for the probe: the model input it shows, how it is
+    # drawn (PROBE_KINDS), and for `tokens` each sample's tokens (IDs, or
+    # the strings given as `probe_tokens`).
+    input_name: str | None = None
+    probe_kind: str | None = None
+    tokens: tuple[tuple[int | str, ...], ...] | None = None
     version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -239,6 +258,8 @@ def parse_plugin_metadata(content: bytes) -> LayerInfo:
         kwargs[name] = tuple(value)
     if kwargs.get("axes") is not None:
         kwargs["axes"] = tuple(kwargs["axes"])
+    if kwargs.get("tokens") is not None:
+        kwargs["tokens"] = tuple(tuple(row) for row in kwargs["tokens"])
     try:
         return LayerInfo(**kwargs)
     except TypeError as e:

@@ -127,8 +127,14 @@ def load(
     input_shape: Sequence[int | None],
     data_format: str = "channels_last",
     preprocess: Callable[[np.ndarray], Any] | None = None,
+    dtype: str = "float32",
 ) -> np.ndarray:
-    """The probe as a float32 batch of the model's input shape, preprocessed."""
+    """The probe as a batch of the model's input shape, preprocessed.
+
+    A float input gets float32; an integer or boolean input (token IDs,
+    masks, uint8 pixels) gets its own dtype, and an array for it must hold
+    whole numbers (images are rounded).
+    """
     if probe is None:
         raise ValueError(
             "A probe is required: an image path, a PIL.Image or an array. Received: probe=None"
@@ -160,7 +166,27 @@ def load(
                 f"Received: probe of type {type(probe).__name__} ({arr.dtype})"
             )
         batch = _fit_array(arr, input_shape, data_format, tuple(arr.shape))
+        if _whole(dtype):
+            return _as_whole(batch, dtype, tuple(arr.shape), preprocess)
+    if _whole(dtype):
+        # An image model taking uint8 pixels: resizing may leave fractions.
+        return _as_whole(np.rint(batch), dtype, tuple(np.shape(batch)), preprocess)
     batch = np.asarray(batch, dtype=np.float32)
     if preprocess is not None:
         batch = np.asarray(preprocess(batch.copy()), dtype=np.float32)
     return batch
+
+
+def _whole(dtype: str) -> bool:
+    return dtype == "bool" or "int" in dtype
+
+
+def _as_whole(batch: np.ndarray, dtype: str, shown, preprocess) -> np.ndarray:
+    if preprocess is not None:
+        batch = np.asarray(preprocess(batch.copy()))
+    if np.issubdtype(batch.dtype, np.floating) and not np.array_equal(batch, np.round(batch)):
+        raise ValueError(
+            f"The model's input takes {dtype} values, but the probe has fractions. "
+            f"Received: probe shape={shown}, dtype={batch.dtype}"
+        )
+    return batch.astype(dtype)

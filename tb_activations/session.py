@@ -16,6 +16,7 @@ in `encoding` and `summary`, off the training thread.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -26,7 +27,17 @@ from typing import Any
 import keras
 import numpy as np
 
-from tb_activations import attention, distributed, encoding, health, measures, metadata, tokens
+from tb_activations import (
+    attention,
+    capture,
+    distributed,
+    encoding,
+    health,
+    measures,
+    metadata,
+    tokens,
+)
+from tb_activations import inputs as inputs_lib
 from tb_activations import layers as layers_lib
 from tb_activations import probe as probe_lib
 from tb_activations.summary import ActivationWriter, LayerValue
@@ -47,17 +58,6 @@ def check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
         raise ValueError(f"{name} must be {expected}. Received: {name}={value!r}")
 
 
-def _check_layers(layers) -> None:
-    if layers is None or isinstance(layers, (str, re.Pattern)):
-        return
-    if isinstance(layers, Sequence) and not isinstance(layers, (bytes, bytearray)):
-        return
-    raise ValueError(
-        "layers must be None, 'all', a regular expression, or a list of layer names or "
-        f"layer objects. Received: layers={layers!r}"
-    )
-
-
 def _check_probe(probe) -> None:
     """Fails at construction for a probe file that cannot be read."""
     if isinstance(probe, (str, os.PathLike)):
@@ -66,6 +66,28 @@ def _check_probe(probe) -> None:
         raise ValueError(
             "A probe is required: an image path, a PIL.Image or an array. Received: probe=None"
         )
+
+
+def _is_row_of_strings(row) -> bool:
+    return (
+        isinstance(row, Sequence)
+        and not isinstance(row, str)
+        and all(isinstance(t, str) for t in row)
+    )
+
+
+def _check_probe_tokens(probe_tokens) -> None:
+    if probe_tokens is None or callable(probe_tokens):
+        return
+    if isinstance(probe_tokens, Sequence) and not isinstance(probe_tokens, (str, bytes)):
+        rows = [probe_tokens] if probe_tokens and isinstance(probe_tokens[0], str) else probe_tokens
+        if all(_is_row_of_strings(r) for r in rows):
+            return
+    raise ValueError(
+        "probe_tokens must be a list of strings (one per token of the probe), a list of "
+        "such lists (one per probe), or a function from a token ID to its string. "
+        f"Received: probe_tokens={probe_tokens!r}"
+    )
 
 
 class _Recorder:
@@ -87,6 +109,7 @@ class _Recorder:
         max_size: int | None,
         verbose: int,
         probe_images: int = DEFAULT_PROBE_IMAGES,
+        probe_tokens: inputs_lib.ProbeTokens = None,
     ):
         self.model = model
         self.probe_images = probe_images
@@ -97,28 +120,60 @@ class _Recorder:
                 f"Model {model.name!r} has no layers to log. Received: model={model!r}"
             )
         _ensure_built(model, probe)
-        self.paths = layers_lib.select(model, layers, max_layers)
+        self.input_format, formats = layers_lib.data_formats(model)
+        self.batch = inputs_lib.load(probe, model, self.input_format, preprocess)
+        self.probe_tokens = probe_tokens
+        paths = _graph_paths(model, layers, max_layers)
+        self.observer: capture.Observer | None = None
+        if paths is not None:
+            # A Functional model's own graph computes its layers fastest.
+            self.paths = paths
+            self.taps = layers_lib.taps(model, self.paths)
+            self.positions = {path: i for i, (path, _) in enumerate(layers_lib.walk(model))}
+            # Each chosen MultiHeadAttention's scores, computed in the extractor's own pass.
+            self.attention = attention.GraphScores(self.taps)
+            self.extractor = layers_lib.extractor(model, self.paths, self.attention.requests)
+            # Respect a user's choice of eager execution; it may be there for a reason.
+            self.extractor.run_eagerly = bool(getattr(model, "run_eagerly", False))
+        else:
+            entries = capture.reachable(model)
+            found = capture.survey(model, self.batch)
+            choice = capture.choose(model, found, layers, max_layers, entries)
+            _, formats = layers_lib.data_formats(model, entries)
+            order = {path: i for i, (path, _) in enumerate(entries)}
+            self.taps = [
+                layers_lib.Tap(
+                    o.name, o.layer, (None, *o.shape[1:]), formats[o.path], o.call, o.key
+                )
+                for o in choice.outputs
+            ]
+            self.paths = [t.path for t in self.taps]
+            self.positions = {o.name: order[o.path] for o in choice.outputs}
+            self.observer = capture.Observer(
+                model,
+                choice.layers,
+                self.paths,
+                self.batch,
+                run_eagerly=bool(getattr(model, "run_eagerly", False)),
+            )
+            self.extractor = self.observer
+            self.attention = attention.GraphScores([])
         if not self.paths:
             raise ValueError(
                 f"Model {model.name!r} has no layer whose output can be shown (convolution, "
                 f"pooling, Dense, ...). Received: layers={layers!r}"
             )
-        if metadata.PROBE_TAG in self.paths:
+        reserved = [p for p in self.paths if p.split("/")[0] == metadata.PROBE_TAG]
+        if reserved:
             raise ValueError(
-                f"A layer may not be named {metadata.PROBE_TAG!r}: that tag holds the probe."
+                f"A layer may not be named {metadata.PROBE_TAG!r}: that tag holds the probe. "
+                f"Received: layers={reserved}"
             )
-        self.taps = layers_lib.taps(model, self.paths)
-        self.positions = {path: i for i, (path, _) in enumerate(layers_lib.walk(model))}
-        self.input_format, _ = layers_lib.data_formats(model)
-        shape = tuple(model.inputs[0].shape)
-        self.batch = probe_lib.load(probe, shape, self.input_format, preprocess)
-        # Each chosen MultiHeadAttention's scores, computed in the extractor's own pass.
-        self.attention = attention.GraphScores(self.taps)
-        self.extractor = layers_lib.extractor(model, self.paths, self.attention.requests)
-        # Sequences whose tokens are the probe image's patches (a ViT's) are drawn on the grid.
-        self.grids = tokens.TokenGrids(self.taps, self.batch.shape, self.input_format)
-        # Respect a user's choice of eager execution; it may be there for a reason.
-        self.extractor.run_eagerly = bool(getattr(model, "run_eagerly", False))
+        # Sequences whose tokens are the probe image's patches (a ViT's) are
+        # drawn on the grid. Only a transformer's tokens are patches: an RNN
+        # reading an image's rows has as many steps, and is a sequence.
+        image = _image_shape(self.batch) if capture.has_attention(model) else ()
+        self.grids = tokens.TokenGrids(self.taps, image, self.input_format)
         self.infos: list[metadata.LayerInfo] | None = None
         if verbose and layers is None:
             print(
@@ -126,7 +181,9 @@ class _Recorder:
                 f"{', '.join(self.paths)} (pass layers=[...] to choose)"
             )
 
-    def forward(self) -> list[LayerValue]:
+    def _run(self) -> list[np.ndarray]:
+        if self.observer is not None:
+            return self.observer()
         try:
             outs = self.extractor.predict_on_batch(self.batch)
         except Exception:
@@ -139,9 +196,13 @@ class _Recorder:
             outs = self.extractor.predict_on_batch(self.batch)
         if not isinstance(outs, (list, tuple)):
             outs = [outs]
-        arrays = _one_copy(
-            [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs], len(self.batch)
+        return _one_copy(
+            [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs],
+            inputs_lib.size(self.batch),
         )
+
+    def forward(self) -> list[LayerValue]:
+        arrays = self._run()
         arrays, scores = arrays[: len(self.taps)], arrays[len(self.taps) :]
         if self.infos is None:
             self.infos = [self._describe(t, a) for t, a in zip(self.taps, arrays)]
@@ -151,36 +212,24 @@ class _Recorder:
         ] + self.attention.values(scores, self._describe)
         return self.grids.apply(values, self._describe)
 
-    def probe_value(self) -> LayerValue:
-        """The probe as the model takes it, stored as channels-last images.
-
-        Its metadata describes the model's input as Keras sees it, as a
-        layer's describes the layer's output: `output_shape` is the input's
-        shape, with the channel axis `data_format` says. The stored images do
-        not depend on it.
-        """
-        b = first_samples(self.batch, self.probe_images)
-        images = b
-        if b.ndim >= 4 and self.input_format == "channels_first":
-            images = np.moveaxis(b, 1, -1)
-        _, h, w, _ = encoding.probe_nhwc(images[:1]).shape
-        info = metadata.LayerInfo(
-            layer=metadata.PROBE_TAG,
-            class_name="Probe",
-            layout="probe",
-            output_shape=(None, *b.shape[1:]),
-            channels=1,
-            total_channels=int(images.shape[-1]) if images.ndim > 2 else 1,
-            probes=int(b.shape[0]),
-            samples=int(keras.tree.flatten(self.batch)[0].shape[0]),
-            height=int(h),
-            width=int(w),
-            source_height=int(h),
-            source_width=int(w),
-            data_format=self.input_format,
-            normalization="per probe min..max over all its pixels and channels to 0..255",
+    def probe_values(self) -> list[LayerValue]:
+        """Each input of the pictured probes as the model takes it, for the
+        writer (`inputs.probe_series`); `samples` counts the whole set."""
+        series = inputs_lib.probe_series(
+            first_samples(self.batch, self.probe_images),
+            self.model,
+            self.input_format,
+            self.probe_tokens,
         )
-        return LayerValue(info, images)
+        samples = inputs_lib.size(self.batch)
+        return [
+            LayerValue(dataclasses.replace(info, samples=samples), images)
+            for info, images in series
+        ]
+
+    def probe_value(self) -> LayerValue:
+        """The probe's main input (see `probe_values`)."""
+        return next(v for v in self.probe_values() if v.info.layer == metadata.PROBE_TAG)
 
     def _describe(self, tap: layers_lib.Tap, arr: np.ndarray) -> metadata.LayerInfo:
         layout = encoding.layout_of(arr.ndim)
@@ -220,7 +269,14 @@ class _Recorder:
             reduction=encoding.rank5_reduction(tap.data_format) if arr.ndim == 5 else None,
             data_format=tap.data_format,
             position=self.positions[tap.path],
+            call=tap.call,
+            output=tap.key,
         )
+
+
+def _image_shape(batch) -> tuple[int, ...]:
+    """The shape of the probe's image input (rank 4), or () when it has none."""
+    return next((tuple(a.shape) for a in keras.tree.flatten(batch) if a.ndim == 4), ())
 
 
 def first_samples(batch, k: int):
@@ -243,6 +299,29 @@ def _one_copy(arrays: list[np.ndarray], probes: int) -> list[np.ndarray]:
         if n > probes and n % probes == 0:
             return [a[:probes] for a in arrays]
     return arrays
+
+
+def _graph_paths(model, layers, max_layers: int) -> list[str] | None:
+    """The layers to log through the model's own graph, or None to observe calls.
+
+    A Functional or Sequential model's graph reaches its layers and those of
+    nested models at the speed of its forward pass. Observing calls reaches
+    the rest: a model without a graph, layers inside custom layers (a
+    transformer's attention), a layer called more than once or with several
+    outputs; and a transformer's default layers.
+    """
+    if not layers_lib.has_graph(model):
+        return None
+    if layers is None and capture.has_attention(model):
+        return None
+    try:
+        paths = layers_lib.select(model, layers, max_layers)
+    except ValueError:
+        return None
+    # A graph gives a shared layer's first call only.
+    if any(layers_lib.graph_calls(model, p) > 1 for p in paths):
+        return None
+    return paths or None
 
 
 def _ensure_built(model, probe) -> None:
@@ -277,6 +356,7 @@ OPTIONS: dict[str, Any] = {
     "run_name": RUN_NAME,
     "verbose": 1,
     "chief": None,
+    "probe_tokens": None,
 }
 
 
@@ -314,6 +394,8 @@ class LoggingSession:
         chief: `None` logs only from the chief of a distributed training (a
             lone process is its own chief); `True` logs from this process
             whatever its rank; `False` never logs. Defaults to `None`.
+        probe_tokens: what `ActivationLogger` takes as `probe_tokens`.
+            Defaults to `None`.
 
     Raises:
         ValueError: on an argument of the wrong type or range, a probe
@@ -343,10 +425,11 @@ class LoggingSession:
         run_name = options["run_name"]
         verbose = options["verbose"]
         chief = options["chief"]
+        probe_tokens = options["probe_tokens"]
         if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
             raise ValueError(f"log_dir must be a directory path. Received: log_dir={log_dir!r}")
         _check_probe(probe)
-        _check_layers(layers)
+        layers_lib.check_spec(layers)
         check_int("max_layers", max_layers, 1)
         check_int("max_channels", max_channels, 1)
         check_int("max_size", max_size, 1, allow_none=True)
@@ -355,6 +438,7 @@ class LoggingSession:
             raise ValueError(f"preprocess must be callable. Received: preprocess={preprocess!r}")
         if not isinstance(run_name, str) or not run_name or run_name in (".", ".."):
             raise ValueError(f"run_name must be a directory name. Received: run_name={run_name!r}")
+        _check_probe_tokens(probe_tokens)
         if chief is not None and not isinstance(chief, bool):
             raise ValueError(f"chief must be None, True or False. Received: chief={chief!r}")
         if chief is None:
@@ -370,6 +454,7 @@ class LoggingSession:
         self._probe_images = int(probe_images)
         self._verbose = verbose
         self._chief = chief
+        self._probe_tokens = probe_tokens
         # Decided at the first bind: a training script may initialize
         # torch.distributed or jax.distributed after building its callbacks.
         self._process: distributed.Process | None = None
@@ -389,15 +474,30 @@ class LoggingSession:
     def check_layers(self, model) -> None:
         """Fails now, before training, on a layer `model` does not have.
 
-        A model without a graph yet (a Sequential without an Input) is checked
-        when it is bound instead.
+        A layer the model's graph cannot show but observing its calls may (a
+        layer inside a custom layer, called twice, or with several outputs)
+        is checked when the model is bound and runs on the probe.
 
         Raises:
-            ValueError: on a layer name or object that `model` does not have,
+            ValueError: on a layer name or object that `model` does not hold,
                 or a layer whose output cannot be shown.
         """
-        if layers_lib.has_graph(model) and self._layer_spec is not None:
-            layers_lib.select(model, self._layer_spec, self._max_layers)
+        spec = self._layer_spec
+        if spec is None or isinstance(spec, re.Pattern) or spec == "all":
+            return
+        items = [spec] if isinstance(spec, (str, keras.layers.Layer)) else list(spec)
+        if not layers_lib.has_graph(model):
+            for item in items:
+                capture.resolve(model, item)
+            return
+        walked = dict(layers_lib.walk(model))
+        for item in items:
+            try:
+                layers_lib.select(model, [item], self._max_layers)
+            except ValueError as graph_error:
+                path, _ = capture.resolve(model, item)
+                if path in walked and not capture.graph_may_miss(walked[path]):
+                    raise graph_error from None
 
     def bind(self, model) -> None:
         """Logs `model` from now on: picks its layers and builds its extraction model.
@@ -428,6 +528,7 @@ class LoggingSession:
             max_size=self._max_size,
             probe_images=self._probe_images,
             verbose=self._verbose if self._process.chief else 0,
+            probe_tokens=self._probe_tokens,
         )
         if first and self._verbose and not self._process.chief:
             print(
@@ -463,12 +564,17 @@ class LoggingSession:
 
     @property
     def extractor(self):
-        """The Keras model from the input to the logged layers' outputs."""
+        """What computes the logged layers' outputs from the probe: a Keras
+        model from the model's inputs to them (a Functional or Sequential
+        model's graph), or a `capture.Observer` (layers reached by observing
+        their calls)."""
         return self._bound().extractor
 
     @property
-    def batch(self) -> np.ndarray:
-        """The probe batch as the model takes it (preprocessed, float32)."""
+    def batch(self):
+        """The probe batch as the model takes it, preprocessed: an array, or
+        a list or dict for several inputs (float32; integer inputs keep
+        their dtype)."""
         return self._bound().batch
 
     def forward(self) -> list[LayerValue]:
@@ -539,7 +645,7 @@ class LoggingSession:
                 self._warned_failure = True
             return False
         if not self._probe_logged:
-            values.append(recorder.probe_value())
+            values.extend(recorder.probe_values())
             self._probe_logged = True
         self._open_writer().submit(step, values, epoch=epoch, batch=batch, index=self._index)
         self._index += 1

@@ -38,22 +38,17 @@ def venv_python(backend: str) -> Path:
     return ROOT / f".venv-{backend}" / "bin" / "python"
 
 
-# Slow: each trains in a process of its own (about 20 s on two cores).
-@pytest.fixture(
-    scope="module", params=[pytest.param(b, marks=pytest.mark.slow) for b in ("jax", "torch")]
-)
-def fit(request, tmp_path_factory):
-    """backend_fit.py's facts and arrays, from a run in that backend's venv."""
-    backend = request.param
+def run_in_venv(backend: str, script: Path, out: Path) -> subprocess.CompletedProcess:
+    """Runs `script OUT` with the backend's venv and Keras backend; fails on
+    a non-zero exit, skips (fails in CI) when the venv is missing."""
     python = venv_python(backend)
     if not python.exists():
         pytest.skip(f"no {python.parent.parent.name} venv: make backends installs it")
     if not (python.parent.parent / ".installed").exists():
         pytest.skip(f"{python.parent.parent.name} is not fully installed: run make backends")
-    out = tmp_path_factory.mktemp(f"fit-{backend}")
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
     r = subprocess.run(
-        [str(python), str(SCRIPT), str(out)],
+        [str(python), str(script), str(out)],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -61,7 +56,19 @@ def fit(request, tmp_path_factory):
         timeout=RUN_TIMEOUT,
         env=env,
     )
-    assert r.returncode == 0, f"backend_fit.py on {backend} failed:\n{r.stdout}\n{r.stderr}"
+    assert r.returncode == 0, f"{script.name} on {backend} failed:\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+# Slow: each trains in a process of its own (about 20 s on two cores).
+@pytest.fixture(
+    scope="module", params=[pytest.param(b, marks=pytest.mark.slow) for b in ("jax", "torch")]
+)
+def fit(request, tmp_path_factory):
+    """backend_fit.py's facts and arrays, from a run in that backend's venv."""
+    backend = request.param
+    out = tmp_path_factory.mktemp(f"fit-{backend}")
+    r = run_in_venv(backend, SCRIPT, out)
     facts = json.loads((out / "facts.json").read_text())
     with np.load(out / "arrays.npz") as z:
         arrays = dict(z)

@@ -149,10 +149,10 @@ def test_layers_none_skips_what_cannot_be_shown():
     assert "pair" not in layers.select(model, "all", 12)
 
 
-def test_subclassed_model_gets_a_clear_message():
+def test_a_subclassed_model_has_no_graph_to_select_from():
     model = _Sub()
     model(np.zeros((1, 8, 8, 1), np.float32))
-    with pytest.raises(ValueError, match="Functional and Sequential models.*Received: model=_Sub"):
+    with pytest.raises(ValueError, match="observing their calls.*Received: model=_Sub"):
         layers.select(model, None, 12)
 
 
@@ -224,8 +224,15 @@ def test_taps_carry_the_output_shape_and_format():
     assert taps[1].output_shape == (None, 4, 6, 6)
 
 
-def test_several_inputs_are_refused():
-    a, b = keras.Input((4,)), keras.Input((4,))
-    model = keras.Model([a, b], keras.layers.Dense(2, name="d")(keras.layers.Add()([a, b])))
-    with pytest.raises(ValueError, match="2 inputs"):
-        layers.extractor(model, ["d"])
+@pytest.mark.parametrize("as_dict", [False, True], ids=["list", "dict"])
+def test_the_extractor_takes_every_input_in_the_models_structure(as_dict):
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    added = keras.layers.Add(name="add")([a, b])
+    out = keras.layers.Dense(2, name="d")(added)
+    model = keras.Model({"a": a, "b": b} if as_dict else [a, b], out)
+    ext = layers.extractor(model, ["add", "d"])
+    x = np.arange(8, dtype="float32").reshape(2, 4)
+    batch = {"a": x, "b": 2 * x} if as_dict else [x, 2 * x]
+    got_add, got_d = ext.predict_on_batch(batch)
+    np.testing.assert_allclose(got_add, 3 * x)
+    np.testing.assert_allclose(got_d, model.predict_on_batch(batch), rtol=1e-6)

@@ -52,6 +52,43 @@ def test_blob_positions(channels, per_image, images, last_image_channels):
         assert c in held and held == info.channels_in(index - info.image_index(1, 0))
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"layer": "shared@2", "call": 2},
+        {"layer": "lstm:1", "output": "1"},
+        {"layer": "block@2:key", "call": 2, "output": "key"},
+        {
+            "layer": "__probe__/token_ids",
+            "layout": "probe",
+            "input_name": "token_ids",
+            "probe_kind": "tokens",
+            "tokens": (("the", "cat"), ("a", "dog")),
+        },
+        {"layer": "__probe__", "layout": "probe", "probe_kind": "tokens", "tokens": ((7, 0),)},
+    ],
+    ids=["call", "output", "both", "token strings", "token ids"],
+)
+def test_version_3_fields_survive_the_round_trip(fields):
+    info = dataclasses.replace(INFO, **fields)
+    md = metadata.create_summary_metadata(info)
+    assert metadata.parse_plugin_metadata(md.plugin_data.content) == info
+
+
+def test_a_version_2_layer_reads_with_the_version_3_defaults():
+    d = INFO.to_json() | {"version": 2}
+    for key in ("call", "output", "input_name", "probe_kind", "tokens"):
+        del d[key]
+    info = metadata.parse_plugin_metadata(json.dumps(d).encode())
+    assert (info.version, info.call, info.output, info.probe_kind, info.tokens) == (
+        2,
+        1,
+        None,
+        None,
+        None,
+    )
+
+
 def test_a_version_1_layer_has_one_channel_per_image():
     d = INFO.to_json() | {"version": 1}
     del d["channels_per_image"]
