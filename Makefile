@@ -45,7 +45,17 @@ $(2)/.installed: pyproject.toml $$(if $$($(2)_OK),,new-$(1))
 	touch $$@
 endef
 
-install-venv = $(BIN)/python -m pip install --quiet -e ".[cpu,test]"
+# keras-hub's backbones are test models, in this venv only. Its requirement
+# tensorflow-text would pull the full `tensorflow` beside `tensorflow-cpu`;
+# backbones built with random weights need neither it nor a download, so it
+# goes in without its requirements, and those it imports go in by name.
+KERAS_HUB := keras-hub==0.32.0
+KERAS_HUB_IMPORTS := absl-py packaging kagglehub kagglesdk==0.1.28 regex rich sentencepiece tokenizers
+define install-venv
+$(BIN)/python -m pip install --quiet -e ".[cpu,test]"
+$(BIN)/python -m pip install --quiet --no-deps "$(KERAS_HUB)"
+$(BIN)/python -m pip install --quiet $(KERAS_HUB_IMPORTS)
+endef
 install-venv-jax = $(JAX_VENV)/bin/python -m pip install --quiet -e ".[jax]"
 # torch first, pinned: this machine's pip finds a CPU build, 2.13.0+cpu, among
 # its local wheels; a pin without a local label matches it, and it sorts above
