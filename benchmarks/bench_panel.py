@@ -1,6 +1,7 @@
 """How fast the Activations panel answers, in headless Chromium on a real TensorBoard.
 
     .venv/bin/python benchmarks/bench_panel.py [--quick] [--output FILE] [--logdir DIR]
+        [--part all|panel|reference] [--raw FILE]
 
 The log: VGG16 (random weights, perturbed between steps so that steps
 differ), the five `blockN_conv1` layers, 30 steps written through
@@ -225,6 +226,9 @@ def main(argv=None):
     common.add_run_arguments(ap, "fresh browser contexts per measure")
     ap.add_argument("--logdir", help="where to write (or reuse) the logs")
     ap.add_argument("--part", choices=("all", "panel", "reference"), default="all")
+    ap.add_argument(
+        "--raw", help="also write every measured repeat to this JSON file (to pool runs)"
+    )
     args = ap.parse_args(argv)
     wait = common.wait_seconds(args)
     n = args.repeats or (2 if args.quick else 8)
@@ -245,6 +249,10 @@ def main(argv=None):
             reference = run_reference(browser, logdir, n, args.max_load, wait, loads)
         browser.close()
     report(panel, reference, n, notches, args.output, loads)
+    if args.raw:
+        Path(args.raw).write_text(
+            json.dumps({"panel": panel, "reference": reference, "loads": loads})
+        )
     return 0
 
 
