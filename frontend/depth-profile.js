@@ -73,7 +73,7 @@ export class DepthProfile {
     this.readout = h("div", { className: "depth-readout muted", role: "status" });
     this.el = h(
       "section",
-      { id: "depth-profile", "aria-label": "Depth profile" },
+      { id: "depth-profile", className: "depth-profile", "aria-label": "Depth profile" },
       this.title,
       this.plot,
       this.readout,

@@ -1,7 +1,7 @@
 // @ts-check
 // The depth profile under the training map: the map's measure, at the
 // slider's step (or the last kept step at or before it), across the layers.
-// It builds its widget on first use, below the map, and draws from the same
+// It builds its widget on first use, below the maps, and draws from the same
 // cached `overview` answer the map draws.
 
 import { DepthProfile } from "./depth-profile.js";
@@ -26,7 +26,8 @@ export async function depthView() {
   if (state.view !== "map" || run === null) return;
   if (!profile) {
     profile = new DepthProfile();
-    ui.map.el.append(profile.el);
+    // Under the map, and under the compared run's map when there is one.
+    ui.compare.mapOther.after(profile.el);
   }
   let overview;
   try {
