@@ -6,7 +6,14 @@
 
 /** @typedef {import("./model.js").Timeline} Timeline */
 
-/** @typedef {"index" | "change_prev" | "change_start" | "mean" | "max"} SortKey */
+/** @typedef {"index" | "change_prev" | "change_start" | "mean" | "max" | "on_rate" | "dormant_score"} SortKey */
+
+/**
+ * τ: a channel is dormant at a step when its dormant score is at most τ
+ * (docs/measures.md). The server's default, which the overview's
+ * `dormant_fraction` and its `tau` use.
+ */
+export const TAU = 0.025;
 
 /** The channel timeline's measures, the rows of the `timeline` route, in words. */
 export const TIMELINE_MEASURES = [
@@ -16,6 +23,8 @@ export const TIMELINE_MEASURES = [
   { id: "mean", label: "mean" },
   { id: "max", label: "max" },
   { id: "zero_fraction", label: "zero fraction" },
+  { id: "on_rate", label: "on-rate (share of values > 0)" },
+  { id: "dormant_score", label: "dormant score (activity ÷ the layer's average)" },
 ];
 
 /**
@@ -26,8 +35,9 @@ export const TIMELINE_MEASURES = [
 export const SORTS = [
   { id: "index", label: "channel index" },
   .../** @type {{id: SortKey, label: string}[]} */ (
-    TIMELINE_MEASURES.filter((m) => ["change_prev", "change_start", "mean", "max"].includes(m.id))
+    TIMELINE_MEASURES.filter((m) => ["change_prev", "change_start", "mean", "max", "on_rate"].includes(m.id))
   ),
+  { id: "dormant_score", label: "dormant score, lowest first" },
 ];
 
 /** The grid's filters in words, by id; "top" is top<k> in the URL, e.g. "top16". */
@@ -36,6 +46,8 @@ const FILTER_WORDS = {
   dead: "dead now",
   died: "died during training",
   never: "never active",
+  dormant: "dormant now",
+  became: "became dormant",
   top: "top k changed",
 };
 
@@ -48,7 +60,9 @@ export const DEFINITIONS =
   "Dead at a step: every value of the channel is exactly 0 on every probe at that step. " +
   "Never active: dead at every kept step. " +
   "Died: alive at one kept step and dead at the next one; a channel that died more than once counts once. " +
-  "Revived: dead at one kept step and alive at the next one.";
+  "Revived: dead at one kept step and alive at the next one. " +
+  `Dormant at a step: a dormant score (mean |a| over every sample and position, ÷ the layer's average) at most τ = ${TAU}. ` +
+  "Became dormant: dormant at the shown step but not at the first kept step.";
 
 /** @param {string} v @returns {v is SortKey} */
 export function isSort(v) {
@@ -169,6 +183,7 @@ export function countsSentence(k, step) {
  * @property {Map<string, string>} disabled sort and filter ids that cannot be used, and why
  * @property {string} note what was not done, in words ("" when all was)
  * @property {Counts | null} counts
+ * @property {DormantCounts | null} dormant
  */
 
 /**
@@ -191,7 +206,8 @@ export function channelOrder(tl, missing, step, total, sort, filter) {
     if (why) disabled.set(s.id, why);
   }
   for (const f of FILTERS) {
-    const why = reason(tl, missing, f.id === "all" ? "" : f.id === "top" ? topMeasure(sort) : "dead");
+    const row = { all: "", top: topMeasure(sort), dormant: "dormant_score", became: "dormant_score" };
+    const why = reason(tl, missing, row[/** @type {keyof typeof row} */ (f.id)] ?? "dead");
     if (why) disabled.set(f.id, why);
   }
   const j = tl ? tl.steps.indexOf(step) : -1;
@@ -205,6 +221,8 @@ export function channelOrder(tl, missing, step, total, sort, filter) {
   if (fid !== "all") {
     if (disabled.has(fid) || !tl) notes.push(`showing all channels: ${disabled.get(fid)}`);
     else if (fid === "dead") order = order.filter((c) => cell(tl, "dead", c, j) === 1);
+    else if (fid === "dormant") order = order.filter((c) => cell(tl, "dormant_score", c, j) <= TAU);
+    else if (fid === "became") order = order.filter((c) => becameDormantAt(tl, c, j) !== null);
     else if (fid === "never") {
       const never = new Set(tl.never_active);
       order = order.filter((c) => never.has(c));
@@ -223,7 +241,9 @@ export function channelOrder(tl, missing, step, total, sort, filter) {
   if (sort !== "index") {
     if (disabled.has(sort) || !tl) notes.push(`sorted by index: ${disabled.get(sort)}`);
     else {
-      order = ranked(order, (c) => cell(tl, sort, c, j));
+      // Dormant first: the lowest scores lead.
+      const sign = sort === "dormant_score" ? -1 : 1;
+      order = ranked(order, (c) => sign * cell(tl, sort, c, j));
       sortedBy = sort;
     }
   } else if (fid === "top") {
@@ -235,7 +255,67 @@ export function channelOrder(tl, missing, step, total, sort, filter) {
     disabled,
     note: notes.join("; "),
     counts: tl ? counts(tl, step, total) : null,
+    dormant: tl ? dormantCounts(tl, step, total) : null,
   };
+}
+
+/**
+ * The step channel `c` became dormant, as of column `j`: the first step of
+ * its current dormant stretch, when it is dormant at `j` (score ≤ τ) and was
+ * not at the first kept step (score > τ); null otherwise.
+ * @param {Timeline} tl @param {number} c @param {number} j
+ * @returns {number | null}
+ */
+export function becameDormantAt(tl, c, j) {
+  if (j < 0 || !(cell(tl, "dormant_score", c, j) <= TAU) || !(cell(tl, "dormant_score", c, 0) > TAU)) return null;
+  let k = j;
+  while (k > 0 && cell(tl, "dormant_score", c, k - 1) <= TAU) k--;
+  return tl.steps[k];
+}
+
+/**
+ * @typedef {Object} DormantCounts
+ * @property {number} total channels of the layer
+ * @property {number} dormant dormant at the current step
+ * @property {number} became of those, not dormant at the first kept step
+ * @property {number} first the first kept step
+ * @property {number | null} last the latest step a channel became dormant
+ */
+
+/**
+ * The dormant sentence's numbers at `step`.
+ * @param {Timeline} tl @param {number} step @param {number} total
+ * @returns {DormantCounts | null} null when no channel has a dormant score at the step
+ */
+export function dormantCounts(tl, step, total) {
+  const j = tl.steps.indexOf(step);
+  if (j < 0 || !tl.rows.dormant_score || tl.unavailable.dormant_score) return null;
+  let dormant = 0;
+  let became = 0;
+  let scored = 0;
+  /** @type {number | null} */
+  let last = null;
+  for (let c = 0; c < total; c++) {
+    const v = cell(tl, "dormant_score", c, j);
+    if (Number.isFinite(v)) scored++;
+    if (!(v <= TAU)) continue;
+    dormant++;
+    const at = becameDormantAt(tl, c, j);
+    if (at === null) continue;
+    became++;
+    if (last === null || at > last) last = at;
+  }
+  return scored ? { total, dormant, became, first: tl.steps[0], last } : null;
+}
+
+/**
+ * "37 of 512 channels dormant at step 900 (7%); 12 became dormant after step 0 (the last at step 400)".
+ * @param {DormantCounts} k @param {number} step
+ */
+export function dormantSentence(k, step) {
+  const pct = k.total ? Math.round((100 * k.dormant) / k.total) : 0;
+  const last = k.became && k.last !== null ? ` (the last at step ${k.last})` : "";
+  return `${k.dormant} of ${plural(k.total, "channel")} dormant at step ${step} (${pct}%); ${k.became} became dormant after step ${k.first}${last}`;
 }
 
 /**

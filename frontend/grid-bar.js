@@ -2,7 +2,15 @@
 // The bar over the grid: sort, filter and diff choices, the counts in words
 // and what could not be done. It only reports choices; index.js applies them.
 
-import { DEFAULT_TOP, DEFINITIONS, FILTERS, SORTS, countsSentence, parseFilter } from "./channel-order.js";
+import {
+  DEFAULT_TOP,
+  DEFINITIONS,
+  FILTERS,
+  SORTS,
+  countsSentence,
+  dormantSentence,
+  parseFilter,
+} from "./channel-order.js";
 import { NAMED_DIFFS } from "./diff.js";
 import { choiceSelect, h } from "./dom.js";
 
@@ -117,7 +125,8 @@ export class GridBar {
     const parts = [];
     if (k && choice.step !== null) parts.push(countsSentence(k, choice.step));
     if (choice.grid && order && k && shown < k.total) parts.push(`showing ${shown}`);
-    this.counts.textContent = parts.length ? `${parts.join("; ")}.` : "";
+    const dormant = order?.dormant && choice.step !== null ? ` ${dormantSentence(order.dormant, choice.step)}.` : "";
+    this.counts.textContent = parts.length ? `${parts.join("; ")}.${dormant}` : dormant.trim();
     const notes = [];
     if (!choice.grid && (choice.sort !== "index" || choice.show !== "all")) {
       notes.push("Sorting and filtering apply to image layers' tile grids.");

@@ -10,7 +10,9 @@
 // data-layout and a probe's data-probe (views.js), a timeline event's
 // data-channel, data-step and data-kind (timeline.js), an evolution frame's
 // data-step (detail.js), the map canvas's data-cell-width, data-cell-height
-// and data-gap (training-map.js), an error's data-kind (views.js).
+// and data-gap (training-map.js), a non-finite mark's data-layer and
+// data-step (map-marks.js), a depth profile point's data-layer and
+// data-value (depth-profile.js), an error's data-kind (views.js).
 
 /**
  * Every <body> attribute, by its `dataset` key (data-rendered-run is
@@ -42,6 +44,9 @@
  * @property {string} mapMeasure the measure of that map
  * @property {string} curvesRendered the run whose loss strip is settled
  * @property {string} curvesSeries the series that strip draws, "" when the run has none
+ * @property {string} depthRendered the run whose depth profile is drawn
+ * @property {string} depthStep the step it shows ("" when the run has none at or before the slider's)
+ * @property {string} depthMeasure the measure it shows (the map's)
  * @property {string} compareRendered the second run (compare=) once its side is settled
  * @property {string} compareStep the step of the second run drawn; "none" when
  *   it has no step at or before this one, lacks the layer or the probe (the pane
@@ -71,6 +76,8 @@ export const MEASURES = Object.freeze({
   diffCompute: "activations:diff-compute",
   /** A training map draw. */
   map: "activations:map",
+  /** A depth profile draw. */
+  depth: "activations:depth",
   /** Choosing a run to compare with until its side is on screen. */
   compare: "activations:compare",
   /** The second run's side drawn. */

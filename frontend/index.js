@@ -16,6 +16,7 @@ import { isNorm } from "./color.js";
 import { Compare } from "./compare.js";
 import { syncCompare, warmCompare } from "./compare-view.js";
 import { CurveStrip } from "./curves.js";
+import { DEPTH_READS, depthView } from "./depth-view.js";
 import { Detail } from "./detail.js";
 import { h } from "./dom.js";
 import { DownloadLinks } from "./downloads.js";
@@ -68,6 +69,7 @@ function register() {
   store.on(["steps", "curve"], s.curvesView);
   store.on(LAYER_READS, layerView);
   store.on(MAP_READS, mapView);
+  store.on(DEPTH_READS, depthView);
   store.follow = (how) => url.write(how);
   return lists;
 }

@@ -13,15 +13,22 @@
 // - mean activation (real units): viridis from 0 to the largest mean when no
 //   mean is negative (ReLU layers); otherwise coolwarm, centred on 0 and
 //   symmetric about it, so the sign reads at a glance.
+// - dormant fraction and saturation (shares, in %): magma over [0, 100%].
+// - effective rank: coloured as rank / its maximum min(N − 1, units), over
+//   the fixed [0, 1], so layers of different widths compare.
+// - similarity (a cosine): coolwarm over the fixed [−1, 1].
+// - rms: coloured as log₁₀ rms, from the smallest to the largest drawn,
+//   rounded out to whole powers of ten.
 
-/** @typedef {"change_prev" | "change_start" | "drift_prev" | "drift_start" | "dead_fraction" | "mean"} MapMeasure */
+/** @typedef {"change_prev" | "change_start" | "drift_prev" | "drift_start" | "dead_fraction" | "mean" | "dormant_fraction" | "effective_rank" | "similarity" | "rms" | "saturation"} MapMeasure */
 
 /**
  * @typedef {Object} MeasureDef
  * @property {MapMeasure} id
  * @property {string} label what the select offers
  * @property {string} short its name in a sentence
- * @property {"change" | "drift" | "fraction" | "signed"} kind
+ * @property {"change" | "drift" | "fraction" | "signed" | "rank" | "cosine" | "log"} kind
+ * @property {string} [caption] the colour scale in words, for a fraction
  */
 
 /** @type {MeasureDef[]} */
@@ -50,8 +57,36 @@ export const MAP_MEASURES = [
     short: "drift since the first step",
     kind: "drift",
   },
-  { id: "dead_fraction", label: "Dead channels (%)", short: "dead channels", kind: "fraction" },
+  {
+    id: "dead_fraction",
+    label: "Dead channels (%)",
+    short: "dead channels",
+    kind: "fraction",
+    caption: "share of the layer's channels dead",
+  },
   { id: "mean", label: "Mean activation", short: "mean activation", kind: "signed" },
+  {
+    id: "dormant_fraction",
+    label: "Dormant units (%)",
+    short: "dormant units",
+    kind: "fraction",
+    caption: "share of the layer's units dormant (score ≤ τ)",
+  },
+  {
+    id: "effective_rank",
+    label: "Effective rank (of its maximum)",
+    short: "effective rank",
+    kind: "rank",
+  },
+  { id: "similarity", label: "Similarity (collapse)", short: "similarity", kind: "cosine" },
+  { id: "rms", label: "log₁₀ rms (scale)", short: "log₁₀ rms", kind: "log" },
+  {
+    id: "saturation",
+    label: "Saturation (tanh, sigmoid) (%)",
+    short: "saturation",
+    kind: "fraction",
+    caption: "share of the values in the flat tails of tanh or sigmoid",
+  },
 ];
 
 /** @type {MapMeasure} */
@@ -119,7 +154,16 @@ export function measureScale(id, values) {
     case "drift":
       return { lo: 0, hi: 1, cmap: "viridis", caption: "0 (same features, up to scale) to 1" };
     case "fraction":
-      return { lo: 0, hi: 1, cmap: "magma", caption: "share of the layer's channels dead" };
+      return { lo: 0, hi: 1, cmap: "magma", caption: def.caption || "" };
+    case "rank":
+      return { lo: 0, hi: 1, cmap: "viridis", caption: "effective rank ÷ its maximum, min(N − 1, units)" };
+    case "cosine":
+      return { lo: -1, hi: 1, cmap: "coolwarm", caption: "mean cosine of the samples' pooled features; 1 = collapsed" };
+    case "log": {
+      const a = any ? Math.floor(lo) : -1;
+      const b = any ? Math.max(a + 1, Math.ceil(hi)) : 1;
+      return { lo: a, hi: b, cmap: "viridis", caption: "log₁₀ rms (real units): the signal's scale" };
+    }
     default: {
       if (!any) return { lo: 0, hi: 1, cmap: "viridis", caption: "no values" };
       if (lo >= 0) {
@@ -158,6 +202,54 @@ function fmtNumber(x) {
 export function formatMeasure(id, v) {
   if (mapMeasure(id).kind === "fraction") return `${Number((v * 100).toFixed(1))}%`;
   return fmtNumber(v);
+}
+
+/**
+ * What the map colours, per layer and step: the overview's values, except
+ * effective rank as rank ÷ its maximum and rms as log₁₀ rms (an rms of 0
+ * has no logarithm: null).
+ * @param {import("./model.js").Overview} o @param {MapMeasure} id
+ * @returns {(number | null)[][]}
+ */
+export function shownRows(o, id) {
+  const rows = o.rows[id] || [];
+  const kind = mapMeasure(id).kind;
+  if (kind === "rank") {
+    return rows.map((row, r) => {
+      const max = o.effective_rank_max[o.layers[r]];
+      return row.map((v) => (v === null || !(max > 0) ? null : v / max));
+    });
+  }
+  if (kind === "log") return rows.map((row) => row.map((v) => (v === null || !(v > 0) ? null : Math.log10(v))));
+  return rows;
+}
+
+/**
+ * A value in words, for the hover: what it is and what it means.
+ * @param {import("./model.js").Overview} o @param {MapMeasure} id
+ * @param {number} r the layer's row @param {number} v the overview's value
+ */
+export function describeValue(o, id, r, v) {
+  const pct = (/** @type {number} */ x) => `${Number((x * 100).toFixed(1))}%`;
+  const tau = o.tau ?? 0.025;
+  switch (id) {
+    case "dormant_fraction":
+      return `dormant units: ${pct(v)} of the layer's units carry at most ${pct(tau)} of an average unit's activity (score ≤ τ = ${tau})`;
+    case "effective_rank": {
+      const max = o.effective_rank_max[o.layers[r]];
+      const of = max > 0 ? ` of at most ${max}` : "";
+      const share = max > 0 ? `, ${pct(v / max)} of the directions it could use` : "";
+      return `effective rank ${fmtNumber(Number(v.toFixed(1)))}${of}: the probe set's pooled features use about ${fmtNumber(Number(v.toFixed(1)))} directions${share}`;
+    }
+    case "similarity":
+      return `similarity ${fmtNumber(v)}: mean cosine between the samples' pooled features (1 = every input gives the same direction: collapsed)`;
+    case "rms":
+      return `rms ${fmtNumber(v)} (log₁₀ ${v > 0 ? fmtNumber(Number(Math.log10(v).toFixed(2))) : "−∞"}): the typical size of the layer's values`;
+    case "saturation":
+      return `saturation ${pct(v)}: share of the values in the flat tails of the activation, where almost no gradient passes`;
+    default:
+      return `${mapMeasure(id).short}: ${formatMeasure(id, v)}`;
+  }
 }
 
 /**

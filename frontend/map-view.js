@@ -5,6 +5,7 @@
 // compared run change.
 
 import { measure, phase, report } from "./hooks.js";
+import { shownRows } from "./map-measures.js";
 import { messageOf } from "./model.js";
 import { clearError, luts, model, setError, state, steps, ui } from "./panel.js";
 import { Latest } from "./store.js";
@@ -75,7 +76,7 @@ export async function renderMap(force = false) {
     const epochs = new Map(steps().map((s) => [s.step, s.epoch]));
     // Two runs' maps share one colour scale.
     const scaleValues = otherOverview
-      ? [overview, otherOverview].flatMap((o) => (o.rows[state.measure] || []).flat())
+      ? [overview, otherOverview].flatMap((o) => shownRows(o, state.measure).flat())
       : undefined;
     ui.map.show({ overview, measure: state.measure, step: state.step, epochs, luts, scaleValues });
     if (other !== null) {

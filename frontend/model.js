@@ -95,6 +95,9 @@ import { fixedRanges, statIndex } from "./color.js";
  * @property {string[]} measures
  * @property {Record<string, (number | null)[][]>} rows measure -> [layer][step]
  * @property {Record<string, Record<string, string>>} unavailable measure -> layer -> why it is null
+ * @property {Record<string, number>} first_nonfinite layer -> its first step with a NaN or infinity
+ * @property {Record<string, number>} effective_rank_max layer -> min(N − 1, units)
+ * @property {number | null} tau the dormant threshold of `dormant_fraction`
  */
 
 /**
@@ -562,6 +565,9 @@ export class Model {
       measures: listField(data, "measures"),
       rows: data?.rows || {},
       unavailable: data?.unavailable || {},
+      first_nonfinite: data?.first_nonfinite || {},
+      effective_rank_max: data?.effective_rank_max || {},
+      tau: data?.tau ?? null,
     }));
   }
 

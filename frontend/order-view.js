@@ -124,7 +124,9 @@ export function drawTimeline(order) {
   const orderText =
     order.sortedBy === "index"
       ? "by channel index"
-      : `sorted by ${sorted?.label} at step ${state.step}, largest first`;
+      : order.sortedBy === "dormant_score"
+        ? `sorted by dormant score at step ${state.step}, lowest first`
+        : `sorted by ${sorted?.label} at step ${state.step}, largest first`;
   const rows = order.order.filter((c) => c < tl.channels);
   const key = JSON.stringify([state.tmeasure, measureLut, rows, orderText]);
   if (timelineDrawn.timeline === tl && timelineDrawn.key === key) {

@@ -30,7 +30,7 @@ import { isResize, parseOpacity } from "./overlay.js";
  * @property {boolean} playing
  * @property {1 | -1} direction of the last step move, for prefetching the next one
  * @property {import("./channel-order.js").SortKey} sort the grid's order
- * @property {string} show the grid's filter: "all", "dead", "died", "never" or "top<k>" (URL key `filter`)
+ * @property {string} show the grid's filter: "all", "dead", "died", "never", "dormant", "became" or "top<k>" (URL key `filter`)
  * @property {string} diff "off", "prev", "start" or a step: tiles show a_s - a_ref
  * @property {string} tmeasure the channel timeline's measure
  * @property {boolean} timelineOpen

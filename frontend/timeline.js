@@ -4,7 +4,7 @@
 // deaths and revivals marked on their cells. The whole heatmap is one
 // ImageData of steps x rows pixels, scaled up by CSS without smoothing.
 
-import { TIMELINE_MEASURES, cell } from "./channel-order.js";
+import { TAU, TIMELINE_MEASURES, becameDormantAt, cell } from "./channel-order.js";
 import { buildTable, fmt } from "./color.js";
 import { choiceSelect, h, pixelAt, surface } from "./dom.js";
 import { colorbar } from "./views.js";
@@ -142,7 +142,14 @@ export class ChannelTimeline {
     if (Number.isNaN(v)) text = s.timeline.unavailable[s.measure] ? "unavailable" : "undefined";
     else if (s.measure === "dead") text = v === 1 ? "dead" : "alive";
     else if (s.measure === "zero_fraction") text = `${Number((v * 100).toFixed(1))}% zeros`;
-    else text = fmt(v);
+    else if (s.measure === "on_rate") text = `${Number((v * 100).toFixed(1))}% of its values > 0`;
+    else if (s.measure === "dormant_score") {
+      const j = s.timeline.steps.indexOf(at.step);
+      const became = becameDormantAt(s.timeline, at.channel, j);
+      text = `${fmt(v)} (${v <= TAU ? `dormant: at most τ = ${TAU}` : "not dormant"}${
+        became !== null ? `; became dormant at step ${became}` : ""
+      })`;
+    } else text = fmt(v);
     const events = s.timeline.events
       .filter((e) => e.channel === at.channel && e.step === at.step)
       .map((e) => ` (${e.kind} here)`)
@@ -174,9 +181,13 @@ export class ChannelTimeline {
     }
     let lo = Infinity;
     let hi = -Infinity;
-    if (measure === "zero_fraction") {
+    if (measure === "zero_fraction" || measure === "on_rate") {
       lo = 0;
       hi = 1;
+    } else if (measure === "dormant_score") {
+      // 1 is an average channel: the middle of the scale.
+      lo = 0;
+      hi = 2;
     } else {
       const row = tl.rows[measure];
       const S = tl.steps.length;
@@ -197,6 +208,10 @@ export class ChannelTimeline {
     const caption =
       measure === "zero_fraction"
         ? "fraction of zeros, over all probes"
+        : measure === "on_rate"
+          ? "share of the channel's values above 0, over the probe set"
+          : measure === "dormant_score"
+            ? `mean |a| ÷ the layer's average; 1 = an average channel, ≤ ${TAU} dormant; 2 and above drawn alike`
         : measure.startsWith("change")
           ? "‖a_s − a_ref‖ / max(‖a_s‖, ‖a_ref‖), over all probes; 0 = unchanged, 2 = sign flip"
           : `${measure} over all probes, real units`;

@@ -9,11 +9,14 @@ import { choiceSelect, h } from "./dom.js";
 import {
   MAP_MEASURES,
   colorLevel,
+  describeValue,
   formatMeasure,
   formatTick,
   mapMeasure,
   measureScale,
+  shownRows,
 } from "./map-measures.js";
+import { nonfinite, nonfiniteMarks, nonfiniteSentence, notApplicable, nullReason } from "./map-marks.js";
 
 /** @typedef {import("./color.js").Lut} Lut */
 /** @typedef {import("./map-measures.js").MapMeasure} MapMeasure */
@@ -21,6 +24,7 @@ import {
 /** @typedef {import("./model.js").Overview} Overview */
 
 const NULL_FILL = "#eeeeee";
+const NA_FILL = "#fafafa";
 const HATCH = "#b0b0b0";
 const MAX_TICKS = 10;
 
@@ -41,23 +45,6 @@ const MAX_TICKS = 10;
  * @property {(measure: MapMeasure) => void} onMeasure
  * @property {() => void} onLayerView
  */
-
-/**
- * Why a cell has no value, beyond what the server states per layer.
- * @param {Overview} o @param {MapMeasure} measure @param {number} r @param {number} c
- */
-function nullReason(o, measure, r, c) {
-  const why = o.unavailable?.[measure]?.[o.layers[r]];
-  if (why) return why;
-  // A step the layer has always has its v1 statistics.
-  const logged = o.rows.dead_fraction?.[r]?.[c] !== null || o.rows.mean?.[r]?.[c] !== null;
-  if (!logged) return "this layer has no kept state at this step";
-  const first = o.rows.mean?.[r]?.findIndex((v) => v !== null) ?? -1;
-  if (c === first && measure.endsWith("_prev")) return "the layer's first step has no previous one";
-  if (measure.startsWith("drift"))
-    return "CKA is undefined here (fewer than 3 positions, or a constant layer after centring)";
-  return "no value at this step";
-}
 
 /**
  * Layers whose every change since the previous step is exactly 0: their
@@ -92,10 +79,12 @@ export class TrainingMap {
     this.cursor = h("div", { className: "map-cursor", hidden: true });
     this.hover = h("div", { className: "map-hover", hidden: true });
     this.axis = h("div", { className: "map-axis" });
+    this.marks = h("div", { className: "map-marks" });
     this.plot = h(
       "div",
       { className: "map-plot" },
       this.canvas,
+      this.marks,
       this.cursor,
       this.hover,
       this.axis,
@@ -154,7 +143,7 @@ export class TrainingMap {
     this.select.value = measure;
     this.table.open = false;
     const def = mapMeasure(measure);
-    const rows = o.rows[measure] || [];
+    const rows = shownRows(o, measure);
     const n = o.steps.length;
     if (!o.layers.length || !n) {
       return this._say([
@@ -261,7 +250,10 @@ export class TrainingMap {
         const v = rows[r]?.[c] ?? null;
         const x = c * w;
         const y = r * hgt;
-        if (v === null || !Number.isFinite(v)) {
+        if ((v === null || !Number.isFinite(v)) && notApplicable(o, this.input?.measure || "mean", r)) {
+          ctx.fillStyle = NA_FILL;
+          ctx.fillRect(x, y + gap, w, hgt - gap);
+        } else if (v === null || !Number.isFinite(v)) {
           this._hatch(ctx, x, y + gap, w, hgt - gap);
         } else {
           const rgb = lut[colorLevel(v, scale)];
@@ -273,6 +265,8 @@ export class TrainingMap {
     canvas.dataset.cellWidth = String(w);
     canvas.dataset.cellHeight = String(hgt);
     canvas.dataset.gap = String(gap);
+    Object.assign(this.marks.style, { width: canvas.style.width, height: canvas.style.height });
+    this.marks.replaceChildren(...nonfiniteMarks(o));
   }
 
   /** @param {CanvasRenderingContext2D} ctx @param {number} x @param {number} y @param {number} w @param {number} hgt */
@@ -311,7 +305,7 @@ export class TrainingMap {
       const mid = (scale.lo + scale.hi) / 2;
       ticks.append(h("span", { className: "mid", style: "left:50%" }, formatTick(measure, mid)));
     }
-    this.legend.replaceChildren(
+    const keys = [
       box,
       h(
         "span",
@@ -319,7 +313,21 @@ export class TrainingMap {
         h("span", { className: "swatch hatched" }),
         " no value (hover for why)",
       ),
-    );
+      measure === "saturation"
+        ? h("span", { className: "map-null-key" }, h("span", { className: "swatch na" }), " not applicable")
+        : null,
+      Object.keys(this.input?.overview.first_nonfinite || {}).length
+        ? h(
+            "span",
+            { className: "map-null-key" },
+            h("span", { className: "swatch nf" }),
+            " non-finite (NaN, ∞) ",
+            h("span", { className: "swatch nf-first" }),
+            " first non-finite step",
+          )
+        : null,
+    ];
+    this.legend.replaceChildren(...keys.filter((k) => k !== null));
   }
 
   _labels() {
@@ -388,22 +396,16 @@ export class TrainingMap {
       );
     if (still.length) parts.push(`No change at any step: ${still.join(", ")}.`);
     parts.push("Use the arrow keys to move between cells and Enter to open one.");
-    this.canvas.setAttribute("aria-label", parts.join(" "));
     this.heading.textContent = `${def.label}, per layer (rows, input first) and logged step (columns). Click a cell to open that layer at that step.`;
-    const reasons = this._reasons(measure);
+    const reasons = this._reasons(measure).filter((t) => !/non-finite/.test(t));
+    const broke = nonfiniteSentence(o);
+    if (broke) parts.splice(parts.length - 1, 0, broke);
+    this.canvas.setAttribute("aria-label", parts.join(" "));
     this.notes.replaceChildren(
+      ...(broke ? [h("div", { className: "note map-broke" }, broke)] : []),
       ...(reasons.length
         ? [
-            h(
-              "div",
-              { className: "note" },
-              "Some values are unavailable: ",
-              h(
-                "ul",
-                {},
-                reasons.map((t) => h("li", {}, t)),
-              ),
-            ),
+            h("div", { className: "note" }, "Some values are unavailable: ", h("ul", {}, reasons.map((t) => h("li", {}, t)))),
           ]
         : []),
     );
@@ -500,14 +502,16 @@ export class TrainingMap {
     const { overview: o, measure, epochs } = this.input;
     const v = o.rows[measure]?.[cell.r]?.[cell.c] ?? null;
     const step = o.steps[cell.c];
+    const first = o.first_nonfinite[o.layers[cell.r]] === step ? " (the layer's first)" : "";
+    const broke = v !== null && nonfinite(o, cell.r, cell.c) ? `; non-finite values (NaN or infinity) at this step${first}` : "";
     const epoch = epochs.get(step);
     const where = `${o.layers[cell.r]} · step ${step}${
       epoch !== null && epoch !== undefined ? ` (epoch ${Number(epoch.toFixed(2))})` : ""
     }`;
     const what =
       v === null
-        ? `no value: ${nullReason(o, measure, cell.r, cell.c)}`
-        : `${mapMeasure(measure).short}: ${formatMeasure(measure, v)}`;
+        ? `no value: ${nullReason(o, measure, cell.r, cell.c)}${first}`
+        : `${describeValue(o, measure, cell.r, v)}${broke}`;
     this.readout.replaceChildren(h("strong", {}, where), `: ${what}`);
     const box = this._cssCell(cell.r, cell.c);
     Object.assign(this.hover.style, {

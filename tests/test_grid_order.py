@@ -215,3 +215,60 @@ def test_diff_at_the_first_step_or_a_missing_step_says_so(panel, ground_truth):
     assert "step 99999 is not among the kept steps" in panel.ui.locator("#grid-note").text_content()
     open_layer(panel, f"&diff={first}")
     wait_body(panel, diff=first)
+
+
+TAU = 0.025  # the overview's `tau`, the server's default
+
+
+def dormant_scores(ground_truth, j):
+    """Every conv2 channel's dormant score at step index j (docs/measures.md)."""
+    a = np.abs(ground_truth.activations[LAYER][j].astype(np.float64))
+    m = a.reshape(-1, a.shape[-1]).mean(axis=0)
+    return m / m.mean()
+
+
+def test_dormant_filters_and_their_counts_match_the_activations(panel, server, ground_truth):
+    assert api(server, "overview", run=RUN)["tau"] == TAU
+    steps = ground_truth.steps
+    scores = np.stack([dormant_scores(ground_truth, j) for j in range(len(steps))], axis=1)
+    np.testing.assert_allclose(timeline_row(server, "dormant_score"), scores, rtol=0.02, atol=1e-6)
+    dormant = scores <= TAU
+    now = np.flatnonzero(dormant[:, -1]).tolist()
+    became = [c for c in now if not dormant[c, 0]]
+    since = {c: steps[max(j for j in range(len(steps)) if not dormant[c, j]) + 1] for c in became}
+    # The truth by construction: the killed channels became dormant when they died.
+    assert since[3] == since[7] == ground_truth.kill_step and len(now) > len(became)
+
+    open_layer(panel, "&filter=dormant")
+    wait_body(panel, **{"grid-count": len(now)})
+    assert grid_channels(panel) == now
+    text = panel.ui.locator("#grid-counts").text_content()
+    expected = (
+        f"{len(now)} of 16 channels dormant at step {steps[-1]} ({round(100 * len(now) / 16)}%); "
+        f"{len(became)} became dormant after step {steps[0]} "
+        f"(the last at step {max(since.values())})."
+    )
+    assert text.endswith(expected), (text, expected)
+    assert "τ = 0.025" in panel.ui.locator("#grid-counts").get_attribute("title")
+
+    open_layer(panel, "&filter=became")
+    wait_body(panel, **{"grid-count": len(became)})
+    assert grid_channels(panel) == became
+    # At a step before any of them became dormant, none has.
+    before = steps[steps.index(min(since.values())) - 1]
+    open_layer(panel, f"&filter=became&step={before}")
+    text = panel.ui.locator("#grid-counts").text_content()
+    assert f"dormant at step {before}" in text and "; 0 became dormant after" in text
+    assert grid_channels(panel) == []
+
+
+def test_sorting_by_dormant_score_puts_the_lowest_first(panel, ground_truth):
+    scores = dormant_scores(ground_truth, len(ground_truth.steps) - 1)
+    open_layer(panel, "&sort=dormant_score")
+    wait_body(panel, **{"grid-count": 16})
+    order = grid_channels(panel)
+    ranked = scores[order]
+    # Lowest first; ties (the dead channels, all 0) by index.
+    assert all(a <= b + 1e-6 * max(1.0, b) for a, b in zip(ranked, ranked[1:]))
+    zeros = np.flatnonzero(scores == 0).tolist()
+    assert zeros and order[: len(zeros)] == zeros

@@ -91,7 +91,16 @@ def test_timeline_draws_every_channel_over_every_step(panel, server, ground_trut
 
 @pytest.mark.parametrize(
     "measure",
-    ["change_prev", "change_start", "dead", "mean", "max", "zero_fraction"],
+    [
+        "change_prev",
+        "change_start",
+        "dead",
+        "mean",
+        "max",
+        "zero_fraction",
+        "on_rate",
+        "dormant_score",
+    ],
 )
 def test_each_measure_draws_its_own_picture(panel, measure):
     open_layer(panel)
