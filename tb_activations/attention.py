@@ -214,12 +214,15 @@ def _scores(layer, bound: dict[str, Any]):
     q = layer._query_dense(query)
     k = layer._key_dense(key)
     scores = None
-    if not getattr(layer, "_flash_attention", False):
+    own = type(layer)._compute_attention is not keras.layers.MultiHeadAttention._compute_attention
+    if own and not getattr(layer, "_flash_attention", False):
         v = layer._value_dense(value)
         scores = _own_scores(layer, q, k, v, mask)
     if scores is None:
-        # The layer's flash attention refuses to return scores; its unfused
-        # computation is the scaled dot product and the masked softmax.
+        # Keras's own `_compute_attention` gives the scores as the masked
+        # softmax of the scaled dot product (the mask above includes the
+        # causal one): computed so, without the values and the output it
+        # would compute too. Its flash attention refuses to return them.
         q = keras.ops.multiply(q, keras.ops.cast(layer._inverse_sqrt_key_dim, q.dtype))
         scores = layer._masked_softmax(keras.ops.einsum(layer._dot_product_equation, k, q), mask)
     return scores
@@ -239,7 +242,9 @@ def _own_scores(layer, q, k, v, mask):
     cannot give them (a subclass with another signature, an older Keras)."""
     params = inspect.signature(layer._compute_attention).parameters
     kwargs = {"attention_mask": mask, "training": False}
-    if "return_attention_scores" in params:
+    if "return_attention_scores" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    ):
         kwargs["return_attention_scores"] = True
     try:
         _, scores = layer._compute_attention(q, k, v, **kwargs)

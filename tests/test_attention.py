@@ -22,6 +22,7 @@ keras = pytest.importorskip("keras")
 from attention_models import (  # noqa: E402
     DIM,
     HEADS,
+    KEY_DIM,
     LENGTH,
     SUBCLASSED_SCORES,
     TOKENS,
@@ -245,6 +246,24 @@ def test_keras_hub_decoder_attention_from_its_observed_call():
     assert np.all(got[:, :, future] == 0)
     assert np.all(got[0][:, :, ~padding[0]] == 0)
     np.testing.assert_allclose(got.sum(-1), 1, atol=1e-6)
+
+
+def test_a_subclass_with_its_own_compute_attention_gives_its_own_scores():
+    class Tempered(keras.layers.MultiHeadAttention):
+        """Attention at a temperature of its own: its `_compute_attention` decides."""
+
+        def _compute_attention(self, query, *args, **kwargs):
+            return super()._compute_attention(query * 3.0, *args, **kwargs)
+
+    keras.utils.set_random_seed(14)
+    mha = Tempered(HEADS, KEY_DIM)
+    x = np.random.default_rng(1).normal(size=(2, LENGTH, DIM)).astype("float32")
+    allowed = np.broadcast_to((TOKENS != 0)[:, None, :], (2, LENGTH, LENGTH))
+    _, own = mha(x, x, attention_mask=allowed, return_attention_scores=True)
+    got = attention.attention_scores(mha, (x, x), {"attention_mask": allowed})
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(own), atol=1e-6)
+    plain = reference_scores(mha, x, x, attention_mask=allowed)
+    assert np.abs(got - plain).max() > 1e-2  # not Keras's own computation
 
 
 @pytest.mark.parametrize(
