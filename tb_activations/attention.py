@@ -9,16 +9,19 @@ the inputs, `attention_mask`, `use_causal_mask`, a sliding window) and its own
 `_compute_attention` asked for the scores, with `training=False` (no dropout).
 Nothing of the layer changes: no weight, no traced function, no attribute.
 
-`attention_scores` takes the arguments of one call, whoever observed it: the
-Functional extractor (`GraphCall` outputs the call's symbolic inputs beside
-the logged activations, so the scores come from the same probe pass) or a
-capture that sees the call's values. Such a capture passes the arguments as
-the layer's `call` receives them: `Layer.__call__` has then put the inputs'
-Keras masks in `query_mask`, `value_mask` and `key_mask`, which matters
-because `MultiHeadAttention.call` clears the query tensor's own mask as it
-runs. `attention_scores` runs the layer's projection sublayers
-(`query_dense`, `key_dense`, `value_dense`) through their `__call__`: a
-capture that observes every layer's calls must not record those.
+`attention_scores` takes the arguments of one call, whoever observed it, and
+both of the logger's routes compute the scores in their own compiled pass
+over the probe: the Functional extractor (`GraphCall` outputs the call's
+symbolic inputs, `_Scores` computes the scores as a layer of the extractor;
+`GraphScores`) and the observer of calls (`capture.Observer` calls
+`call_scores` on each observed call's arguments inside its traced function;
+`ObservedScores`). The observer passes the arguments as the layer's `call`
+receives them: `Layer.__call__` has then put the inputs' Keras masks in
+`query_mask`, `value_mask` and `key_mask`, which matters because
+`MultiHeadAttention.call` clears the query tensor's own mask as it runs.
+The scores run the layer's projection sublayers (`query_dense`, `key_dense`,
+`value_dense`) through their `__call__`: the observer runs them
+`capture.unobserved`, so that they are not recorded as the model's calls.
 """
 
 from __future__ import annotations
@@ -44,7 +47,16 @@ except ImportError:  # Keras before 3.6 kept them as an attribute
         x._keras_mask = mask
 
 
-__all__ = ["SUFFIX", "GraphCall", "attention_scores", "is_attention", "scores_tag"]
+__all__ = [
+    "SUFFIX",
+    "GraphCall",
+    "GraphScores",
+    "ObservedScores",
+    "attention_scores",
+    "call_scores",
+    "is_attention",
+    "scores_tag",
+]
 
 # The series of a layer's attention probabilities is tagged `path + SUFFIX`.
 SUFFIX = "/attention_scores"
@@ -202,12 +214,15 @@ def _scores(layer, bound: dict[str, Any]):
     q = layer._query_dense(query)
     k = layer._key_dense(key)
     scores = None
-    if not getattr(layer, "_flash_attention", False):
+    own = type(layer)._compute_attention is not keras.layers.MultiHeadAttention._compute_attention
+    if own and not getattr(layer, "_flash_attention", False):
         v = layer._value_dense(value)
         scores = _own_scores(layer, q, k, v, mask)
     if scores is None:
-        # The layer's flash attention refuses to return scores; its unfused
-        # computation is the scaled dot product and the masked softmax.
+        # Keras's own `_compute_attention` gives the scores as the masked
+        # softmax of the scaled dot product (the mask above includes the
+        # causal one): computed so, without the values and the output it
+        # would compute too. Its flash attention refuses to return them.
         q = keras.ops.multiply(q, keras.ops.cast(layer._inverse_sqrt_key_dim, q.dtype))
         scores = layer._masked_softmax(keras.ops.einsum(layer._dot_product_equation, k, q), mask)
     return scores
@@ -227,7 +242,9 @@ def _own_scores(layer, q, k, v, mask):
     cannot give them (a subclass with another signature, an older Keras)."""
     params = inspect.signature(layer._compute_attention).parameters
     kwargs = {"attention_mask": mask, "training": False}
-    if "return_attention_scores" in params:
+    if "return_attention_scores" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    ):
         kwargs["return_attention_scores"] = True
     try:
         _, scores = layer._compute_attention(q, k, v, **kwargs)
@@ -368,13 +385,63 @@ class _Slot:
     i: int
 
 
-class GraphScores:
+def warn_unlogged(path: str, error: Exception | str) -> None:
+    """The notice for a call whose scores cannot be computed."""
+    warnings.warn(
+        f"ActivationLogger: the attention scores of {path!r} are not logged ({error}); "
+        "its output is.",
+        stacklevel=4,
+    )
+
+
+class _Series:
+    """Scores arrays to one `LayerValue` per call, tagged `scores_tag(tap.path)`,
+    channels first: heads are the channels, queries x keys the map.
+
+    `_sources` holds, per series, the tap of the call the scores are of.
+    """
+
+    def __init__(self) -> None:
+        self._sources: list[Any] = []
+        self._infos: dict[str, Any] = {}
+
+    def values(self, arrays: Sequence[np.ndarray], describe) -> list:
+        """The scores series from the computed scores, one array per source.
+
+        `describe(tap, array)` is the recorder's, for a layer's LayerInfo.
+        """
+        from tb_activations import metadata
+        from tb_activations.summary import LayerValue
+
+        out = []
+        for source, raw in zip(self._sources, arrays):
+            scores = _flatten(source.layer, np.asarray(raw, np.float32))
+            info = self._infos.get(source.path)
+            if info is None:
+                tap = dataclasses.replace(
+                    source,
+                    output_shape=(None, *scores.shape[1:]),
+                    data_format="channels_first",
+                    key=None,
+                )
+                info = dataclasses.replace(
+                    describe(tap, scores),
+                    layer=scores_tag(source.path),
+                    kind=metadata.KIND_ATTENTION,
+                    source=source.path,
+                    axes=AXES,
+                    reduction=None,
+                )
+                self._infos[source.path] = info
+            out.append(LayerValue(info, scores, data_format="channels_first"))
+        return out
+
+
+class GraphScores(_Series):
     """The attention scores series of a Functional model's chosen layers.
 
     `requests` go to `layers.extractor` as its extra outputs; `values` turns
-    the scores it computed into one `LayerValue` per MultiHeadAttention,
-    tagged `scores_tag(path)`, channels first: heads are the channels,
-    queries x keys the map.
+    the scores it computed into one `LayerValue` per MultiHeadAttention.
 
     The scores are computed in the extractor's own compiled pass (`_Scores`).
     A layer whose scores cannot be computed (a call this module does not
@@ -383,60 +450,51 @@ class GraphScores:
     """
 
     def __init__(self, taps: Sequence[Any]):
+        super().__init__()
         self._requests: list[tuple[str, Any]] = []
-        self._layers: list[Any] = []
         for tap in taps:
             if not is_attention(tap.layer):
                 continue
             try:
                 scores = GraphCall.of(tap.path, tap.layer).symbolic_scores()
             except Exception as e:  # noqa: BLE001 - the layer's own series goes on
-                self._warn(tap.path, e)
+                warn_unlogged(tap.path, e)
                 continue
             self._requests.append((tap.path, scores))
-            self._layers.append(tap.layer)
-        self._taps = {t.path: t for t in taps}
-        self._infos: dict[str, Any] = {}
-
-    @staticmethod
-    def _warn(path: str, error: Exception) -> None:
-        warnings.warn(
-            f"ActivationLogger: the attention scores of {path!r} are not logged ({error}); "
-            "its output is.",
-            stacklevel=3,
-        )
+            self._sources.append(tap)
 
     @property
     def requests(self) -> list[tuple[str, Any]]:
         """`(path, KerasTensor)`: each layer's scores, for the extractor to output."""
         return list(self._requests)
 
-    def values(self, arrays: Sequence[np.ndarray], describe) -> list:
-        """The scores series from the extractor's values of `requests`.
 
-        `describe(tap, array)` is the recorder's, for a layer's LayerInfo.
-        """
-        from tb_activations import metadata
-        from tb_activations.summary import LayerValue
+# -- any model: the call's arguments as an observer of calls sees them --------
 
-        out = []
-        for (path, _), layer, raw in zip(self._requests, self._layers, arrays):
-            scores = _flatten(layer, np.asarray(raw, np.float32))
-            info = self._infos.get(path)
-            if info is None:
-                tap = dataclasses.replace(
-                    self._taps[path],
-                    output_shape=(None, *scores.shape[1:]),
-                    data_format="channels_first",
-                )
-                info = dataclasses.replace(
-                    describe(tap, scores),
-                    layer=scores_tag(path),
-                    kind=metadata.KIND_ATTENTION,
-                    source=path,
-                    axes=AXES,
-                    reduction=None,
-                )
-                self._infos[path] = info
-            out.append(LayerValue(info, scores, data_format="channels_first"))
-        return out
+
+def call_scores(layer, call_args: tuple, call_kwargs: dict):
+    """The scores of one call, `(batch, heads, *queries, *keys)`, as a backend
+    tensor, from the arguments the layer's `call` received (see the module
+    docstring): eagerly, or inside a traced function (`capture.Observer`)."""
+    kwargs = {
+        k: v for k, v in call_kwargs.items() if k not in ("training", "return_attention_scores")
+    }
+    return _scores(layer, _bind(layer, tuple(call_args), kwargs))
+
+
+class ObservedScores(_Series):
+    """The attention scores series of calls reached by observing calls.
+
+    `calls` are the taps of the calls (`path`, `path@2`: a tap's `path` is
+    the call's series name, its `call` which call it is); `names` their
+    scores tags, which `capture.Observer` computes in its own traced pass
+    (`call_scores`), after the logged layers' outputs.
+    """
+
+    def __init__(self, calls: Sequence[Any]):
+        super().__init__()
+        self._sources = list(calls)
+
+    @property
+    def names(self) -> list[str]:
+        return [scores_tag(c.path) for c in self._sources]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tb_activations import attention
 from tb_activations import layers as layers_lib
 
 
@@ -94,6 +96,20 @@ def flat_outputs(out) -> tuple[list[tuple[str | None, Any]], list[str]]:
     return tensors, skipped
 
 
+_quiet = threading.local()
+
+
+@contextlib.contextmanager
+def unobserved() -> Iterator[None]:
+    """Layer calls within the block are not the model's: `observing` does not
+    report them (the projections the attention scores run, for instance)."""
+    _quiet.depth = getattr(_quiet, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _quiet.depth -= 1
+
+
 @contextlib.contextmanager
 def observing(
     layers: Mapping[str, Any], keep: Callable[[str, Any, tuple, dict], None]
@@ -103,7 +119,8 @@ def observing(
     (an attention layer's query, value and mask, for instance).
 
     The shadows live on the instances only for the duration of the block,
-    and are removed even when the block raises.
+    and are removed even when the block raises. Calls made `unobserved`
+    are not reported.
     """
     installed = []
     try:
@@ -113,7 +130,8 @@ def observing(
 
             def observed(*args, __original=original, __path=path, **kwargs):
                 out = __original(*args, **kwargs)
-                keep(__path, out, args, kwargs)
+                if not getattr(_quiet, "depth", 0):
+                    keep(__path, out, args, kwargs)
                 return out
 
             functools.update_wrapper(observed, original)
@@ -163,13 +181,26 @@ class Survey:
     calls: dict[str, int] = field(default_factory=dict)
     # name -> keys of the call's outputs that are not tensors
     skipped: dict[str, list[str]] = field(default_factory=dict)
+    # An attention layer's call (series name of the call) -> why its
+    # attention scores cannot be computed, or None when they can.
+    attention: dict[str, str | None] = field(default_factory=dict)
 
     def outputs_of(self, path: str) -> list[Output]:
         return [o for o in self.outputs if o.path == path]
 
 
 def survey(model, batch, layers: Mapping[str, Any] | None = None) -> Survey:
-    """Runs `model` once, eagerly, on `batch`, observing every layer (or `layers`)."""
+    """Runs `model` once, eagerly, on `batch`, observing every layer (or `layers`).
+
+    An unbuilt model runs once before: a layer builds itself at its first
+    call, some by a symbolic run of their `call`, and some create their
+    sublayers then (a MultiHeadAttention's projections).
+    """
+    tensors = to_tensors(batch)
+    candidates = [model, *(layers.values() if layers else (x for _, x in reachable(model)))]
+    if not all(getattr(layer, "built", True) for layer in candidates):
+        with _no_grad():
+            model(tensors, training=False)
     if layers is None:
         layers = {
             p: layer
@@ -196,13 +227,18 @@ def survey(model, batch, layers: Mapping[str, Any] | None = None) -> Survey:
                     dtype=str(keras.backend.standardize_dtype(t.dtype)),
                 )
             )
+        if is_attention(layers[path]):
+            # Tried once here, so that a call whose scores cannot be computed
+            # (a decoding step with a cache) is known before the traced pass.
+            try:
+                with unobserved():
+                    attention.call_scores(layers[path], args, kwargs)
+            except Exception as e:  # noqa: BLE001 - its output is logged all the same
+                result.attention[series_name(path, n, None)] = str(e) or type(e).__name__
+            else:
+                result.attention[series_name(path, n, None)] = None
 
-    tensors = to_tensors(batch)
     with _no_grad():
-        if not all(getattr(layer, "built", True) for layer in [model, *layers.values()]):
-            # A layer builds itself at its first call, some by a symbolic
-            # run of their `call`; build them before observing real calls.
-            model(tensors, training=False)
         with observing(layers, keep):
             model(tensors, training=False)
     return result
@@ -227,6 +263,10 @@ class Observer:
         names: the series to return, in order (`series_name`s of those layers).
         batch: the probe batch, in the structure the model takes.
         run_eagerly: skip tracing (the model's own `run_eagerly`).
+        scores: calls of attention layers among `layers` (series names of
+            calls: `path`, `path@2`) whose attention scores are returned
+            too, after the series, in this order; computed in the same
+            pass from each call's arguments (`attention.call_scores`).
     """
 
     def __init__(
@@ -236,17 +276,21 @@ class Observer:
         names: list[str],
         batch,
         run_eagerly: bool = False,
+        scores: list[str] = (),
     ):
         self.model = model
         self.layers = dict(layers)
         self.names = list(names)
+        self.scores = list(scores)
         self.run_eagerly = bool(run_eagerly)
         self._tensors = to_tensors(batch)
         self._traced: Callable[[], list] | None = None
 
     def _pass(self, run: Callable[[], Any]) -> list:
         wanted = set(self.names)
+        wanted_scores = set(self.scores)
         captured: dict[str, Any] = {}
+        scores: dict[str, Any] = {}
         calls: dict[str, int] = {}
 
         def keep(path: str, out, args, kwargs) -> None:
@@ -255,16 +299,21 @@ class Observer:
                 name = series_name(path, n, key)
                 if name in wanted:
                     captured[name] = t
+            call = series_name(path, n, None)
+            if call in wanted_scores:
+                with unobserved():
+                    scores[call] = attention.call_scores(self.layers[path], args, kwargs)
 
         with observing(self.layers, keep):
             run()
         missing = [n for n in self.names if n not in captured]
+        missing += [attention.scores_tag(n) for n in self.scores if n not in scores]
         if missing:
             raise ValueError(
                 f"These layer outputs were not computed in this pass of the probe: "
                 f"{', '.join(missing)}. Received: layers={sorted(self.layers)}"
             )
-        return [captured[n] for n in self.names]
+        return [captured[n] for n in self.names] + [scores[n] for n in self.scores]
 
     def _eager(self) -> list:
         with _no_grad():
@@ -332,9 +381,8 @@ def graph_may_miss(layer) -> bool:
     return isinstance(out, (list, tuple, dict))
 
 
-def is_attention(layer) -> bool:
-    """keras-hub's attention layers subclass Keras's `MultiHeadAttention`."""
-    return isinstance(layer, keras.layers.MultiHeadAttention)
+# keras-hub's attention layers subclass Keras's `MultiHeadAttention`.
+is_attention = attention.is_attention
 
 
 def has_attention(model) -> bool:
@@ -405,6 +453,11 @@ def base_path(name: str) -> str:
     return name.split(":", 1)[0].split("@", 1)[0]
 
 
+def call_of(name: str) -> int:
+    """Which call of its layer a series name is of: `a/b@2:0` -> 2."""
+    return int(name.split(":", 1)[0].partition("@")[2] or 1)
+
+
 def resolve(model, item, entries=None) -> tuple[str, str | None]:
     """A layer name, path, series name or object: (layer path, series name or None).
 
@@ -442,10 +495,13 @@ def resolve(model, item, entries=None) -> tuple[str, str | None]:
 
 @dataclass
 class Choice:
-    """The observed layers and the series they give, in model order."""
+    """The observed layers and the series they give, in model order; and the
+    calls of chosen attention layers whose scores are logged (series names
+    of calls, `path`, `path@2`)."""
 
     layers: dict[str, Any]
     outputs: list[Output]
+    scores: list[str] = field(default_factory=list)
 
 
 def choose(model, found: Survey, spec, max_layers: int, entries=None) -> Choice:
@@ -534,4 +590,15 @@ def choose(model, found: Survey, spec, max_layers: int, entries=None) -> Choice:
             f"probe. Received: layers={spec!r}"
         )
     chosen = entries_order([o.path for o in outputs], order)
-    return Choice({p: by_path[p] for p in chosen}, outputs)
+    return Choice({p: by_path[p] for p in chosen}, outputs, _scores(found, outputs))
+
+
+def _scores(found: Survey, outputs: list[Output]) -> list[str]:
+    """The calls of attention layers, among those logged, whose scores can be
+    computed; one notice for each call whose scores cannot."""
+    calls = list(dict.fromkeys(series_name(o.path, o.call, None) for o in outputs))
+    calls = [c for c in calls if c in found.attention]
+    for call in calls:
+        if found.attention[call] is not None:
+            attention.warn_unlogged(call, found.attention[call])
+    return [c for c in calls if found.attention[c] is None]

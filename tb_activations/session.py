@@ -136,8 +136,8 @@ class _Recorder:
             # Respect a user's choice of eager execution; it may be there for a reason.
             self.extractor.run_eagerly = bool(getattr(model, "run_eagerly", False))
         else:
+            found = capture.survey(model, self.batch)  # builds an unbuilt model first
             entries = capture.reachable(model)
-            found = capture.survey(model, self.batch)
             choice = capture.choose(model, found, layers, max_layers, entries)
             _, formats = layers_lib.data_formats(model, entries)
             order = {path: i for i, (path, _) in enumerate(entries)}
@@ -149,15 +149,21 @@ class _Recorder:
             ]
             self.paths = [t.path for t in self.taps]
             self.positions = {o.name: order[o.path] for o in choice.outputs}
+            # Each chosen attention call's scores, computed in the observer's own pass.
+            layer_of = {c: choice.layers[capture.base_path(c)] for c in choice.scores}
+            self.positions.update({c: order[capture.base_path(c)] for c in choice.scores})
+            self.attention = attention.ObservedScores(
+                [layers_lib.Tap(c, layer_of[c], (), "", capture.call_of(c)) for c in layer_of]
+            )
             self.observer = capture.Observer(
                 model,
                 choice.layers,
                 self.paths,
                 self.batch,
                 run_eagerly=bool(getattr(model, "run_eagerly", False)),
+                scores=choice.scores,
             )
             self.extractor = self.observer
-            self.attention = attention.GraphScores([])
         if not self.paths:
             raise ValueError(
                 f"Model {model.name!r} has no layer whose output can be shown (convolution, "

@@ -153,3 +153,62 @@ def reverse_task(n: int, length: int, vocab: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.integers(1, vocab, size=(n, length)).astype("int32")
     return x, x[:, ::-1].copy()
+
+
+# A subclassed transformer: one custom block, holding the attention, called
+# twice (`block/mha` and `block/mha@2`), a padding mask from token 0 passed as
+# `attention_mask`, and `use_causal_mask` when causal.
+SUBCLASSED_SCORES = ["block/mha/attention_scores", "block/mha@2/attention_scores"]
+
+
+def subclassed_transformer(*, causal: bool):
+    import keras
+
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.mha = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, name="mha")
+            self.norm = keras.layers.LayerNormalization(name="norm")
+            self.ffn = keras.layers.Dense(DIM, activation="relu", name="ffn")
+
+        def call(self, x, padding):
+            keys = keras.ops.expand_dims(padding, 1)  # (N, 1, keys)
+            y = self.mha(x, x, attention_mask=keys, use_causal_mask=causal)
+            y = self.norm(x + y)
+            return y + self.ffn(y)
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__(name="causal_net" if causal else "net")
+            self.embed = keras.layers.Embedding(
+                VOCAB,
+                DIM,
+                embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+                name="embed",
+            )
+            self.block = Block(name="block")
+            self.head = keras.layers.Dense(VOCAB, name="head")
+
+        def call(self, tokens):
+            padding = keras.ops.not_equal(tokens, 0)
+            x = self.embed(tokens)
+            return self.head(self.block(self.block(x, padding), padding))
+
+    return Net()
+
+
+def subclassed_references(model, tokens: np.ndarray, *, causal: bool) -> dict[str, np.ndarray]:
+    """Each call's scores in numpy, from the block's attention weights on that
+    call's input: the embeddings, then the block called directly on them."""
+    import keras
+
+    first = np.asarray(keras.ops.convert_to_numpy(model.embed(tokens)), np.float64)
+    padding = keras.ops.not_equal(tokens, 0)
+    second = model.block(first.astype("float32"), padding)
+    second = np.asarray(keras.ops.convert_to_numpy(second), np.float64)
+    allowed = np.broadcast_to((tokens != 0)[:, None, :], (len(tokens), LENGTH, LENGTH))
+    mha = model.block.mha
+    return {
+        tag: reference_scores(mha, x, x, attention_mask=allowed, causal=causal)
+        for tag, x in zip(SUBCLASSED_SCORES, (first, second))
+    }

@@ -10,7 +10,11 @@ forward pass), as read back from the event files (`<case>/read`), the numpy
 reference from the layer's weights (`<case>/reference`) and the layer's own
 `return_attention_scores=True` (`<case>/own`); and for a short fit with the
 logger, the model's predictions before and after a snapshot (`fit/before`,
-`fit/after`), its losses and the logged steps.
+`fit/after`), its losses and the logged steps. A subclassed transformer
+(tests/attention_models.py: a custom block called twice), reached by
+observing calls, leaves the same per call (`observed/<case>/<tag>/logged`,
+`.../reference`, the first call's `.../own`), its outputs around logging,
+and a fit with the logger (`observed/fit/...`).
 """
 
 from __future__ import annotations
@@ -96,10 +100,73 @@ def main(out_dir: str) -> None:
     after = {v.info.layer: v for v in logger.session.forward()}
     arrays["fit/logged_after"] = after["mha/attention_scores"].array
     arrays["fit/reference_after"] = token_reference(model, TOKENS, padding=True, causal=True)
+    observed(out_dir, facts, arrays)
     facts["tensorflow_loaded"] = "tensorflow" in sys.modules
     with open(os.path.join(out_dir, "facts.json"), "w") as f:
         json.dump(facts, f)
     np.savez(os.path.join(out_dir, "arrays.npz"), **arrays)
+
+
+def observed(out_dir: str, facts: dict, arrays: dict) -> None:
+    """A subclassed transformer: each attention call's scores from the
+    observer's own traced pass, padding and causal masks."""
+    import keras
+    from attention_models import (
+        SUBCLASSED_SCORES,
+        TOKENS,
+        VOCAB,
+        reverse_task,
+        subclassed_references,
+        subclassed_transformer,
+    )
+
+    from tb_activations import ActivationLogger, capture, read
+    from tb_activations.session import LoggingSession
+
+    for i, causal in enumerate((False, True)):
+        case = "causal" if causal else "padding"
+        keras.utils.set_random_seed(20 + i)
+        model = subclassed_transformer(causal=causal)
+        before = keras.ops.convert_to_numpy(model(TOKENS))
+        session = LoggingSession(os.path.join(out_dir, f"observed-{case}"), TOKENS, verbose=0)
+        session.bind(model)
+        facts[f"observed/{case}/observer"] = isinstance(session.extractor, capture.Observer)
+        values = {v.info.layer: v for v in session.forward()}
+        facts[f"observed/{case}/series"] = sorted(values)
+        want = subclassed_references(model, TOKENS, causal=causal)
+        for tag in SUBCLASSED_SCORES:
+            arrays[f"observed/{case}/{tag}/logged"] = values[tag].array
+            arrays[f"observed/{case}/{tag}/reference"] = want[tag]
+            facts[f"observed/{case}/{tag}/info"] = values[tag].info.to_json()
+        x = model.embed(TOKENS)
+        keys = keras.ops.expand_dims(keras.ops.not_equal(TOKENS, 0), 1)
+        _, own = model.block.mha(
+            x, x, attention_mask=keys, use_causal_mask=causal, return_attention_scores=True
+        )
+        arrays[f"observed/{case}/{SUBCLASSED_SCORES[0]}/own"] = keras.ops.convert_to_numpy(own)
+        arrays[f"observed/{case}/before"] = before
+        arrays[f"observed/{case}/after"] = keras.ops.convert_to_numpy(model(TOKENS))
+
+    keras.utils.set_random_seed(22)
+    model = subclassed_transformer(causal=True)
+    x, y = reverse_task(64, TOKENS.shape[1], VOCAB)
+    x[:, -1] = 0
+    model.compile(
+        keras.optimizers.Adam(1e-2),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    fit_dir = os.path.join(out_dir, "observed-fit")
+    logger = ActivationLogger(fit_dir, TOKENS, ["block/mha"], batch_freq=2, verbose=0)
+    history = model.fit(x, y, batch_size=16, epochs=2, callbacks=[logger], verbose=0)
+    facts["observed/fit/loss"] = history.history["loss"]
+    log = read(fit_dir)
+    facts["observed/fit/steps"] = {t: log.steps("activations", t) for t in SUBCLASSED_SCORES}
+    after = {v.info.layer: v for v in logger.session.forward()}
+    want = subclassed_references(model, TOKENS, causal=True)
+    for tag in SUBCLASSED_SCORES:
+        arrays[f"observed/fit/{tag}/logged"] = after[tag].array
+        arrays[f"observed/fit/{tag}/reference"] = want[tag]
+        arrays[f"observed/fit/{tag}/std"] = log.stats("activations", tag)["std"]
 
 
 if __name__ == "__main__":

@@ -22,17 +22,29 @@ keras = pytest.importorskip("keras")
 from attention_models import (  # noqa: E402
     DIM,
     HEADS,
+    KEY_DIM,
     LENGTH,
+    SUBCLASSED_SCORES,
     TOKENS,
+    VOCAB,
     cross_model,
     embedded,
     reference_scores,
     reverse_task,
+    subclassed_references,
+    subclassed_transformer,
     token_model,
     token_reference,
 )
 
-from tb_activations import ActivationLogger, attention, log_activations, metadata, read  # noqa: E402
+from tb_activations import (  # noqa: E402
+    ActivationLogger,
+    attention,
+    capture,
+    log_activations,
+    metadata,
+    read,
+)
 from tb_activations.session import LoggingSession  # noqa: E402
 
 # Float32 Keras against float64 numpy.
@@ -236,6 +248,24 @@ def test_keras_hub_decoder_attention_from_its_observed_call():
     np.testing.assert_allclose(got.sum(-1), 1, atol=1e-6)
 
 
+def test_a_subclass_with_its_own_compute_attention_gives_its_own_scores():
+    class Tempered(keras.layers.MultiHeadAttention):
+        """Attention at a temperature of its own: its `_compute_attention` decides."""
+
+        def _compute_attention(self, query, *args, **kwargs):
+            return super()._compute_attention(query * 3.0, *args, **kwargs)
+
+    keras.utils.set_random_seed(14)
+    mha = Tempered(HEADS, KEY_DIM)
+    x = np.random.default_rng(1).normal(size=(2, LENGTH, DIM)).astype("float32")
+    allowed = np.broadcast_to((TOKENS != 0)[:, None, :], (2, LENGTH, LENGTH))
+    _, own = mha(x, x, attention_mask=allowed, return_attention_scores=True)
+    got = attention.attention_scores(mha, (x, x), {"attention_mask": allowed})
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(own), atol=1e-6)
+    plain = reference_scores(mha, x, x, attention_mask=allowed)
+    assert np.abs(got - plain).max() > 1e-2  # not Keras's own computation
+
+
 @pytest.mark.parametrize(
     "layer, args, kwargs, message",
     [
@@ -334,6 +364,46 @@ def test_backend_logging_changes_nothing_and_the_model_trains(backend_run):
     assert np.abs(after - arrays["fit/reference_before"]).max() > 1e-2
 
 
+@pytest.mark.parametrize("case", ["padding", "causal"])
+def test_backend_observed_calls_log_each_calls_scores(backend_run, case):
+    """A subclassed transformer on JAX (inside the observer's jax.jit) and
+    torch: every call's scores, masks and all, and the model unchanged."""
+    backend, facts, arrays = backend_run
+    assert facts[f"observed/{case}/observer"] is True
+    assert set(SUBCLASSED_SCORES) <= set(facts[f"observed/{case}/series"])
+    for tag in SUBCLASSED_SCORES:
+        got = arrays[f"observed/{case}/{tag}/logged"]
+        assert got.shape == (2, HEADS, LENGTH, LENGTH)
+        np.testing.assert_allclose(got, arrays[f"observed/{case}/{tag}/reference"], atol=ATOL)
+        assert_masked(got, TOKENS != 0, case == "causal")
+        info = facts[f"observed/{case}/{tag}/info"]
+        source = tag[: -len(attention.SUFFIX)]
+        assert (info["kind"], info["axes"], info["source"]) == (
+            "attention",
+            ["query", "key"],
+            source,
+        )
+    first = SUBCLASSED_SCORES[0]
+    np.testing.assert_allclose(
+        arrays[f"observed/{case}/{first}/logged"], arrays[f"observed/{case}/{first}/own"], atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        arrays[f"observed/{case}/after"], arrays[f"observed/{case}/before"]
+    )
+
+
+def test_backend_observed_scores_follow_training(backend_run):
+    _, facts, arrays = backend_run
+    assert facts["observed/fit/loss"][-1] < facts["observed/fit/loss"][0]
+    for tag in SUBCLASSED_SCORES:
+        assert facts["observed/fit/steps"][tag] == [0, 2, 4, 8]
+        np.testing.assert_allclose(
+            arrays[f"observed/fit/{tag}/logged"], arrays[f"observed/fit/{tag}/reference"], atol=ATOL
+        )
+        std = arrays[f"observed/fit/{tag}/std"]
+        assert np.abs(std[-1] - std[0]).max() > 1e-3
+
+
 def test_scores_that_cannot_be_computed_warn_once_and_the_steps_go_on(tmp_path):
     class WithCache(keras.layers.MultiHeadAttention):
         def call(self, query, value, key=None, cache=None):
@@ -372,3 +442,188 @@ def test_backend_vit_tokens_on_the_patch_grid(backend_run):
     np.testing.assert_allclose(arrays["vit/tokens"], direct[:, 1:].reshape(2, 4, 4, 16), atol=1e-6)
     np.testing.assert_allclose(arrays["vit/tokens/class_token"], direct[:, 0], atol=1e-6)
     assert arrays["vit/mha/attention_scores"].shape == (2, 2, 17, 17)
+
+
+# -- models reached by observing calls: the scores from the observer's own pass --
+
+FUTURE = np.triu(np.ones((LENGTH, LENGTH), bool), k=1)
+
+
+def assert_masked(scores: np.ndarray, keys: np.ndarray, causal: bool) -> None:
+    """Padded keys (`keys` False) and, when causal, future tokens get weight 0;
+    each row sums to 1 over the rest."""
+    assert np.all(np.moveaxis(scores, -1, 1)[~keys] == 0)
+    if causal:
+        assert np.all(scores[:, :, FUTURE] == 0)
+    np.testing.assert_allclose(scores.sum(-1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["padding", "padding-causal"])
+def test_a_subclassed_models_attention_calls_each_log_their_scores(tmp_path, causal):
+    keras.utils.set_random_seed(10)
+    model = subclassed_transformer(causal=causal)
+    before = keras.ops.convert_to_numpy(model(TOKENS))
+    session = LoggingSession(tmp_path, TOKENS, verbose=0)
+    session.bind(model)
+    assert isinstance(session.extractor, capture.Observer)
+    assert {"block/mha", "block/mha@2"} <= set(session.layers)
+    values = {v.info.layer: v for v in session.forward()}
+    want = subclassed_references(model, TOKENS, causal=causal)
+    for tag in SUBCLASSED_SCORES:
+        got = values[tag].array
+        assert got.shape == (2, HEADS, LENGTH, LENGTH)
+        np.testing.assert_allclose(got, want[tag], atol=ATOL)
+        assert_masked(got, TOKENS != 0, causal)
+    info = values["block/mha@2/attention_scores"].info
+    assert (info.kind, info.source, info.axes, info.call) == (
+        metadata.KIND_ATTENTION,
+        "block/mha@2",
+        ("query", "key"),
+        2,
+    )
+    assert (info.layout, info.data_format, info.channels) == ("image", "channels_first", HEADS)
+    assert info.position == values["block/mha@2"].info.position
+    # The layer's own return_attention_scores=True on its first call's input.
+    x = model.embed(TOKENS)
+    keys = keras.ops.expand_dims(keras.ops.not_equal(TOKENS, 0), 1)
+    _, own = model.block.mha(
+        x, x, attention_mask=keys, use_causal_mask=causal, return_attention_scores=True
+    )
+    np.testing.assert_allclose(
+        values[SUBCLASSED_SCORES[0]].array, keras.ops.convert_to_numpy(own), atol=1e-6
+    )
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(TOKENS)), before)
+    assert all("call" not in layer.__dict__ for _, layer in capture.reachable(model))
+
+
+def test_a_subclassed_transformer_trains_and_its_scores_follow(tmp_path):
+    keras.utils.set_random_seed(11)
+    model = subclassed_transformer(causal=True)
+    x, y = reverse_task(64, LENGTH, VOCAB)
+    x[:, -1] = 0  # padding, as the probe has
+    model.compile(
+        keras.optimizers.Adam(1e-2),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    logger = ActivationLogger(tmp_path, TOKENS, ["block/mha"], batch_freq=2, verbose=0)
+    history = model.fit(x, y, batch_size=16, epochs=2, callbacks=[logger], verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    log = read(tmp_path)
+    assert log.layers("activations") == [
+        "block/mha",
+        "block/mha/attention_scores",
+        "block/mha@2",
+        "block/mha@2/attention_scores",
+    ]
+    for tag in SUBCLASSED_SCORES:
+        assert log.steps("activations", tag) == [0, 2, 4, 8]
+    want = subclassed_references(model, TOKENS, causal=True)
+    after = {v.info.layer: v for v in logger.session.forward()}
+    for tag in SUBCLASSED_SCORES:
+        np.testing.assert_allclose(after[tag].array, want[tag], atol=ATOL)
+        stats = log.stats("activations", tag)
+        np.testing.assert_allclose(stats["max"][-1], want[tag].max(axis=(2, 3)), atol=1e-6)
+        # 8-bit PNGs: within (max - min) / 510 of the value, per (probe, head).
+        got = log.activations("activations", tag, 8)
+        span = want[tag].max(axis=(2, 3), keepdims=True) - want[tag].min(axis=(2, 3), keepdims=True)
+        assert np.all(np.abs(got - want[tag]) <= span / 510 + 1e-6)
+        # Training moved them: a logger stuck on the first weights differs.
+        assert np.abs(stats["std"][-1] - stats["std"][0]).max() > 1e-3
+
+
+def test_the_scores_projections_are_not_recorded_as_the_models_calls(tmp_path):
+    keras.utils.set_random_seed(13)
+    model = subclassed_transformer(causal=False)
+    logged = log_activations(model, TOKENS, tmp_path, "all", verbose=0)
+    # The block runs twice, so its attention's projections do; computing the
+    # scores runs them again, unobserved.
+    projections = [n for n in logged if n.startswith("block/mha/")]
+    assert projections, logged
+    assert all(capture.call_of(n) <= 2 for n in projections), projections
+    assert {"block/mha/query", "block/mha/query@2"} <= set(projections)
+    assert set(SUBCLASSED_SCORES) <= set(read(tmp_path).layers("activations"))
+
+
+def test_an_observed_call_with_a_cache_keeps_its_output_and_warns_once(tmp_path):
+    class WithCache(keras.layers.MultiHeadAttention):
+        def call(self, query, value, key=None, cache=None):
+            return super().call(query, value, key)
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__(name="cached")
+            self.cache = keras.layers.Dense(DIM, name="cache")
+            self.odd = WithCache(1, 2, name="odd")
+
+        def call(self, x):
+            return self.odd(x, x, cache=self.cache(x))
+
+    probe = np.ones((1, LENGTH, DIM), "float32")
+    session = LoggingSession(tmp_path, probe, ["odd"], verbose=0)
+    with pytest.warns(UserWarning, match="attention scores of 'odd' are not logged.*cache"):
+        session.bind(Net())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert session.log(0, strict=True)
+        assert session.log(1, strict=True)
+    session.close()
+    log = read(tmp_path)
+    assert log.layers("activations") == ["odd"]
+    assert log.steps("activations", "odd") == [0, 1]
+
+
+# keras-hub backbones, small and random (nothing downloaded).
+
+
+def _calls(model, probe, path: str) -> list[tuple[tuple, dict]]:
+    """The arguments of each call of the layer at `path` in an eager pass."""
+    layer = dict(capture.reachable(model))[path]
+    seen = []
+    with capture.observing({path: layer}, lambda _, out, args, kwargs: seen.append((args, kwargs))):
+        model(probe, training=False)
+    return seen
+
+
+@pytest.mark.parametrize("name", ["BertBackbone", "GPT2Backbone"])
+def test_keras_hub_backbones_log_every_attention_layers_scores_by_default(tmp_path, name):
+    from test_capture import TEXT_CONFIG, _hub, _text_probe
+
+    hub = _hub()
+    keras.utils.set_random_seed(12)
+    model = getattr(hub.models, name)(**TEXT_CONFIG)
+    causal = name == "GPT2Backbone"
+    probe = _text_probe(with_segments=not causal)
+    keys = probe["padding_mask"] == 1
+    assert not keys.all()  # the second probe ends in padding
+    before = keras.tree.flatten(model(probe))[0]
+    session = LoggingSession(tmp_path, probe, verbose=0)
+    session.bind(model)
+    values = {v.info.layer: v for v in session.forward()}
+    attention_paths = [p for p, layer in capture.reachable(model) if attention.is_attention(layer)]
+    assert len(attention_paths) == TEXT_CONFIG["num_layers"]
+    scores = sorted(t for t in values if t.endswith(attention.SUFFIX))
+    assert scores == sorted(attention.scores_tag(p) for p in attention_paths)
+    for path in attention_paths:
+        got = values[attention.scores_tag(path)].array
+        ((args, kwargs),) = _calls(model, probe, path)
+        layer = dict(capture.reachable(model))[path]
+        query = kwargs.get("query", args[0] if args else None)
+        q = np.asarray(keras.ops.convert_to_numpy(query), np.float64)
+        want = reference_scores(layer, q, q, key_mask=keys, causal=causal)
+        assert got.shape == (2, TEXT_CONFIG["num_heads"], 8, 8)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        _, own = layer(*args, **{**kwargs, "return_attention_scores": True})
+        np.testing.assert_allclose(got, keras.ops.convert_to_numpy(own), atol=1e-6)
+        assert np.all(np.moveaxis(got, -1, 1)[~keys] == 0)
+        if causal:
+            assert np.all(got[:, :, np.triu(np.ones((8, 8), bool), k=1)] == 0)
+        info = values[attention.scores_tag(path)].info
+        assert (info.kind, info.source, info.class_name) == (
+            metadata.KIND_ATTENTION,
+            path,
+            type(layer).__name__,
+        )
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(keras.tree.flatten(model(probe))[0]),
+        keras.ops.convert_to_numpy(before),
+    )

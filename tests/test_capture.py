@@ -400,13 +400,16 @@ def test_gpt2_vit_and_resnet_backbones_log_with_default_layers(tmp_path):
         assert 1 <= len(logged) <= 12
         np.testing.assert_array_equal(before, np.asarray(keras.tree.flatten(model(probe))[0]))
         assert set(read_run(tmp_path, model.name)) >= set(logged)
-    # The ViT's second block, called directly on the first block's output.
+    # The ViT's second block, called directly on the first block's output;
+    # its 16 patch tokens are logged on the 4 x 4 patch grid (a token grid).
     embedded = keras.Model(vit.input, vit.get_layer("vit_patching_and_embedding").output)(image)
     first, second = vit.get_layer("vit_encoder").encoder_layers
     name = "vit_encoder/transformer_block_2"
-    _check_against(
-        read_run(tmp_path, vit.name), {name: np.asarray(second(first(embedded)))}, [name]
-    )
+    tokens = np.asarray(second(first(embedded)))
+    series = read_run(tmp_path, vit.name)
+    assert series[name].info.kind == metadata.KIND_TOKEN_GRID
+    _check_against(series, {name: tokens[:, 1:].reshape(1, 4, 4, 16)}, [name])
+    assert f"{name}/mha/attention_scores" in series
 
 
 def test_the_plugin_answers_every_route_on_the_new_series(tmp_path):
@@ -444,7 +447,7 @@ def test_the_plugin_answers_every_route_on_the_new_series(tmp_path):
     assert answered[("text", "probe")] == 200
     # The layer listing leaves the probe's inputs out, as it does the probe.
     overview = client.get(url + "overview", query_string={"run": "text"}).get_json()
-    assert overview["layers"] == ["embed", "encoder", "encoder/mha"]
+    assert overview["layers"] == ["embed", "encoder", "encoder/mha", "encoder/mha/attention_scores"]
 
 
 def test_all_takes_every_called_layer_but_an_rnns_cell(tmp_path):
