@@ -10,7 +10,10 @@
 // data-layout and a probe's data-probe (views.js), a timeline event's
 // data-channel, data-step and data-kind (timeline.js), an evolution frame's
 // data-step (detail.js), the map canvas's data-cell-width, data-cell-height
-// and data-gap (training-map.js), an error's data-kind (views.js).
+// and data-gap (training-map.js), an error's data-kind (views.js), a probe
+// input's data-input and data-kind, a token chip's and an axis tick's
+// data-index, the opened map's box data-axes ("query,key") (tokens.js,
+// probe-inputs.js), the class token's data-tag (token-grid-view.js).
 
 /**
  * Every <body> attribute, by its `dataset` key (data-rendered-run is
@@ -51,6 +54,10 @@
  * @property {string} compareMap the second run once its map is drawn beside this one
  * @property {string} compareWarmed the runs whose side reaching for the "Compare
  *   with" menu loaded into the cache, as a JSON array
+ * @property {string} probeInputs the inputs the sidebar's probes show, by name,
+ *   comma-separated, main input first ("" for an input the log does not name)
+ * @property {string} classToken the class token drawn beside a token grid: its
+ *   series and step ("vit/class_token@3"); "" when the layer has none
  */
 
 /** @typedef {keyof Hooks} HookName */

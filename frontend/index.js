@@ -37,10 +37,12 @@ import {
   store,
   ui,
 } from "./panel.js";
+import { probesView } from "./probe-inputs.js";
 import { fromParams, initialState } from "./state.js";
 import { StripMap } from "./strip-map.js";
 import * as s from "./steps-view.js";
 import { TileGrid } from "./tile-grid.js";
+import { CLASS_TOKEN_READS, classTokenView } from "./token-grid-view.js";
 import { ChannelTimeline } from "./timeline.js";
 import { TrainingMap, ViewTabs } from "./training-map.js";
 import { Url, readParams } from "./url.js";
@@ -54,7 +56,7 @@ const busy = { poll: false };
 function register() {
   const lists = () => {
     s.layerList(act.selectLayer);
-    s.probesView(act.selectProbe);
+    probesView(act.selectProbe);
   };
   store.on(["run"], () => fillSelect(ui.el.runSelect, model.runs(), state.run));
   store.on(["run", "compare"], syncCompare);
@@ -68,6 +70,7 @@ function register() {
   store.on(["steps", "curve"], s.curvesView);
   store.on(LAYER_READS, layerView);
   store.on(MAP_READS, mapView);
+  store.on(CLASS_TOKEN_READS, () => classTokenView(act.selectLayer));
   store.follow = (how) => url.write(how);
   return lists;
 }
@@ -147,7 +150,7 @@ async function loadColormaps() {
 
 /** The stylesheets, one per part of the panel; resolves when loaded or after 2 s. */
 function loadStyles() {
-  const sheets = ["base", "layer", "timeline", "map", "compare"].map(
+  const sheets = ["base", "layer", "timeline", "map", "compare", "tokens"].map(
     (name) =>
       new Promise((resolve) => {
         const link = h("link", { rel: "stylesheet", href: `static/style-${name}.css` });
