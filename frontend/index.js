@@ -150,10 +150,18 @@ async function loadColormaps() {
 
 /** The stylesheets, one per part of the panel; resolves when loaded or after 2 s. */
 function loadStyles() {
-  const sheets = ["base", "layer", "timeline", "map", "compare", "tokens"].map(
-    (name) =>
+  const files = [
+    "style-base.css",
+    "style-layer.css",
+    "style-timeline.css",
+    "style-map.css",
+    "style-compare.css",
+    "style-tokens.css",
+  ];
+  const sheets = files.map(
+    (file) =>
       new Promise((resolve) => {
-        const link = h("link", { rel: "stylesheet", href: `static/style-${name}.css` });
+        const link = h("link", { rel: "stylesheet", href: `static/${file}` });
         link.addEventListener("load", resolve);
         link.addEventListener("error", resolve);
         document.head.append(link);
