@@ -63,7 +63,7 @@ export function probesView(onPick) {
   const wide = inputs.some((i) => i.kind !== "image") || inputs.length > 1;
   const items = [];
   for (let p = 0; p < count; p++) {
-    const shown = inputs.map((input) => inputView(run, p, input, inputs.length > 1 || wide));
+    const shown = inputs.map((input) => inputView(run, p, input, wide));
     const label = count > 1 ? h("span", { className: "probe-label" }, `#${p}`) : null;
     items.push(
       h(

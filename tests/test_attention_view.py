@@ -40,6 +40,9 @@ VIT = "vit/activations"
 # five after a class token), so the token sequence stays a sequence.
 IDS = np.array([[3, 7, 1, 12, 5, 9], [5, 4, 9, 2, 0, 0]], "int32")
 WORDS = [["the", "cat", "sat", "on", "a", "mat"], ["a", "dog", "ran", "<pad>", "<pad>", "<pad>"]]
+LONG_RUN = "long/activations"
+LONG = 48
+LONG_IDS = (np.arange(LONG, dtype="int32")[None, ::-1] + 2).copy()
 
 
 def load_demo():
@@ -100,12 +103,17 @@ def logdir(tmp_path_factory):
     )
     image = rng.random((2, 32, 32, 3)).astype("float32")
     log_activations(tiny_vit(), image, root / "vit", ["tokens", "mha"], verbose=0)
+    tokens = keras.Input((LONG,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(LONG + 2, 8, name="embed")(tokens)
+    x = keras.layers.MultiHeadAttention(1, 4, name="mha")(x, x)
+    long_model = keras.Model(tokens, keras.layers.Dense(2, name="out")(x))
+    log_activations(long_model, LONG_IDS, root / "long", ["mha"], verbose=0)
     return root
 
 
 @pytest.fixture(scope="module")
 def server(logdir):
-    with serving(logdir, lambda tags: {REVERSER, INPUTS, VIT} <= set(tags)) as url:
+    with serving(logdir, lambda tags: {REVERSER, INPUTS, VIT, LONG_RUN} <= set(tags)) as url:
         yield url
 
 
@@ -167,6 +175,24 @@ def test_the_opened_head_has_query_and_key_axes_labelled_with_the_tokens(panel, 
     panel.page.mouse.move(b["x"] + (x + 0.5) * b["width"] / 8, b["y"] + (y + 0.5) * b["height"] / 8)
     readout = panel.ui.locator("#readout").text_content()
     assert readout.startswith(f"query 5 ({probe[2][5]}), key 2 ({probe[2][2]}): "), readout
+
+
+def test_a_long_sequence_labels_every_kth_token(panel, server):
+    panel.open(layer_url(LONG_RUN, "mha/attention_scores", channel=0))
+    panel.wait_ready(run=LONG_RUN, layer="mha/attention_scores", channel="0")
+    for axis in ("left", "top"):
+        ticks = texts(panel, f".axes-{axis} .axes-tick")
+        assert len(ticks) == LONG
+        labelled = [i for i, t in enumerate(ticks) if t]
+        every = labelled[1] - labelled[0]
+        assert every > 1 and labelled == list(range(0, LONG, every)), ticks
+        assert [ticks[i] for i in labelled] == [str(LONG_IDS[0, i]) for i in labelled]
+        # Each position keeps its token in its tooltip, labelled or not.
+        titles = panel.frame.evaluate(
+            "(s) => [...document.querySelectorAll(s)].map((t) => t.title)",
+            f".axes-{axis} .axes-tick",
+        )
+        assert titles == [f"{i}: {t}" for i, t in enumerate(LONG_IDS[0])]
 
 
 def test_the_heads_drawn_are_the_logged_levels(panel, server):
