@@ -4,6 +4,7 @@
 
 import { fmt, fmtEpoch, levelToValue, stat } from "./color.js";
 import { fitCanvas, h, paint, paintUnits, pixelAt } from "./dom.js";
+import { channelNoun } from "./tokens.js";
 import { colorbar } from "./views.js";
 
 /** @typedef {import("./color.js").Lut} Lut */
@@ -29,6 +30,8 @@ import { colorbar } from "./views.js";
  * @property {string} caption
  * @property {(index: number) => string} [valueAt] the readout's text for a
  *   pixel, instead of its activation (e.g. a difference in diff mode)
+ * @property {(x: number, y: number) => string} [whereAt] the readout's words
+ *   for a pixel's place, instead of its x and y (e.g. a query and a key)
  */
 
 /**
@@ -147,6 +150,7 @@ export class Detail {
     } else {
       index = p.y * s.channel.width + p.x;
       if (layout === "sequence") where = `t = ${p.x}`;
+      else if (s.whereAt) where = s.whereAt(p.x, p.y);
       else {
         const sx = s.info.source_width / s.channel.width;
         const sy = s.info.source_height / s.channel.height;
@@ -179,7 +183,9 @@ export class Detail {
     this.el.hidden = false;
     this.shown = s;
     const layout = s.info.layout;
-    const what = layout === "units" ? "Units" : `Channel ${s.channelIndex}`;
+    const noun = channelNoun(s.info);
+    const what =
+      layout === "units" ? "Units" : `${noun[0].toUpperCase()}${noun.slice(1)} ${s.channelIndex}`;
     this.title.replaceChildren(
       h("span", {}, what),
       h("span", { className: "muted" }, " of "),

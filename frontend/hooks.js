@@ -12,7 +12,10 @@
 // data-step (detail.js), the map canvas's data-cell-width, data-cell-height
 // and data-gap (training-map.js), a non-finite mark's data-layer and
 // data-step (map-marks.js), a depth profile point's data-layer and
-// data-value (depth-profile.js), an error's data-kind (views.js).
+// data-value (depth-profile.js), an error's data-kind (views.js), a probe
+// input's data-input and data-kind, a token chip's and an axis tick's
+// data-index, the opened map's box data-axes ("query,key") (tokens.js,
+// probe-inputs.js), the class token's data-tag (token-grid-view.js).
 
 /**
  * Every <body> attribute, by its `dataset` key (data-rendered-run is
@@ -56,6 +59,10 @@
  * @property {string} compareMap the second run once its map is drawn beside this one
  * @property {string} compareWarmed the runs whose side reaching for the "Compare
  *   with" menu loaded into the cache, as a JSON array
+ * @property {string} probeInputs the inputs the sidebar's probes show, by name,
+ *   comma-separated, main input first ("" for an input the log does not name)
+ * @property {string} classToken the class token drawn beside a token grid: its
+ *   series and step ("vit/class_token@3"); "" when the layer has none
  */
 
 /** @typedef {keyof Hooks} HookName */

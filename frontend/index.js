@@ -38,10 +38,12 @@ import {
   store,
   ui,
 } from "./panel.js";
+import { probesView } from "./probe-inputs.js";
 import { fromParams, initialState } from "./state.js";
 import { StripMap } from "./strip-map.js";
 import * as s from "./steps-view.js";
 import { TileGrid } from "./tile-grid.js";
+import { CLASS_TOKEN_READS, classTokenView } from "./token-grid-view.js";
 import { ChannelTimeline } from "./timeline.js";
 import { TrainingMap, ViewTabs } from "./training-map.js";
 import { Url, readParams } from "./url.js";
@@ -55,7 +57,7 @@ const busy = { poll: false };
 function register() {
   const lists = () => {
     s.layerList(act.selectLayer);
-    s.probesView(act.selectProbe);
+    probesView(act.selectProbe);
   };
   store.on(["run"], () => fillSelect(ui.el.runSelect, model.runs(), state.run));
   store.on(["run", "compare"], syncCompare);
@@ -70,6 +72,7 @@ function register() {
   store.on(LAYER_READS, layerView);
   store.on(MAP_READS, mapView);
   store.on(DEPTH_READS, depthView);
+  store.on(CLASS_TOKEN_READS, () => classTokenView(act.selectLayer));
   store.follow = (how) => url.write(how);
   return lists;
 }
@@ -149,10 +152,18 @@ async function loadColormaps() {
 
 /** The stylesheets, one per part of the panel; resolves when loaded or after 2 s. */
 function loadStyles() {
-  const sheets = ["base", "layer", "timeline", "map", "compare"].map(
-    (name) =>
+  const files = [
+    "style-base.css",
+    "style-layer.css",
+    "style-timeline.css",
+    "style-map.css",
+    "style-compare.css",
+    "style-tokens.css",
+  ];
+  const sheets = files.map(
+    (file) =>
       new Promise((resolve) => {
-        const link = h("link", { rel: "stylesheet", href: `static/style-${name}.css` });
+        const link = h("link", { rel: "stylesheet", href: `static/${file}` });
         link.addEventListener("load", resolve);
         link.addEventListener("error", resolve);
         document.head.append(link);

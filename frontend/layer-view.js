@@ -13,6 +13,7 @@ import {
   seriesTables,
   stepWindows,
 } from "./color.js";
+import { detailAxes, whereOnAxes } from "./attention-view.js";
 import { drawCompare, loadCompare } from "./compare-view.js";
 import { h } from "./dom.js";
 import { measure, phase, report } from "./hooks.js";
@@ -47,6 +48,7 @@ import {
   ui,
 } from "./panel.js";
 import { Latest } from "./store.js";
+import { channelNoun } from "./tokens.js";
 import { colorbar, layerTitle, legend } from "./views.js";
 
 /** @typedef {import("./model.js").Layer} Layer */
@@ -248,6 +250,7 @@ export function drawLayer(info, layer) {
   const painter = overlayPainter(info, drawnLayer.channels, tables);
   if (info.layout === "image") {
     if (view.firstChild !== ui.grid.el) view.replaceChildren(ui.grid.el);
+    ui.grid.name(channelNoun(info) === "channel" ? "" : channelNoun(info));
     ui.grid.show(drawnLayer, tables, tileSize(n), state.channel, order.order, painter);
   } else {
     if (view.firstChild !== ui.strips.el) view.replaceChildren(ui.strips.el);
@@ -294,12 +297,13 @@ async function renderDetail(stale, info, layer) {
   }
   const { diff } = currentDiff();
   const values = diff?.values[c];
+  const map = diff ? diff.maps[c] : layer.channels[c];
   ui.detail.show({
     info,
     channelIndex: c,
     step: state.step,
     epoch: steps()[stepIndex()]?.epoch ?? layer.meta.epoch,
-    channel: diff ? diff.maps[c] : layer.channels[c],
+    channel: map,
     row: layer.stats[c],
     fields: layer.fields,
     table: diff ? diff.table : shown.tables[c],
@@ -311,7 +315,9 @@ async function renderDetail(stale, info, layer) {
         ? (i) =>
             `difference ${fmt(values[i])} (${diff.what ?? `step ${diff.step} − step ${diff.ref}`})`
         : undefined,
+    whereAt: whereOnAxes(info, map.height, map.width),
   });
+  detailAxes(info);
   drawDetailOverlay();
   await renderEvolution(stale, info, layer, c);
 }

@@ -581,14 +581,15 @@ export class Model {
   }
 
   /**
-   * An object URL for a probe image (fetched, so a failure has the server's text).
-   * @param {string} run @param {number} probe
+   * An object URL for a probe image (fetched, so a failure has the server's
+   * text): of the model's main input, or of the input named `input`.
+   * @param {string} run @param {number} probe @param {string | null} [input]
    */
-  probeUrl(run, probe) {
-    const k = key(run, probe);
+  probeUrl(run, probe, input = null) {
+    const k = key(run, probe, input ?? "");
     let p = this.probes.get(k);
     if (!p) {
-      p = fetchOk(query("probe", { run, probe }), `Could not load probe ${probe} of ${run}`)
+      p = fetchOk(query("probe", { run, probe, input }), `Could not load probe ${probe} of ${run}`)
         .then((r) => r.blob())
         .then((b) => URL.createObjectURL(b));
       p.catch(() => this.probes.delete(k));

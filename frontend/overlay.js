@@ -9,6 +9,7 @@
 // resizes the real map, not its colours.
 
 import { choiceSelect, h, surface } from "./dom.js";
+import { isAttention } from "./tokens.js";
 
 /** @typedef {import("./model.js").GrayMap} GrayMap */
 /** @typedef {import("./model.js").LayerInfo} LayerInfo */
@@ -47,6 +48,9 @@ export function overlayNote(info, hasProbe) {
     return `Overlay does not apply to ${info.layer}: a sequence has no 2-D map to place on the probe.`;
   }
   if (info.layout !== "image") return `Overlay does not apply to ${info.layer}.`;
+  if (isAttention(info)) {
+    return `Overlay does not apply to ${info.layer}: a head's map is queries × keys, not a place on the probe.`;
+  }
   if (!hasProbe) return "No overlay: this run did not log its probe images.";
   return "";
 }

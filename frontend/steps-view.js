@@ -1,15 +1,14 @@
 // @ts-check
 // The run's data around the views: the list of runs and layers (polled for
-// live training), the layer list and probes in the sidebar, the kept steps
-// of the shown layer, the step controls, and the loss strip under the slider.
+// live training), the layer list in the sidebar, the kept steps of the shown
+// layer, the step controls, and the loss strip under the slider. The
+// sidebar's probes are probe-inputs.js.
 
 import { syncCompare } from "./compare-view.js";
 import { loading, phase, report } from "./hooks.js";
 import { messageOf } from "./model.js";
 import {
   clearError,
-  clearErrors,
-  currentInfo,
   model,
   nearestStep,
   setError,
@@ -21,7 +20,7 @@ import {
 } from "./panel.js";
 import { Latest } from "./store.js";
 import { PLUGIN } from "./url.js";
-import { emptyState, fillLayerList, fillProbes, fillSelect, stepStatus } from "./views.js";
+import { emptyState, fillLayerList, fillSelect, stepStatus } from "./views.js";
 
 /** @typedef {import("./state.js").ViewState} ViewState */
 /** @typedef {import("./model.js").StepList} StepList */
@@ -84,27 +83,6 @@ export function layerList(onPick) {
   if (key === drawn.layerList) return;
   drawn.layerList = key;
   fillLayerList(ui.el.layerList, infos, state.filter, state.tag, onPick);
-}
-
-/** The sidebar's probe images. @param {(probe: number) => void} onPick */
-export function probesView(onPick) {
-  const run = state.run;
-  const info = currentInfo();
-  const count = Math.max(1, info?.probes || 1);
-  if (state.probe >= count) store.correct({ probe: 0 });
-  const key = JSON.stringify([run, count, state.probe, model.hasProbe(run)]);
-  if (key === drawn.probes || run === null) return;
-  drawn.probes = key;
-  clearErrors("probe");
-  fillProbes(
-    ui.el.probes,
-    count,
-    state.probe,
-    model.hasProbe(run),
-    (p) => model.probeUrl(run, p),
-    onPick,
-    (p, e) => setError(`probe${p}`, messageOf(e)),
-  );
 }
 
 /**

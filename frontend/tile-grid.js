@@ -11,6 +11,7 @@ import { h } from "./dom.js";
 /**
  * @typedef {Object} Tile
  * @property {HTMLDivElement} el
+ * @property {HTMLSpanElement} label
  * @property {HTMLElement | null} marks
  * @property {string} markKey what the marks show, so they are rebuilt only on change
  * @property {string} geometry
@@ -54,6 +55,8 @@ export class TileGrid {
     /** @type {Layer | null} */
     this.layer = null;
     this.cols = 0;
+    /** What a tile is called in its caption ("head 3"); "" captions it by number only. */
+    this.noun = "";
     /** @type {CanvasRenderingContext2D | null} */
     this.ctx = null;
     /** @type {ImageData | null} */
@@ -72,7 +75,7 @@ export class TileGrid {
     let t = this.tiles[c];
     if (!t) {
       // Two elements per tile: hundreds of tiles are laid out on every switch.
-      const label = h("span", { className: "tile-label" }, String(c));
+      const label = h("span", { className: "tile-label" }, this._caption(c));
       const el = h(
         "div",
         {
@@ -93,16 +96,32 @@ export class TileGrid {
             const row = layer?.stats[c];
             el.title =
               layer && row
-                ? `channel ${c}: min ${fmt(stat(row, layer.fields.min))}, max ${fmt(stat(row, layer.fields.max))}, mean ${fmt(stat(row, layer.fields.mean))}`
-                : `channel ${c}: no finite values`;
+                ? `${this.noun || "channel"} ${c}: min ${fmt(stat(row, layer.fields.min))}, max ${fmt(stat(row, layer.fields.max))}, mean ${fmt(stat(row, layer.fields.mean))}`
+                : `${this.noun || "channel"} ${c}: no finite values`;
           },
         },
         label,
       );
-      t = { el, marks: null, markKey: "falsefalse", geometry: "", selected: false };
+      t = { el, label, marks: null, markKey: "falsefalse", geometry: "", selected: false };
       this.tiles[c] = t;
     }
     return t;
+  }
+
+  /** @param {number} c */
+  _caption(c) {
+    return this.noun ? `${this.noun} ${c}` : String(c);
+  }
+
+  /**
+   * Captions the tiles "noun c" ("head 3": an attention series' channels are
+   * its heads), or by number only for "".
+   * @param {string} noun
+   */
+  name(noun) {
+    if (noun === this.noun) return;
+    this.noun = noun;
+    this.tiles.forEach((t, c) => t && (t.label.textContent = this._caption(c)));
   }
 
   /** @param {{tileW: number}} geometry */

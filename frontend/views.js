@@ -1,10 +1,11 @@
 // @ts-check
 // The tab's frame and its small builders: sidebar, toolbar, layer list,
-// probes, colorbar, titles, step status and messages. The grid, the strip
+// colorbar, titles, step status and messages. The grid, the strip
 // map and the opened channel have files of their own.
 
 import { NORMALIZATIONS, fmt, fmtEpoch } from "./color.js";
 import { choiceSelect, h, shapeText } from "./dom.js";
+import { channelNoun, derived } from "./tokens.js";
 
 /** @typedef {import("./color.js").Lut} Lut */
 /** @typedef {import("./color.js").Range} Range */
@@ -173,12 +174,13 @@ export function fillLayerList(list, infos, filter, current, onPick) {
     const hay = `${info.layer} ${info.class_name}`.toLowerCase();
     if (needle && !hay.includes(needle)) continue;
     const selected = info.layer === current;
+    const ch = channelNoun(info) === "head" ? "heads" : "ch";
     const channels =
       info.layout === "units"
         ? `${info.width} units`
         : info.total_channels > info.channels
-          ? `${info.channels} of ${info.total_channels} ch`
-          : `${info.channels} ch`;
+          ? `${info.channels} of ${info.total_channels} ${ch}`
+          : `${info.channels} ${ch}`;
     items.push(
       h(
         "button",
@@ -213,56 +215,6 @@ export function fillLayerList(list, infos, filter, current, onPick) {
       list.scrollTop = Math.max(0, top - list.clientHeight / 2);
     }
   }
-}
-
-/**
- * The probe images of a run, one button each.
- * @param {HTMLElement} container
- * @param {number} count
- * @param {number} current
- * @param {boolean} available whether the run logged its probe images
- * @param {(probe: number) => Promise<string>} loadUrl
- * @param {(probe: number) => void} onPick
- * @param {(probe: number, error: unknown) => void} onError
- */
-export function fillProbes(container, count, current, available, loadUrl, onPick, onError) {
-  const items = [];
-  for (let p = 0; p < count; p++) {
-    const img = h("img", { alt: `Probe ${p}` });
-    const holder = h("span", { className: "probe-img" }, img);
-    if (available) {
-      loadUrl(p).then(
-        (url) => {
-          img.src = url;
-        },
-        (e) => {
-          holder.replaceChildren(h("span", { className: "muted" }, "no image"));
-          onError(p, e);
-        },
-      );
-    } else {
-      holder.replaceChildren(h("span", { className: "muted" }, "not logged"));
-    }
-    items.push(
-      h(
-        "button",
-        {
-          type: "button",
-          className: p === current ? "probe selected" : "probe",
-          title:
-            count > 1
-              ? `Show the activations of probe ${p}`
-              : "The probe the activations come from",
-          "aria-pressed": String(p === current),
-          dataset: { probe: String(p) },
-          onclick: () => onPick(p),
-        },
-        holder,
-        count > 1 ? h("span", { className: "probe-label" }, `#${p}`) : null,
-      ),
-    );
-  }
-  container.replaceChildren(...items);
 }
 
 /**
@@ -350,6 +302,8 @@ export function errorList(el, errors) {
  */
 export function layerTitle(el, info, n) {
   const reduced = info.source_height > info.height || info.source_width > info.width;
+  const { axes } = derived(info);
+  const noun = `${channelNoun(info)}s`;
   el.replaceChildren(
     h("h1", { className: "layer-heading" }, info.layer),
     h(
@@ -360,7 +314,7 @@ export function layerTitle(el, info, n) {
           ? `${info.width} units`
           : info.layout === "sequence"
             ? `${n} channels × ${info.width} time steps`
-            : `${n}${info.total_channels > n ? ` of ${info.total_channels}` : ""} channels, ${info.height}×${info.width}`
+            : `${n}${info.total_channels > n ? ` of ${info.total_channels}` : ""} ${noun}, ${info.height}×${info.width}${axes ? ` (${axes[0]} × ${axes[1]})` : ""}`
       }${reduced ? ` (reduced from ${info.source_height}×${info.source_width})` : ""}${
         info.reduction ? ` · ${info.reduction}` : ""
       }`,

@@ -218,8 +218,13 @@ def stats_impl(reader: Reader, ctx, experiment: str, run: str, tag: str) -> dict
     return {"run": run, "tag": tag, "fields": got.fields, "steps": steps}
 
 
-def probe_impl(reader: Reader, ctx, experiment: str, run: str, probe: int) -> bytes:
+def probe_impl(
+    reader: Reader, ctx, experiment: str, run: str, probe: int, input_name: str | None = None
+) -> bytes:
+    """The probe's PNG: of the model's main input, or of the input named `input_name`."""
     series = reader.series(ctx, experiment, run, metadata.PROBE_TAG)
+    if input_name is not None and input_name != series.info.input_name:
+        series = reader.series(ctx, experiment, run, f"{metadata.PROBE_TAG}/{input_name}")
     if not series.data:
         raise errors.NotFoundError(f"Run {run!r} has no readable probe image.")
     series.check_probe(probe)
@@ -634,7 +639,9 @@ class ActivationsPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _probe_route(self, request):
-        return _png(request, probe_impl(*self._where(request, "run"), *params.uints(request)))
+        name = params.name(request, "input") if "input" in request.args else None
+        where = self._where(request, "run")
+        return _png(request, probe_impl(*where, *params.uints(request), input_name=name))
 
     @wrappers.Request.application
     def _overview_route(self, request):

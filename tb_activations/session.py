@@ -281,8 +281,13 @@ class _Recorder:
 
 
 def _image_shape(batch) -> tuple[int, ...]:
-    """The shape of the probe's image input (rank 4), or () when it has none."""
-    return next((tuple(a.shape) for a in keras.tree.flatten(batch) if a.ndim == 4), ())
+    """The shape of a probe that is one image input (rank 4), else ().
+
+    Beside other inputs, a sequence's length may fit the image's grid by
+    chance (tokens of a text input), so only a lone image has patch tokens.
+    """
+    leaves = keras.tree.flatten(batch)
+    return tuple(leaves[0].shape) if len(leaves) == 1 and leaves[0].ndim == 4 else ()
 
 
 def first_samples(batch, k: int):

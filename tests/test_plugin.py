@@ -1893,3 +1893,35 @@ def test_an_answer_not_cached_lists_the_run_once(hand_root, impl):
     assert len(listed) == 1 and listed[0].runs == frozenset({"hand/activations"})
     again = getattr(plugin_lib, impl)(reader, ctx, "", "hand/activations")
     assert len(listed) == 2 and again is first  # cached: one listing for the versions
+
+
+def test_probe_of_each_input(tmp_path):
+    """`input=` names the input whose probe picture to send: the main one's
+    own name gives `__probe__`, another's gives `__probe__/<name>`."""
+    keras = pytest.importorskip("keras")
+    from tb_activations import log_activations
+
+    image = keras.Input((6, 6, 1), name="image")
+    table = keras.Input((4,), name="table")
+    x = keras.layers.Flatten(name="flat")(image)
+    x = keras.layers.Concatenate(name="both")([x, table])
+    model = keras.Model([image, table], keras.layers.Dense(2, name="out")(x))
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(2, 4)).astype("float32")
+    probe = {"image": rng.random((2, 6, 6, 1)).astype("float32"), "table": values}
+    log_activations(model, probe, tmp_path, layers=["out"], verbose=0)
+    c = make_client(tmp_path, 10)
+    tags = get_json(c, "tags")["activations"]
+    assert tags[metadata.PROBE_TAG]["input_name"] == "image"
+    assert tags[f"{metadata.PROBE_TAG}/table"]["probe_kind"] == "values"
+    main = get(c, "probe", run="activations", probe=1)
+    assert get(c, "probe", run="activations", probe=1, input="image").data == main.data
+    r = get(c, "probe", run="activations", probe=1, input="table")
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    x = values[1].astype(np.float64)
+    expected = np.floor((x - x.min()) / (x.max() - x.min()) * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_allclose(decode_png(r.data).reshape(-1), expected, atol=1, rtol=0)
+    missing = get(c, "probe", run="activations", input="nope")
+    assert missing.status_code == 404 and "nope" in missing.get_data(as_text=True)
+    empty = get(c, "probe", run="activations", input="")
+    assert empty.status_code == 400 and "'input'" in empty.get_data(as_text=True)
