@@ -28,13 +28,13 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train  # noqa: E402 - the CNN demo's log directory and TensorBoard helpers
+import train  # noqa: E402 - the CNN demo: shared flags, log directory, fit and serving
 
 LENGTH = 8
 VOCAB = 10
 DIM = 32
 HEADS = 2
-BATCH_SIZE = 64
+BATCH_SIZE = train.BATCH_SIZE
 PROBES = 4
 # Activation steps logged within the first epoch, besides its end.
 FIRST_EPOCH_LOGS = 12
@@ -55,14 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="training sequences (default: 12000; 4000 with --fast)",
     )
     p.add_argument("--fast", action="store_true", help="a short run, for tests")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--no-tensorboard",
-        action="store_true",
-        default=os.environ.get("DEMO_NO_TENSORBOARD", "") not in ("", "0"),
-        help="do not start TensorBoard at the end (also: DEMO_NO_TENSORBOARD=1)",
-    )
-    p.add_argument("--port", type=int, default=6006, help="first port to try (default: 6006)")
+    train.add_common_flags(p)
     args = p.parse_args(argv)
     if args.epochs is None:
         args.epochs = 3 if args.fast else 6
@@ -149,20 +142,8 @@ def main(argv=None) -> int:
         ),
     ]
     start = time.monotonic()
-    try:
-        history = model.fit(
-            x,
-            y,
-            batch_size=BATCH_SIZE,
-            epochs=args.epochs,
-            validation_data=(x_val, y_val),
-            callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-    except KeyboardInterrupt:
-        print(
-            f"\nInterrupted. What was logged so far is in {logdir}/: tensorboard --logdir {logdir}"
-        )
+    history = train.fit(model, (x, y), (x_val, y_val), args.epochs, callbacks, logdir)
+    if history is None:
         return 130
     seconds = time.monotonic() - start
 
@@ -182,10 +163,7 @@ def main(argv=None) -> int:
     )
     accuracy = history.history["val_accuracy"][-1]
     print(f"Validation accuracy: {accuracy:.1%} (chance: 1/{VOCAB - 1}).")
-    if args.no_tensorboard:
-        print(f"\nTo look at it: tensorboard --logdir {logdir}, then open the Activations tab.")
-        return 0
-    train.serve(logdir, args.port)
+    train.end(logdir, args)
     return 0
 
 

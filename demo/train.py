@@ -34,6 +34,18 @@ BATCH_SIZE = 64
 FIRST_EPOCH_LOGS = 5
 
 
+def add_common_flags(p: argparse.ArgumentParser) -> None:
+    """The flags every demo takes: --seed, and how it ends (--no-tensorboard, --port)."""
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-tensorboard",
+        action="store_true",
+        default=os.environ.get("DEMO_NO_TENSORBOARD", "") not in ("", "0"),
+        help="do not start TensorBoard at the end (also: DEMO_NO_TENSORBOARD=1)",
+    )
+    p.add_argument("--port", type=int, default=6006, help="first port to try (default: 6006)")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Train a small CNN on generated images, log its activations, open TensorBoard."
@@ -53,14 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="shapes",
         help="shapes (made here, the default) or cifar10 (downloaded: needs a network)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--no-tensorboard",
-        action="store_true",
-        default=os.environ.get("DEMO_NO_TENSORBOARD", "") not in ("", "0"),
-        help="do not start TensorBoard at the end (also: DEMO_NO_TENSORBOARD=1)",
-    )
-    p.add_argument("--port", type=int, default=6006, help="first port to try (default: 6006)")
+    add_common_flags(p)
     args = p.parse_args(argv)
     if args.epochs is None:
         args.epochs = 3 if args.fast else 10
@@ -183,6 +188,33 @@ def serve(logdir: Path, first_port: int) -> None:
         print("\nStopped TensorBoard.")
 
 
+def fit(model, train, validation, epochs: int, callbacks: list, logdir: Path):
+    """`model.fit` in batches of BATCH_SIZE; its History, or None after Ctrl-C."""
+    try:
+        return model.fit(
+            *train,
+            batch_size=BATCH_SIZE,
+            epochs=epochs,
+            validation_data=validation,
+            callbacks=callbacks,
+            # One line per epoch when the output is a log file, not a terminal.
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nInterrupted. What was logged so far is in {logdir}/: tensorboard --logdir {logdir}"
+        )
+        return None
+
+
+def end(logdir: Path, args: argparse.Namespace) -> None:
+    """TensorBoard until Ctrl-C, or with --no-tensorboard the command that opens it."""
+    if args.no_tensorboard:
+        print(f"\nTo look at it: tensorboard --logdir {logdir}, then open the Activations tab.")
+        return
+    serve(logdir, args.port)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logdir = Path(args.logdir)
@@ -212,21 +244,8 @@ def main(argv=None) -> int:
         ),
     ]
     start = time.monotonic()
-    try:
-        history = model.fit(
-            x,
-            y,
-            batch_size=BATCH_SIZE,
-            epochs=args.epochs,
-            validation_data=(x_val, y_val),
-            callbacks=callbacks,
-            # One line per epoch when the output is a log file, not a terminal.
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-    except KeyboardInterrupt:
-        print(
-            f"\nInterrupted. What was logged so far is in {logdir}/: tensorboard --logdir {logdir}"
-        )
+    history = fit(model, (x, y), (x_val, y_val), args.epochs, callbacks, logdir)
+    if history is None:
         return 130
     seconds = time.monotonic() - start
 
@@ -249,10 +268,7 @@ def main(argv=None) -> int:
         f"(chance: {1 / len(names):.0%})."
     )
 
-    if args.no_tensorboard:
-        print(f"\nTo look at it: tensorboard --logdir {logdir}, then open the Activations tab.")
-        return 0
-    serve(logdir, args.port)
+    end(logdir, args)
     return 0
 
 
