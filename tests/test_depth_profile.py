@@ -14,15 +14,13 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from test_health import (
     BLOWUP_EPOCH,
-    EPOCHS,
     LAYERS,
-    PICTURED,
-    SAMPLES,
     SATURATE_EPOCH,
+    fit_health,
+    health_data,
     health_model,
 )
 
@@ -39,44 +37,11 @@ DEPTH = "#depth-profile"
 STEPS_PER_EPOCH = 3
 
 
-def train(log_dir):
-    import keras
-
-    from tb_activations import ActivationLogger
-
-    model = health_model()
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(48, 6, 6, 2)).astype(np.float32)
-    y = rng.integers(0, 3, 48)
-
-    def break_things(epoch):
-        if epoch == SATURATE_EPOCH:
-            layer = model.get_layer("tanh")
-            layer.kernel.assign(layer.kernel.numpy() * 300.0)
-        if epoch == BLOWUP_EPOCH:
-            layer = model.get_layer("blowup")
-            kernel = layer.kernel.numpy()
-            kernel[0, 0] = np.inf
-            layer.kernel.assign(kernel)
-
-    model.fit(
-        x,
-        y,
-        batch_size=16,
-        epochs=EPOCHS,
-        verbose=0,
-        callbacks=[
-            keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: break_things(e)),
-            ActivationLogger(log_dir, x[:SAMPLES], list(LAYERS), probe_images=PICTURED, verbose=0),
-        ],
-    )
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     pytest.importorskip("keras")
     root = tmp_path_factory.mktemp("health_panel")
-    train(root)
+    fit_health(health_model(), *health_data(), root)
     with serving(root, lambda tags: set(LAYERS) <= set(tags.get(RUN, {}))) as url:
         yield url
 

@@ -57,26 +57,19 @@ def health_model():
     return model
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def health_data():
+    """The inputs and labels every health training runs on; the probe is x[:SAMPLES]."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(48, 6, 6, 2)).astype(np.float32)
+    return x, rng.integers(0, 3, 48)
+
+
+def fit_health(model, x, y, log_dir, *after):
+    """Trains `health_model` for EPOCHS, breaking `tanh` and `blowup` on schedule, with
+    an ActivationLogger on LAYERS; `after` are callbacks called after the logger."""
     import keras
 
     from tb_activations import ActivationLogger
-
-    log_dir = tmp_path_factory.mktemp("health")
-    model = health_model()
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(48, 6, 6, 2)).astype(np.float32)
-    y = rng.integers(0, 3, 48)
-    probe = x[:SAMPLES]
-    extractor = keras.Model(model.inputs, [model.get_layer(n).output for n in LAYERS])
-    steps: list[int] = []
-    recorded_maps: dict[str, list[np.ndarray]] = {n: [] for n in LAYERS}
-
-    def record():
-        for name, out in zip(LAYERS, extractor.predict_on_batch(probe)):
-            recorded_maps[name].append(np.asarray(out, np.float32))
-        steps.append(int(model.optimizer.iterations.numpy()))
 
     def break_things(epoch):
         if epoch == SATURATE_EPOCH:
@@ -98,11 +91,37 @@ def trained(tmp_path_factory):
             # Before the logger sees the end of the epoch, so that the state
             # after it is the first logged with the change.
             keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: break_things(e)),
-            ActivationLogger(log_dir, probe, list(LAYERS), probe_images=PICTURED, verbose=0),
-            keras.callbacks.LambdaCallback(
-                on_train_begin=lambda logs: record(), on_epoch_end=lambda e, logs: record()
-            ),
+            ActivationLogger(log_dir, x[:SAMPLES], list(LAYERS), probe_images=PICTURED, verbose=0),
+            *after,
         ],
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import keras
+
+    log_dir = tmp_path_factory.mktemp("health")
+    model = health_model()
+    x, y = health_data()
+    probe = x[:SAMPLES]
+    extractor = keras.Model(model.inputs, [model.get_layer(n).output for n in LAYERS])
+    steps: list[int] = []
+    recorded_maps: dict[str, list[np.ndarray]] = {n: [] for n in LAYERS}
+
+    def record():
+        for name, out in zip(LAYERS, extractor.predict_on_batch(probe)):
+            recorded_maps[name].append(np.asarray(out, np.float32))
+        steps.append(int(model.optimizer.iterations.numpy()))
+
+    fit_health(
+        model,
+        x,
+        y,
+        log_dir,
+        keras.callbacks.LambdaCallback(
+            on_train_begin=lambda logs: record(), on_epoch_end=lambda e, logs: record()
+        ),
     )
     truth = {
         name: [recorded.ref_health(a, ACTIVATIONS[name]) for a in maps]
