@@ -72,8 +72,9 @@ def scalars(logdir: Path, run_dir: str, tag: str) -> list[tuple[int, float]]:
     ]
 
 
-def load_train_module():
-    spec = importlib.util.spec_from_file_location("demo_train", TRAIN)
+def load_script(script: Path):
+    """The demo `script` as a module (demo_<name>), its main not run."""
+    spec = importlib.util.spec_from_file_location(f"demo_{script.stem}", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -131,7 +132,7 @@ def test_keras_scalars_sit_beside_the_activations_and_show_learning(fast_run):
 
 
 def test_rerun_clears_its_own_logdir_but_refuses_a_foreign_one(tmp_path):
-    train = load_train_module()
+    train = load_script(TRAIN)
     mine = tmp_path / "mine"
     train.prepare_logdir(mine)
     (mine / "activations").mkdir()
@@ -148,7 +149,7 @@ def test_rerun_clears_its_own_logdir_but_refuses_a_foreign_one(tmp_path):
 
 
 def test_flags_and_environment(monkeypatch):
-    train = load_train_module()
+    train = load_script(TRAIN)
     monkeypatch.delenv("DEMO_NO_TENSORBOARD", raising=False)
     args = train.parse_args([])
     assert (args.logdir, args.epochs, args.samples, args.no_tensorboard) == (
@@ -165,7 +166,7 @@ def test_flags_and_environment(monkeypatch):
 
 
 def test_free_port_skips_a_busy_one():
-    train = load_train_module()
+    train = load_script(TRAIN)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -3,9 +3,6 @@ with `tb_activations.read`; its heads must really organize."""
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +10,12 @@ import pytest
 
 from tb_activations import metadata, read
 
+from test_demo import load_script, run_script
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo" / "attention.py"
-RUN_TIMEOUT = 900
 # What `attention.py --fast` does: 4000 sequences in batches of 64, 3 epochs.
 FAST_EPOCHS = 3
 FAST_BATCHES = 63
@@ -25,25 +23,10 @@ LENGTH = 8
 HEADS = 2
 
 
-def load_demo():
-    spec = importlib.util.spec_from_file_location("demo_attention", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("attention") / "logs"
-    r = subprocess.run(
-        [sys.executable, str(DEMO), "--fast", "--no-tensorboard", "--logdir", str(logdir)],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-    )
-    assert r.returncode == 0, f"demo/attention.py failed:\n{r.stdout}\n{r.stderr}"
+    r = run_script(DEMO, "--fast", "--no-tensorboard", "--logdir", str(logdir))
     return logdir, r.stdout
 
 
@@ -64,7 +47,7 @@ def test_fast_run_logs_the_heads_from_the_untrained_state_on(fast_run):
 
 def test_the_heads_organize_into_the_anti_diagonal(fast_run):
     logdir, stdout = fast_run
-    demo = load_demo()
+    demo = load_script(DEMO)
     log = read(logdir)
     steps = log.steps("activations", demo.TAG)
     first = demo.anti_diagonal_weight(log.activations("activations", demo.TAG, steps[0]))
@@ -77,7 +60,7 @@ def test_the_heads_organize_into_the_anti_diagonal(fast_run):
 
 
 def test_anti_diagonal_weight_reads_the_reversed_positions():
-    demo = load_demo()
+    demo = load_script(DEMO)
     t = 4
     perfect = np.zeros((1, 2, t, t))
     perfect[0, 0, np.arange(t), t - 1 - np.arange(t)] = 1
@@ -86,7 +69,7 @@ def test_anti_diagonal_weight_reads_the_reversed_positions():
 
 
 def test_flags():
-    demo = load_demo()
+    demo = load_script(DEMO)
     fast = demo.parse_args(["--fast"])
     assert (fast.epochs, fast.samples) == (FAST_EPOCHS, 4000)
     assert -(-fast.samples // demo.BATCH_SIZE) == FAST_BATCHES
