@@ -98,20 +98,6 @@ def v1(stats: np.ndarray) -> np.ndarray:
     return stats[..., :V1]
 
 
-def written(info: metadata.LayerInfo) -> metadata.LayerInfo:
-    """A layer's info as the writer logs it: with the measures' statistics."""
-    if info.layout == "probe":
-        return info
-    return dataclasses.replace(
-        info,
-        stats_fields=metadata.LAYER_STATS_FIELDS,
-        samples=info.probes,
-        units=info.width if info.layout == "units" else info.channels,
-        set_fields=metadata.SET_FIELDS,
-        unit_fields=metadata.UNIT_FIELDS,
-    )
-
-
 def expected_stats(x: np.ndarray) -> np.ndarray:
     """(P, H, W, C) to (P, C, 6): min, max, mean, std over finite values,
     zero fraction, non-finite fraction."""
@@ -360,13 +346,13 @@ def test_tags(logdir, client, full, keep):
     kept = min(keep, STEPS)
     assert body == {
         RUN: {
-            "conv": tag_entry(written(CONV), kept, STEPS - 1, keep),
-            "dense": tag_entry(written(DENSE), kept, STEPS - 1, keep),
-            metadata.PROBE_TAG: tag_entry(written(PROBE), 1, 0, keep),
+            "conv": tag_entry(recorded.written(CONV), kept, STEPS - 1, keep),
+            "dense": tag_entry(recorded.written(DENSE), kept, STEPS - 1, keep),
+            metadata.PROBE_TAG: tag_entry(recorded.written(PROBE), 1, 0, keep),
         },
         HTML_RUN: {
-            HTML_TAG: tag_entry(written(HTML), 3, 20, keep),
-            SLASH_TAG: tag_entry(written(SLASH), 3, 20, keep),
+            HTML_TAG: tag_entry(recorded.written(HTML), 3, 20, keep),
+            SLASH_TAG: tag_entry(recorded.written(SLASH), 3, 20, keep),
         },
         # A newer format and broken metadata are skipped; steps with the
         # wrong number of blobs are not counted.

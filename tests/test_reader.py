@@ -3,7 +3,6 @@ writer and read through TensorBoard's own multiplexer and data provider."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import shutil
@@ -49,19 +48,6 @@ PROBE = recorded.layer_info(
 )
 LAYERS = (CONV, DENSE, OLD_Z, OLD_Y)
 V1 = len(metadata.STATS_FIELDS)  # the statistics every format-1 log has
-
-
-def written(info: metadata.LayerInfo) -> metadata.LayerInfo:
-    """A layer's info as the writer logs it: with the measures' statistics
-    and the probe set's (every probe pictured)."""
-    return dataclasses.replace(
-        info,
-        stats_fields=metadata.LAYER_STATS_FIELDS,
-        samples=info.probes,
-        units=info.width if info.layout == "units" else info.channels,
-        set_fields=metadata.SET_FIELDS,
-        unit_fields=metadata.UNIT_FIELDS,
-    )
 
 
 BADSTATS = recorded.layer_info("badstats", 2)
@@ -184,7 +170,7 @@ def test_tags_list_readable_series_with_their_kept_steps(logdir, ctx, keep, kept
     assert set(listed[BROKEN]) == {"badstats", "badrows"}  # "future" is left out
     assert listed[BROKEN]["badstats"].steps_kept == 2
     assert {tag: s.info for tag, s in listed[RUN].items()} == {
-        **{info.layer: written(info) for info in LAYERS},
+        **{info.layer: recorded.written(info) for info in LAYERS},
         PROBE.layer: PROBE,
     }
     for tag, s in listed[RUN].items():
@@ -199,13 +185,13 @@ def test_tags_list_readable_series_with_their_kept_steps(logdir, ctx, keep, kept
 @pytest.mark.parametrize(("keep", "steps"), [(0, list(range(STEPS))), (3, None)])
 def test_series_holds_the_kept_steps(logdir, ctx, keep, steps):
     series = make_reader(logdir, keep)[0].series(ctx, EXP, RUN, "b_conv")
-    assert (series.run, series.tag, series.info) == (RUN, "b_conv", written(CONV))
+    assert (series.run, series.tag, series.info) == (RUN, "b_conv", recorded.written(CONV))
     if steps is None:  # TensorBoard's reservoir keeps the newest step
         assert len(series.steps) == keep and series.steps[-1] == STEPS - 1
         assert series.steps == sorted(series.steps)
     else:
         assert series.steps == steps
-    assert all(len(d.values) == written(CONV).blob_count for d in series.data)
+    assert all(len(d.values) == recorded.written(CONV).blob_count for d in series.data)
 
 
 @pytest.mark.parametrize(
