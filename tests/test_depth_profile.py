@@ -23,6 +23,7 @@ from test_health import (
     health_data,
     health_model,
 )
+from test_training_map import cell_colors
 
 from browsing import TIMEOUT_MS, api, save_screenshot, serving
 
@@ -72,29 +73,6 @@ def hover_cell(panel, overview, layer, step):
         box["y"] + (r + 0.5) * box["height"] / len(overview["layers"]),
     )
     return panel.ui.locator(f"{MAP} .map-readout").text_content()
-
-
-def cell_colors(panel):
-    """The colour at the centre of every map cell: [layer][step] -> (r, g, b)."""
-    return panel.frame.evaluate(
-        """() => {
-            const c = document.querySelector("#training-map canvas.map-heat");
-            const w = +c.dataset.cellWidth, h = +c.dataset.cellHeight, gap = +c.dataset.gap;
-            const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-            const out = [];
-            for (let r = 0; r < c.height / h; r++) {
-                const row = [];
-                for (let k = 0; k < c.width / w; k++) {
-                    const x = Math.floor(k * w + w / 2);
-                    const y = Math.floor(r * h + gap + (h - gap) / 2);
-                    const i = 4 * (y * c.width + x);
-                    row.push([d[i], d[i + 1], d[i + 2]]);
-                }
-                out.push(row);
-            }
-            return out;
-        }"""
-    )
 
 
 def level(t):
