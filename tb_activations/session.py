@@ -120,7 +120,7 @@ class _Recorder:
                 f"Model {model.name!r} has no layers to log. Received: model={model!r}"
             )
         _ensure_built(model, probe)
-        self.input_format, formats = layers_lib.data_formats(model)
+        self.input_format, _ = layers_lib.data_formats(model)
         self.batch = inputs_lib.load(probe, model, self.input_format, preprocess)
         self.probe_tokens = probe_tokens
         paths = _graph_paths(model, layers, max_layers)
@@ -232,10 +232,6 @@ class _Recorder:
             LayerValue(dataclasses.replace(info, samples=samples), images)
             for info, images in series
         ]
-
-    def probe_value(self) -> LayerValue:
-        """The probe's main input (see `probe_values`)."""
-        return next(v for v in self.probe_values() if v.info.layer == metadata.PROBE_TAG)
 
     def _describe(self, tap: layers_lib.Tap, arr: np.ndarray) -> metadata.LayerInfo:
         layout = encoding.layout_of(arr.ndim)
