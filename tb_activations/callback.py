@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -23,9 +23,13 @@ from tb_activations.session import (
     DEFAULT_PROBE_IMAGES,
     RUN_NAME,
     LoggingSession,
+    SessionOptions,
     check_int,
     options_of,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class ActivationLogger(keras.callbacks.Callback):
@@ -254,21 +258,14 @@ def log_activations(
     log_dir: str | os.PathLike,
     layers: layers_lib.LayerSpec = None,
     step: int = 0,
-    *,
-    preprocess: Callable[[np.ndarray], Any] | None = None,
-    max_layers: int = DEFAULT_MAX_LAYERS,
-    max_channels: int = DEFAULT_MAX_CHANNELS,
-    max_size: int | None = DEFAULT_MAX_SIZE,
-    probe_images: int = DEFAULT_PROBE_IMAGES,
-    run_name: str = RUN_NAME,
-    verbose: int = 1,
-    chief: bool | None = None,
-    probe_tokens: ProbeTokens = None,
+    **options: Unpack[SessionOptions],
 ) -> list[str]:
     """Logs one snapshot of `model`'s activations on `probe`, without training.
 
     Everything is on disk when it returns. The arguments mean what they
-    mean for `ActivationLogger`.
+    mean for `ActivationLogger`; the options after `step` are keyword-only,
+    those of `ActivationLogger` but its timing (`freq`, `batch_freq`,
+    `batch_epochs`), with the same defaults.
 
     Args:
         model: any Keras model: Functional, Sequential or subclassed.
@@ -308,6 +305,7 @@ def log_activations(
             cannot be logged, an unknown layer, a probe that cannot be read
             or does not fit the model's input, or (with `chief=None`) a
             `TF_CONFIG` or `RANK` variable that cannot be read.
+        TypeError: on an option `ActivationLogger` does not take.
         Exception: whatever the model raised computing the activations
             (unlike the callback, which warns and goes on).
 
@@ -325,7 +323,7 @@ def log_activations(
     ```
     """
     check_int("step", step, 0)
-    session = LoggingSession(log_dir, probe, layers, **options_of(locals()))
+    session = LoggingSession(log_dir, probe, layers, **options)
     session.bind(model)
     if not session.process.chief:
         return []

@@ -21,8 +21,8 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import keras
 import numpy as np
@@ -41,6 +41,9 @@ from tb_activations import inputs as inputs_lib
 from tb_activations import layers as layers_lib
 from tb_activations import probe as probe_lib
 from tb_activations.summary import ActivationWriter, LayerValue
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 RUN_NAME = "activations"
 DEFAULT_MAX_LAYERS = 12
@@ -350,10 +353,26 @@ def _ensure_built(model, probe) -> None:
     model.build((None, *arr.shape[1:]))
 
 
-# The options ActivationLogger and log_activations pass on, with their
-# defaults. Those two spell them out in their signatures, typed and
-# documented; the session takes them by name, so that the three signatures do
-# not repeat one another.
+class SessionOptions(TypedDict, total=False):
+    """The keyword options a session takes, shared by `ActivationLogger` and
+    `log_activations`. Their defaults are `OPTIONS`; what each means is in
+    `ActivationLogger`'s docstring."""
+
+    preprocess: Callable[[np.ndarray], Any] | None
+    max_layers: int
+    max_channels: int
+    max_size: int | None
+    probe_images: int
+    run_name: str
+    verbose: int
+    chief: bool | None
+    probe_tokens: inputs_lib.ProbeTokens
+
+
+# `ActivationLogger`, a Keras callback, spells these out in its signature,
+# typed with their defaults, as Keras's callbacks do; `log_activations` and
+# the session take them as `**options: Unpack[SessionOptions]`, so the list
+# is written once more, not twice.
 OPTIONS: dict[str, Any] = {
     "preprocess": None,
     "max_layers": DEFAULT_MAX_LAYERS,
@@ -367,9 +386,9 @@ OPTIONS: dict[str, Any] = {
 }
 
 
-def options_of(arguments: Mapping[str, Any]) -> dict[str, Any]:
+def options_of(arguments: Mapping[str, Any]) -> SessionOptions:
     """The session's options among a function's arguments (its `locals()`)."""
-    return {name: arguments[name] for name in OPTIONS}
+    return {name: arguments[name] for name in OPTIONS}  # type: ignore[return-value]
 
 
 class LoggingSession:
@@ -416,12 +435,14 @@ class LoggingSession:
         log_dir: str | os.PathLike,
         probe: probe_lib.Probe,
         layers: layers_lib.LayerSpec = None,
-        **options: Any,
+        **options: Unpack[SessionOptions],
     ):
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
+            received = ", ".join(f"{name}={options[name]!r}" for name in unknown)
             raise TypeError(
-                f"LoggingSession takes the options {sorted(OPTIONS)}. Received: {unknown}"
+                f"Unknown option {', '.join(unknown)}: the options are "
+                f"{', '.join(OPTIONS)}. Received: {received}"
             )
         options = {**OPTIONS, **options}
         preprocess = options["preprocess"]

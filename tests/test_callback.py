@@ -1,3 +1,4 @@
+import inspect
 import os
 import re
 import warnings
@@ -9,6 +10,7 @@ from matplotlib import cbook
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 
 from tb_activations import ActivationLogger, encoding, log_activations, metadata
+from tb_activations.session import OPTIONS, SessionOptions
 
 from recorded import read_run, small_cnn, stripes
 
@@ -357,6 +359,19 @@ def test_bad_arguments_fail_at_construction(kwargs, message):
     args = {"log_dir": "logs", "probe": np.zeros((28, 28, 1))} | kwargs
     with pytest.raises(ValueError, match=message):
         ActivationLogger(**args)
+
+
+def test_log_activations_takes_the_callbacks_options_by_name(tmp_path):
+    # The callback spells its options out; log_activations takes the same ones
+    # as **options: the two lists must name the same options, with one default.
+    callback = inspect.signature(ActivationLogger.__init__).parameters
+    timing = {"self", "log_dir", "probe", "layers", "freq", "batch_freq", "batch_epochs"}
+    assert {n: p.default for n, p in callback.items() if n not in timing} == OPTIONS
+    assert set(SessionOptions.__annotations__) == set(OPTIONS)
+    message = r"Unknown option max_chanels: the options are .*max_channels.*max_chanels=8"
+    with pytest.raises(TypeError, match=message):
+        log_activations(small_cnn(), np.zeros((28, 28, 1)), tmp_path, max_chanels=8)
+    assert log_activations(small_cnn(), np.zeros((28, 28, 1)), tmp_path, verbose=0, max_layers=1)
 
 
 def test_unknown_layer_fails_at_set_model():
