@@ -11,11 +11,13 @@ import re
 
 from tensorboard import errors
 
-__all__ = ["name", "show", "uint"]
+__all__ = ["decimal", "name", "show", "uint"]
 
 # ASCII digits only: int() would also take " 1", "1_0" and other scripts'
 # digits. Twenty digits cover every step a summary can carry (int64).
 _UINT = re.compile(r"[0-9]{1,20}")
+# A plain decimal: float() would also take "nan", "inf", "1e3" and "+1".
+_DECIMAL = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?")
 
 
 def show(value: str, limit: int = 200) -> str:
@@ -62,3 +64,15 @@ def uints(request, *required: str) -> tuple[int, ...]:
     """The `required` non-negative integers in order, then `probe` (0 when
     absent): the numbers most routes take."""
     return (*(uint(request, key) for key in required), uint(request, "probe", default=0))
+
+
+def decimal(request, key: str, default: float) -> float:
+    """A non-negative number in plain decimal digits, such as `0.025`, given
+    at most once; `default` when absent."""
+    expected = "a non-negative decimal"
+    value = _one(request, key, expected, repr(default))
+    if not _DECIMAL.fullmatch(value):
+        raise errors.InvalidArgumentError(
+            f"Parameter {key!r} must be {expected}, such as 0.025. Received: {key}={show(value)}"
+        )
+    return float(value)

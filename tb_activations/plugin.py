@@ -645,7 +645,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _overview_route(self, request):
-        return _json(request, overview_impl(*self._where(request, "run")))
+        tau = params.decimal(request, "tau", health.DEFAULT_TAU)
+        return _json(request, overview_impl(*self._where(request, "run"), tau=tau))
 
     @wrappers.Request.application
     def _timeline_route(self, request):

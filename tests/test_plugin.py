@@ -775,6 +775,11 @@ BAD_REQUESTS = [
     ("overview", "", "run", None),
     ("overview", "run=", "run", None),
     ("overview", "run=activations&run=x", "run", "'x'"),
+    ("overview", "run=activations&tau=nan", "tau", "'nan'"),
+    ("overview", "run=activations&tau=-0.1", "tau", "'-0.1'"),
+    ("overview", "run=activations&tau=1e-3", "tau", "'1e-3'"),
+    ("overview", "run=activations&tau=", "tau", "''"),
+    ("overview", "run=activations&tau=0.1&tau=0.2", "tau", "'0.2'"),
     ("timeline", "tag=conv", "run", None),
     ("timeline", "run=activations", "tag", None),
     ("timeline", "run=activations&tag=", "tag", None),
@@ -1410,6 +1415,17 @@ def test_overview_exact(hand):
             "tau": 0.025,
         }
     )
+
+
+@pytest.mark.parametrize(
+    ("tau", "conv"),
+    [("0", [0.5, 0.5, 0.5]), ("2", [1.0, 1.0, 1.0]), ("1.99", [0.5, 0.5, 0.5])],
+)
+def test_overview_takes_another_tau(hand, tau, conv):
+    # conv's channel scores are 0 and 2 at every step.
+    body = get_json(hand, "overview", run="hand/activations", tau=tau)
+    assert body["tau"] == float(tau)
+    assert rounded(body["rows"]["dormant_fraction"][0]) == conv
 
 
 def test_timeline_exact(hand):
