@@ -162,11 +162,11 @@ const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /**
  * "37 of 512 channels dead at step 600 (7%); 2 never active; 12 died after step 0 (the last at step 450); 1 revived".
- * @param {Counts} k @param {number} step
+ * @param {Counts} k @param {number} step @param {string} [noun] what a channel is called ("head")
  */
-export function countsSentence(k, step) {
+export function countsSentence(k, step, noun = "channel") {
   const pct = k.total ? Math.round((100 * k.dead) / k.total) : 0;
-  const parts = [`${k.dead} of ${plural(k.total, "channel")} dead at step ${step} (${pct}%)`];
+  const parts = [`${k.dead} of ${plural(k.total, noun)} dead at step ${step} (${pct}%)`];
   parts.push(`${k.never} never active`);
   if (k.first !== null) {
     const last = k.died && k.lastDeath !== null ? ` (the last at step ${k.lastDeath})` : "";
@@ -310,12 +310,12 @@ export function dormantCounts(tl, step, total) {
 
 /**
  * "37 of 512 channels dormant at step 900 (7%); 12 became dormant after step 0 (the last at step 400)".
- * @param {DormantCounts} k @param {number} step
+ * @param {DormantCounts} k @param {number} step @param {string} [noun] what a channel is called ("head")
  */
-export function dormantSentence(k, step) {
+export function dormantSentence(k, step, noun = "channel") {
   const pct = k.total ? Math.round((100 * k.dormant) / k.total) : 0;
   const last = k.became && k.last !== null ? ` (the last at step ${k.last})` : "";
-  return `${k.dormant} of ${plural(k.total, "channel")} dormant at step ${step} (${pct}%); ${k.became} became dormant after step ${k.first}${last}`;
+  return `${k.dormant} of ${plural(k.total, noun)} dormant at step ${step} (${pct}%); ${k.became} became dormant after step ${k.first}${last}`;
 }
 
 /**

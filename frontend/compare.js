@@ -15,6 +15,7 @@ import { measure, report } from "./hooks.js";
 import { messageOf } from "./model.js";
 import { StripMap } from "./strip-map.js";
 import { TileGrid } from "./tile-grid.js";
+import { channelNoun } from "./tokens.js";
 import { TrainingMap } from "./training-map.js";
 import { fillSelect } from "./views.js";
 
@@ -62,7 +63,8 @@ function shapeMismatch(tag, runA, a, runB, b) {
     return `${tag} is laid out as ${a.layout} in ${runA} and as ${b.layout} in ${runB}`;
   }
   if (a.channels !== b.channels) {
-    return `${tag} has ${a.channels} channels in ${runA} and ${b.channels} in ${runB}`;
+    const noun = channelNoun(a) === channelNoun(b) ? `${channelNoun(a)}s` : "channels";
+    return `${tag} has ${a.channels} ${noun} in ${runA} and ${b.channels} in ${runB}`;
   }
   if (a.height !== b.height || a.width !== b.width) {
     return `${tag}'s maps are ${a.height}×${a.width} in ${runA} and ${b.height}×${b.width} in ${runB}`;
@@ -334,17 +336,20 @@ export class Compare {
     const tables = channelTables(d.lut, layer.stats, ix, windows, d.norm);
     const layout = side.info?.layout || d.info.layout;
     const n = layer.channels.length;
+    // An attention series' tiles are heads, on both sides.
+    const noun = channelNoun(side.info ?? d.info);
     // This run's order, so each channel sits beside itself; by index when the counts differ.
     const same = n === d.info.channels;
     const order = same ? d.order : null;
     this.legend.textContent = [
-      same ? "" : `${n} channels here, ${d.info.channels} in ${side.run}: in channel order.`,
+      same ? "" : `${n} ${noun}s here, ${d.info.channels} in ${side.run}: in ${noun} order.`,
       "Same colormap and scale as the left, from this run's own values.",
     ]
       .filter(Boolean)
       .join(" ");
     if (layout === "image") {
       if (this.view.firstChild !== this.grid.el) this.view.replaceChildren(this.grid.el);
+      this.grid.name(noun === "channel" ? "" : noun);
       this.grid.show(layer, tables, d.size, d.selected, order);
     } else {
       if (this.view.firstChild !== this.strips.el) this.view.replaceChildren(this.strips.el);
@@ -402,8 +407,10 @@ export class Compare {
   /**
    * @param {Overview | null} overview the other run's, from loadMap
    * @param {{run: string, other: string, measure: import("./map-measures.js").MapMeasure,
-   *   step: number | null, luts: Map<string, Lut>, scaleValues?: (number | null)[]}} at
-   *   scaleValues: both runs' values, so the two maps share one scale
+   *   step: number | null, luts: Map<string, Lut>, scaleValues?: (number | null)[],
+   *   noun?: (layer: string) => string}} at
+   *   scaleValues: both runs' values, so the two maps share one scale; noun:
+   *   what a layer's channels are called
    */
   drawMap(overview, at) {
     this.mapThis.textContent = at.run;
@@ -417,6 +424,7 @@ export class Compare {
         epochs: new Map(),
         luts: at.luts,
         scaleValues: at.scaleValues,
+        noun: at.noun,
       });
     } else {
       this.map.el.hidden = true;

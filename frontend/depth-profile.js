@@ -90,8 +90,9 @@ export class DepthProfile {
   /**
    * Draws the profile of `measure` at `step` against the first step.
    * @param {Overview} o @param {MapMeasure} measure @param {number} step a step of `o`
+   * @param {(layer: string) => string} [noun] what a layer's channels are called ("head")
    */
-  show(o, measure, step) {
+  show(o, measure, step, noun) {
     const def = mapMeasure(measure);
     const c = o.steps.indexOf(step);
     const L = o.layers.length;
@@ -178,7 +179,9 @@ export class DepthProfile {
         return;
       }
       const value = /** @type {number} */ (raw[r]?.[c]);
-      const text = `${layer} · step ${step}: ${def.short} ${measure === "rms" ? formatMeasure("rms", value) : formatMeasure(measure, value)}`;
+      // A layer's own noun: an attention series has dead heads, not dead channels.
+      const short = measure === "dead_fraction" && noun ? `dead ${noun(layer)}s` : def.short;
+      const text = `${layer} · step ${step}: ${short} ${measure === "rms" ? formatMeasure("rms", value) : formatMeasure(measure, value)}`;
       const dot = svg(
         "circle",
         { cx: x(r), cy: y(v), r: 4.5, fill: LINE, class: "depth-point", "data-layer": layer, "data-value": String(value), tabindex: 0 },

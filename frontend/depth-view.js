@@ -9,6 +9,7 @@ import { measure, report } from "./hooks.js";
 import { messageOf } from "./model.js";
 import { model, state, ui } from "./panel.js";
 import { Latest } from "./store.js";
+import { channelNoun } from "./tokens.js";
 
 /** @typedef {import("./state.js").ViewState} ViewState */
 
@@ -46,7 +47,7 @@ export async function depthView() {
     return;
   }
   const start = performance.now();
-  profile.show(overview, state.measure, step);
+  profile.show(overview, state.measure, step, (layer) => channelNoun(model.info(run, layer)));
   measure("depth", start);
   report({ depthRendered: run, depthStep: String(step), depthMeasure: state.measure });
 }

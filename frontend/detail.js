@@ -4,6 +4,7 @@
 
 import { fmt, fmtEpoch, levelToValue, stat } from "./color.js";
 import { fitCanvas, h, paint, paintUnits, pixelAt } from "./dom.js";
+import { reductionFactor, span, spanText } from "./reduction.js";
 import { channelNoun } from "./tokens.js";
 import { colorbar } from "./views.js";
 
@@ -152,12 +153,10 @@ export class Detail {
       if (layout === "sequence") where = `t = ${p.x}`;
       else if (s.whereAt) where = s.whereAt(p.x, p.y);
       else {
-        const sx = s.info.source_width / s.channel.width;
-        const sy = s.info.source_height / s.channel.height;
-        where =
-          sx > 1 || sy > 1
-            ? `x ${Math.floor(p.x * sx)}, y ${Math.floor(p.y * sy)} (pixel ${p.x}, ${p.y} of the ${sx}× reduced map)`
-            : `x ${p.x}, y ${p.y}`;
+        const f = reductionFactor(s.info);
+        const x = spanText(span(p.x, f, s.info.source_width));
+        const y = spanText(span(p.y, f, s.info.source_height));
+        where = f > 1 ? `x ${x}, y ${y} (pixel ${p.x}, ${p.y} of the ${f}× reduced map)` : `x ${p.x}, y ${p.y}`;
       }
     }
     if (s.valueAt) {
@@ -224,7 +223,12 @@ export class Detail {
    */
   showEvolution(frames, ix, layout, currentStep, note) {
     const strip = layout !== "image";
-    this.evoTitle.textContent = `Evolution over ${frames.length} step${frames.length === 1 ? "" : "s"}`;
+    // A head is named, as it is over the zoomed map: its evolution is that head's.
+    const s = this.shown;
+    const noun = s && s.info.layout !== "units" ? channelNoun(s.info) : "channel";
+    const whose = noun === "channel" || !s ? "" : ` of ${noun} ${s.channelIndex}`;
+    const of = noun === "channel" || !s ? "" : `${noun} ${s.channelIndex} at `;
+    this.evoTitle.textContent = `Evolution${whose} over ${frames.length} step${frames.length === 1 ? "" : "s"}`;
     this.evoNote.textContent = note || "";
     this.evo.className = strip ? "evolution rows" : "evolution tiles";
     const els = [];
@@ -247,7 +251,7 @@ export class Detail {
         fitCanvas(fr.canvas, f.channel.width, f.channel.height, 56);
       }
       fr.label.textContent = `${f.step}`;
-      fr.el.title = `step ${f.step}${f.epoch !== null && f.epoch !== undefined ? `, ${fmtEpoch(f.epoch)}` : ""}`;
+      fr.el.title = `${of}step ${f.step}${f.epoch !== null && f.epoch !== undefined ? `, ${fmtEpoch(f.epoch)}` : ""}`;
       fr.el.classList.toggle("current", f.step === currentStep);
       fr.el.dataset.step = String(f.step);
       els.push(fr.el);

@@ -17,6 +17,7 @@ import { h } from "./dom.js";
  * @property {string} cmap
  * @property {string} norm
  * @property {boolean} diff whether the tiles show a difference (the files show the activations)
+ * @property {string} [noun] what a channel is called ("head" for an attention series)
  */
 
 /**
@@ -54,10 +55,11 @@ export class DownloadLinks {
         ? { run: e.run, tag: e.tag, cmap: e.cmap, norm: e.norm, probe: e.probe }
         : null;
     const note = e.diff ? " (the activations, not the difference)" : "";
+    const noun = e.noun ?? "channel";
     this.grid.hidden = !base || e.step === null;
     if (base && e.step !== null) {
       this.grid.href = exportUrl({ ...base, step: e.step, format: "png" });
-      this.grid.title = `The layer's channels at step ${e.step}, as a PNG${note}`;
+      this.grid.title = `The layer's ${noun}s at step ${e.step}, as a PNG${note}`;
     }
     for (const [a, format] of /** @type {const} */ ([
       [this.gif, "gif"],
@@ -66,6 +68,8 @@ export class DownloadLinks {
       a.hidden = !base || e.channel === null;
       if (base && e.channel !== null) {
         a.href = exportUrl({ ...base, channel: e.channel, format });
+        const what = format === "gif" ? "an animated GIF" : "an animated PNG (every colour kept)";
+        a.title = `${noun[0].toUpperCase()}${noun.slice(1)} ${e.channel} over every kept step, as ${what}`;
       }
     }
   }

@@ -60,6 +60,8 @@ export class GridBar {
       title: "The reference step (a kept step)",
       "aria-label": "Reference step",
     });
+    /** What the tiles are called, as the choices name them. */
+    this.noun = "channel";
     this.counts = h("div", { className: "grid-counts", id: "grid-counts", title: DEFINITIONS });
     this.note = h("div", { className: "grid-note note", id: "grid-note", hidden: true });
     this.controls = h(
@@ -91,12 +93,15 @@ export class GridBar {
   }
 
   /**
-   * @param {{sort: string, show: string, diff: string, step: number | null, grid: boolean}} choice
-   *   what is chosen; `grid`: whether the layer has a grid to sort
+   * @param {{sort: string, show: string, diff: string, step: number | null, grid: boolean, noun?: string}} choice
+   *   what is chosen; `grid`: whether the layer has a grid to sort; `noun`:
+   *   what a tile is ("head" for an attention series), "channel" when absent
    * @param {Order | null} order
    * @param {string} diffNote why no difference is drawn ("" when it is, or is off)
    */
   update(choice, order, diffNote) {
+    const noun = choice.noun ?? "channel";
+    this._name(noun);
     this.sort.value = choice.sort;
     const f = parseFilter(choice.show);
     this.filter.value = f ? f.kind : "all";
@@ -123,9 +128,9 @@ export class GridBar {
     const shown = order ? order.order.length : 0;
     const k = order?.counts;
     const parts = [];
-    if (k && choice.step !== null) parts.push(countsSentence(k, choice.step));
+    if (k && choice.step !== null) parts.push(countsSentence(k, choice.step, noun));
     if (choice.grid && order && k && shown < k.total) parts.push(`showing ${shown}`);
-    const dormant = order?.dormant && choice.step !== null ? ` ${dormantSentence(order.dormant, choice.step)}.` : "";
+    const dormant = order?.dormant && choice.step !== null ? ` ${dormantSentence(order.dormant, choice.step, noun)}.` : "";
     this.counts.textContent = parts.length ? `${parts.join("; ")}.${dormant}` : dormant.trim();
     const notes = [];
     if (!choice.grid && (choice.sort !== "index" || choice.show !== "all")) {
@@ -134,5 +139,20 @@ export class GridBar {
     if (diffNote) notes.push(diffNote);
     this.note.textContent = notes.join(" ");
     this.note.hidden = !notes.length;
+  }
+
+  /** Words that name the tiles: "head index", "all heads". @param {string} noun */
+  _name(noun) {
+    if (this.noun === noun) return;
+    this.noun = noun;
+    /** @param {HTMLSelectElement} select @param {string} id @param {string} text */
+    const label = (select, id, text) => {
+      const o = select.querySelector(`option[value="${id}"]`);
+      if (o) o.textContent = text;
+    };
+    label(this.sort, "index", `${noun} index`);
+    label(this.filter, "all", `all ${noun}s`);
+    this.k.title = `How many ${noun}s: those that changed most at this step`;
+    this.diff.title = `Show each tile as its activation minus the same ${noun}'s at a reference step`;
   }
 }

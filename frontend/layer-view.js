@@ -279,6 +279,7 @@ function drawOrderViews(info, note) {
       diff: state.diff,
       step: state.step,
       grid: info.layout === "image",
+      noun: channelNoun(info),
     },
     order,
     note,

@@ -228,11 +228,14 @@ export function shownRows(o, id) {
  * A value in words, for the hover: what it is and what it means.
  * @param {import("./model.js").Overview} o @param {MapMeasure} id
  * @param {number} r the layer's row @param {number} v the overview's value
+ * @param {string} [noun] what the layer's channels are ("head": an attention series')
  */
-export function describeValue(o, id, r, v) {
+export function describeValue(o, id, r, v, noun = "channel") {
   const pct = (/** @type {number} */ x) => `${Number((x * 100).toFixed(1))}%`;
   const tau = o.tau ?? 0.025;
   switch (id) {
+    case "dead_fraction":
+      return `dead ${noun}s: ${formatMeasure(id, v)}`;
     case "dormant_fraction":
       return `dormant units: ${pct(v)} of the layer's units carry at most ${pct(tau)} of an average unit's activity (score ≤ τ = ${tau})`;
     case "effective_rank": {

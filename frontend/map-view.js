@@ -9,6 +9,7 @@ import { shownRows } from "./map-measures.js";
 import { messageOf } from "./model.js";
 import { clearError, luts, model, setError, state, steps, ui } from "./panel.js";
 import { Latest } from "./store.js";
+import { channelNoun } from "./tokens.js";
 
 /** @typedef {import("./state.js").ViewState} ViewState */
 
@@ -78,9 +79,13 @@ export async function renderMap(force = false) {
     const scaleValues = otherOverview
       ? [overview, otherOverview].flatMap((o) => shownRows(o, state.measure).flat())
       : undefined;
-    ui.map.show({ overview, measure: state.measure, step: state.step, epochs, luts, scaleValues });
+    // A row's channels are named as the layer view names them: heads for attention.
+    const noun = (/** @type {string} */ r) => (/** @type {string} */ layer) =>
+      channelNoun(model.info(r, layer));
+    const m = { measure: state.measure, step: state.step, luts, scaleValues };
+    ui.map.show({ overview, epochs, noun: noun(run), ...m });
     if (other !== null) {
-      const at = { run, other, measure: state.measure, step: state.step, luts, scaleValues };
+      const at = { run, other, noun: noun(other), ...m };
       ui.compare.drawMap(otherOverview, at);
     }
     measure("map", start);

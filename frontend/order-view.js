@@ -9,6 +9,7 @@ import { diffLayer, diffReference } from "./diff.js";
 import { measure, report } from "./hooks.js";
 import { messageOf } from "./model.js";
 import { currentInfo, lut, luts, model, shown, state, steps, ui } from "./panel.js";
+import { channelNoun } from "./tokens.js";
 
 /** @typedef {import("./model.js").LayerInfo} LayerInfo */
 
@@ -110,12 +111,14 @@ export function gridOrder(info) {
 export function drawTimeline(order) {
   if (!state.timelineOpen) return;
   const tl = shown.timeline;
+  const noun = channelNoun(currentInfo());
   if (!tl || tl.run !== state.run || tl.tag !== state.tag) {
     timelineDrawn.timeline = null;
     ui.timeline.message(
       shown.timelineError
-        ? `The channel timeline is unavailable: ${shown.timelineError}`
+        ? `The ${noun} timeline is unavailable: ${shown.timelineError}`
         : "Loading…",
+      noun,
     );
     return;
   }
@@ -123,12 +126,12 @@ export function drawTimeline(order) {
   const sorted = SORTS.find((s) => s.id === order.sortedBy);
   const orderText =
     order.sortedBy === "index"
-      ? "by channel index"
+      ? `by ${noun} index`
       : order.sortedBy === "dormant_score"
         ? `sorted by dormant score at step ${state.step}, lowest first`
         : `sorted by ${sorted?.label} at step ${state.step}, largest first`;
   const rows = order.order.filter((c) => c < tl.channels);
-  const key = JSON.stringify([state.tmeasure, measureLut, rows, orderText]);
+  const key = JSON.stringify([state.tmeasure, measureLut, rows, orderText, noun]);
   if (timelineDrawn.timeline === tl && timelineDrawn.key === key) {
     ui.timeline.markStep(state.step);
     return;
@@ -141,6 +144,7 @@ export function drawTimeline(order) {
     step: state.step,
     lut: luts.get(measureLut) || lut(),
     orderText,
+    noun,
   });
   measure("timeline", start);
   timelineDrawn.timeline = tl;

@@ -6,6 +6,7 @@ import { report } from "./hooks.js";
 import { messageOf } from "./model.js";
 import { overlayNote, tilePainter } from "./overlay.js";
 import { clearError, currentInfo, model, probes, setError, state, ui } from "./panel.js";
+import { channelNoun } from "./tokens.js";
 
 /** @typedef {import("./model.js").LayerInfo} LayerInfo */
 
@@ -59,7 +60,8 @@ export function drawDetailOverlay() {
 
 export function updateDownloads() {
   const { run, tag, step, channel, probe, cmap, norm } = state;
-  ui.downloads.update({ run, tag, step, channel, probe, cmap, norm, diff: state.diff !== "off" });
+  const noun = channelNoun(currentInfo());
+  ui.downloads.update({ run, tag, step, channel, probe, cmap, norm, diff: state.diff !== "off", noun });
 }
 
 /**

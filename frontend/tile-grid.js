@@ -147,7 +147,7 @@ export class TileGrid {
     if (!n) {
       this.last = null;
       this.overlay.replaceChildren(
-        h("div", { className: "muted grid-none" }, "No channel matches the filter."),
+        h("div", { className: "muted grid-none" }, `No ${this.noun || "channel"} matches the filter.`),
       );
       return;
     }

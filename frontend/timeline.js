@@ -21,11 +21,14 @@ import { colorbar } from "./views.js";
  * @property {number | null} step the shown step, outlined
  * @property {Lut} lut
  * @property {string} orderText how the rows are ordered, in words
+ * @property {string} [noun] what a row is ("head" for an attention series); "channel" when absent
  */
 
 /** More marks than this would hide the heatmap; the rest are counted. */
 const MAX_MARKS = 3000;
-const HINT = "Hover a cell to read it; click it to open that channel at that step.";
+/** @param {string} noun */
+const hint = (noun) => `Hover a cell to read it; click it to open that ${noun} at that step.`;
+const HINT = hint("channel");
 
 const DEAD_RGB = [66, 66, 66];
 const ALIVE_RGB = [238, 238, 238];
@@ -107,7 +110,7 @@ export class ChannelTimeline {
     this.setOpen(true);
     this.canvas.addEventListener("mousemove", (ev) => this._hover(ev));
     this.canvas.addEventListener("mouseleave", () => {
-      this.readout.textContent = HINT;
+      this.readout.textContent = hint(this.shown?.noun ?? "channel");
     });
     this.canvas.addEventListener("click", (ev) => {
       const at = this._cellAt(ev);
@@ -154,7 +157,7 @@ export class ChannelTimeline {
       .filter((e) => e.channel === at.channel && e.step === at.step)
       .map((e) => ` (${e.kind} here)`)
       .join("");
-    this.readout.textContent = `channel ${at.channel}, step ${at.step}: ${wordsOf(s.measure)} ${text}${events}`;
+    this.readout.textContent = `${s.noun ?? "channel"} ${at.channel}, step ${at.step}: ${wordsOf(s.measure)} ${text}${events}`;
   }
 
   /**
@@ -230,6 +233,10 @@ export class ChannelTimeline {
     this.shown = s;
     this.measure.value = s.measure;
     const { timeline: tl, order, measure } = s;
+    const noun = s.noun ?? "channel";
+    const Noun = `${noun[0].toUpperCase()}${noun.slice(1)}`;
+    this.el.setAttribute("aria-label", `${Noun} timeline`);
+    if (!this.plot.matches(":hover")) this.readout.textContent = hint(noun);
     for (const o of Array.from(this.measure.options)) {
       const why = tl.unavailable[o.value];
       o.disabled = Boolean(why) && o.value !== measure;
@@ -237,13 +244,13 @@ export class ChannelTimeline {
     }
     const S = tl.steps.length;
     const R = order.length;
-    this.title.textContent = `Channel timeline · ${R} channel${R === 1 ? "" : "s"} × ${S} step${S === 1 ? "" : "s"}`;
+    this.title.textContent = `${Noun} timeline · ${R} ${noun}${R === 1 ? "" : "s"} × ${S} step${S === 1 ? "" : "s"}`;
     if (!S || !R) {
       this.plot.hidden = true;
       this.key.replaceChildren();
       this.axis.replaceChildren();
       this.rowsNote.textContent = "";
-      this.note.textContent = !S ? "No kept step has channel measures yet." : "No channel to draw: the filter matches none.";
+      this.note.textContent = !S ? "No kept step has channel measures yet." : `No ${noun} to draw: the filter matches none.`;
       this.marks.replaceChildren();
       return;
     }
@@ -262,9 +269,9 @@ export class ChannelTimeline {
     this.plot.style.height = `${cssHeight(R)}px`;
     this._marks(s);
     this.markStep(s.step);
-    const showing = R < tl.channels ? `${R} of ${tl.channels} channels` : `all ${R} channels`;
+    const showing = R < tl.channels ? `${R} of ${tl.channels} ${noun}s` : `all ${R} ${noun}s`;
     this.rowsNote.textContent = `Rows: ${showing}, ${s.orderText}, top to bottom. Columns: the ${S} kept steps.`;
-    // Channel numbers beside rows tall enough to read them; steps under the columns.
+    // Channel (head) numbers beside rows tall enough to read them; steps under the columns.
     const labelled = cssHeight(R) / R >= 9;
     this.labels.replaceChildren(
       ...(labelled ? order.map((c) => h("span", { style: `height:${100 / R}%` }, String(c))) : []),
@@ -301,6 +308,7 @@ export class ChannelTimeline {
     const { timeline: tl, order } = s;
     const S = tl.steps.length;
     const R = order.length;
+    const noun = s.noun ?? "channel";
     const rowOf = new Map(order.map((c, i) => [c, i]));
     const colOf = new Map(tl.steps.map((step, j) => [step, j]));
     const frag = document.createDocumentFragment();
@@ -318,7 +326,7 @@ export class ChannelTimeline {
       frag.append(
         h("span", {
           className: `tl-mark ${e.kind}`,
-          title: `channel ${e.channel} ${e.kind} at step ${e.step}`,
+          title: `${noun} ${e.channel} ${e.kind} at step ${e.step}`,
           dataset: { channel: String(e.channel), step: String(e.step), kind: e.kind },
           style: `left:${((j + 0.5) / S) * 100}%;top:${((i + 0.5) / R) * 100}%`,
         }),
@@ -342,10 +350,10 @@ export class ChannelTimeline {
     }
   }
 
-  /** @param {string} text */
-  message(text) {
+  /** @param {string} text @param {string} [noun] what a row is */
+  message(text, noun = "channel") {
     this.shown = null;
-    this.title.textContent = "Channel timeline";
+    this.title.textContent = `${noun[0].toUpperCase()}${noun.slice(1)} timeline`;
     this.plot.hidden = true;
     this.key.replaceChildren();
     this.axis.replaceChildren();

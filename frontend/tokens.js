@@ -145,21 +145,23 @@ export class MapAxes {
   /**
    * @param {[string, string]} names of the rows and the columns
    * @param {string[]} rows a label per row @param {string[]} cols a label per column
+   * @param {{rowTitles?: string[], colTitles?: string[], rowTitle?: string, colTitle?: string}} [more]
+   *   each tick's tooltip (else "i: label"), and the axes' titles (else their names)
    */
-  show([rowName, colName], rows, cols) {
+  show([rowName, colName], rows, cols, more = {}) {
     const box = this.canvas.parentElement;
     if (!box) return;
     if (this.top.parentElement !== box) this.canvas.before(this.top, this.left);
     box.classList.add("with-axes");
     box.dataset.axes = `${rowName},${colName}`;
-    this.rowTitle.textContent = rowName;
-    this.colTitle.textContent = colName;
+    this.rowTitle.textContent = more.rowTitle ?? rowName;
+    this.colTitle.textContent = more.colTitle ?? colName;
     const width = parseFloat(this.canvas.style.width) || 320;
     const height = parseFloat(this.canvas.style.height) || 320;
     const long = cols.some((c) => c.length > 2);
     this.cols.classList.toggle("vertical", long);
-    this.cols.replaceChildren(...ticks(cols, labelEvery(cols.length, width)));
-    this.rows.replaceChildren(...ticks(rows, labelEvery(rows.length, height)));
+    this.cols.replaceChildren(...ticks(cols, labelEvery(cols.length, width), more.colTitles));
+    this.rows.replaceChildren(...ticks(rows, labelEvery(rows.length, height), more.rowTitles));
     this.cols.style.width = `${width}px`;
     this.rows.style.height = `${height}px`;
   }
@@ -175,12 +177,12 @@ export class MapAxes {
   }
 }
 
-/** @param {string[]} labels @param {number} every */
-function ticks(labels, every) {
+/** @param {string[]} labels @param {number} every @param {string[]} [titles] */
+function ticks(labels, every, titles) {
   return labels.map((label, i) =>
     h(
       "span",
-      { className: "axes-tick", title: `${i}: ${label}`, dataset: { index: String(i) } },
+      { className: "axes-tick", title: titles?.[i] ?? `${i}: ${label}`, dataset: { index: String(i) } },
       i % every === 0 ? label : "",
     ),
   );

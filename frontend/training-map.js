@@ -37,6 +37,7 @@ const MAX_TICKS = 10;
  * @property {Map<string, Lut>} luts the server's colormaps
  * @property {(number | null)[]} [scaleValues] the values the colour scale spans,
  *   when not this map's own (two runs' maps on one scale)
+ * @property {(layer: string) => string} [noun] what a layer's channels are called ("head")
  */
 
 /**
@@ -511,7 +512,7 @@ export class TrainingMap {
     const what =
       v === null
         ? `no value: ${nullReason(o, measure, cell.r, cell.c)}${first}`
-        : `${describeValue(o, measure, cell.r, v)}${broke}`;
+        : `${describeValue(o, measure, cell.r, v, this.input.noun?.(o.layers[cell.r]))}${broke}`;
     this.readout.replaceChildren(h("strong", {}, where), `: ${what}`);
     const box = this._cssCell(cell.r, cell.c);
     Object.assign(this.hover.style, {

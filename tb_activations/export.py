@@ -294,14 +294,15 @@ def grid(
     colormap: str = "viridis",
     columns: int | None = None,
     channel_numbers: Sequence[int] | None = None,
+    noun: str | None = None,
 ) -> bytes:
     """A layer's channels at one step as one labelled PNG.
 
     `levels` is (channels, height, width); `own[c]` and `window[c]` are
     channel c's (min, max) and colour window as in `animation`. Tiles are
     upscaled to at least `MIN_TILE_SIDE` on their longer side, numbered
-    under each tile (`channel_numbers`, 0.. by default), under `title`.
-    `columns` defaults to a square-ish grid."""
+    under each tile (`channel_numbers`, 0.. by default; "head 3" with
+    `noun="head"`), under `title`. `columns` defaults to a square-ish grid."""
     levels = np.asarray(levels, np.uint8)
     if levels.ndim != 3:
         raise ValueError(
@@ -335,7 +336,8 @@ def grid(
     for c in range(count):
         y = _BAND + _GAP + (c // columns) * cell_h + tile_h
         x = _GAP + (c % columns) * cell_w
-        draw.text((x, y + 1), str(numbers[c]), fill=(0, 0, 0), font=font)
+        label = f"{noun} {numbers[c]}" if noun else str(numbers[c])
+        draw.text((x, y + 1), label, fill=(0, 0, 0), font=font)
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
@@ -432,6 +434,10 @@ def _layer_grid(reader, ctx, series, look: Picture) -> bytes:
     own = stats[look.probe][:, [fields.index("min"), fields.index("max")]]
     info = series.info
     title = f"{series.run} · {series.tag} · {frame_label(step, header.epoch)}"
+    # An attention series' channels are its heads, each a query x key map.
+    noun = "head" if getattr(info, "kind", None) == metadata.KIND_ATTENTION else None
     if info.channels < info.total_channels:
-        title += f" · first {info.channels} of {info.total_channels} channels"
-    return grid(levels, own, window, title, colormap=look.colormap)
+        title += f" · first {info.channels} of {info.total_channels} {noun or 'channel'}s"
+    if info.source_height > info.height or info.source_width > info.width:
+        title += f" · reduced from {info.source_height}×{info.source_width}"
+    return grid(levels, own, window, title, colormap=look.colormap, noun=noun)

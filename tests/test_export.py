@@ -79,6 +79,26 @@ def test_grid_tiles_show_their_channels():
         np.testing.assert_array_equal(shown, LUT[levels[c]])
 
 
+def test_grid_captions_name_heads_when_asked():
+    """An attention series' tiles are captioned "head c": the caption under
+    tile 0 is wider than the bare number, and the tiles are the same."""
+    levels = RNG.integers(0, 256, (2, 4, 4)).astype(np.uint8)
+    own = np.array([(0.0, 1.0)] * 2)
+    pictures = [
+        np.asarray(Image.open(io.BytesIO(export.grid(levels, own, own, "t", noun=noun))), np.int64)
+        for noun in (None, "head")
+    ]
+    tile_h = export.MIN_TILE_SIDE
+    top = export._BAND + export._GAP
+    band = slice(top + tile_h, top + tile_h + export._BAND)
+    cell = slice(export._GAP, export._GAP + tile_h)
+    inked = [np.flatnonzero((p[band, cell].sum(axis=-1) < 300).any(axis=0)) for p in pictures]
+    assert inked[0].size and inked[1].size
+    assert inked[1].max() - inked[1].min() > 3 * (inked[0].max() - inked[0].min() + 1)
+    tiles = slice(top, top + tile_h)
+    np.testing.assert_array_equal(pictures[0][tiles], pictures[1][tiles])
+
+
 def test_strips_are_stretched_to_be_seen():
     frames = [RNG.integers(0, 256, (1, 40)).astype(np.uint8)]
     data = export.animation(frames, np.array([(0, 1)]), np.array([(0, 1)]), ["step 0"])
