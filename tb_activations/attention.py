@@ -408,7 +408,8 @@ class _Series:
     def values(self, arrays: Sequence[np.ndarray], describe) -> list:
         """The scores series from the computed scores, one array per source.
 
-        `describe(tap, array)` is the recorder's, for a layer's LayerInfo.
+        `describe(tap, array, name=)` is the recorder's, for a layer's
+        LayerInfo; `name` is the series' tag, which its warnings name.
         """
         from tb_activations import metadata
         from tb_activations.summary import LayerValue
@@ -425,8 +426,7 @@ class _Series:
                     key=None,
                 )
                 info = dataclasses.replace(
-                    describe(tap, scores),
-                    layer=scores_tag(source.path),
+                    describe(tap, scores, name=scores_tag(source.path)),
                     kind=metadata.KIND_ATTENTION,
                     source=source.path,
                     axes=AXES,

@@ -16,17 +16,17 @@ import numpy as np
 from tb_activations import layers as layers_lib
 from tb_activations import probe as probe_lib
 from tb_activations.inputs import ProbeTokens
-from tb_activations.session import (
+from tb_activations.options import (
     DEFAULT_MAX_CHANNELS,
     DEFAULT_MAX_LAYERS,
     DEFAULT_MAX_SIZE,
     DEFAULT_PROBE_IMAGES,
     RUN_NAME,
-    LoggingSession,
     SessionOptions,
     check_int,
     options_of,
 )
+from tb_activations.session import LoggingSession
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

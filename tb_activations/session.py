@@ -21,8 +21,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -40,58 +39,18 @@ from tb_activations import (
 from tb_activations import inputs as inputs_lib
 from tb_activations import layers as layers_lib
 from tb_activations import probe as probe_lib
+from tb_activations.options import (
+    DEFAULT_PROBE_IMAGES,
+    OPTIONS,
+    SessionOptions,
+    check_int,
+    check_probe,
+    check_probe_tokens,
+)
 from tb_activations.summary import ActivationWriter, LayerValue
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-RUN_NAME = "activations"
-DEFAULT_MAX_LAYERS = 12
-DEFAULT_MAX_CHANNELS = 512
-DEFAULT_MAX_SIZE = 256
-DEFAULT_PROBE_IMAGES = 8
-
-
-def check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
-    """Raises a ValueError naming `name` unless `value` is an integer >= `minimum`."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        expected = f"an integer >= {minimum}" + (" or None" if allow_none else "")
-        raise ValueError(f"{name} must be {expected}. Received: {name}={value!r}")
-
-
-def _check_probe(probe) -> None:
-    """Fails at construction for a probe file that cannot be read."""
-    if isinstance(probe, (str, os.PathLike)):
-        probe_lib.open_image(probe)
-    elif probe is None:
-        raise ValueError(
-            "A probe is required: an image path, a PIL.Image or an array. Received: probe=None"
-        )
-
-
-def _is_row_of_strings(row) -> bool:
-    return (
-        isinstance(row, Sequence)
-        and not isinstance(row, str)
-        and all(isinstance(t, str) for t in row)
-    )
-
-
-def _check_probe_tokens(probe_tokens) -> None:
-    if probe_tokens is None or callable(probe_tokens):
-        return
-    if isinstance(probe_tokens, Sequence) and not isinstance(probe_tokens, (str, bytes)):
-        rows = [probe_tokens] if probe_tokens and isinstance(probe_tokens[0], str) else probe_tokens
-        if all(_is_row_of_strings(r) for r in rows):
-            return
-    raise ValueError(
-        "probe_tokens must be a list of strings (one per token of the probe), a list of "
-        "such lists (one per probe), or a function from a token ID to its string. "
-        f"Received: probe_tokens={probe_tokens!r}"
-    )
-
 
 class _Recorder:
     """The extraction model, the prepared probe, and the layer descriptions.
@@ -236,28 +195,33 @@ class _Recorder:
             for info, images in series
         ]
 
-    def _describe(self, tap: layers_lib.Tap, arr: np.ndarray) -> metadata.LayerInfo:
+    def _describe(
+        self, tap: layers_lib.Tap, arr: np.ndarray, name: str | None = None
+    ) -> metadata.LayerInfo:
+        """`arr`'s LayerInfo as the output of `tap`, tagged `name` (the
+        tap's path by default); a warning for each cap it exceeds."""
+        name = tap.path if name is None else name
         layout = encoding.layout_of(arr.ndim)
         nhwc_shape = encoding.to_nhwc(arr[:1], tap.data_format).shape
         _, h, w, c = nhwc_shape
         kept = min(c, self.max_channels)
         if kept < c:
             warnings.warn(
-                f"ActivationLogger: layer {tap.path!r} has {c} channels; logging the first "
+                f"ActivationLogger: layer {name!r} has {c} channels; logging the first "
                 f"{kept} (max_channels={self.max_channels}).",
                 stacklevel=2,
             )
         factor = encoding.downscale_factor(h, w, self.max_size) if layout == "image" else 1
         if factor > 1:
             warnings.warn(
-                f"ActivationLogger: layer {tap.path!r} is {h}x{w}; logging it downscaled by "
+                f"ActivationLogger: layer {name!r} is {h}x{w}; logging it downscaled by "
                 f"{factor} to {math.ceil(h / factor)}x{math.ceil(w / factor)} "
                 f"(max_size={self.max_size}).",
                 stacklevel=2,
             )
         height, width = math.ceil(h / factor), math.ceil(w / factor)
         return metadata.LayerInfo(
-            layer=tap.path,
+            layer=name,
             class_name=type(tap.layer).__name__,
             layout=layout,
             output_shape=tap.output_shape or (None, *arr.shape[1:]),
@@ -353,44 +317,6 @@ def _ensure_built(model, probe) -> None:
     model.build((None, *arr.shape[1:]))
 
 
-class SessionOptions(TypedDict, total=False):
-    """The keyword options a session takes, shared by `ActivationLogger` and
-    `log_activations`. Their defaults are `OPTIONS`; what each means is in
-    `ActivationLogger`'s docstring."""
-
-    preprocess: Callable[[np.ndarray], Any] | None
-    max_layers: int
-    max_channels: int
-    max_size: int | None
-    probe_images: int
-    run_name: str
-    verbose: int
-    chief: bool | None
-    probe_tokens: inputs_lib.ProbeTokens
-
-
-# `ActivationLogger`, a Keras callback, spells these out in its signature,
-# typed with their defaults, as Keras's callbacks do; `log_activations` and
-# the session take them as `**options: Unpack[SessionOptions]`, so the list
-# is written once more, not twice.
-OPTIONS: dict[str, Any] = {
-    "preprocess": None,
-    "max_layers": DEFAULT_MAX_LAYERS,
-    "max_channels": DEFAULT_MAX_CHANNELS,
-    "max_size": DEFAULT_MAX_SIZE,
-    "probe_images": DEFAULT_PROBE_IMAGES,
-    "run_name": RUN_NAME,
-    "verbose": 1,
-    "chief": None,
-    "probe_tokens": None,
-}
-
-
-def options_of(arguments: Mapping[str, Any]) -> SessionOptions:
-    """The session's options among a function's arguments (its `locals()`)."""
-    return {name: arguments[name] for name in OPTIONS}  # type: ignore[return-value]
-
-
 class LoggingSession:
     """Logs a model's activations on a probe to one TensorBoard run, step by step.
 
@@ -456,7 +382,7 @@ class LoggingSession:
         probe_tokens = options["probe_tokens"]
         if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
             raise ValueError(f"log_dir must be a directory path. Received: log_dir={log_dir!r}")
-        _check_probe(probe)
+        check_probe(probe)
         layers_lib.check_spec(layers)
         check_int("max_layers", max_layers, 1)
         check_int("max_channels", max_channels, 1)
@@ -466,7 +392,7 @@ class LoggingSession:
             raise ValueError(f"preprocess must be callable. Received: preprocess={preprocess!r}")
         if not isinstance(run_name, str) or not run_name or run_name in (".", ".."):
             raise ValueError(f"run_name must be a directory name. Received: run_name={run_name!r}")
-        _check_probe_tokens(probe_tokens)
+        check_probe_tokens(probe_tokens)
         if chief is not None and not isinstance(chief, bool):
             raise ValueError(f"chief must be None, True or False. Received: chief={chief!r}")
         if chief is None:

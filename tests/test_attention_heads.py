@@ -76,7 +76,8 @@ def logged(tmp_path_factory):
     model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[logger])
     scores = {RUNS[0]: true_scores(model)}
     model = attention_model(1)
-    log_activations(model, IDS, root / "b", ["mha"], **options)
+    with pytest.warns(UserWarning, match=rf"'{SCORES}' is 20x20; .* by 3 to 7x7"):
+        log_activations(model, IDS, root / "b", ["mha"], **options)
     scores[RUNS[1]] = true_scores(model)
     return root, scores
 

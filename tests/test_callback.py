@@ -10,7 +10,7 @@ from matplotlib import cbook
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 
 from tb_activations import ActivationLogger, encoding, log_activations, metadata
-from tb_activations.session import OPTIONS, SessionOptions
+from tb_activations.options import OPTIONS, SessionOptions
 
 from recorded import read_run, small_cnn, stripes
 
