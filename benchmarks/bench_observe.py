@@ -19,8 +19,8 @@ writer's thread). Target: at most 1.5x. The transformer's default layers
 include each picked attention layer's scores (`path/attention_scores`).
 
 Then back to back: steps logged in a row, then flushed, against the
-strongest simple script that logs the same tensors (`Taps`, then
-`TFImages` or `NumpyImages`), alternated round by round. There is no
+strongest simple script that logs the same tensors (`CNNTaps` or
+`BertTaps`, then `TFImages` or `NumpyImages`), alternated round by round. There is no
 Functional graph to cut at those layers, so the script calls the model's
 own layers in sequence on the probe, in a Keras model of its own run by
 `predict_on_batch` (traced as the observer's pass is: `tf.function`,
@@ -29,14 +29,17 @@ sublayer; a transformer's graph up to the chosen blocks, and each chosen
 attention layer called again on its block's input with
 `return_attention_scores=True`. Each tensor goes to TensorBoard as
 grayscale images, each min-max normalized: `tf.summary.image` in a
-`tf.function` on TensorFlow; numpy, Pillow and TensorBoard's own
-`EventFileWriter` on JAX and torch (what torch's `SummaryWriter.add_image`
-does). Nothing here asserts on time.
+`tf.function` on TensorFlow (a PNG per channel or head, encoded in
+parallel by the graph); on JAX and torch, numpy, Pillow and TensorBoard's
+own `EventFileWriter`, a tensor's images tiled in one PNG (what torch's
+`SummaryWriter.add_images` does), and the same with the records' checksum
+in C. Nothing here asserts on time.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import tempfile
@@ -223,14 +226,36 @@ def as_images(a, scores: bool):
     return a[None]
 
 
+def tiled(images):
+    """`(n, H, W)` images as one grid, about square, as torch's `make_grid` lays them."""
+    n, h, w = images.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    padded = np.zeros((rows * cols, h, w), images.dtype)
+    padded[:n] = images
+    return padded.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+
+
 class NumpyImages:
-    """numpy, Pillow and TensorBoard's `EventFileWriter`: one PNG per image,
-    each min-max normalized, as torch's `SummaryWriter.add_image` writes them."""
+    """numpy, Pillow and TensorBoard's `EventFileWriter`: each image min-max
+    normalized, a tensor's images tiled in one grid PNG, as torch's
+    `SummaryWriter.add_images` writes them.
 
-    def __init__(self, log_dir, names, scores):
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    Without TensorFlow, `EventFileWriter` checksums each record in pure
+    Python (at about 7 MB/s). `c_crc=True` writes the same records with
+    google-crc32c's C checksum instead (the record writer tb-activations
+    uses there, `summary.EventFile`): the strongest form of the script.
+    """
 
-        self.writer = EventFileWriter(log_dir)
+    def __init__(self, log_dir, names, scores, c_crc: bool = False):
+        if c_crc:
+            from tb_activations.summary import EventFile
+
+            self.writer = EventFile(log_dir)
+        else:
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+            self.writer = EventFileWriter(log_dir)
         self.tags = list(names) + [f"{s}/attention_scores" for s in scores]
         self.scores = [False] * len(names) + [True] * len(scores)
 
@@ -247,16 +272,16 @@ class NumpyImages:
             u8 = (np.divide(x - lo, span, out=np.zeros_like(x), where=span > 0) * 255).astype(
                 np.uint8
             )
-            for i, img in enumerate(u8):
-                buf = io.BytesIO()
-                Image.fromarray(img).save(buf, format="PNG")
-                image = Summary.Image(
-                    height=img.shape[0],
-                    width=img.shape[1],
-                    colorspace=1,
-                    encoded_image_string=buf.getvalue(),
-                )
-                values.append(Summary.Value(tag=f"{tag}/image/{i}", image=image))
+            grid = tiled(u8)
+            buf = io.BytesIO()
+            Image.fromarray(grid).save(buf, format="PNG")
+            image = Summary.Image(
+                height=grid.shape[0],
+                width=grid.shape[1],
+                colorspace=1,
+                encoded_image_string=buf.getvalue(),
+            )
+            values.append(Summary.Value(tag=tag, image=image))
         self.writer.add_event(
             Event(wall_time=time.time(), step=step, summary=Summary(value=values))
         )
@@ -323,17 +348,20 @@ def perturbed(model):
     return var.path, step
 
 
-def back_to_back(session, taps, images, perturb, rounds: int, k: int):
-    """k steps of each, in a row then flushed, per step; alternated round by round."""
+def back_to_back(session, taps, scripts, perturb, rounds: int, k: int):
+    """k steps of ours, then of each script, in a row then flushed, per step;
+    alternated round by round. Returns ours and each script's, per round."""
     batch = session.batch
     step = 0
     for _ in range(2):  # warm-up: traces, the probe's first event
         step += 1
         session.log(step)
-        images.log(taps.predict_on_batch(batch), step)
+        for images in scripts:
+            images.log(taps.predict_on_batch(batch), step)
     session.flush()
-    images.flush()
-    ours, theirs = [], []
+    for images in scripts:
+        images.flush()
+    ours, theirs = [], [[] for _ in scripts]
     for _ in range(rounds):
         t = time.perf_counter()
         for _ in range(k):
@@ -342,13 +370,14 @@ def back_to_back(session, taps, images, perturb, rounds: int, k: int):
             session.log(step)
         session.flush()
         ours.append((time.perf_counter() - t) / k)
-        t = time.perf_counter()
-        for _ in range(k):
-            step += 1
-            perturb()
-            images.log(taps.predict_on_batch(batch), step)
-        images.flush()
-        theirs.append((time.perf_counter() - t) / k)
+        for images, times in zip(scripts, theirs):
+            t = time.perf_counter()
+            for i in range(k):
+                perturb()
+                images.log(taps.predict_on_batch(batch), step + i + 1)
+            images.flush()
+            times.append((time.perf_counter() - t) / k)
+        step += k
     return ours, theirs
 
 
@@ -379,7 +408,13 @@ def main() -> None:
     bert, made = bert_base(*((2, 128, 2) if args.quick else (12, 768, 12)))
     started = loads()
     rows, b2b = [], []
-    Images = TFImages if keras.backend.backend() == "tensorflow" else NumpyImages
+    if keras.backend.backend() == "tensorflow":
+        forms = {"`tf.summary.image` in a `tf.function`": TFImages}
+    else:
+        forms = {
+            "numpy + Pillow + `EventFileWriter`": NumpyImages,
+            "the same, C checksum": functools.partial(NumpyImages, c_crc=True),
+        }
     for name, model, probe in (
         (f"subclassed CNN, {size}x{size}", cnn, pixels),
         (f"BERT-base-sized ({made}), {TOKENS} tokens", bert, text_probe(bert)),
@@ -402,23 +437,29 @@ def main() -> None:
             )
             taps = CNNTaps(model) if model is cnn else BertTaps(model, session.layers)
             diff = same_tensors(session, taps)
-            images = Images(os.path.join(log_dir, "script"), session.layers, scores)
+            scripts = [
+                form(os.path.join(log_dir, f"script{i}"), session.layers, scores)
+                for i, form in enumerate(forms.values())
+            ]
             var, perturb = perturbed(model)
-            ours, theirs = back_to_back(session, taps, images, perturb, b2b_rounds, args.k)
+            ours, theirs = back_to_back(session, taps, scripts, perturb, b2b_rounds, args.k)
             session.close()
-            images.close()
-            per_round = [o / t for o, t in zip(ours, theirs)]
-            b2b.append(
-                (
-                    name,
-                    f"{ms(median(ours))} (p90 {ms(p90(ours))})",
-                    f"{ms(median(theirs))} (p90 {ms(p90(theirs))})",
-                    f"{median(ours) / median(theirs):.2f}x "
-                    f"(rounds {min(per_round):.2f}-{max(per_round):.2f})",
-                    f"{diff:.1e}",
-                    f"`{var}`",
+            for images in scripts:
+                images.close()
+            for form, times in zip(forms, theirs):
+                per_round = [o / t for o, t in zip(ours, times)]
+                b2b.append(
+                    (
+                        name,
+                        f"{ms(median(ours))} (p90 {ms(p90(ours))})",
+                        form,
+                        f"{ms(median(times))} (p90 {ms(p90(times))})",
+                        f"{median(ours) / median(times):.2f}x "
+                        f"(rounds {min(per_round):.2f}-{max(per_round):.2f})",
+                        f"{diff:.1e}",
+                        f"`{var}`",
+                    )
                 )
-            )
     print(f"## Observed models on {keras.backend.backend()}\n")
     print(
         common.machine_info(
@@ -436,7 +477,8 @@ def main() -> None:
     header = (
         "model",
         "tb-activations",
-        f"the script ({Images.__name__})",
+        "the script writes with",
+        "the script",
         "ratio",
         "largest difference of the tensors",
         "moved before each step",
