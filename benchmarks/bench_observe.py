@@ -420,7 +420,12 @@ def main() -> None:
         (f"BERT-base-sized ({made}), {TOKENS} tokens", bert, text_probe(bert)),
     ):
         with tempfile.TemporaryDirectory() as log_dir:
-            session = LoggingSession(os.path.join(log_dir, "ours"), probe, verbose=0)
+            # Every channel, as the script logs them: a 768-wide token's
+            # features are its channels (512 by default). What a logging
+            # event blocks does not depend on it.
+            session = LoggingSession(
+                os.path.join(log_dir, "ours"), probe, verbose=0, max_channels=1024
+            )
             session.bind(model)
             scores = [capture_call(n) for n in session._bound().attention.names]
             own, event = measure(session, model, rounds)
