@@ -97,7 +97,7 @@ STAGES = (
     "pictured probes: compute_stats",
     "pictured probes: quantize",
     "pictured probes: PNG (Pillow, zlib Z_RLE)",
-    "set measures (`health.measure`)",
+    "set measures (`health.measure_with_sums`)",
     "change and CKA (`Tracker.update`)",
     "blobs and event (encode_stats, header, make_event, serialize)",
 )
@@ -134,10 +134,13 @@ def writer_breakdown(values, n):
             pngs = [encoding.stacked_png(g) for g in groups]
             t[STAGES[3]] += clock() - s
             s = clock()
-            set_base, units, header = health.measure(x, info.layout, info.activation)
+            set_base, units, header, sums = health.measure_with_sums(
+                x, info.layout, info.activation
+            )
             t[STAGES[4]] += clock() - s
             s = clock()
-            extra, refs = tracker.update(info.layer, rep, x)
+            # As the writer does: with the sums `health` read, sparing a pass.
+            extra, refs = tracker.update(info.layer, rep, x, sums)
             t[STAGES[5]] += clock() - s
             s = clock()
             blobs = [

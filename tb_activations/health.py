@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tb_activations import metadata
+from tb_activations import measures, metadata
 from tb_activations.measures import _BLAS
 
 __all__ = [
@@ -101,14 +101,13 @@ def similarity(g: np.ndarray) -> float | None:
     return float((total @ total - n) / (n * (n - 1)))
 
 
-def _unit_matrix(x: np.ndarray, layout: str) -> tuple[np.ndarray, int]:
-    """(N, H, W, C) logged activations to (rows, units) and the positions
-    per sample."""
+def _sample_matrix(x: np.ndarray, layout: str) -> np.ndarray:
+    """(N, H, W, C) logged activations to a C-contiguous (N, positions,
+    units) array: a Dense layer's units count as channels, at one position."""
     n = x.shape[0]
     if layout == "units":
-        return x.reshape(n, -1), 1
-    c = x.shape[-1]
-    return x.reshape(-1, c), x.shape[1] * x.shape[2]
+        return np.ascontiguousarray(x).reshape(n, 1, -1)
+    return np.ascontiguousarray(x).reshape(n, x.shape[1] * x.shape[2], x.shape[-1])
 
 
 def _column_max(m: np.ndarray, width: int = 1024) -> np.ndarray:
@@ -126,27 +125,41 @@ def _column_max(m: np.ndarray, width: int = 1024) -> np.ndarray:
     return top
 
 
-def _sums(m: np.ndarray, activation: str | None) -> dict[str, Any]:
-    """Per-unit sums over the rows of `m`, chunk by chunk: float32 partial
-    sums of a chunk (a product with a vector of ones, which BLAS does
-    several times faster than numpy's column reductions) into float64
-    totals."""
-    rows, u = m.shape
-    step = max(1, min(rows, _CHUNK_VALUES // max(u, 1)))
-    ones = np.ones(step, np.float32)
-    total, sq, absolute = np.zeros(u), np.zeros(u), np.zeros(u)
-    positive, zeros = np.zeros(u), np.zeros(u)
+def _sums(x3: np.ndarray, activation: str | None) -> dict[str, Any]:
+    """Sums over a (samples, positions, units) C-contiguous float32 array,
+    block by block (`measures.blocks`): per sample and unit of the values
+    and of their squares (the pooled features, the tracker's sums of
+    squares), per unit of |a|, of a > 0 and of a == 0, and each unit's max.
+    Float32 partial sums of a block (products with a vector of ones, which
+    BLAS does several times faster than numpy's column reductions) go into
+    float64 totals."""
+    probes, positions, u = x3.shape
+    parts = list(measures.blocks(probes, positions, u, _CHUNK_VALUES))
+    size = max((n * rows * u for _, n, _, rows in parts), default=0)
+    height = max((rows for *_, rows in parts), default=0)
+    ones = np.ones(max(size // max(u, 1), 1), np.float32)
+    ones_rows = ones[:height].reshape(1, height)
+    per_x, per_sq = np.zeros((probes, u)), np.zeros((probes, u))
+    absolute, positive, zeros = np.zeros(u), np.zeros(u), np.zeros(u)
     top = np.full(u, -np.inf, np.float32)
     saturated = 0
-    buf = np.empty((step, u), np.float32)
-    flags = np.empty((step, u), np.float32)
+    buf = np.empty(size, np.float32)
+    flags = np.empty(size, np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
-        for i in range(0, rows, step):
-            part = m[i : i + step]
-            n = len(part)
-            one, b, f = ones[:n], buf[:n], flags[:n]
-            total += one @ part
-            sq += one @ np.multiply(part, part, out=b)
+        for p, count, i, rows in parts:
+            block = x3[p : p + count, i : i + rows]
+            length = count * rows
+            part = block.reshape(length, u)
+            one = ones[:length]
+            b, f = buf[: length * u].reshape(length, u), flags[: length * u].reshape(length, u)
+            sq = np.multiply(part, part, out=b)
+            if rows == 1:
+                per_x[p : p + count] += part
+                per_sq[p : p + count] += sq
+            else:
+                o = ones_rows[:, :rows]
+                per_x[p : p + count] += (o @ block)[:, 0, :]
+                per_sq[p : p + count] += (o @ sq.reshape(count, rows, u))[:, 0, :]
             a = np.abs(part, out=b)
             absolute += one @ a
             if activation == "tanh":
@@ -158,13 +171,15 @@ def _sums(m: np.ndarray, activation: str | None) -> dict[str, Any]:
             zeros += one @ np.equal(part, 0, out=f, casting="unsafe")
             np.maximum(top, _column_max(part), out=top)
     return {
-        "total": total,
-        "sq": sq,
+        "per_x": per_x,
+        "per_sq": per_sq,
+        "total": per_x.sum(axis=0),
+        "sq": per_sq.sum(axis=0),
         "abs": absolute,
         "positive": positive,
         "zeros": zeros,
         "max": top.astype(np.float64),
-        "finite": np.full(u, rows, np.int64),
+        "finite": np.full(u, probes * positions, np.int64),
         "saturated": saturated,
     }
 
@@ -198,22 +213,34 @@ def measure(
     and the `metadata.SET_HEADER_KEYS` values. A layer with a value that is
     not finite has NaN unit values and null layer values.
     """
+    return measure_with_sums(x, layout, activation)[:3]
+
+
+def measure_with_sums(
+    x: np.ndarray, layout: str, activation: str | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
+    """`measure`, and the sums `measures.Tracker.update` takes (`sums`) to
+    spare its own pass over the same array: float64 (N, C) sums of squares
+    and (C,) sums, or None for a Dense layer's units (the tracker sees them
+    as positions of one channel) and where float32 sums did not hold."""
     with _BLAS.limit(limits=1, user_api="blas"):
         return _measure(np.asarray(x, np.float32), layout, activation)
 
 
 def _measure(x, layout, activation):
-    n = x.shape[0]
-    m, positions = _unit_matrix(x, layout)
-    rows, u = m.shape
-    sums = _sums(m, activation)
+    x3 = _sample_matrix(x, layout)
+    n, positions, u = x3.shape
+    m = x3.reshape(-1, u)
+    rows = len(m)
+    sums = _sums(x3, activation)
     finite = bool(np.isfinite(sums["total"]).all() and np.isfinite(sums["sq"]).all())
+    shared = (sums["per_sq"], sums["total"]) if finite and layout != "units" else None
     overflow = not finite and bool(np.isfinite(m).all())
     if overflow:
         # Finite values whose float32 squares or sums overflow: float64 throughout.
         m = m.astype(np.float64)
-        x = x.astype(np.float64)
         sums.update(
+            per_x=x3.sum(axis=1, dtype=np.float64),
             total=m.sum(axis=0),
             sq=np.einsum("nc,nc->c", m, m),
             abs=np.abs(m).sum(axis=0),
@@ -227,12 +254,8 @@ def _measure(x, layout, activation):
         units[:, 1] = sums["abs"] / rows if rows else np.nan
         if m.size:
             header["rms"] = math.sqrt(sums["sq"].sum() / m.size)
-            if layout == "units":
-                g = m.astype(np.float64)
-            else:
-                # Each sample's sums over its positions, by BLAS as above.
-                sums_g = np.ones((1, positions), x.dtype) @ x.reshape(n, positions, u)
-                g = sums_g.reshape(n, u).astype(np.float64) / positions
+            # The pooled features: each sample's sums over its positions.
+            g = sums["per_x"] / positions
             header["effective_rank"] = effective_rank(g)
             header["similarity"] = similarity(g)
             if activation in metadata.BOUNDED_ACTIVATIONS:
@@ -260,7 +283,7 @@ def _measure(x, layout, activation):
                 ],
                 axis=1,
             ).astype(np.float32)
-    return set_base, units, header
+    return set_base, units, header, shared
 
 
 # -- reader side ----------------------------------------------------------------

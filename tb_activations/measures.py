@@ -112,6 +112,23 @@ def _column_sums(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def blocks(probes: int, positions: int, channels: int, values: int):
+    """(first probe, probes, first position, positions) blocks of about
+    `values` values of a (probes, positions, channels) array: whole probes
+    when one is smaller than that, else rows of one probe. Either way a
+    block of a C-contiguous array is one contiguous (rows, channels) matrix,
+    and sums over its positions are sums per probe."""
+    per = values // max(positions * channels, 1)
+    if per >= 1:
+        for p in range(0, probes, per):
+            yield p, min(per, probes - p), 0, positions
+        return
+    rows = max(1, values // max(channels, 1))
+    for p in range(probes):
+        for i in range(0, positions, rows):
+            yield p, 1, i, min(rows, positions - i)
+
+
 def _frobenius_sq(m: np.ndarray) -> float:
     m = m.ravel()
     return float(np.dot(m.astype(np.float64), m.astype(np.float64)))
@@ -121,67 +138,74 @@ def _frobenius_sq(m: np.ndarray) -> float:
 class _Map:
     """One logged map and what CKA needs of it.
 
-    `gram_norm` is ||X^T X||_F = ||X X^T||_F of the centred matrix X, or None
-    when CKA with this map is undefined. `gram` (X X^T, n x n) is kept only
-    when positions n < channels c, where the cross term is the cheap
-    sum(K_s * K_r); otherwise the cross term is ||X_r^T X_s||_F^2 and the
-    centred matrix is rebuilt from `x` and `mean` when needed.
+    The map is kept shifted by its column means (`xc = x - shift`, float32),
+    centred as CKA takes it, so that a later step's cross products read it
+    as it is; `shift` is 0 where CKA is undefined. `gram_norm` is ||X^T X||_F
+    = ||X X^T||_F of the centred matrix X, or None when CKA with this map is
+    undefined. `gram` (X X^T, n x n) is kept only when positions n < channels
+    c, where the cross term is the cheap sum(K_s * K_r); otherwise the cross
+    term ||X_r^T X_s||_F^2 comes from the products of the update's pass.
     """
 
     step: int
-    x: np.ndarray  # (probes, height, width, channels) float32, owned
-    mean: np.ndarray | None  # (channels,) float32 column means
+    xc: np.ndarray  # (probes, height, width, channels) float32, owned
+    shift: np.ndarray  # (channels,) float32
     gram_norm: float | None
     gram: np.ndarray | None
 
-    def centred(self) -> np.ndarray:
-        c = self.x.shape[-1]
-        return self.x.reshape(-1, c) - self.mean
 
+def _pass(
+    x3: np.ndarray,
+    shift: np.ndarray,
+    refs: Sequence[_Map],
+    products: bool,
+    out: np.ndarray | None = None,
+):
+    """One pass over the (probes, positions, channels) map, block by block
+    while each block is in cache: the centred copy kept as the map, its
+    centred Gram X^T X, the cross products X_r^T X with each reference's
+    centred map (with `products`, c <= n), and per (probe, channel) the sum
+    of squares of the map's difference to each reference.
 
-def _centred_product(a: _Map, b: _Map) -> np.ndarray:
-    """X_a^T X_b of the two maps' centred (positions, channels) matrices,
-    block by block: float32 products of a few thousand rows, centred in a
-    small buffer, summed in float64, so that no centred copy of a whole map
-    (16 MB for 256 samples of 32 x 32 x 16) is made and written."""
-    ca, cb = a.x.shape[-1], b.x.shape[-1]
-    xa, xb = a.x.reshape(-1, ca), b.x.reshape(-1, cb)
-    n = len(xa)
-    rows = max(1, min(n, _CHUNK_VALUES // max(ca, cb, 1)))
-    out = np.zeros((ca, cb), np.float64)
-    buf_a = np.empty((rows, ca), np.float32)
-    buf_b = buf_a if a is b else np.empty((rows, cb), np.float32)
-    for i in range(0, n, rows):
-        count = min(rows, n - i)
-        pa = np.subtract(xa[i : i + count], a.mean, out=buf_a[:count])
-        pb = pa if a is b else np.subtract(xb[i : i + count], b.mean, out=buf_b[:count])
-        out += pa.T @ pb
-    return out
-
-
-def _describe(step: int, x: np.ndarray, col_sums: np.ndarray) -> tuple[_Map, None]:
-    """The map's CKA facts."""
-    c = x.shape[-1]
-    n = x.size // c if c else 0
-    if n < 3 or c == 0 or not np.isfinite(col_sums).all():
-        return _Map(step, x, None, None, None), None
-    mean = (col_sums / n).astype(np.float32)
-    cur = _Map(step, x, mean, None, None)
+    Float32 products and sums within a block, float64 across blocks. The
+    difference is (x - shift_r) - xc_r, exactly 0 where x equals the
+    reference's value, so an unchanged map has no change."""
+    probes, positions, c = x3.shape
+    xc = out.reshape(x3.shape) if out is not None else np.empty(x3.shape, np.float32)
+    gram = np.zeros((c, c)) if products else None
+    crosses = [np.zeros((c, c)) if products and r.gram_norm is not None else None for r in refs]
+    sq_diffs = [np.zeros((probes, c)) for _ in refs]
+    parts = list(blocks(probes, positions, c, _CHUNK_VALUES))
+    buf = np.empty(max((n * rows * c for _, n, _, rows in parts), default=0), np.float32)
+    ones = np.ones((1, max((rows for *_, rows in parts), default=0)), np.float32)
+    ref_maps = [r.xc.reshape(x3.shape) for r in refs]
+    # The shifts repeated along a block's rows: a subtraction whose inner
+    # loop runs over a whole row of the block, not over c values, is
+    # several times faster for the few channels of early layers.
+    tiles = [np.tile(m, ones.shape[1]) for m in [shift, *(r.shift for r in refs)]]
     with np.errstate(over="ignore", invalid="ignore"):
-        if c <= n:
-            gram = _centred_product(cur, cur)
-        else:
-            xc = x.reshape(n, c) - mean
-            gram = cur.gram = xc @ xc.T
-        norm = math.sqrt(_frobenius_sq(gram))
-    if not (math.isfinite(norm) and norm > 0):
-        return _Map(step, x, mean, None, None), None
-    cur.gram_norm = norm
-    return cur, None
+        for p, count, i, rows in parts:
+            size = rows * c
+            src = x3[p : p + count, i : i + rows].reshape(count, size)
+            cur = xc[p : p + count, i : i + rows].reshape(count, size)
+            np.subtract(src, tiles[0][:size], out=cur)
+            flat = cur.reshape(-1, c)
+            if gram is not None:
+                gram += flat.T @ flat
+            for k in range(len(refs)):
+                ref = ref_maps[k][p : p + count, i : i + rows].reshape(count, size)
+                if crosses[k] is not None:
+                    crosses[k] += ref.reshape(-1, c).T @ flat
+                d = buf[: count * size].reshape(count, size)
+                np.subtract(src, tiles[k + 1][:size], out=d)
+                np.subtract(d, ref, out=d)
+                np.multiply(d, d, out=d)
+                sq_diffs[k][p : p + count] += (ones[:, :rows] @ d.reshape(count, rows, c))[:, 0, :]
+    return xc, gram, crosses, sq_diffs
 
 
 def _cka(
-    cur: _Map, cur_centred: None, ref: _Map, sq_diff: np.ndarray
+    cur: _Map, ref: _Map, sq_diff: np.ndarray, cross: np.ndarray | None
 ) -> float | None:
     if cur.gram_norm is None or ref.gram_norm is None:
         return None
@@ -192,8 +216,10 @@ def _cka(
     with np.errstate(over="ignore", invalid="ignore"):
         if cur.gram is not None and ref.gram is not None:
             hsic = float(np.dot(cur.gram.ravel().astype(np.float64), ref.gram.ravel()))
+        elif cross is not None:
+            hsic = _frobenius_sq(cross)
         else:
-            hsic = _frobenius_sq(_centred_product(ref, cur))
+            return None
     value = hsic / (cur.gram_norm * ref.gram_norm)
     if not math.isfinite(value):
         return None
@@ -204,19 +230,24 @@ def _cka(
 class _Layer:
     start: _Map
     prev: _Map
+    # The storage of the last map dropped, for the next one: a fresh array
+    # of a large map costs its page faults again at every step.
+    spare: np.ndarray | None = None
 
 
 class Tracker:
     """Keeps, per layer path, the previous and the first map it was given,
     and measures each new map against them.
 
-    Memory: per layer, a float32 copy of the first map and of the previous
-    one (one copy while they are the same step), each probes x height x
-    width x channels as logged (after the channel cap, before any PNG
-    downscale), plus, for a layer with fewer positions than channels, its
-    positions x positions Gram matrix per kept map (smaller than the map).
-    For VGG16's five `blockN_conv1` layers and one 224 x 224 probe that is
-    about 49 MB.
+    Memory: per layer, a float32 centred copy of the first map and of the
+    previous one (one copy while they are the same step), each probes x
+    height x width x channels as logged (after the channel cap, before any
+    PNG downscale), and from the third step on the storage of the map
+    dropped last, reused for the next one; plus, for a layer with fewer
+    positions than channels, its positions x positions Gram matrix per kept
+    map (smaller than the map). For VGG16's five `blockN_conv1` layers and
+    one 224 x 224 probe that is about 74 MB; for the demo CNN's default
+    layers and a 256-sample probe set, 88 MB.
 
     Thread-safe; meant to be fed by one writer thread, in step order.
     """
@@ -233,7 +264,13 @@ class Tracker:
             else:
                 self._layers.pop(path, None)
 
-    def update(self, path: str, step: int, nhwc: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def update(
+        self,
+        path: str,
+        step: int,
+        nhwc: np.ndarray,
+        sums: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Measures one layer's map at `step` and keeps it as the previous one.
 
         `nhwc` is the logged (probes, height, width, channels) array. Returns
@@ -243,12 +280,16 @@ class Tracker:
         its shape changed, as when another model logs into the same run),
         the first step is its own start reference: `start_step` is `step`,
         `sq_diff_start` is 0 and `cka_start` is 1 (or None where undefined).
+
+        `sums`, when the caller has read the map already (`health.measure`
+        does), is `(sq_norm, column_sums)`: float64 (probes, channels) sums
+        of squares and (channels,) sums, which spare a pass over the map.
         """
         with _BLAS.limit(limits=1, user_api="blas"):
-            return self._update(path, step, nhwc)
+            return self._update(path, step, nhwc, sums)
 
-    def _update(self, path: str, step: int, nhwc: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        x = np.array(nhwc, dtype=np.float32, order="C", copy=True)
+    def _update(self, path, step, nhwc, sums) -> tuple[np.ndarray, dict[str, Any]]:
+        x = np.asarray(nhwc, dtype=np.float32)
         if x.ndim != 4:
             raise ValueError(
                 f"Tracker.update takes a (probes, height, width, channels) array. "
@@ -256,18 +297,39 @@ class Tracker:
             )
         step = int(step)
         probes, h, w, c = x.shape
-        flat = x.reshape(probes, h * w, c)
-        sq_norm = _square_sums(flat)
-        cur, cur_centred = _describe(step, x, _column_sums(x.reshape(-1, c)))
+        x3 = np.ascontiguousarray(x).reshape(probes, h * w, c)
+        if sums is None:
+            sq_norm, col_sums = _square_sums(x3), _column_sums(x3.reshape(-1, c))
+        else:
+            sq_norm, col_sums = sums
+        n = probes * h * w
+        defined = n >= 3 and c > 0 and bool(np.isfinite(col_sums).all())
+        shift = (col_sums / n).astype(np.float32) if defined else np.zeros(c, np.float32)
         with self._lock:
             layer = self._layers.get(path)
-            if layer is not None and layer.start.x.shape != x.shape:
+            if layer is not None and layer.start.xc.shape != x.shape:
                 layer = None
+            refs = [] if layer is None else [layer.prev]
+            if layer is not None and layer.start is not layer.prev:
+                refs.append(layer.start)
+            spare = None if layer is None else layer.spare
+            xc, gram, crosses, sq_diffs = _pass(x3, shift, refs, defined and c <= n, spare)
+            cur = _Map(step, xc.reshape(x.shape), shift, None, None)
+            if defined:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    if gram is None:
+                        flat = xc.reshape(n, c)
+                        gram = cur.gram = flat @ flat.T
+                    norm = math.sqrt(_frobenius_sq(gram))
+                if math.isfinite(norm) and norm > 0:
+                    cur.gram_norm = norm
+                else:
+                    cur.gram = None
             extra = np.full((probes, c, len(MEASURE_FIELDS)), np.nan, np.float32)
             extra[..., 0] = sq_norm
             if layer is None:
                 with np.errstate(invalid="ignore"):
-                    extra[..., 2] = sq_norm * 0.0  # 0, or NaN where not finite
+                    extra[..., 2] = extra[..., 0] * 0.0  # 0, or NaN where not finite
                 fields = {
                     "prev_step": None,
                     "start_step": step,
@@ -277,20 +339,21 @@ class Tracker:
                 self._layers[path] = _Layer(start=cur, prev=cur)
             else:
                 prev, start = layer.prev, layer.start
-                extra[..., 1] = _square_sums(flat, prev.x.reshape(flat.shape))
-                cka_prev = _cka(cur, cur_centred, prev, extra[..., 1])
+                extra[..., 1] = sq_diffs[0]
+                cka_prev = _cka(cur, prev, extra[..., 1], crosses[0])
                 if start is prev:
                     extra[..., 2] = extra[..., 1]
                     cka_start = cka_prev
                 else:
-                    extra[..., 2] = _square_sums(flat, start.x.reshape(flat.shape))
-                    cka_start = _cka(cur, cur_centred, start, extra[..., 2])
+                    extra[..., 2] = sq_diffs[1]
+                    cka_start = _cka(cur, start, extra[..., 2], crosses[1])
                 fields = {
                     "prev_step": prev.step,
                     "start_step": start.step,
                     "cka_prev": cka_prev,
                     "cka_start": cka_start,
                 }
+                layer.spare = prev.xc if prev is not start else None
                 layer.prev = cur
         return extra, fields
 

@@ -403,3 +403,12 @@ def test_bounded_activation(layer, expected):
     import keras  # noqa: F401 - for eval
 
     assert health.bounded_activation(eval(f"keras.layers.{layer}")) == expected
+
+
+@pytest.mark.parametrize("values", [8, 50, 200], ids=lambda v: f"{v} values a block")
+@pytest.mark.parametrize(("raw", "activation"), CASES[:6])
+def test_measure_matches_the_definitions_in_small_blocks(raw, activation, values, monkeypatch):
+    # Blocks of whole samples, rows of one sample, and one row: each value
+    # counted once, each sample's sums kept apart (the pooled features).
+    monkeypatch.setattr(health, "_CHUNK_VALUES", values)
+    test_measure_matches_the_definitions(raw, activation)
