@@ -140,7 +140,7 @@ def writer_breakdown(values, n):
             t[STAGES[4]] += clock() - s
             s = clock()
             # As the writer does: with the sums `health` read, sparing a pass.
-            extra, refs = tracker.update(info.layer, rep, x, sums)
+            extra, refs = tracker.update(info.layer, rep, x, sums, copy=False)
             t[STAGES[5]] += clock() - s
             s = clock()
             blobs = [

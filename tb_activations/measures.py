@@ -129,6 +129,14 @@ def blocks(probes: int, positions: int, channels: int, values: int):
             yield p, 1, i, min(rows, positions - i)
 
 
+def _base_bytes(a: np.ndarray) -> int:
+    """The size of the array that holds `a`'s memory: keeping a view of a
+    larger one (the first replica's share of a batch) would keep it all."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a.nbytes
+
+
 def _frobenius_sq(m: np.ndarray) -> float:
     m = m.ravel()
     return float(np.dot(m.astype(np.float64), m.astype(np.float64)))
@@ -138,75 +146,74 @@ def _frobenius_sq(m: np.ndarray) -> float:
 class _Map:
     """One logged map and what CKA needs of it.
 
-    The map is kept shifted by its column means (`xc = x - shift`, float32),
-    centred as CKA takes it, so that a later step's cross products read it
-    as it is; `shift` is 0 where CKA is undefined. `gram_norm` is ||X^T X||_F
-    = ||X X^T||_F of the centred matrix X, or None when CKA with this map is
-    undefined. `gram` (X X^T, n x n) is kept only when positions n < channels
-    c, where the cross term is the cheap sum(K_s * K_r); otherwise the cross
-    term ||X_r^T X_s||_F^2 comes from the products of the update's pass.
+    `mean` holds the column means CKA centres by (0 where CKA is
+    undefined). `gram_norm` is ||X^T X||_F = ||X X^T||_F of the centred
+    matrix X, or None when CKA with this map is undefined. `gram` (X X^T,
+    n x n) is kept only when positions n < channels c, where the cross term
+    is the cheap sum(K_s * K_r); otherwise the cross term ||X_r^T X_s||_F^2
+    comes from the products of the update's pass.
     """
 
     step: int
-    xc: np.ndarray  # (probes, height, width, channels) float32, owned
-    shift: np.ndarray  # (channels,) float32
+    x: np.ndarray  # (probes, height, width, channels) float32, C-contiguous
+    mean: np.ndarray  # (channels,) float32
     gram_norm: float | None
     gram: np.ndarray | None
+    own: bool  # `x` is the tracker's copy, free for reuse once dropped
 
 
 def _pass(
     x3: np.ndarray,
-    shift: np.ndarray,
+    mean: np.ndarray,
     refs: Sequence[_Map],
     products: bool,
-    out: np.ndarray | None = None,
+    copy: np.ndarray | None = None,
 ):
     """One pass over the (probes, positions, channels) map, block by block
-    while each block is in cache: the centred copy kept as the map, its
-    centred Gram X^T X, the cross products X_r^T X with each reference's
-    centred map (with `products`, c <= n), and per (probe, channel) the sum
-    of squares of the map's difference to each reference.
+    while each block is in cache: into `copy` when given, the centred Gram
+    X^T X and the cross products X_r^T X with each reference's centred map
+    (with `products`, c <= n), centred in a small buffer, and per (probe,
+    channel) the sum of squares of the map's difference to each reference.
 
-    Float32 products and sums within a block, float64 across blocks. The
-    difference is (x - shift_r) - xc_r, exactly 0 where x equals the
-    reference's value, so an unchanged map has no change."""
+    Float32 products and sums within a block, float64 across blocks."""
     probes, positions, c = x3.shape
-    xc = out.reshape(x3.shape) if out is not None else np.empty(x3.shape, np.float32)
     gram = np.zeros((c, c)) if products else None
     crosses = [np.zeros((c, c)) if products and r.gram_norm is not None else None for r in refs]
     sq_diffs = [np.zeros((probes, c)) for _ in refs]
     parts = list(blocks(probes, positions, c, _CHUNK_VALUES))
-    buf = np.empty(max((n * rows * c for _, n, _, rows in parts), default=0), np.float32)
+    size = max((n * rows * c for _, n, _, rows in parts), default=0)
+    diff, centred, ref_centred = (np.empty(size, np.float32) for _ in range(3))
     ones = np.ones((1, max((rows for *_, rows in parts), default=0)), np.float32)
-    ref_maps = [r.xc.reshape(x3.shape) for r in refs]
-    # The shifts repeated along a block's rows: a subtraction whose inner
+    ref_maps = [r.x.reshape(x3.shape) for r in refs]
+    # The means repeated along a block's rows: a subtraction whose inner
     # loop runs over a whole row of the block, not over c values, is
     # several times faster for the few channels of early layers.
-    tiles = [np.tile(m, ones.shape[1]) for m in [shift, *(r.shift for r in refs)]]
+    tiles = [np.tile(m, ones.shape[1]) for m in [mean, *(r.mean for r in refs)]]
     with np.errstate(over="ignore", invalid="ignore"):
         for p, count, i, rows in parts:
-            size = rows * c
-            src = x3[p : p + count, i : i + rows].reshape(count, size)
-            cur = xc[p : p + count, i : i + rows].reshape(count, size)
-            np.subtract(src, tiles[0][:size], out=cur)
-            flat = cur.reshape(-1, c)
+            width = rows * c
+            src = x3[p : p + count, i : i + rows].reshape(count, width)
+            if copy is not None:
+                np.copyto(copy[p : p + count, i : i + rows].reshape(count, width), src)
             if gram is not None:
+                cur = centred[: count * width].reshape(count, width)
+                np.subtract(src, tiles[0][:width], out=cur)
+                flat = cur.reshape(-1, c)
                 gram += flat.T @ flat
             for k in range(len(refs)):
-                ref = ref_maps[k][p : p + count, i : i + rows].reshape(count, size)
+                ref = ref_maps[k][p : p + count, i : i + rows].reshape(count, width)
                 if crosses[k] is not None:
-                    crosses[k] += ref.reshape(-1, c).T @ flat
-                d = buf[: count * size].reshape(count, size)
-                np.subtract(src, tiles[k + 1][:size], out=d)
-                np.subtract(d, ref, out=d)
+                    rc = ref_centred[: count * width].reshape(count, width)
+                    np.subtract(ref, tiles[k + 1][:width], out=rc)
+                    crosses[k] += rc.reshape(-1, c).T @ flat
+                d = diff[: count * width].reshape(count, width)
+                np.subtract(src, ref, out=d)
                 np.multiply(d, d, out=d)
                 sq_diffs[k][p : p + count] += (ones[:, :rows] @ d.reshape(count, rows, c))[:, 0, :]
-    return xc, gram, crosses, sq_diffs
+    return gram, crosses, sq_diffs
 
 
-def _cka(
-    cur: _Map, ref: _Map, sq_diff: np.ndarray, cross: np.ndarray | None
-) -> float | None:
+def _cka(cur: _Map, ref: _Map, sq_diff: np.ndarray, cross: np.ndarray | None) -> float | None:
     if cur.gram_norm is None or ref.gram_norm is None:
         return None
     if not sq_diff.any():
@@ -270,6 +277,7 @@ class Tracker:
         step: int,
         nhwc: np.ndarray,
         sums: tuple[np.ndarray, np.ndarray] | None = None,
+        copy: bool = True,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Measures one layer's map at `step` and keeps it as the previous one.
 
@@ -284,11 +292,14 @@ class Tracker:
         `sums`, when the caller has read the map already (`health.measure`
         does), is `(sq_norm, column_sums)`: float64 (probes, channels) sums
         of squares and (channels,) sums, which spare a pass over the map.
+        `copy=False` hands the array over: a C-contiguous float32 one that
+        is all of its memory is then kept as it is, not copied, and must not
+        change afterwards.
         """
         with _BLAS.limit(limits=1, user_api="blas"):
-            return self._update(path, step, nhwc, sums)
+            return self._update(path, step, nhwc, sums, copy)
 
-    def _update(self, path, step, nhwc, sums) -> tuple[np.ndarray, dict[str, Any]]:
+    def _update(self, path, step, nhwc, sums, copy) -> tuple[np.ndarray, dict[str, Any]]:
         x = np.asarray(nhwc, dtype=np.float32)
         if x.ndim != 4:
             raise ValueError(
@@ -298,27 +309,38 @@ class Tracker:
         step = int(step)
         probes, h, w, c = x.shape
         x3 = np.ascontiguousarray(x).reshape(probes, h * w, c)
+        # A converted or contiguous copy made here is the tracker's own already.
+        kept = not (isinstance(nhwc, np.ndarray) and np.may_share_memory(x3, nhwc))
         if sums is None:
             sq_norm, col_sums = _square_sums(x3), _column_sums(x3.reshape(-1, c))
         else:
             sq_norm, col_sums = sums
         n = probes * h * w
         defined = n >= 3 and c > 0 and bool(np.isfinite(col_sums).all())
-        shift = (col_sums / n).astype(np.float32) if defined else np.zeros(c, np.float32)
+        mean = (col_sums / n).astype(np.float32) if defined else np.zeros(c, np.float32)
         with self._lock:
             layer = self._layers.get(path)
-            if layer is not None and layer.start.xc.shape != x.shape:
+            if layer is not None and layer.start.x.shape != x.shape:
                 layer = None
             refs = [] if layer is None else [layer.prev]
             if layer is not None and layer.start is not layer.prev:
                 refs.append(layer.start)
-            spare = None if layer is None else layer.spare
-            xc, gram, crosses, sq_diffs = _pass(x3, shift, refs, defined and c <= n, spare)
-            cur = _Map(step, xc.reshape(x.shape), shift, None, None)
+            out = None
+            if not kept and (copy or _base_bytes(x3) > x3.nbytes):
+                # A copy of the caller's array: into the storage of the map
+                # dropped last when there is one (a fresh array of a large
+                # map costs its page faults again at every step).
+                spare = None if layer is None else layer.spare
+                out = spare if spare is not None else np.empty(x3.shape, np.float32)
+            gram, crosses, sq_diffs = _pass(
+                x3, mean, refs, defined and c <= n, None if out is None else out.reshape(x3.shape)
+            )
+            stored = x3 if out is None else out
+            cur = _Map(step, stored.reshape(x.shape), mean, None, None, own=out is not None or kept)
             if defined:
                 with np.errstate(over="ignore", invalid="ignore"):
                     if gram is None:
-                        flat = xc.reshape(n, c)
+                        flat = x3.reshape(n, c) - mean
                         gram = cur.gram = flat @ flat.T
                     norm = math.sqrt(_frobenius_sq(gram))
                 if math.isfinite(norm) and norm > 0:
@@ -353,7 +375,7 @@ class Tracker:
                     "cka_prev": cka_prev,
                     "cka_start": cka_start,
                 }
-                layer.spare = prev.xc if prev is not start else None
+                layer.spare = prev.x if prev is not start and prev.own else None
                 layer.prev = cur
         return extra, fields
 

@@ -112,7 +112,9 @@ def encode_step(
         stats, pngs = encoding.probe_images(value.array[: value.info.probes])
         info = replace(value.info, stats_fields=metadata.STATS_FIELDS)
         return info, [metadata.encode_header(**header), metadata.encode_stats(stats), *pngs], None
-    x = value.nhwc()
+    # One float32 C-contiguous array for every measure, which the tracker
+    # then keeps as its reference without a copy.
+    x = np.ascontiguousarray(value.nhwc(), dtype=np.float32)
     pictured = x[: value.info.probes]
     # Strips (units, sequences) are one pixel high: small at any length,
     # and a downscaled strip would no longer line up with its units.
@@ -148,7 +150,7 @@ def encode_step(
     if tracker is not None:
         try:
             # The sums `health` read from the array spare the tracker a pass.
-            extra, refs = tracker.update(value.info.layer, step, x, sums)
+            extra, refs = tracker.update(value.info.layer, step, x, sums, copy=False)
             fields.update(refs)
         except Exception as e:  # noqa: BLE001 - the step is written without these measures
             error = error or e
