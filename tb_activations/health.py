@@ -125,63 +125,88 @@ def _column_max(m: np.ndarray, width: int = 1024) -> np.ndarray:
     return top
 
 
-def _sums(x3: np.ndarray, activation: str | None) -> dict[str, Any]:
-    """Sums over a (samples, positions, units) C-contiguous float32 array,
-    block by block (`measures.blocks`): per sample and unit of the values
+class SetSums:
+    """Sums over a (samples, positions, units) float32 array, fed block by
+    block (`add`, as `measures.blocks` cuts it; the tracker's pass feeds
+    them while each block is in cache): per sample and unit of the values
     and of their squares (the pooled features, the tracker's sums of
     squares), per unit of |a|, of a > 0 and of a == 0, and each unit's max.
     Float32 partial sums of a block (products with a vector of ones, which
     BLAS does several times faster than numpy's column reductions) go into
     float64 totals."""
-    probes, positions, u = x3.shape
-    parts = list(measures.blocks(probes, positions, u, _CHUNK_VALUES))
-    size = max((n * rows * u for _, n, _, rows in parts), default=0)
-    height = max((rows for *_, rows in parts), default=0)
-    ones = np.ones(max(size // max(u, 1), 1), np.float32)
-    ones_rows = ones[:height].reshape(1, height)
-    per_x, per_sq = np.zeros((probes, u)), np.zeros((probes, u))
-    absolute, positive, zeros = np.zeros(u), np.zeros(u), np.zeros(u)
-    top = np.full(u, -np.inf, np.float32)
-    saturated = 0
-    buf = np.empty(size, np.float32)
-    flags = np.empty(size, np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for p, count, i, rows in parts:
-            block = x3[p : p + count, i : i + rows]
-            length = count * rows
-            part = block.reshape(length, u)
-            one = ones[:length]
-            b, f = buf[: length * u].reshape(length, u), flags[: length * u].reshape(length, u)
+
+    def __init__(self, shape: tuple[int, int, int], activation: str | None):
+        probes, positions, u = shape
+        self.shape = shape
+        self.activation = activation
+        self.per_x, self.per_sq = np.zeros((probes, u)), np.zeros((probes, u))
+        self.abs, self.positive, self.zeros = np.zeros(u), np.zeros(u), np.zeros(u)
+        self.top = np.full(u, -np.inf, np.float32)
+        self.saturated = 0
+        self._buf = self._flags = self._ones = np.empty(0, np.float32)
+
+    def add(self, p: int, block: np.ndarray) -> None:
+        """Adds a C-contiguous (count, rows, units) block: samples p.. p + count."""
+        count, rows, u = block.shape
+        length = count * rows
+        if self._buf.size < length * u:
+            self._buf, self._flags = (np.empty(length * u, np.float32) for _ in range(2))
+            self._ones = np.ones(length, np.float32)
+        part = block.reshape(length, u)
+        one = self._ones[:length]
+        b = self._buf[: length * u].reshape(length, u)
+        f = self._flags[: length * u].reshape(length, u)
+        with np.errstate(over="ignore", invalid="ignore"):
             sq = np.multiply(part, part, out=b)
             if rows == 1:
-                per_x[p : p + count] += part
-                per_sq[p : p + count] += sq
+                self.per_x[p : p + count] += part
+                self.per_sq[p : p + count] += sq
             else:
-                o = ones_rows[:, :rows]
-                per_x[p : p + count] += (o @ block)[:, 0, :]
-                per_sq[p : p + count] += (o @ sq.reshape(count, rows, u))[:, 0, :]
+                o = self._ones[:rows].reshape(1, rows)
+                self.per_x[p : p + count] += (o @ block)[:, 0, :]
+                self.per_sq[p : p + count] += (o @ sq.reshape(count, rows, u))[:, 0, :]
             a = np.abs(part, out=b)
-            absolute += one @ a
-            if activation == "tanh":
-                saturated += np.count_nonzero(a > SATURATED)
-            elif activation == "sigmoid":
-                saturated += np.count_nonzero(part < 1 - SATURATED)
-                saturated += np.count_nonzero(part > SATURATED)
-            positive += one @ np.greater(part, 0, out=f, casting="unsafe")
-            zeros += one @ np.equal(part, 0, out=f, casting="unsafe")
-            np.maximum(top, _column_max(part), out=top)
-    return {
-        "per_x": per_x,
-        "per_sq": per_sq,
-        "total": per_x.sum(axis=0),
-        "sq": per_sq.sum(axis=0),
-        "abs": absolute,
-        "positive": positive,
-        "zeros": zeros,
-        "max": top.astype(np.float64),
-        "finite": np.full(u, probes * positions, np.int64),
-        "saturated": saturated,
-    }
+            self.abs += one @ a
+            if self.activation == "tanh":
+                self.saturated += np.count_nonzero(a > SATURATED)
+            elif self.activation == "sigmoid":
+                self.saturated += np.count_nonzero(part < 1 - SATURATED)
+                self.saturated += np.count_nonzero(part > SATURATED)
+            self.positive += one @ np.greater(part, 0, out=f, casting="unsafe")
+            self.zeros += one @ np.equal(part, 0, out=f, casting="unsafe")
+            np.maximum(self.top, _column_max(part), out=self.top)
+
+    def result(self) -> dict[str, Any]:
+        probes, positions, u = self.shape
+        return {
+            "per_x": self.per_x,
+            "per_sq": self.per_sq,
+            "total": self.per_x.sum(axis=0),
+            "sq": self.per_sq.sum(axis=0),
+            "abs": self.abs,
+            "positive": self.positive,
+            "zeros": self.zeros,
+            "max": self.top.astype(np.float64),
+            "finite": np.full(u, probes * positions, np.int64),
+            "saturated": self.saturated,
+        }
+
+
+def set_sums(x: np.ndarray, layout: str, activation: str | None = None) -> SetSums | None:
+    """Empty sums for `x` for the tracker's pass to fill (`measures.Tracker.update`'s
+    `sums`), then `measure_with_sums(..., sums=)`; None for a Dense layer's
+    units, which the tracker sees as positions of one channel."""
+    if layout == "units":
+        return None
+    return SetSums(_sample_matrix(np.asarray(x, np.float32), layout).shape, activation)
+
+
+def _sums(x3: np.ndarray, activation: str | None) -> dict[str, Any]:
+    """`SetSums` over the whole array, block by block."""
+    acc = SetSums(x3.shape, activation)
+    for p, count, i, rows in measures.blocks(*x3.shape, _CHUNK_VALUES):
+        acc.add(p, x3[p : p + count, i : i + rows])
+    return acc.result()
 
 
 def _finite_sums(m: np.ndarray, sums: dict[str, Any]) -> None:
@@ -217,22 +242,24 @@ def measure(
 
 
 def measure_with_sums(
-    x: np.ndarray, layout: str, activation: str | None = None
+    x: np.ndarray, layout: str, activation: str | None = None, sums: SetSums | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
     """`measure`, and the sums `measures.Tracker.update` takes (`sums`) to
     spare its own pass over the same array: float64 (N, C) sums of squares
     and (C,) sums, or None for a Dense layer's units (the tracker sees them
-    as positions of one channel) and where float32 sums did not hold."""
+    as positions of one channel) and where float32 sums did not hold.
+    `sums` given (`set_sums`, filled by the tracker's pass) spares this
+    function's own pass."""
     with _BLAS.limit(limits=1, user_api="blas"):
-        return _measure(np.asarray(x, np.float32), layout, activation)
+        return _measure(np.asarray(x, np.float32), layout, activation, sums)
 
 
-def _measure(x, layout, activation):
+def _measure(x, layout, activation, given=None):
     x3 = _sample_matrix(x, layout)
     n, positions, u = x3.shape
     m = x3.reshape(-1, u)
     rows = len(m)
-    sums = _sums(x3, activation)
+    sums = given.result() if given is not None else _sums(x3, activation)
     finite = bool(np.isfinite(sums["total"]).all() and np.isfinite(sums["sq"]).all())
     shared = (sums["per_sq"], sums["total"]) if finite and layout != "units" else None
     overflow = not finite and bool(np.isfinite(m).all())

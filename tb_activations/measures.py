@@ -160,6 +160,8 @@ class _Map:
     gram_norm: float | None
     gram: np.ndarray | None
     own: bool  # `x` is the tracker's copy, free for reuse once dropped
+    # sum(x - mean) per channel in float64: what float32 means leave.
+    resid: np.ndarray | None = None
 
 
 def _pass(
@@ -168,6 +170,7 @@ def _pass(
     refs: Sequence[_Map],
     products: bool,
     copy: np.ndarray | None = None,
+    visit=None,
 ):
     """One pass over the (probes, positions, channels) map, block by block
     while each block is in cache: into `copy` when given, the centred Gram
@@ -192,6 +195,8 @@ def _pass(
     with np.errstate(over="ignore", invalid="ignore"):
         for p, count, i, rows in parts:
             width = rows * c
+            if visit is not None:
+                visit.add(p, x3[p : p + count, i : i + rows])
             src = x3[p : p + count, i : i + rows].reshape(count, width)
             if copy is not None:
                 np.copyto(copy[p : p + count, i : i + rows].reshape(count, width), src)
@@ -211,6 +216,34 @@ def _pass(
                 np.multiply(d, d, out=d)
                 sq_diffs[k][p : p + count] += (ones[:, :rows] @ d.reshape(count, rows, c))[:, 0, :]
     return gram, crosses, sq_diffs
+
+
+def _recentre(x3, mean, shift, refs, col_sums, sq_sums, gram, crosses):
+    """The Gram and cross products of a pass that centred the map by
+    `shift` (the previous step's means), made those of the map centred by
+    its own `mean`: exact algebra, X - mean = (X - shift) - 1 f^T with f =
+    mean - shift. Float32 products of X - shift carry rounding in
+    proportion to |X - shift|, so where a mean moved by more than twice its
+    channel's spread since the previous step, the products are made again
+    with the map centred by its own means."""
+    n = x3.shape[0] * x3.shape[1]
+    m = col_sums / n
+    var = sq_sums / n - m * m
+    e = m - shift
+    with np.errstate(over="ignore", invalid="ignore"):
+        near = bool(np.isfinite(var).all() and (e * e <= 4 * np.maximum(var, 0)).all())
+    if not near:
+        gram, crosses, _ = _pass(x3, mean, refs, True)
+        return gram, crosses
+    f = mean.astype(np.float64) - shift
+    s = col_sums - n * shift.astype(np.float64)  # sum(X - shift)
+    gram = gram - np.outer(s, f) - np.outer(f, s) + n * np.outer(f, f)
+    # (X_r - mean_r)^T (X - mean) = (X_r - mean_r)^T (X - shift) - resid_r f^T
+    crosses = [
+        None if cross is None else cross - np.outer(r.resid if r.resid is not None else 0, f)
+        for r, cross in zip(refs, crosses)
+    ]
+    return gram, crosses
 
 
 def _cka(cur: _Map, ref: _Map, sq_diff: np.ndarray, cross: np.ndarray | None) -> float | None:
@@ -311,13 +344,7 @@ class Tracker:
         x3 = np.ascontiguousarray(x).reshape(probes, h * w, c)
         # A converted or contiguous copy made here is the tracker's own already.
         kept = not (isinstance(nhwc, np.ndarray) and np.may_share_memory(x3, nhwc))
-        if sums is None:
-            sq_norm, col_sums = _square_sums(x3), _column_sums(x3.reshape(-1, c))
-        else:
-            sq_norm, col_sums = sums
         n = probes * h * w
-        defined = n >= 3 and c > 0 and bool(np.isfinite(col_sums).all())
-        mean = (col_sums / n).astype(np.float32) if defined else np.zeros(c, np.float32)
         with self._lock:
             layer = self._layers.get(path)
             if layer is not None and layer.start.x.shape != x.shape:
@@ -325,6 +352,14 @@ class Tracker:
             refs = [] if layer is None else [layer.prev]
             if layer is not None and layer.start is not layer.prev:
                 refs.append(layer.start)
+            visit = sums if hasattr(sums, "add") else None
+            if visit is not None and not refs:
+                # No reference to centre by yet: the sums' own pass first.
+                for p, count, i, rows in blocks(probes, h * w, c, _CHUNK_VALUES):
+                    visit.add(p, x3[p : p + count, i : i + rows])
+                sums, visit = (visit.per_sq, visit.per_x.sum(axis=0)), None
+            if sums is None:
+                sums = _square_sums(x3), _column_sums(x3.reshape(-1, c))
             out = None
             if not kept and (copy or _base_bytes(x3) > x3.nbytes):
                 # A copy of the caller's array: into the storage of the map
@@ -332,11 +367,27 @@ class Tracker:
                 # map costs its page faults again at every step).
                 spare = None if layer is None else layer.spare
                 out = spare if spare is not None else np.empty(x3.shape, np.float32)
-            gram, crosses, sq_diffs = _pass(
-                x3, mean, refs, defined and c <= n, None if out is None else out.reshape(x3.shape)
-            )
+            copy_to = None if out is None else out.reshape(x3.shape)
+            if visit is not None:
+                # One pass for the sums and everything else, the map centred
+                # by the previous step's means until its own are known.
+                shift = refs[0].mean
+                products = n >= 3 and 0 < c <= n
+                gram, crosses, sq_diffs = _pass(x3, shift, refs, products, copy_to, visit)
+                sq_norm, col_sums = visit.per_sq, visit.per_x.sum(axis=0)
+            else:
+                sq_norm, col_sums = sums
+            defined = n >= 3 and c > 0 and bool(np.isfinite(col_sums).all())
+            mean = (col_sums / n).astype(np.float32) if defined else np.zeros(c, np.float32)
+            if visit is None:
+                gram, crosses, sq_diffs = _pass(x3, mean, refs, defined and c <= n, copy_to)
+            elif defined and products:
+                gram, crosses = _recentre(
+                    x3, mean, shift, refs, col_sums, sq_norm.sum(axis=0), gram, crosses
+                )
             stored = x3 if out is None else out
             cur = _Map(step, stored.reshape(x.shape), mean, None, None, own=out is not None or kept)
+            cur.resid = col_sums - n * mean.astype(np.float64) if defined else np.zeros(c)
             if defined:
                 with np.errstate(over="ignore", invalid="ignore"):
                     if gram is None:

@@ -410,10 +410,20 @@ BLOCK_CASES = [
 ]
 
 
+# How the means move between steps: far beyond the spread (the products are
+# made again with the map's own means), or within it (the products of the
+# map centred by the previous means, corrected).
+MOVES = {"means jump": 1000.0, "means drift": 0.3}
+
+
+@pytest.mark.parametrize("move", MOVES)
+@pytest.mark.parametrize("shared", ["sums given", "one pass"])
 @pytest.mark.parametrize(
     "values, shape", [c[1:] for c in BLOCK_CASES], ids=[c[0] for c in BLOCK_CASES]
 )
-def test_blocks_cover_every_value_once_and_the_measures_match_numpy(values, shape, monkeypatch):
+def test_blocks_cover_every_value_once_and_the_measures_match_numpy(
+    values, shape, shared, move, monkeypatch
+):
     from tb_activations import health
 
     probes, h, w, c = shape
@@ -427,19 +437,39 @@ def test_blocks_cover_every_value_once_and_the_measures_match_numpy(values, shap
     monkeypatch.setattr(health, "_CHUNK_VALUES", values)
     # An offset far from 0 and a map that moves: the centred products must
     # not lose it, and every reference's difference is summed per probe.
-    maps = {s: normal(shape, 40 + s) + 10 * (s + 1) for s in (0, 3, 7)}
+    maps = {
+        s: normal(shape, 40 + s) * (1 + 0.2 * s) + 10 + MOVES[move] * (s + 1) for s in (0, 3, 7)
+    }
     tracker = measures.Tracker()
     out = {}
     for s, x in maps.items():
-        _, _, _, sums = health.measure_with_sums(x, "image")
-        out[s] = tracker.update("conv", s, x, sums)
+        alone = health.measure_with_sums(x, "image")
+        if shared == "sums given":
+            out[s] = tracker.update("conv", s, x, alone[3])
+        else:
+            sums = health.set_sums(x, "image")
+            out[s] = tracker.update("conv", s, x, sums)
+            # The sums the tracker's pass made give health's values.
+            got = health.measure_with_sums(x, "image", None, sums)
+            for a, b in zip(got[:2], alone[:2]):
+                np.testing.assert_allclose(a, b, rtol=1e-6)
+            for key, want in alone[2].items():
+                if isinstance(want, float):
+                    assert got[2][key] == pytest.approx(want, rel=1e-6), key
+                else:
+                    assert got[2][key] == want, key
         # The sums health shares are the tracker's own.
         own = measures.Tracker().update("conv", s, x)[0]
         np.testing.assert_allclose(out[s][0][..., 0], own[..., 0], rtol=1e-6)
-    extra, header = out[7]
     x64 = {s: m.astype(np.float64) for s, m in maps.items()}
-    np.testing.assert_allclose(extra[..., 0], (x64[7] ** 2).sum(axis=(1, 2)), rtol=1e-6)
-    np.testing.assert_allclose(extra[..., 1], ((x64[7] - x64[3]) ** 2).sum(axis=(1, 2)), rtol=1e-5)
-    np.testing.assert_allclose(extra[..., 2], ((x64[7] - x64[0]) ** 2).sum(axis=(1, 2)), rtol=1e-5)
-    assert header["cka_prev"] == pytest.approx(cka_hkh(maps[7], maps[3]), abs=1e-5)
-    assert header["cka_start"] == pytest.approx(cka_hkh(maps[7], maps[0]), abs=1e-5)
+    for s, prev in ((3, 0), (7, 3)):
+        extra, header = out[s]
+        np.testing.assert_allclose(extra[..., 0], (x64[s] ** 2).sum(axis=(1, 2)), rtol=1e-6)
+        np.testing.assert_allclose(
+            extra[..., 1], ((x64[s] - x64[prev]) ** 2).sum(axis=(1, 2)), rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            extra[..., 2], ((x64[s] - x64[0]) ** 2).sum(axis=(1, 2)), rtol=1e-5
+        )
+        assert header["cka_prev"] == pytest.approx(cka_hkh(maps[s], maps[prev]), abs=1e-5)
+        assert header["cka_start"] == pytest.approx(cka_hkh(maps[s], maps[0]), abs=1e-5)
