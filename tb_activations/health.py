@@ -159,21 +159,29 @@ class SetSums:
         with np.errstate(over="ignore", invalid="ignore"):
             sq = np.multiply(part, part, out=b)
             if rows == 1:
-                self.per_x[p : p + count] += part
+                block_sums = part
                 self.per_sq[p : p + count] += sq
             else:
                 o = self._ones[:rows].reshape(1, rows)
-                self.per_x[p : p + count] += (o @ block)[:, 0, :]
+                block_sums = (o @ block)[:, 0, :]
                 self.per_sq[p : p + count] += (o @ sq.reshape(count, rows, u))[:, 0, :]
-            a = np.abs(part, out=b)
-            self.abs += one @ a
-            if self.activation == "tanh":
-                self.saturated += np.count_nonzero(a > SATURATED)
-            elif self.activation == "sigmoid":
-                self.saturated += np.count_nonzero(part < 1 - SATURATED)
-                self.saturated += np.count_nonzero(part > SATURATED)
-            self.positive += one @ np.greater(part, 0, out=f, casting="unsafe")
-            self.zeros += one @ np.equal(part, 0, out=f, casting="unsafe")
+            self.per_x[p : p + count] += block_sums
+            zeros = one @ np.equal(part, 0, out=f, casting="unsafe")
+            self.zeros += zeros
+            if self.activation is None and length and part.min() >= 0:
+                # No negative value (a ReLU's block): |a| is a, and every
+                # value that is not 0 is positive.
+                self.abs += block_sums.sum(axis=0, dtype=np.float64)
+                self.positive += length - zeros
+            else:
+                a = np.abs(part, out=b)
+                self.abs += one @ a
+                if self.activation == "tanh":
+                    self.saturated += np.count_nonzero(a > SATURATED)
+                elif self.activation == "sigmoid":
+                    self.saturated += np.count_nonzero(part < 1 - SATURATED)
+                    self.saturated += np.count_nonzero(part > SATURATED)
+                self.positive += one @ np.greater(part, 0, out=f, casting="unsafe")
             np.maximum(self.top, _column_max(part), out=self.top)
 
     def result(self) -> dict[str, Any]:
