@@ -162,6 +162,9 @@ class _Map:
     own: bool  # `x` is the tracker's copy, free for reuse once dropped
     # sum(x - mean) per channel in float64: what float32 means leave.
     resid: np.ndarray | None = None
+    # Every mean within twice its channel's spread: the map's float32
+    # products need not be centred first (corrected after, exactly).
+    narrow: bool = False
 
 
 def _pass(
@@ -171,6 +174,7 @@ def _pass(
     products: bool,
     copy: np.ndarray | None = None,
     visit=None,
+    centre_refs: bool = True,
 ):
     """One pass over the (probes, positions, channels) map, block by block
     while each block is in cache: into `copy` when given, the centred Gram
@@ -188,6 +192,9 @@ def _pass(
     diff, centred, ref_centred = (np.empty(size, np.float32) for _ in range(3))
     ones = np.ones((1, max((rows for *_, rows in parts), default=0)), np.float32)
     ref_maps = [r.x.reshape(x3.shape) for r in refs]
+    # References whose products are made uncentred, X_r^T (X - mean),
+    # for the caller to correct (`_uncentred`).
+    plain = [not centre_refs and r.narrow for r in refs]
     # The means repeated along a block's rows: a subtraction whose inner
     # loop runs over a whole row of the block, not over c values, is
     # several times faster for the few channels of early layers.
@@ -207,7 +214,9 @@ def _pass(
                 gram += flat.T @ flat
             for k in range(len(refs)):
                 ref = ref_maps[k][p : p + count, i : i + rows].reshape(count, width)
-                if crosses[k] is not None:
+                if crosses[k] is not None and plain[k]:
+                    crosses[k] += ref.reshape(-1, c).T @ flat
+                elif crosses[k] is not None:
                     rc = ref_centred[: count * width].reshape(count, width)
                     np.subtract(ref, tiles[k + 1][:width], out=rc)
                     crosses[k] += rc.reshape(-1, c).T @ flat
@@ -216,6 +225,17 @@ def _pass(
                 np.multiply(d, d, out=d)
                 sq_diffs[k][p : p + count] += (ones[:, :rows] @ d.reshape(count, rows, c))[:, 0, :]
     return gram, crosses, sq_diffs
+
+
+def _uncentred(refs, crosses, s):
+    """Cross products made with uncentred references (`_pass` with
+    `centre_refs=False`, for the references whose `narrow` holds), made
+    those of the centred ones: X_r^T Y - mean_r (1^T Y), with `s` = 1^T Y
+    the column sums of the other factor, in float64."""
+    return [
+        cross - np.outer(r.mean.astype(np.float64), s) if cross is not None and r.narrow else cross
+        for r, cross in zip(refs, crosses)
+    ]
 
 
 def _recentre(x3, mean, shift, refs, col_sums, sq_sums, gram, crosses):
@@ -373,14 +393,21 @@ class Tracker:
                 # by the previous step's means until its own are known.
                 shift = refs[0].mean
                 products = n >= 3 and 0 < c <= n
-                gram, crosses, sq_diffs = _pass(x3, shift, refs, products, copy_to, visit)
+                gram, crosses, sq_diffs = _pass(
+                    x3, shift, refs, products, copy_to, visit, centre_refs=False
+                )
                 sq_norm, col_sums = visit.per_sq, visit.per_x.sum(axis=0)
+                crosses = _uncentred(refs, crosses, col_sums - n * shift.astype(np.float64))
             else:
                 sq_norm, col_sums = sums
             defined = n >= 3 and c > 0 and bool(np.isfinite(col_sums).all())
             mean = (col_sums / n).astype(np.float32) if defined else np.zeros(c, np.float32)
             if visit is None:
-                gram, crosses, sq_diffs = _pass(x3, mean, refs, defined and c <= n, copy_to)
+                gram, crosses, sq_diffs = _pass(
+                    x3, mean, refs, defined and c <= n, copy_to, centre_refs=False
+                )
+                if defined:
+                    crosses = _uncentred(refs, crosses, col_sums - n * mean.astype(np.float64))
             elif defined and products:
                 gram, crosses = _recentre(
                     x3, mean, shift, refs, col_sums, sq_norm.sum(axis=0), gram, crosses
@@ -388,6 +415,11 @@ class Tracker:
             stored = x3 if out is None else out
             cur = _Map(step, stored.reshape(x.shape), mean, None, None, own=out is not None or kept)
             cur.resid = col_sums - n * mean.astype(np.float64) if defined else np.zeros(c)
+            if defined:
+                m64 = col_sums / n
+                var = np.asarray(sq_norm, np.float64).sum(axis=0) / n - m64 * m64
+                with np.errstate(invalid="ignore"):
+                    cur.narrow = bool(np.isfinite(var).all() and (m64 * m64 <= 4 * var).all())
             if defined:
                 with np.errstate(over="ignore", invalid="ignore"):
                     if gram is None:

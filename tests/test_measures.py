@@ -413,7 +413,8 @@ BLOCK_CASES = [
 # How the means move between steps: far beyond the spread (the products are
 # made again with the map's own means), or within it (the products of the
 # map centred by the previous means, corrected).
-MOVES = {"means jump": 1000.0, "means drift": 0.3}
+# And means within the spread: the references' products are made uncentred.
+MOVES = {"means jump": (10, 1000.0), "means drift": (10, 0.3), "means within the spread": (1, 0.1)}
 
 
 @pytest.mark.parametrize("move", MOVES)
@@ -438,7 +439,8 @@ def test_blocks_cover_every_value_once_and_the_measures_match_numpy(
     # An offset far from 0 and a map that moves: the centred products must
     # not lose it, and every reference's difference is summed per probe.
     maps = {
-        s: normal(shape, 40 + s) * (1 + 0.2 * s) + 10 + MOVES[move] * (s + 1) for s in (0, 3, 7)
+        s: normal(shape, 40 + s) * (1 + 0.2 * s) + MOVES[move][0] + MOVES[move][1] * (s + 1)
+        for s in (0, 3, 7)
     }
     tracker = measures.Tracker()
     out = {}
