@@ -299,15 +299,15 @@ class Tracker:
     """Keeps, per layer path, the previous and the first map it was given,
     and measures each new map against them.
 
-    Memory: per layer, a float32 centred copy of the first map and of the
-    previous one (one copy while they are the same step), each probes x
-    height x width x channels as logged (after the channel cap, before any
-    PNG downscale), and from the third step on the storage of the map
-    dropped last, reused for the next one; plus, for a layer with fewer
-    positions than channels, its positions x positions Gram matrix per kept
-    map (smaller than the map). For VGG16's five `blockN_conv1` layers and
-    one 224 x 224 probe that is about 74 MB; for the demo CNN's default
-    layers and a 256-sample probe set, 88 MB.
+    Memory: per layer, the first map and the previous one (one while they
+    are the same step), each probes x height x width x channels as logged
+    (after the channel cap, before any PNG downscale): a float32 copy, or
+    the caller's array itself with `copy=False` (the writer's); a copying
+    caller's third map reuses the storage of the map dropped last. Plus, for
+    a layer with fewer positions than channels, its positions x positions
+    Gram matrix per kept map (smaller than the map). For VGG16's five
+    `blockN_conv1` layers and one 224 x 224 probe that is about 49 MB; for
+    the demo CNN's default layers and a 256-sample probe set, about 59 MB.
 
     Thread-safe; meant to be fed by one writer thread, in step order.
     """
