@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from tb_activations import measures, metadata
-from tb_activations.measures import _BLAS
+from tb_activations import metadata, passes
+from tb_activations.passes import BLAS
 
 __all__ = [
     "DEFAULT_TAU",
@@ -127,7 +127,7 @@ def _column_max(m: np.ndarray, width: int = 1024) -> np.ndarray:
 
 class SetSums:
     """Sums over a (samples, positions, units) float32 array, fed block by
-    block (`add`, as `measures.blocks` cuts it; the tracker's pass feeds
+    block (`add`, as `passes.blocks` cuts it; the tracker's pass feeds
     them while each block is in cache): per sample and unit of the values
     and of their squares (the pooled features, the tracker's sums of
     squares), per unit of |a|, of a > 0 and of a == 0, and each unit's max.
@@ -212,7 +212,7 @@ def set_sums(x: np.ndarray, layout: str, activation: str | None = None) -> SetSu
 def _sums(x3: np.ndarray, activation: str | None) -> dict[str, Any]:
     """`SetSums` over the whole array, block by block."""
     acc = SetSums(x3.shape, activation)
-    for p, count, i, rows in measures.blocks(*x3.shape, _CHUNK_VALUES):
+    for p, count, i, rows in passes.blocks(*x3.shape, _CHUNK_VALUES):
         acc.add(p, x3[p : p + count, i : i + rows])
     return acc.result()
 
@@ -258,7 +258,7 @@ def measure_with_sums(
     as positions of one channel) and where float32 sums did not hold.
     `sums` given (`set_sums`, filled by the tracker's pass) spares this
     function's own pass."""
-    with _BLAS.limit(limits=1, user_api="blas"):
+    with BLAS.limit(limits=1, user_api="blas"):
         return _measure(np.asarray(x, np.float32), layout, activation, sums)
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from tb_activations import encoding, measures, metadata
+from tb_activations import encoding, measures, metadata, passes
 
 FIELDS = metadata.LAYER_STATS_FIELDS
 RNG = np.random.default_rng(0)
@@ -402,7 +402,7 @@ def test_an_unchanged_map_has_exactly_no_drift():
 # -- the writer's blocks ---------------------------------------------------------------
 
 BLOCK_CASES = [
-    # (id, values per block, map shape): every way `measures.blocks` cuts a map
+    # (id, values per block, map shape): every way `passes.blocks` cuts a map
     ("several whole probes per block, the last one short", 200, (7, 4, 5, 3)),
     ("rows of one probe, the last block short", 50, (3, 6, 5, 4)),
     ("one row per block: more channels than a block holds", 8, (2, 3, 2, 10)),
@@ -429,12 +429,12 @@ def test_blocks_cover_every_value_once_and_the_measures_match_numpy(
 
     probes, h, w, c = shape
     seen = np.zeros((probes, h * w), int)
-    for p, count, i, rows in measures.blocks(probes, h * w, c, values):
+    for p, count, i, rows in passes.blocks(probes, h * w, c, values):
         assert count == 1 or rows == h * w  # a contiguous (rows, channels) matrix
         seen[p : p + count, i : i + rows] += 1
     np.testing.assert_array_equal(seen, 1)
 
-    monkeypatch.setattr(measures, "_CHUNK_VALUES", values)
+    monkeypatch.setattr(passes, "_CHUNK_VALUES", values)
     monkeypatch.setattr(health, "_CHUNK_VALUES", values)
     # An offset far from 0 and a map that moves: the centred products must
     # not lose it, and every reference's difference is summed per probe.
