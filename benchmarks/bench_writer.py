@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tb_activations import ActivationLogger, encoding, measures, metadata, summary
+from tb_activations import ActivationLogger, encoding, health, measures, metadata, summary
 
 TARGET_BLOCKING = 1.2  # x the bare forward pass
 TARGET_THROUGHPUT = 1.0  # x the per-layer `tf.summary.image` loop's cost per step
@@ -208,7 +208,8 @@ def writer_breakdown(values, n, workers):
             "to NHWC + channel cap",
             "compute_stats",
             "quantize",
-            "measures (`Tracker.update`)",
+            "set sums, change and CKA: one pass (`Tracker.update`)",
+            "set measures from those sums (`health.measure_with_sums`)",
             "PNG (Pillow, zlib Z_RLE)",
             f"PNG, pool of {workers} (as the writer)",
             "encode_stats + header",
@@ -241,9 +242,14 @@ def writer_breakdown(values, n, workers):
             s = clock()
             q = encoding.quantize(x, stats)
             t["quantize"] += clock() - s
+            # As the writer does: the tracker's pass also makes the set's sums.
             s = clock()
-            tracker.update(value.info.layer, rep, x)
-            t["measures (`Tracker.update`)"] += clock() - s
+            sums = health.set_sums(x, value.info.layout, value.info.activation)
+            tracker.update(value.info.layer, rep, x, sums, copy=False)
+            t["set sums, change and CKA: one pass (`Tracker.update`)"] += clock() - s
+            s = clock()
+            health.measure_with_sums(x, value.info.layout, value.info.activation, sums)
+            t["set measures from those sums (`health.measure_with_sums`)"] += clock() - s
             groups = stacked_groups(q, value.info.channels_per_image)
             s = clock()
             pngs = [encoding.stacked_png(g) for g in groups]
@@ -564,7 +570,12 @@ def main(argv=None):
             "SerializeToString",
         )
     )
-    numeric = stages["compute_stats"] + stages["quantize"] + stages["measures (`Tracker.update`)"]
+    numeric = (
+        stages["compute_stats"]
+        + stages["quantize"]
+        + stages["set sums, change and CKA: one pass (`Tracker.update`)"]
+        + stages["set measures from those sums (`health.measure_with_sums`)"]
+    )
     record = stages["TFRecordWriter.write (CRC32C + write)"] + stages["flush"]
     emit(
         f"Bounded by the machine: PNG encoding (Pillow's filters and zlib's deflate, in C) "

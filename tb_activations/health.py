@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from tb_activations import metadata
-from tb_activations.measures import _BLAS
+from tb_activations import metadata, passes
+from tb_activations.passes import BLAS
 
 __all__ = [
     "DEFAULT_TAU",
@@ -101,14 +101,13 @@ def similarity(g: np.ndarray) -> float | None:
     return float((total @ total - n) / (n * (n - 1)))
 
 
-def _unit_matrix(x: np.ndarray, layout: str) -> tuple[np.ndarray, int]:
-    """(N, H, W, C) logged activations to (rows, units) and the positions
-    per sample."""
+def _sample_matrix(x: np.ndarray, layout: str) -> np.ndarray:
+    """(N, H, W, C) logged activations to a C-contiguous (N, positions,
+    units) array: a Dense layer's units count as channels, at one position."""
     n = x.shape[0]
     if layout == "units":
-        return x.reshape(n, -1), 1
-    c = x.shape[-1]
-    return x.reshape(-1, c), x.shape[1] * x.shape[2]
+        return np.ascontiguousarray(x).reshape(n, 1, -1)
+    return np.ascontiguousarray(x).reshape(n, x.shape[1] * x.shape[2], x.shape[-1])
 
 
 def _column_max(m: np.ndarray, width: int = 1024) -> np.ndarray:
@@ -126,47 +125,96 @@ def _column_max(m: np.ndarray, width: int = 1024) -> np.ndarray:
     return top
 
 
-def _sums(m: np.ndarray, activation: str | None) -> dict[str, Any]:
-    """Per-unit sums over the rows of `m`, chunk by chunk: float32 partial
-    sums of a chunk (a product with a vector of ones, which BLAS does
-    several times faster than numpy's column reductions) into float64
-    totals."""
-    rows, u = m.shape
-    step = max(1, min(rows, _CHUNK_VALUES // max(u, 1)))
-    ones = np.ones(step, np.float32)
-    total, sq, absolute = np.zeros(u), np.zeros(u), np.zeros(u)
-    positive, zeros = np.zeros(u), np.zeros(u)
-    top = np.full(u, -np.inf, np.float32)
-    saturated = 0
-    buf = np.empty((step, u), np.float32)
-    flags = np.empty((step, u), np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for i in range(0, rows, step):
-            part = m[i : i + step]
-            n = len(part)
-            one, b, f = ones[:n], buf[:n], flags[:n]
-            total += one @ part
-            sq += one @ np.multiply(part, part, out=b)
-            a = np.abs(part, out=b)
-            absolute += one @ a
-            if activation == "tanh":
-                saturated += np.count_nonzero(a > SATURATED)
-            elif activation == "sigmoid":
-                saturated += np.count_nonzero(part < 1 - SATURATED)
-                saturated += np.count_nonzero(part > SATURATED)
-            positive += one @ np.greater(part, 0, out=f, casting="unsafe")
-            zeros += one @ np.equal(part, 0, out=f, casting="unsafe")
-            np.maximum(top, _column_max(part), out=top)
-    return {
-        "total": total,
-        "sq": sq,
-        "abs": absolute,
-        "positive": positive,
-        "zeros": zeros,
-        "max": top.astype(np.float64),
-        "finite": np.full(u, rows, np.int64),
-        "saturated": saturated,
-    }
+class SetSums:
+    """Sums over a (samples, positions, units) float32 array, fed block by
+    block (`add`, as `passes.blocks` cuts it; the tracker's pass feeds
+    them while each block is in cache): per sample and unit of the values
+    and of their squares (the pooled features, the tracker's sums of
+    squares), per unit of |a|, of a > 0 and of a == 0, and each unit's max.
+    Float32 partial sums of a block (products with a vector of ones, which
+    BLAS does several times faster than numpy's column reductions) go into
+    float64 totals."""
+
+    def __init__(self, shape: tuple[int, int, int], activation: str | None):
+        probes, positions, u = shape
+        self.shape = shape
+        self.activation = activation
+        self.per_x, self.per_sq = np.zeros((probes, u)), np.zeros((probes, u))
+        self.abs, self.positive, self.zeros = np.zeros(u), np.zeros(u), np.zeros(u)
+        self.top = np.full(u, -np.inf, np.float32)
+        self.saturated = 0
+        self._buf = self._flags = self._ones = np.empty(0, np.float32)
+
+    def add(self, p: int, block: np.ndarray) -> None:
+        """Adds a C-contiguous (count, rows, units) block: samples p.. p + count."""
+        count, rows, u = block.shape
+        length = count * rows
+        if self._buf.size < length * u:
+            self._buf, self._flags = (np.empty(length * u, np.float32) for _ in range(2))
+            self._ones = np.ones(length, np.float32)
+        part = block.reshape(length, u)
+        one = self._ones[:length]
+        b = self._buf[: length * u].reshape(length, u)
+        f = self._flags[: length * u].reshape(length, u)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sq = np.multiply(part, part, out=b)
+            if rows == 1:
+                block_sums = part
+                self.per_sq[p : p + count] += sq
+            else:
+                o = self._ones[:rows].reshape(1, rows)
+                block_sums = (o @ block)[:, 0, :]
+                self.per_sq[p : p + count] += (o @ sq.reshape(count, rows, u))[:, 0, :]
+            self.per_x[p : p + count] += block_sums
+            zeros = one @ np.equal(part, 0, out=f, casting="unsafe")
+            self.zeros += zeros
+            if self.activation is None and length and part.min() >= 0:
+                # No negative value (a ReLU's block): |a| is a, and every
+                # value that is not 0 is positive.
+                self.abs += block_sums.sum(axis=0, dtype=np.float64)
+                self.positive += length - zeros
+            else:
+                a = np.abs(part, out=b)
+                self.abs += one @ a
+                if self.activation == "tanh":
+                    self.saturated += np.count_nonzero(a > SATURATED)
+                elif self.activation == "sigmoid":
+                    self.saturated += np.count_nonzero(part < 1 - SATURATED)
+                    self.saturated += np.count_nonzero(part > SATURATED)
+                self.positive += one @ np.greater(part, 0, out=f, casting="unsafe")
+            np.maximum(self.top, _column_max(part), out=self.top)
+
+    def result(self) -> dict[str, Any]:
+        probes, positions, u = self.shape
+        return {
+            "per_x": self.per_x,
+            "per_sq": self.per_sq,
+            "total": self.per_x.sum(axis=0),
+            "sq": self.per_sq.sum(axis=0),
+            "abs": self.abs,
+            "positive": self.positive,
+            "zeros": self.zeros,
+            "max": self.top.astype(np.float64),
+            "finite": np.full(u, probes * positions, np.int64),
+            "saturated": self.saturated,
+        }
+
+
+def set_sums(x: np.ndarray, layout: str, activation: str | None = None) -> SetSums | None:
+    """Empty sums for `x` for the tracker's pass to fill (`measures.Tracker.update`'s
+    `sums`), then `measure_with_sums(..., sums=)`; None for a Dense layer's
+    units, which the tracker sees as positions of one channel."""
+    if layout == "units":
+        return None
+    return SetSums(_sample_matrix(np.asarray(x, np.float32), layout).shape, activation)
+
+
+def _sums(x3: np.ndarray, activation: str | None) -> dict[str, Any]:
+    """`SetSums` over the whole array, block by block."""
+    acc = SetSums(x3.shape, activation)
+    for p, count, i, rows in passes.blocks(*x3.shape, _CHUNK_VALUES):
+        acc.add(p, x3[p : p + count, i : i + rows])
+    return acc.result()
 
 
 def _finite_sums(m: np.ndarray, sums: dict[str, Any]) -> None:
@@ -198,22 +246,36 @@ def measure(
     and the `metadata.SET_HEADER_KEYS` values. A layer with a value that is
     not finite has NaN unit values and null layer values.
     """
-    with _BLAS.limit(limits=1, user_api="blas"):
-        return _measure(np.asarray(x, np.float32), layout, activation)
+    return measure_with_sums(x, layout, activation)[:3]
 
 
-def _measure(x, layout, activation):
-    n = x.shape[0]
-    m, positions = _unit_matrix(x, layout)
-    rows, u = m.shape
-    sums = _sums(m, activation)
+def measure_with_sums(
+    x: np.ndarray, layout: str, activation: str | None = None, sums: SetSums | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
+    """`measure`, and the sums `measures.Tracker.update` takes (`sums`) to
+    spare its own pass over the same array: float64 (N, C) sums of squares
+    and (C,) sums, or None for a Dense layer's units (the tracker sees them
+    as positions of one channel) and where float32 sums did not hold.
+    `sums` given (`set_sums`, filled by the tracker's pass) spares this
+    function's own pass."""
+    with BLAS.limit(limits=1, user_api="blas"):
+        return _measure(np.asarray(x, np.float32), layout, activation, sums)
+
+
+def _measure(x, layout, activation, given=None):
+    x3 = _sample_matrix(x, layout)
+    n, positions, u = x3.shape
+    m = x3.reshape(-1, u)
+    rows = len(m)
+    sums = given.result() if given is not None else _sums(x3, activation)
     finite = bool(np.isfinite(sums["total"]).all() and np.isfinite(sums["sq"]).all())
+    shared = (sums["per_sq"], sums["total"]) if finite and layout != "units" else None
     overflow = not finite and bool(np.isfinite(m).all())
     if overflow:
         # Finite values whose float32 squares or sums overflow: float64 throughout.
         m = m.astype(np.float64)
-        x = x.astype(np.float64)
         sums.update(
+            per_x=x3.sum(axis=1, dtype=np.float64),
             total=m.sum(axis=0),
             sq=np.einsum("nc,nc->c", m, m),
             abs=np.abs(m).sum(axis=0),
@@ -227,12 +289,8 @@ def _measure(x, layout, activation):
         units[:, 1] = sums["abs"] / rows if rows else np.nan
         if m.size:
             header["rms"] = math.sqrt(sums["sq"].sum() / m.size)
-            if layout == "units":
-                g = m.astype(np.float64)
-            else:
-                # Each sample's sums over its positions, by BLAS as above.
-                sums_g = np.ones((1, positions), x.dtype) @ x.reshape(n, positions, u)
-                g = sums_g.reshape(n, u).astype(np.float64) / positions
+            # The pooled features: each sample's sums over its positions.
+            g = sums["per_x"] / positions
             header["effective_rank"] = effective_rank(g)
             header["similarity"] = similarity(g)
             if activation in metadata.BOUNDED_ACTIVATIONS:
@@ -260,7 +318,7 @@ def _measure(x, layout, activation):
                 ],
                 axis=1,
             ).astype(np.float32)
-    return set_base, units, header
+    return set_base, units, header, shared
 
 
 # -- reader side ----------------------------------------------------------------

@@ -31,7 +31,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
+
+from tb_activations import passes
 
 __all__ = [
     "HEADER_KEYS",
@@ -59,164 +60,29 @@ HEADER_KEYS = ("prev_step", "start_step", "cka_prev", "cka_start")
 
 NO_MEASURES = "logged by a version without measures"
 
-# The Gram products run with BLAS on one thread. The tracker works in the
-# writer's background thread while the framework trains on every core; a
-# multi-threaded BLAS then spins against training for the same cores, and a
-# VGG16 step's measures went from 0.13 s to 3 s on two loaded cores.
-_BLAS = ThreadpoolController()
-
-# Values per chunk in the sums: float32 partial sums of at most
-# _BLOCK_ROWS rows go into float64 totals, so the error stays within about
-# 1e-5 of float64's while the temporaries stay in cache. The partial sums
-# are products with a vector of ones: BLAS reduces down the columns several
-# times faster than numpy's reductions of a narrow matrix.
-_CHUNK_VALUES = 1 << 17
-_BLOCK_ROWS = 1024
-
-
-def _square_sums(x: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
-    """(P, n, C) float32 to (P, C) float64 sums of x**2, or of (x - ref)**2."""
-    probes, n, c = x.shape
-    out = np.zeros((probes, c), np.float64)
-    rows = min(n, _BLOCK_ROWS)
-    if not probes or not n or not c:
-        return out
-    # Whole probes per chunk when they are small, else row blocks of one.
-    per = max(1, _CHUNK_VALUES // (n * c))
-    buf = np.empty((min(per, probes), rows, c), np.float32)
-    ones = np.ones((1, rows), np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for p in range(0, probes, per):
-            count = min(per, probes - p)
-            for i in range(0, n, rows):
-                part = x[p : p + count, i : i + rows]
-                b = buf[:count, : part.shape[1]]
-                if ref is not None:
-                    np.subtract(part, ref[p : p + count, i : i + rows], out=b)
-                    np.multiply(b, b, out=b)
-                else:
-                    np.multiply(part, part, out=b)
-                out[p : p + count] += (ones[:, : part.shape[1]] @ b)[:, 0, :]
-    return out
-
-
-def _column_sums(x: np.ndarray) -> np.ndarray:
-    """(n, C) float32 to (C,) float64 sums, in blocks like `_square_sums`."""
-    n, c = x.shape
-    out = np.zeros(c, np.float64)
-    ones = np.ones(min(n, _BLOCK_ROWS), np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for i in range(0, n, _BLOCK_ROWS):
-            part = x[i : i + _BLOCK_ROWS]
-            out += ones[: len(part)] @ part
-    return out
-
-
-def _frobenius_sq(m: np.ndarray) -> float:
-    m = m.ravel()
-    return float(np.dot(m.astype(np.float64), m.astype(np.float64)))
-
-
-@dataclasses.dataclass
-class _Map:
-    """One logged map and what CKA needs of it.
-
-    `gram_norm` is ||X^T X||_F = ||X X^T||_F of the centred matrix X, or None
-    when CKA with this map is undefined. `gram` (X X^T, n x n) is kept only
-    when positions n < channels c, where the cross term is the cheap
-    sum(K_s * K_r); otherwise the cross term is ||X_r^T X_s||_F^2 and the
-    centred matrix is rebuilt from `x` and `mean` when needed.
-    """
-
-    step: int
-    x: np.ndarray  # (probes, height, width, channels) float32, owned
-    mean: np.ndarray | None  # (channels,) float32 column means
-    gram_norm: float | None
-    gram: np.ndarray | None
-
-    def centred(self) -> np.ndarray:
-        c = self.x.shape[-1]
-        return self.x.reshape(-1, c) - self.mean
-
-
-def _centred_product(a: _Map, b: _Map) -> np.ndarray:
-    """X_a^T X_b of the two maps' centred (positions, channels) matrices,
-    block by block: float32 products of a few thousand rows, centred in a
-    small buffer, summed in float64, so that no centred copy of a whole map
-    (16 MB for 256 samples of 32 x 32 x 16) is made and written."""
-    ca, cb = a.x.shape[-1], b.x.shape[-1]
-    xa, xb = a.x.reshape(-1, ca), b.x.reshape(-1, cb)
-    n = len(xa)
-    rows = max(1, min(n, _CHUNK_VALUES // max(ca, cb, 1)))
-    out = np.zeros((ca, cb), np.float64)
-    buf_a = np.empty((rows, ca), np.float32)
-    buf_b = buf_a if a is b else np.empty((rows, cb), np.float32)
-    for i in range(0, n, rows):
-        count = min(rows, n - i)
-        pa = np.subtract(xa[i : i + count], a.mean, out=buf_a[:count])
-        pb = pa if a is b else np.subtract(xb[i : i + count], b.mean, out=buf_b[:count])
-        out += pa.T @ pb
-    return out
-
-
-def _describe(step: int, x: np.ndarray, col_sums: np.ndarray) -> tuple[_Map, None]:
-    """The map's CKA facts."""
-    c = x.shape[-1]
-    n = x.size // c if c else 0
-    if n < 3 or c == 0 or not np.isfinite(col_sums).all():
-        return _Map(step, x, None, None, None), None
-    mean = (col_sums / n).astype(np.float32)
-    cur = _Map(step, x, mean, None, None)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if c <= n:
-            gram = _centred_product(cur, cur)
-        else:
-            xc = x.reshape(n, c) - mean
-            gram = cur.gram = xc @ xc.T
-        norm = math.sqrt(_frobenius_sq(gram))
-    if not (math.isfinite(norm) and norm > 0):
-        return _Map(step, x, mean, None, None), None
-    cur.gram_norm = norm
-    return cur, None
-
-
-def _cka(
-    cur: _Map, cur_centred: None, ref: _Map, sq_diff: np.ndarray
-) -> float | None:
-    if cur.gram_norm is None or ref.gram_norm is None:
-        return None
-    if not sq_diff.any():
-        # The same map: exactly 1, where float32 Gram products would leave
-        # a drift of 1e-7 on a layer that did not move (a frozen one).
-        return 1.0
-    with np.errstate(over="ignore", invalid="ignore"):
-        if cur.gram is not None and ref.gram is not None:
-            hsic = float(np.dot(cur.gram.ravel().astype(np.float64), ref.gram.ravel()))
-        else:
-            hsic = _frobenius_sq(_centred_product(ref, cur))
-    value = hsic / (cur.gram_norm * ref.gram_norm)
-    if not math.isfinite(value):
-        return None
-    return min(max(value, 0.0), 1.0)
-
 
 @dataclasses.dataclass
 class _Layer:
-    start: _Map
-    prev: _Map
+    start: passes.Map
+    prev: passes.Map
+    # The storage of the last map dropped, for the next one: a fresh array
+    # of a large map costs its page faults again at every step.
+    spare: np.ndarray | None = None
 
 
 class Tracker:
     """Keeps, per layer path, the previous and the first map it was given,
     and measures each new map against them.
 
-    Memory: per layer, a float32 copy of the first map and of the previous
-    one (one copy while they are the same step), each probes x height x
-    width x channels as logged (after the channel cap, before any PNG
-    downscale), plus, for a layer with fewer positions than channels, its
-    positions x positions Gram matrix per kept map (smaller than the map).
-    For VGG16's five `blockN_conv1` layers and one 224 x 224 probe that is
-    about 49 MB.
+    Memory: per layer, the first map and the previous one (one while they
+    are the same step), each probes x height x width x channels as logged
+    (after the channel cap, before any PNG downscale): a float32 copy, or
+    the caller's array itself with `copy=False` (the writer's); a copying
+    caller's third map reuses the storage of the map dropped last. Plus, for
+    a layer with fewer positions than channels, its positions x positions
+    Gram matrix per kept map (smaller than the map). For VGG16's five
+    `blockN_conv1` layers and one 224 x 224 probe that is about 49 MB; for
+    the demo CNN's default layers and a 256-sample probe set, about 59 MB.
 
     Thread-safe; meant to be fed by one writer thread, in step order.
     """
@@ -233,7 +99,14 @@ class Tracker:
             else:
                 self._layers.pop(path, None)
 
-    def update(self, path: str, step: int, nhwc: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def update(
+        self,
+        path: str,
+        step: int,
+        nhwc: np.ndarray,
+        sums: tuple[np.ndarray, np.ndarray] | None = None,
+        copy: bool = True,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Measures one layer's map at `step` and keeps it as the previous one.
 
         `nhwc` is the logged (probes, height, width, channels) array. Returns
@@ -243,12 +116,19 @@ class Tracker:
         its shape changed, as when another model logs into the same run),
         the first step is its own start reference: `start_step` is `step`,
         `sq_diff_start` is 0 and `cka_start` is 1 (or None where undefined).
-        """
-        with _BLAS.limit(limits=1, user_api="blas"):
-            return self._update(path, step, nhwc)
 
-    def _update(self, path: str, step: int, nhwc: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        x = np.array(nhwc, dtype=np.float32, order="C", copy=True)
+        `sums`, when the caller has read the map already (`health.measure`
+        does), is `(sq_norm, column_sums)`: float64 (probes, channels) sums
+        of squares and (channels,) sums, which spare a pass over the map.
+        `copy=False` hands the array over: a C-contiguous float32 one that
+        is all of its memory is then kept as it is, not copied, and must not
+        change afterwards.
+        """
+        with passes.BLAS.limit(limits=1, user_api="blas"):
+            return self._update(path, step, nhwc, sums, copy)
+
+    def _update(self, path, step, nhwc, sums, copy) -> tuple[np.ndarray, dict[str, Any]]:
+        x = np.asarray(nhwc, dtype=np.float32)
         if x.ndim != 4:
             raise ValueError(
                 f"Tracker.update takes a (probes, height, width, channels) array. "
@@ -256,18 +136,83 @@ class Tracker:
             )
         step = int(step)
         probes, h, w, c = x.shape
-        flat = x.reshape(probes, h * w, c)
-        sq_norm = _square_sums(flat)
-        cur, cur_centred = _describe(step, x, _column_sums(x.reshape(-1, c)))
+        x3 = np.ascontiguousarray(x).reshape(probes, h * w, c)
+        # A converted or contiguous copy made here is the tracker's own already.
+        kept = not (isinstance(nhwc, np.ndarray) and np.may_share_memory(x3, nhwc))
+        n = probes * h * w
         with self._lock:
             layer = self._layers.get(path)
             if layer is not None and layer.start.x.shape != x.shape:
                 layer = None
+            refs = [] if layer is None else [layer.prev]
+            if layer is not None and layer.start is not layer.prev:
+                refs.append(layer.start)
+            visit = sums if hasattr(sums, "add") else None
+            if visit is not None and not refs:
+                # No reference to centre by yet: the sums' own pass first.
+                passes.fill(visit, x3)
+                sums, visit = (visit.per_sq, visit.per_x.sum(axis=0)), None
+            if sums is None:
+                sums = passes.square_sums(x3), passes.column_sums(x3.reshape(-1, c))
+            out = None
+            if not kept and (copy or passes.base_bytes(x3) > x3.nbytes):
+                # A copy of the caller's array: into the storage of the map
+                # dropped last when there is one (a fresh array of a large
+                # map costs its page faults again at every step).
+                spare = None if layer is None else layer.spare
+                out = spare if spare is not None else np.empty(x3.shape, np.float32)
+            copy_to = None if out is None else out.reshape(x3.shape)
+            if visit is not None:
+                # One pass for the sums and everything else, the map centred
+                # by the previous step's means until its own are known.
+                shift = refs[0].mean
+                products = n >= 3 and 0 < c <= n
+                gram, crosses, sq_diffs = passes.one_pass(
+                    x3, shift, refs, products, copy_to, visit, centre_refs=False
+                )
+                sq_norm, col_sums = visit.per_sq, visit.per_x.sum(axis=0)
+                crosses = passes.uncentred(refs, crosses, col_sums - n * shift.astype(np.float64))
+            else:
+                sq_norm, col_sums = sums
+            defined = n >= 3 and c > 0 and bool(np.isfinite(col_sums).all())
+            mean = (col_sums / n).astype(np.float32) if defined else np.zeros(c, np.float32)
+            if visit is None:
+                gram, crosses, sq_diffs = passes.one_pass(
+                    x3, mean, refs, defined and c <= n, copy_to, centre_refs=False
+                )
+                if defined:
+                    crosses = passes.uncentred(
+                        refs, crosses, col_sums - n * mean.astype(np.float64)
+                    )
+            elif defined and products:
+                gram, crosses = passes.recentre(
+                    x3, mean, shift, refs, col_sums, sq_norm.sum(axis=0), gram, crosses
+                )
+            stored = x3 if out is None else out
+            cur = passes.Map(
+                step, stored.reshape(x.shape), mean, None, None, own=out is not None or kept
+            )
+            cur.resid = col_sums - n * mean.astype(np.float64) if defined else np.zeros(c)
+            if defined:
+                m64 = col_sums / n
+                var = np.asarray(sq_norm, np.float64).sum(axis=0) / n - m64 * m64
+                with np.errstate(invalid="ignore"):
+                    cur.narrow = bool(np.isfinite(var).all() and (m64 * m64 <= 4 * var).all())
+            if defined:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    if gram is None:
+                        flat = x3.reshape(n, c) - mean
+                        gram = cur.gram = flat @ flat.T
+                    norm = math.sqrt(passes.frobenius_sq(gram))
+                if math.isfinite(norm) and norm > 0:
+                    cur.gram_norm = norm
+                else:
+                    cur.gram = None
             extra = np.full((probes, c, len(MEASURE_FIELDS)), np.nan, np.float32)
             extra[..., 0] = sq_norm
             if layer is None:
                 with np.errstate(invalid="ignore"):
-                    extra[..., 2] = sq_norm * 0.0  # 0, or NaN where not finite
+                    extra[..., 2] = extra[..., 0] * 0.0  # 0, or NaN where not finite
                 fields = {
                     "prev_step": None,
                     "start_step": step,
@@ -277,20 +222,21 @@ class Tracker:
                 self._layers[path] = _Layer(start=cur, prev=cur)
             else:
                 prev, start = layer.prev, layer.start
-                extra[..., 1] = _square_sums(flat, prev.x.reshape(flat.shape))
-                cka_prev = _cka(cur, cur_centred, prev, extra[..., 1])
+                extra[..., 1] = sq_diffs[0]
+                cka_prev = passes.cka(cur, prev, extra[..., 1], crosses[0])
                 if start is prev:
                     extra[..., 2] = extra[..., 1]
                     cka_start = cka_prev
                 else:
-                    extra[..., 2] = _square_sums(flat, start.x.reshape(flat.shape))
-                    cka_start = _cka(cur, cur_centred, start, extra[..., 2])
+                    extra[..., 2] = sq_diffs[1]
+                    cka_start = passes.cka(cur, start, extra[..., 2], crosses[1])
                 fields = {
                     "prev_step": prev.step,
                     "start_step": start.step,
                     "cka_prev": cka_prev,
                     "cka_start": cka_start,
                 }
+                layer.spare = prev.x if prev is not start and prev.own else None
                 layer.prev = cur
         return extra, fields
 

@@ -112,7 +112,9 @@ def encode_step(
         stats, pngs = encoding.probe_images(value.array[: value.info.probes])
         info = replace(value.info, stats_fields=metadata.STATS_FIELDS)
         return info, [metadata.encode_header(**header), metadata.encode_stats(stats), *pngs], None
-    x = value.nhwc()
+    # One float32 C-contiguous array for every measure, which the tracker
+    # then keeps as its reference without a copy.
+    x = np.ascontiguousarray(value.nhwc(), dtype=np.float32)
     pictured = x[: value.info.probes]
     # Strips (units, sequences) are one pixel high: small at any length,
     # and a downscaled strip would no longer line up with its units.
@@ -137,17 +139,23 @@ def encode_step(
     set_base = np.full((x.shape[3], 4), np.nan, np.float32)
     unit_values = np.full((units, len(metadata.UNIT_FIELDS)), np.nan, np.float32)
     error = None
-    try:
-        set_base, unit_values, set_header = health.measure(x, info.layout, info.activation)
-        fields.update(set_header)
-    except Exception as e:  # noqa: BLE001 - the step is written without these measures
-        error = e
+    # The tracker's pass over the map also makes the set's sums (`health`),
+    # so that the map is read once for both.
+    sums = health.set_sums(x, info.layout, info.activation) if tracker is not None else None
     if tracker is not None:
         try:
-            extra, refs = tracker.update(value.info.layer, step, x)
+            extra, refs = tracker.update(value.info.layer, step, x, sums, copy=False)
             fields.update(refs)
         except Exception as e:  # noqa: BLE001 - the step is written without these measures
-            error = error or e
+            error = e
+            sums = None
+    try:
+        set_base, unit_values, set_header, _ = health.measure_with_sums(
+            x, info.layout, info.activation, sums
+        )
+        fields.update(set_header)
+    except Exception as e:  # noqa: BLE001 - the step is written without these measures
+        error = error or e
     with np.errstate(invalid="ignore", over="ignore"):
         set_sums = extra.sum(axis=0, dtype=np.float64)
     pngs = pending()

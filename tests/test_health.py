@@ -339,10 +339,18 @@ def _with_dead(a):
     return a
 
 
+def _half_relu(a):
+    a[:32] = np.maximum(a[:32], 0)
+    return a
+
+
 CASES = [
     # (raw channels-last output, activation)
     pytest.param(_case((2, 3, 3, 2)), None, id="fewer rows than a folded row"),
     pytest.param(_case((64, 9, 7, 5), fn=_with_dead), None, id="image with a dead channel"),
+    pytest.param(
+        _case((64, 9, 7, 5), fn=_half_relu), None, id="non-negative samples, then signed ones"
+    ),
     pytest.param(_case((300, 40), seed=1), None, id="units: a Dense layer"),
     pytest.param(_case((5, 11, 3), seed=2), None, id="sequence"),
     pytest.param(np.tanh(_case((32, 4, 4, 3), scale=4.0)), "tanh", id="tanh"),
@@ -403,3 +411,12 @@ def test_bounded_activation(layer, expected):
     import keras  # noqa: F401 - for eval
 
     assert health.bounded_activation(eval(f"keras.layers.{layer}")) == expected
+
+
+@pytest.mark.parametrize("values", [8, 50, 200], ids=lambda v: f"{v} values a block")
+@pytest.mark.parametrize(("raw", "activation"), CASES[:7])
+def test_measure_matches_the_definitions_in_small_blocks(raw, activation, values, monkeypatch):
+    # Blocks of whole samples, rows of one sample, and one row: each value
+    # counted once, each sample's sums kept apart (the pooled features).
+    monkeypatch.setattr(health, "_CHUNK_VALUES", values)
+    test_measure_matches_the_definitions(raw, activation)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from tb_activations import encoding, measures, metadata
+from tb_activations import encoding, measures, metadata, passes
 
 FIELDS = metadata.LAYER_STATS_FIELDS
 RNG = np.random.default_rng(0)
@@ -397,3 +397,81 @@ def test_an_unchanged_map_has_exactly_no_drift():
     assert (fields["cka_prev"], fields["cka_start"]) == (1.0, 1.0)
     _, moved = tracker.update("frozen", 2, x * np.float32(1.5) + 1)
     assert moved["cka_prev"] is not None and moved["cka_prev"] > 0.999
+
+
+# -- the writer's blocks ---------------------------------------------------------------
+
+BLOCK_CASES = [
+    # (id, values per block, map shape): every way `passes.blocks` cuts a map
+    ("several whole probes per block, the last one short", 200, (7, 4, 5, 3)),
+    ("rows of one probe, the last block short", 50, (3, 6, 5, 4)),
+    ("one row per block: more channels than a block holds", 8, (2, 3, 2, 10)),
+    ("one block", 1 << 17, (2, 5, 4, 3)),
+]
+
+
+# How the means move between steps: far beyond the spread (the products are
+# made again with the map's own means), or within it (the products of the
+# map centred by the previous means, corrected).
+# And means within the spread: the references' products are made uncentred.
+MOVES = {"means jump": (10, 1000.0), "means drift": (10, 0.3), "means within the spread": (1, 0.1)}
+
+
+@pytest.mark.parametrize("move", MOVES)
+@pytest.mark.parametrize("shared", ["sums given", "one pass"])
+@pytest.mark.parametrize(
+    "values, shape", [c[1:] for c in BLOCK_CASES], ids=[c[0] for c in BLOCK_CASES]
+)
+def test_blocks_cover_every_value_once_and_the_measures_match_numpy(
+    values, shape, shared, move, monkeypatch
+):
+    from tb_activations import health
+
+    probes, h, w, c = shape
+    seen = np.zeros((probes, h * w), int)
+    for p, count, i, rows in passes.blocks(probes, h * w, c, values):
+        assert count == 1 or rows == h * w  # a contiguous (rows, channels) matrix
+        seen[p : p + count, i : i + rows] += 1
+    np.testing.assert_array_equal(seen, 1)
+
+    monkeypatch.setattr(passes, "_CHUNK_VALUES", values)
+    monkeypatch.setattr(health, "_CHUNK_VALUES", values)
+    # An offset far from 0 and a map that moves: the centred products must
+    # not lose it, and every reference's difference is summed per probe.
+    maps = {
+        s: normal(shape, 40 + s) * (1 + 0.2 * s) + MOVES[move][0] + MOVES[move][1] * (s + 1)
+        for s in (0, 3, 7)
+    }
+    tracker = measures.Tracker()
+    out = {}
+    for s, x in maps.items():
+        alone = health.measure_with_sums(x, "image")
+        if shared == "sums given":
+            out[s] = tracker.update("conv", s, x, alone[3])
+        else:
+            sums = health.set_sums(x, "image")
+            out[s] = tracker.update("conv", s, x, sums)
+            # The sums the tracker's pass made give health's values.
+            got = health.measure_with_sums(x, "image", None, sums)
+            for a, b in zip(got[:2], alone[:2]):
+                np.testing.assert_allclose(a, b, rtol=1e-6)
+            for key, want in alone[2].items():
+                if isinstance(want, float):
+                    assert got[2][key] == pytest.approx(want, rel=1e-6), key
+                else:
+                    assert got[2][key] == want, key
+        # The sums health shares are the tracker's own.
+        own = measures.Tracker().update("conv", s, x)[0]
+        np.testing.assert_allclose(out[s][0][..., 0], own[..., 0], rtol=1e-6)
+    x64 = {s: m.astype(np.float64) for s, m in maps.items()}
+    for s, prev in ((3, 0), (7, 3)):
+        extra, header = out[s]
+        np.testing.assert_allclose(extra[..., 0], (x64[s] ** 2).sum(axis=(1, 2)), rtol=1e-6)
+        np.testing.assert_allclose(
+            extra[..., 1], ((x64[s] - x64[prev]) ** 2).sum(axis=(1, 2)), rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            extra[..., 2], ((x64[s] - x64[0]) ** 2).sum(axis=(1, 2)), rtol=1e-5
+        )
+        assert header["cka_prev"] == pytest.approx(cka_hkh(maps[s], maps[prev]), abs=1e-5)
+        assert header["cka_start"] == pytest.approx(cka_hkh(maps[s], maps[0]), abs=1e-5)
