@@ -1,8 +1,8 @@
 // @ts-check
-// The Activations tab's wiring. TensorBoard imports this module inside its
-// plugin iframe and calls render(): it builds the widgets, registers each
-// view with the fields of the state it reads, and turns the user's actions
-// into state changes. State flows one way: an action calls store.set(), the
+// The Activations tab's wiring. index.js, the module TensorBoard's iframe
+// imports, loads this one and calls render(): it builds the widgets,
+// registers each view with the fields of the state it reads, and turns the
+// user's actions into state changes. State flows one way: an action calls store.set(), the
 // views that read a changed field load and draw themselves, and the URL
 // follows (url.js). The hooks scripts read are in hooks.js.
 //
@@ -18,7 +18,6 @@ import { syncCompare, warmCompare } from "./compare-view.js";
 import { CurveStrip } from "./curves.js";
 import { DEPTH_READS, depthView } from "./depth-view.js";
 import { Detail } from "./detail.js";
-import { h } from "./dom.js";
 import { DownloadLinks } from "./downloads.js";
 import { GridBar } from "./grid-bar.js";
 import { phase } from "./hooks.js";
@@ -150,31 +149,13 @@ async function loadColormaps() {
   fillSelect(ui.el.cmap, names, state.cmap);
 }
 
-/** The stylesheets, one per part of the panel; resolves when loaded or after 2 s. */
-function loadStyles() {
-  const files = [
-    "style-base.css",
-    "style-layer.css",
-    "style-timeline.css",
-    "style-map.css",
-    "style-compare.css",
-    "style-tokens.css",
-  ];
-  const sheets = files.map(
-    (file) =>
-      new Promise((resolve) => {
-        const link = h("link", { rel: "stylesheet", href: `static/${file}` });
-        link.addEventListener("load", resolve);
-        link.addEventListener("error", resolve);
-        document.head.append(link);
-      }),
-  );
-  return Promise.race([Promise.all(sheets), new Promise((r) => setTimeout(r, 2000))]);
-}
-
-export async function render() {
+/**
+ * Builds the panel once the stylesheets are in (index.js started them).
+ * @param {Promise<unknown>} [styles]
+ */
+export async function render(styles) {
   phase("loading");
-  await loadStyles();
+  await styles;
   const el = buildShell(document.body);
   Object.assign(ui, {
     el,
