@@ -62,9 +62,76 @@ export const STYLES = [
 
 /** The requests every first view starts with, by their URL. */
 const FIRST_REQUESTS = ["colormaps", "tags"];
+/** Early answers nobody took (the app chose another view) are dropped then. */
+const EARLY_MS = 20000;
 
 /** @type {Map<string, Promise<Response>>} Started by render(), each taken once. */
 const early = new Map();
+
+/**
+ * `route?params` as model.js writes it (same keys, same order), so that
+ * the app's request finds the early one.
+ * @param {string} route @param {Record<string, string | number>} params
+ */
+function url(route, params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) q.set(k, String(v));
+  return `${route}?${q}`;
+}
+
+/** @param {string} u @returns {Promise<Response>} */
+function start(u) {
+  const response = fetch(u);
+  // Its taker reports a failure; until then it is not unhandled.
+  response.catch(() => {});
+  early.set(u, response);
+  return response;
+}
+
+/**
+ * The first view's own requests, when TensorBoard's address names its run
+ * (a shared link, Back or a reload): its map, or its layer at the step the
+ * address names or else the latest, as app.js will ask for them. A guess
+ * the app does not take costs one request.
+ */
+function startFirstView() {
+  let host = null;
+  try {
+    host = window.parent === window ? null : window.parent.location.hash;
+  } catch {
+    // Another origin's page: the panel reads its own address alone.
+  }
+  const hash = host?.startsWith("#activations&") ? host.slice(13) : "";
+  const p = new URLSearchParams(hash);
+  const run = p.get("run");
+  if (!run || p.has("compare")) return;
+  start(url("curves", { run }));
+  const tag = p.get("layer");
+  if (p.get("view") === "map" || !tag) {
+    start(url("overview", { run }));
+    return;
+  }
+  const probe = Number(p.get("probe") || 0);
+  start(url("probe", { run, probe }));
+  start(url("timeline", { run, tag }));
+  const steps = start(url("steps", { run, tag }));
+  // The app reads this answer too: it gets a copy, made before it is read here.
+  const copy = steps.then((r) => r.clone());
+  copy.catch(() => {});
+  early.set(url("steps", { run, tag }), copy);
+  steps
+    .then((r) => (r.ok ? r.json() : null))
+    .then((/** @type {any} */ data) => {
+      const kept = Array.isArray(data?.steps) ? data.steps : [];
+      const list = kept.map((/** @type {any} */ s) => s?.step);
+      const asked = p.get("step");
+      const step = asked === null ? list[list.length - 1] : Number(asked);
+      if (Number.isInteger(step) && list.includes(step)) {
+        start(url("layer", { run, tag, step, probe }));
+      }
+    })
+    .catch(() => {});
+}
 
 /**
  * The response of a request render() started before the panel loaded, or
@@ -97,12 +164,9 @@ function loadStyles() {
 
 export async function render() {
   // Data first: these queue for the same few connections as the files.
-  for (const url of FIRST_REQUESTS) {
-    const response = fetch(url);
-    // Its taker reports a failure; until then it is not unhandled.
-    response.catch(() => {});
-    early.set(url, response);
-  }
+  for (const u of FIRST_REQUESTS) start(u);
+  startFirstView();
+  setTimeout(() => early.clear(), EARLY_MS);
   const styles = loadStyles();
   for (const file of MODULES) {
     const link = document.createElement("link");
