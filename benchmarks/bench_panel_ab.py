@@ -2,6 +2,7 @@
 
     git archive COMMIT | tar -x -C /tmp/old-tree
     .venv/bin/python benchmarks/bench_panel_ab.py --old /tmp/old-tree [--repeats N]
+        [--first-open-only]
         [--logdir DIR] [--output FILE] [--raw FILE]
 
 Two TensorBoards serve the same log (`bench_panel.py`'s, written once in
@@ -106,6 +107,11 @@ def main(argv=None):
     ap.add_argument("--logdir", help="where to write (or reuse) bench_panel.py's logs")
     ap.add_argument("--output", help="also write the tables to this markdown file")
     ap.add_argument("--raw", help="also write every measured repeat to this JSON file")
+    ap.add_argument(
+        "--first-open-only",
+        action="store_true",
+        help="only the tab switch (the first open) in each repeat, not the interactions",
+    )
     args = ap.parse_args(argv)
     old_tree = Path(args.old).resolve()
     if not (old_tree / "tb_activations" / "plugin.py").is_file():
@@ -145,7 +151,7 @@ def main(argv=None):
             t = time.monotonic()
             for rep in range(args.repeats):
                 order = ("old", "new") if rep % 2 == 0 else ("new", "old")
-                for name in order:
+                for name in () if args.first_open_only else order:
                     panel_repeat(
                         browser,
                         bases[name],

@@ -1,6 +1,6 @@
 // @ts-check
 // The bar over the grid: sort, filter and diff choices, the counts in words
-// and what could not be done. It only reports choices; index.js applies them.
+// and what could not be done. It only reports choices; app.js applies them.
 
 import {
   DEFAULT_TOP,

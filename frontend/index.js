@@ -1,169 +1,159 @@
 // @ts-check
-// The Activations tab's wiring. TensorBoard imports this module inside its
-// plugin iframe and calls render(): it builds the widgets, registers each
-// view with the fields of the state it reads, and turns the user's actions
-// into state changes. State flows one way: an action calls store.set(), the
-// views that read a changed field load and draw themselves, and the URL
-// follows (url.js). The hooks scripts read are in hooks.js.
+// The module TensorBoard's iframe imports: it calls render() once this file
+// alone has loaded, since it imports nothing. render() then asks for
+// everything the first view needs at once: the first data requests, the
+// stylesheets and every module of the panel, so that the browser fetches
+// them side by side instead of discovering the modules level by level
+// through their imports. The panel itself is app.js and what it imports.
 //
-// Where things go: a new choice is a field of ViewState (state.js) and, if
-// the URL carries it, an entry of URL_KEYS there; a new request is a Model
-// method (model.js); a new view is a file of its own whose function reacts
-// to the fields it reads, registered with one store.on() line below.
+// MODULES must list every module app.js reaches (tests/test_frontend.py
+// checks it); one missing is only fetched later, not lost.
 
-import * as act from "./actions.js";
-import { isNorm } from "./color.js";
-import { Compare } from "./compare.js";
-import { syncCompare, warmCompare } from "./compare-view.js";
-import { CurveStrip } from "./curves.js";
-import { DEPTH_READS, depthView } from "./depth-view.js";
-import { Detail } from "./detail.js";
-import { h } from "./dom.js";
-import { DownloadLinks } from "./downloads.js";
-import { GridBar } from "./grid-bar.js";
-import { phase } from "./hooks.js";
-import { LAYER_READS, layerView } from "./layer-view.js";
-import { MAP_READS, mapView, renderMap, showView } from "./map-view.js";
-import { messageOf } from "./model.js";
-import { DetailOverlay, OverlayBar } from "./overlay.js";
-import {
-  GRAY,
-  clearError,
-  luts,
-  model,
-  setError,
-  state,
-  stepIndex,
-  steps,
-  store,
-  ui,
-} from "./panel.js";
-import { probesView } from "./probe-inputs.js";
-import { fromParams, initialState } from "./state.js";
-import { StripMap } from "./strip-map.js";
-import * as s from "./steps-view.js";
-import { TileGrid } from "./tile-grid.js";
-import { CLASS_TOKEN_READS, classTokenView } from "./token-grid-view.js";
-import { ChannelTimeline } from "./timeline.js";
-import { TrainingMap, ViewTabs } from "./training-map.js";
-import { Url, readParams } from "./url.js";
-import { buildShell, fillSelect } from "./views.js";
+/** The panel's modules, in any order. */
+export const MODULES = [
+  "app.js",
+  "actions.js",
+  "attention-view.js",
+  "channel-order.js",
+  "color.js",
+  "compare-view.js",
+  "compare.js",
+  "curves.js",
+  "depth-profile.js",
+  "depth-view.js",
+  "detail.js",
+  "diff.js",
+  "dom.js",
+  "downloads.js",
+  "grid-bar.js",
+  "hooks.js",
+  "layer-view.js",
+  "map-marks.js",
+  "map-measures.js",
+  "map-view.js",
+  "model.js",
+  "order-view.js",
+  "overlay-view.js",
+  "overlay.js",
+  "panel.js",
+  "probe-inputs.js",
+  "state.js",
+  "steps-view.js",
+  "store.js",
+  "strip-map.js",
+  "tile-grid.js",
+  "timeline.js",
+  "token-grid-view.js",
+  "tokens.js",
+  "training-map.js",
+  "url.js",
+  "views.js",
+];
 
-const POLL_MS = 5000;
-const url = new Url(() => state);
-const busy = { poll: false };
+/** The stylesheets, one per part of the panel. */
+export const STYLES = [
+  "style-base.css",
+  "style-layer.css",
+  "style-timeline.css",
+  "style-map.css",
+  "style-compare.css",
+  "style-tokens.css",
+];
 
-/** The views, in the order they react: lists before the views drawn from them. */
-function register() {
-  const lists = () => {
-    s.layerList(act.selectLayer);
-    probesView(act.selectProbe);
-  };
-  store.on(["run"], () => fillSelect(ui.el.runSelect, model.runs(), state.run));
-  store.on(["run", "compare"], syncCompare);
-  store.on(["run", "tag", "filter", "probe"], lists);
-  store.on(["cmap"], () => (ui.el.cmap.value = state.cmap));
-  store.on(["norm"], () => (ui.el.norm.value = state.norm));
-  store.on(["playing"], () => (ui.el.play.textContent = state.playing ? "❚❚ Pause" : "▶ Play"));
-  store.on(["run", "tag"], s.loadSteps);
-  store.on(["steps", "step"], s.stepControls);
-  store.on(["view", "tag"], showView);
-  store.on(["steps", "curve"], s.curvesView);
-  store.on(LAYER_READS, layerView);
-  store.on(MAP_READS, mapView);
-  store.on(DEPTH_READS, depthView);
-  store.on(CLASS_TOKEN_READS, () => classTokenView(act.selectLayer));
-  store.follow = (how) => url.write(how);
-  return lists;
+/** The requests every first view starts with, by their URL. */
+const FIRST_REQUESTS = ["colormaps", "tags"];
+/** Early answers nobody took (the app chose another view) are dropped then. */
+const EARLY_MS = 20000;
+
+/** @type {Map<string, Promise<Response>>} Started by render(), each taken once. */
+const early = new Map();
+
+/**
+ * `route?params` as model.js writes it (same keys, same order), so that
+ * the app's request finds the early one.
+ * @param {string} route @param {Record<string, string | number>} params
+ */
+function url(route, params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) q.set(k, String(v));
+  return `${route}?${q}`;
 }
 
-// ---------------------------------------------------------------------------
-// Events.
-
-/** @param {EventTarget | null} target */
-function isTyping(target) {
-  if (!(target instanceof HTMLElement)) return false;
-  const t = target.tagName;
-  if (t === "TEXTAREA" || t === "SELECT") return true;
-  return target instanceof HTMLInputElement && target.type !== "range" && target.type !== "button";
+/** @param {string} u @returns {Promise<Response>} */
+function start(u) {
+  const response = fetch(u);
+  // Its taker reports a failure; until then it is not unhandled.
+  response.catch(() => {});
+  early.set(u, response);
+  return response;
 }
 
-function wire() {
-  const el = ui.el;
-  el.runSelect.addEventListener("change", () => act.selectRun(el.runSelect.value));
-  el.filter.addEventListener("input", () => store.set({ filter: el.filter.value }, "none"));
-  // A drag is one history entry, for the step it ends on.
-  let dragging = false;
-  el.slider.addEventListener("input", () => {
-    s.goToIndex(Number(el.slider.value), dragging ? "replace" : "push");
-    dragging = true;
-  });
-  el.slider.addEventListener("change", () => (dragging = false));
-  const typed = () => {
-    const v = Number(el.stepInput.value);
-    if (Number.isFinite(v)) s.goToStep(v, "push");
-  };
-  el.stepInput.addEventListener("change", typed);
-  el.stepInput.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter") {
-      typed();
-      el.stepInput.value = String(state.step ?? "");
-    }
-  });
-  el.prev.addEventListener("click", () => s.goToIndex(stepIndex() - 1, "push"));
-  el.next.addEventListener("click", () => s.goToIndex(stepIndex() + 1, "push"));
-  el.play.addEventListener("click", s.play);
-  // Colormap, scale and size recolour what is cached: no new request.
-  el.cmap.addEventListener("change", () => store.set({ cmap: el.cmap.value }, "replace"));
-  el.norm.addEventListener("change", () => {
-    const norm = el.norm.value;
-    if (isNorm(norm)) store.set({ norm }, "replace");
-  });
-  el.size.addEventListener("input", () => store.set({ size: Number(el.size.value) }, "none"));
-  document.addEventListener("keydown", (ev) => {
-    if (ev.defaultPrevented || isTyping(ev.target)) return;
-    // The slider moves itself on arrow keys; only handle them elsewhere.
-    const onSlider = ev.target === el.slider;
-    if (ev.key === "ArrowLeft" && !onSlider) s.goToIndex(stepIndex() - 1, "push");
-    else if (ev.key === "ArrowRight" && !onSlider) s.goToIndex(stepIndex() + 1, "push");
-    else if (ev.key === "Home" && !onSlider) s.goToIndex(0, "push");
-    else if (ev.key === "End" && !onSlider) s.goToIndex(steps().length - 1, "push");
-    else if (ev.key === "Escape" && state.channel !== null) act.closeDetail();
-    else return;
-    ev.preventDefault();
-  });
-  url.listen(act.goTo);
-}
-
-async function loadColormaps() {
+/**
+ * The first view's own requests, when TensorBoard's address names its run
+ * (a shared link, Back or a reload): its map, or its layer at the step the
+ * address names or else the latest, as app.js will ask for them. A guess
+ * the app does not take costs one request.
+ */
+function startFirstView() {
+  let host = null;
   try {
-    for (const [name, map] of await model.fetchColormaps()) luts.set(name, map);
-    clearError("colormaps");
-  } catch (e) {
-    setError("colormaps", `${messageOf(e)}. Showing gray.`);
+    host = window.parent === window ? null : window.parent.location.hash;
+  } catch {
+    // Another origin's page: the panel reads its own address alone.
   }
-  if (!luts.size) luts.set("gray", GRAY);
-  const names = [...luts.keys()];
-  if (!names.includes(state.cmap)) {
-    store.correct({ cmap: names.includes("viridis") ? "viridis" : "gray" });
+  const hash = host?.startsWith("#activations&") ? host.slice(13) : "";
+  const p = new URLSearchParams(hash);
+  const run = p.get("run");
+  if (!run || p.has("compare")) return;
+  start(url("curves", { run }));
+  const tag = p.get("layer");
+  if (p.get("view") === "map" || !tag) {
+    start(url("overview", { run }));
+    return;
   }
-  fillSelect(ui.el.cmap, names, state.cmap);
+  const probe = Number(p.get("probe") || 0);
+  start(url("probe", { run, probe }));
+  start(url("timeline", { run, tag }));
+  const steps = start(url("steps", { run, tag }));
+  // The app reads this answer too: it gets a copy, made before it is read here.
+  const copy = steps.then((r) => r.clone());
+  copy.catch(() => {});
+  early.set(url("steps", { run, tag }), copy);
+  steps
+    .then((r) => (r.ok ? r.json() : null))
+    .then((/** @type {any} */ data) => {
+      const kept = Array.isArray(data?.steps) ? data.steps : [];
+      const list = kept.map((/** @type {any} */ s) => s?.step);
+      const asked = p.get("step");
+      const step = asked === null ? list[list.length - 1] : Number(asked);
+      if (Number.isInteger(step) && list.includes(step)) {
+        start(url("layer", { run, tag, step, probe }));
+      }
+    })
+    .catch(() => {});
 }
 
-/** The stylesheets, one per part of the panel; resolves when loaded or after 2 s. */
+/**
+ * The response of a request render() started before the panel loaded, or
+ * null: the first caller of a URL takes it, any later one fetches anew.
+ * @param {string} url
+ * @returns {Promise<Response> | null}
+ */
+export function takeEarly(url) {
+  const p = early.get(url);
+  if (!p) return null;
+  early.delete(url);
+  return p;
+}
+
+/** Resolves when every stylesheet has loaded (or failed), or after 2 s. */
 function loadStyles() {
-  const files = [
-    "style-base.css",
-    "style-layer.css",
-    "style-timeline.css",
-    "style-map.css",
-    "style-compare.css",
-    "style-tokens.css",
-  ];
-  const sheets = files.map(
+  const sheets = STYLES.map(
     (file) =>
       new Promise((resolve) => {
-        const link = h("link", { rel: "stylesheet", href: `static/${file}` });
+        const link = document.createElement("link");
+        link.rel = "stylesheet";
+        link.href = `static/${file}`;
         link.addEventListener("load", resolve);
         link.addEventListener("error", resolve);
         document.head.append(link);
@@ -173,76 +163,17 @@ function loadStyles() {
 }
 
 export async function render() {
-  phase("loading");
-  await loadStyles();
-  const el = buildShell(document.body);
-  Object.assign(ui, {
-    el,
-    grid: new TileGrid(act.openChannel),
-    strips: new StripMap(act.openChannel),
-    detail: new Detail(el.detail, {
-      onClose: act.closeDetail,
-      onStep: (t) => s.goToStep(t, "push"),
-    }),
-    timeline: new ChannelTimeline({
-      onOpen: act.openAt,
-      onMeasure: (tmeasure) => store.set({ tmeasure }, "replace"),
-      onToggle: (timelineOpen) => store.set({ timelineOpen }, "none"),
-    }),
-    bar: new GridBar(act.chooseGrid),
-    map: new TrainingMap({
-      onOpen: act.openLayer,
-      onMeasure: (m) => store.set({ measure: m }, "replace"),
-      onLayerView: () => act.openLayer(state.tag, state.step),
-    }),
-    tabs: new ViewTabs({ onMap: act.openMap, onLayer: () => act.openLayer(state.tag, state.step) }),
-    curves: new CurveStrip({
-      onStep: (t) => s.goToStep(t, "push"),
-      onSeries: (curve) => store.set({ curve }, "replace"),
-    }),
-    compare: new Compare({
-      onPick: act.chooseCompare,
-      onOpen: act.openChannel,
-      onMapOpen: act.openLayer,
-      onReach: warmCompare,
-    }),
-    overlay: new OverlayBar(act.chooseOverlay),
-    detailOverlay: new DetailOverlay(),
-    downloads: new DownloadLinks(),
-  });
-  el.legend.before(ui.timeline.el, ui.bar.el);
-  ui.bar.el.after(ui.overlay.el);
-  ui.overlay.el.append(ui.downloads.gridEl);
-  ui.detailOverlay.attach(ui.detail.canvas);
-  ui.detail.evoTitle.after(ui.downloads.evolutionEl);
-  el.main.prepend(ui.tabs.el, ui.map.el);
-  el.toolbar.append(ui.curves.el);
-  ui.compare.attach(el.view);
-  ui.compare.attachMap(ui.map.el);
-  el.runSelect.parentElement?.after(ui.compare.field);
-  new ResizeObserver(() => ui.curves.alignTo(el.slider)).observe(el.slider);
-  window.addEventListener("resize", () => {
-    if (state.view === "map") renderMap(true);
-  });
-  const params = readParams();
-  if (params) {
-    const asked = initialState();
-    fromParams(asked, params);
-    store.set(asked, "none");
+  // Data first: these queue for the same few connections as the files.
+  for (const u of FIRST_REQUESTS) start(u);
+  startFirstView();
+  setTimeout(() => early.clear(), EARLY_MS);
+  const styles = loadStyles();
+  for (const file of MODULES) {
+    const link = document.createElement("link");
+    link.rel = "modulepreload";
+    link.href = `static/${file}`;
+    document.head.append(link);
   }
-  el.norm.value = state.norm;
-  const lists = register();
-  wire();
-  await loadColormaps();
-  const poll = async () => {
-    if (busy.poll) return;
-    busy.poll = true;
-    try {
-      await s.refreshTags(lists);
-    } finally {
-      busy.poll = false;
-    }
-  };
-  await poll();
-  setInterval(poll, POLL_MS);
+  const app = await import("./app.js");
+  await app.render(styles);
 }

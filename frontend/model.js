@@ -9,6 +9,7 @@
 // A new route is one method here over `_versioned` or the layer/series LRUs.
 
 import { fixedRanges, statIndex } from "./color.js";
+import { takeEarly } from "./index.js";
 
 /** @typedef {import("./color.js").Lut} Lut */
 /** @typedef {import("./color.js").StatIndex} StatIndex */
@@ -153,7 +154,7 @@ function query(route, params) {
 async function fetchOk(url, what) {
   let response;
   try {
-    response = await fetch(url);
+    response = await (takeEarly(url) ?? fetch(url));
   } catch (e) {
     throw new RequestError(what, 0, `the TensorBoard server did not answer (${messageOf(e)})`);
   }
@@ -386,8 +387,7 @@ export class Model {
     if (!this.colormaps) {
       this.colormaps = this._once("colormaps", async () => {
         const maps = await fetchJson("colormaps", "Could not load the colormaps");
-        /** @type {Map<string, Lut>} */
-        const out = new Map();
+        const out = /** @type {Map<string, Lut>} */ (new Map());
         for (const [name, m] of Object.entries(maps || {})) {
           if (Array.isArray(m) && m.length === 256) out.set(name, m);
         }

@@ -32,7 +32,9 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 from tensorboard import errors
+from tensorboard.backend.event_processing import data_provider as multiplexer_provider
 from tensorboard.backend.event_processing.data_provider import MultiplexerDataProvider
+from tensorboard.compat.proto import summary_pb2, types_pb2
 from tensorboard.data import provider
 
 from tb_activations import curves, encoding, metadata
@@ -117,6 +119,40 @@ def _model_order(series: Series) -> tuple:
     return (not known, p if known else 0, series.tag)
 
 
+class _KeptBlobs:
+    """Blobs read straight from the in-process loader's kept tensors.
+
+    `MultiplexerDataProvider.read_blob` turns the step's whole tensor (every
+    PNG of the layer) into an array to return one of its blobs; reading a
+    layer's measures takes four blobs of each step, so that conversion was
+    most of a first `overview`. This reads the one string it needs, from the
+    same events. `read` answers None where it cannot (a key or tensor of
+    another form), and the caller asks the provider.
+    """
+
+    def __init__(self, data_provider: MultiplexerDataProvider):
+        self._mux = getattr(data_provider, "_multiplexer", None)
+        self._decode = getattr(multiplexer_provider, "_decode_blob_key", None)
+
+    def read(self, blob_key: str) -> bytes | None:
+        if self._mux is None or self._decode is None:
+            return None
+        try:
+            _, _, run, tag, step, index = self._decode(blob_key)
+        except (ValueError, TypeError):
+            return None
+        if self._mux.SummaryMetadata(run, tag).data_class != summary_pb2.DATA_CLASS_BLOB_SEQUENCE:
+            raise errors.NotFoundError(blob_key)
+        # The provider's rule: the first event at that step.
+        event = next((e for e in self._mux.Tensors(run, tag) if e.step == step), None)
+        if event is None:
+            raise errors.NotFoundError(f"{blob_key}: no such step {step!r}")
+        tensor = event.tensor_proto
+        if tensor.dtype != types_pb2.DT_STRING or not 0 <= index < len(tensor.string_val):
+            return None
+        return tensor.string_val[index]
+
+
 class Reader:
     """Reads activation series through a TensorBoard data provider.
 
@@ -139,6 +175,7 @@ class Reader:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._concurrent = not isinstance(data_provider, MultiplexerDataProvider)
+        self._kept = _KeptBlobs(data_provider) if not self._concurrent else None
 
     # -- series --------------------------------------------------------------
 
@@ -463,8 +500,10 @@ class Reader:
         self._kept_counts[key] = (version, len(series.data))
 
     def _blob(self, ctx, datum, index: int) -> bytes:
+        key = datum.values[index].blob_key
         try:
-            return self._provider.read_blob(ctx, blob_key=datum.values[index].blob_key)
+            blob = self._kept.read(key) if self._kept else None
+            return self._provider.read_blob(ctx, blob_key=key) if blob is None else blob
         except (errors.NotFoundError, KeyError) as e:
             # The Rust data server evicts a step that sampling drops after
             # it was listed; the Python loader forgets a run that vanished.

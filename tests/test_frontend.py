@@ -5,6 +5,7 @@ lines."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,3 +51,40 @@ def test_the_panel_type_checks():
         [tsc, *TSC_ARGS, *map(str, MODULES)], capture_output=True, text=True, timeout=600
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def imports_of(module: str) -> set[str]:
+    """The modules `module` reaches through its static imports, itself included."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += re.findall(r'^import\s[^;]*?from\s+"\./([^"]+)";', read(name), re.M | re.S)
+    return seen
+
+
+def listed(name: str) -> list[str]:
+    """The strings of index.js's array `name`."""
+    body = re.search(rf"export const {name} = \[(.*?)\];", read("index.js"), re.S)
+    assert body, f"index.js has no array {name}"
+    return re.findall(r'"([^"]+)"', body.group(1))
+
+
+def read(name: str) -> str:
+    return (FRONTEND / name).read_text()
+
+
+def test_index_preloads_every_module_the_panel_imports():
+    # index.js imports nothing, so that it starts every fetch at once; a
+    # module missing from its list would be found a round trip later.
+    assert not re.search(r"^import\s", read("index.js"), re.M)
+    modules = listed("MODULES")
+    assert len(modules) == len(set(modules))
+    assert set(modules) == imports_of("app.js") - {"index.js"}
+    assert set(modules) | {"index.js"} == {p.name for p in MODULES}
+
+
+def test_index_loads_every_stylesheet():
+    assert set(listed("STYLES")) == {p.name for p in FRONTEND.glob("*.css")}

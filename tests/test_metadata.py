@@ -1,4 +1,5 @@
 import dataclasses
+import io
 import json
 
 import numpy as np
@@ -193,3 +194,35 @@ def test_statistics_of_older_logs_and_with_measures_decode():
         assert metadata.decode_stats(metadata.encode_stats(stats)).shape == (2, 3, len(fields))
     with pytest.raises(ValueError, match="expected"):
         metadata.decode_stats(metadata.encode_stats(np.ones((2, 3, 5))))
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+        np.arange(6.0).reshape(3, 2).T,  # Fortran order: read by numpy every time
+        np.zeros((0, 3), np.float32),
+        np.arange(5, dtype=np.int16),
+        np.float64(2.5),
+    ],
+    ids=["float32-3d", "fortran", "empty", "int16", "scalar"],
+)
+def test_load_npy_reads_what_np_load_reads(array):
+    buf = io.BytesIO()
+    np.save(buf, array)
+    blob = buf.getvalue()
+    # The second read of a header goes through the parsed-header cache.
+    for _ in range(2):
+        got = metadata.load_npy(blob)
+        assert (got.dtype, got.shape) == (array.dtype, array.shape)
+        np.testing.assert_array_equal(got, array)
+        assert got.flags.writeable
+
+
+def test_load_npy_refuses_a_cut_blob():
+    buf = io.BytesIO()
+    np.save(buf, np.ones((4, 4), np.float32))
+    blob = buf.getvalue()
+    metadata.load_npy(blob)
+    with pytest.raises(ValueError):
+        metadata.load_npy(blob[:-4])

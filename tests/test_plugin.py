@@ -691,6 +691,21 @@ def test_index_js_is_served(client):
     assert b"export" in r.data
 
 
+def test_static_files_are_revalidated_by_their_entity_tag(client):
+    want = (plugin_lib.frontend_dir() / "app.js").read_bytes()
+    r = client.get(URL + "static/app.js", headers={"Accept-Encoding": "gzip"})
+    assert (r.status_code, r.headers["Content-Encoding"]) == (200, "gzip")
+    assert gzip.decompress(r.data) == want
+    etag = r.headers["ETag"]
+    # TensorBoard's rule for files whose URL has no version: ask every time.
+    assert r.headers["Cache-Control"] == "no-cache, must-revalidate"
+    same = client.get(URL + "static/app.js", headers={"If-None-Match": etag})
+    assert (same.status_code, same.data, same.headers["ETag"]) == (304, b"", etag)
+    other = client.get(URL + "static/model.js", headers={"If-None-Match": etag})
+    assert other.status_code == 200
+    assert other.data == (plugin_lib.frontend_dir() / "model.js").read_bytes()
+
+
 def test_routes_under_a_path_prefix(logdir):
     mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": KEEP})
     mux.AddRunsFromDirectory(str(logdir))

@@ -423,3 +423,22 @@ def test_a_series_version_changes_with_new_steps(tmp_path, ctx):
     write_run(tmp_path / RUN, range(2, 3))
     mux.Reload()
     assert reader.series(ctx, EXP, RUN, "b_conv").version != before
+
+
+def test_blobs_read_from_the_kept_tensors_are_the_providers(logdir, ctx):
+    # The in-process loader's blobs come straight from its kept tensors
+    # (Reader._blob), not through read_blob's whole-tensor conversion: the
+    # bytes must be the provider's own, and a step it no longer keeps gone.
+    reader, mux = make_reader(logdir)
+    provider = data_provider.MultiplexerDataProvider(mux, str(logdir))
+    for info in LAYERS:
+        series = reader.series(ctx, EXP, RUN, info.layer)
+        for datum in series.data:
+            for i, ref in enumerate(datum.values):
+                want = provider.read_blob(ctx, blob_key=ref.blob_key)
+                assert reader._kept.read(ref.blob_key) == want
+                assert reader._blob(ctx, datum, i) == want
+    gone = reader.series(ctx, EXP, RUN, CONV.layer).data[0]
+    other, _ = make_reader(logdir, keep=1)  # the last step only
+    with pytest.raises(Exception, match=f"step {gone.step} is no longer available"):
+        other._blob(ctx, gone, 0)

@@ -178,3 +178,47 @@ def test_a_slider_drag_and_a_colour_choice_add_no_entry_of_their_own(panel, serv
     # Back leaves the drag whole: the step before it, not one it passed.
     go(panel, "back")
     panel.wait_ready(layer="conv2", step=str(conv2[0]), cmap="magma")
+
+
+# Every request of the iframe, by route and query, in the order started, with
+# whether it started before the panel's own module (app.js) had arrived.
+REQUESTS_JS = """() => {
+  const all = performance.getEntriesByType("resource");
+  const app = all.find((e) => e.name.endsWith("/static/app.js"));
+  return all
+    .filter((e) => !e.name.includes("/static/"))
+    .map((e) => [e.name.split("/plugin/activations/")[1], e.startTime < app.responseEnd]);
+}"""
+
+
+@pytest.mark.parametrize("named_step", [False, True], ids=["latest", "named"])
+def test_a_linked_layer_is_asked_for_once_and_before_the_panel_has_loaded(
+    panel, server, named_step
+):
+    # index.js starts what the address's view needs while the modules load;
+    # the app must take those answers, not ask again (URLs written alike).
+    steps = kept(server, "conv2")
+    step = steps[1] if named_step else steps[-1]
+    panel.open(f"&run={RUN}&layer=conv2" + (f"&step={step}" if named_step else ""))
+    panel.wait_ready(run=RUN, layer="conv2", step=str(step))
+    requests = dict(panel.frame.evaluate(REQUESTS_JS))
+    names = [n for n, _ in panel.frame.evaluate(REQUESTS_JS)]
+    first = [
+        "colormaps",
+        "tags",
+        f"curves?run={RUN}",
+        f"steps?run={RUN}&tag=conv2",
+        f"timeline?run={RUN}&tag=conv2",
+    ]
+    for url in [*first, f"layer?run={RUN}&tag=conv2&step={step}&probe=0"]:
+        assert names.count(url) == 1, (url, names)
+    assert all(requests[url] for url in first), requests
+
+
+def test_a_linked_map_is_asked_for_once_and_before_the_panel_has_loaded(panel):
+    panel.open(f"&run={RUN}&view=map")
+    wait_body(panel, **{"map-rendered": RUN})
+    got = panel.frame.evaluate(REQUESTS_JS)
+    names = [n for n, _ in got]
+    assert names.count(f"overview?run={RUN}") == 1, names
+    assert dict(got)[f"overview?run={RUN}"]
