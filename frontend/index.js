@@ -37,6 +37,7 @@ export const MODULES = [
   "overlay.js",
   "panel.js",
   "probe-inputs.js",
+  "reduction.js",
   "state.js",
   "steps-view.js",
   "store.js",
