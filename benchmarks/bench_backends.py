@@ -33,7 +33,7 @@ import tempfile
 import time
 
 import common  # first: sets TensorFlow's log level before it loads
-from common import LAYERS, median, ms, p90, repeat, size, table, timed
+from common import LAYERS, median, ms, p90, repeat, save_output, size, table, timed
 
 import keras
 import numpy as np
@@ -236,9 +236,7 @@ def main():
         ]
     )
     print(report)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(report + "\n")
+    save_output(args.output, report + "\n")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 import common
-from common import LAYERS, median, p90, table
+from common import LAYERS, median, p90, save_output, table
 
 import bench_training
 import numpy as np
@@ -472,8 +472,7 @@ def main(argv=None):
         panel = measure_panel(browser, base, last, second_step, n, GAPS_MS, loads, args)
         browser.close()
     text = report(offline, gif, panel, args, loads, served)
-    if args.output:
-        Path(args.output).write_text(text)
+    save_output(args.output, text)
     return 0
 
 

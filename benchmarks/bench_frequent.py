@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import common  # first: sets TensorFlow's log level before it loads
-from common import median, table
+from common import median, save_output, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
 import keras  # noqa: E402
@@ -226,8 +226,7 @@ def main(argv=None):
     )
     text = "\n".join(line for part in report for line in (part, ""))
     print(text)
-    if args.output:
-        Path(args.output).write_text(text)
+    save_output(args.output, text)
     return 0
 
 

@@ -48,7 +48,7 @@ import uuid
 from pathlib import Path
 
 import common
-from common import LAYERS
+from common import LAYERS, save_output
 
 import bench_training
 import panel_common
@@ -321,8 +321,7 @@ def main(argv=None):
         print(f"counting the caches' content, --load_fast {fast}", file=sys.stderr)
         caches[f"--load_fast {fast}"] = cache_contents(logdir, run, args.steps, fast == "true")
     text = report(results, caches, args, bench_training.dir_bytes(logdir / run), logdir)
-    if args.output:
-        Path(args.output).write_text(text)
+    save_output(args.output, text)
     return 0
 
 

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import common  # first: sets TensorFlow's log level before it loads
-from common import median, ms, table, timed
+from common import median, ms, save_output, table, timed
 
 import keras
 import numpy as np
@@ -284,9 +284,7 @@ def main(argv=None):
     rows.append(("reference: the bare forward pass's process CPU", ms(median(fwd_cpu)), ""))
     emit(table(["stage", "median", "share"], rows))
     emit()
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(out.getvalue())
+    save_output(args.output, out.getvalue())
     return 0
 
 

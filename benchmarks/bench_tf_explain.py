@@ -27,7 +27,7 @@ import tempfile
 import time
 
 import common  # first: sets TensorFlow's log level before it loads
-from common import LAYERS, median, ms, size, table, timed
+from common import LAYERS, median, ms, save_output, size, table, timed
 
 import keras
 import tensorflow as tf
@@ -161,9 +161,7 @@ def main(argv=None):
         "statistics, and does the encoding off the training thread."
     )
     emit()
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(out.getvalue())
+    save_output(args.output, out.getvalue())
     return 0
 
 

@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 
 import common
-from common import LAYERS, median, p90, table
+from common import LAYERS, median, p90, save_output, table
 
 import numpy as np
 import panel_common
@@ -544,9 +544,7 @@ def report(results, args, loads, logdir):
         )
     )
     emit()
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(out.getvalue())
+    save_output(args.output, out.getvalue())
 
 
 def server_table(server: dict, steps: list[int]) -> str:

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import common  # first: sets TensorFlow's log level before it loads
-from common import LAYERS, median, ms, repeat, size, table, timed
+from common import LAYERS, median, ms, repeat, save_output, size, table, timed
 
 import keras
 import numpy as np
@@ -612,9 +612,7 @@ def main(argv=None):
     ]
     emit(table(["encoder", "time", "bytes", "bytes / raw", "bytes vs the writer's"], rows))
     emit()
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(out.getvalue())
+    save_output(args.output, out.getvalue())
     return 0
 
 

@@ -192,3 +192,10 @@ def add_quiet_arguments(ap) -> None:
         type=float,
         help="seconds to wait at most for that (default: 600, 0 with --quick)",
     )
+
+
+def save_output(path: str | None, text: str) -> None:
+    """Writes a benchmark's report to `path` (its `--output`), if given."""
+    if path:
+        with open(path, "w") as f:
+            f.write(text)
