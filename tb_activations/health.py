@@ -350,6 +350,8 @@ def _nonfinite_reason(steps, flags) -> str:
 def _scores(units: np.ndarray) -> np.ndarray:
     """(steps, units) abs means to dormant scores; NaN where the layer's
     mean is 0 or unknown."""
+    if not units.shape[1]:
+        return np.full(units.shape, np.nan)  # no units: no mean to divide by
     with np.errstate(invalid="ignore", divide="ignore"):
         den = units.mean(axis=1, keepdims=True)
         return np.where(den > 0, units / den, np.nan)
@@ -399,9 +401,11 @@ def layer_rows(
         raise ValueError(f"tau must be a number >= 0. Received: tau={tau!r}")
     rows, reasons = unit_rows(steps, headers, units, fields, nonfinite_stats)
     scores = rows["dormant_score"]
-    with np.errstate(invalid="ignore"):
-        known = np.isfinite(scores).all(axis=0) & (scores.shape[0] > 0)
+    if scores.shape[0]:
+        known = np.isfinite(scores).all(axis=0)
         fraction = np.where(known, (scores <= tau).mean(axis=0), np.nan)
+    else:
+        fraction = np.full(scores.shape[1], np.nan)  # no units, no fraction
     values = {"dormant_fraction": fraction}
     for key in LAYER_MEASURES[1:]:
         got = [h.get(key) if isinstance(h, Mapping) else None for h in headers]

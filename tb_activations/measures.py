@@ -28,11 +28,14 @@ import dataclasses
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from tb_activations import passes
+
+if TYPE_CHECKING:
+    from tb_activations import health
 
 __all__ = [
     "HEADER_KEYS",
@@ -104,7 +107,7 @@ class Tracker:
         path: str,
         step: int,
         nhwc: np.ndarray,
-        sums: tuple[np.ndarray, np.ndarray] | None = None,
+        sums: health.SetSums | tuple[np.ndarray, np.ndarray] | None = None,
         copy: bool = True,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Measures one layer's map at `step` and keeps it as the previous one.
@@ -117,9 +120,11 @@ class Tracker:
         the first step is its own start reference: `start_step` is `step`,
         `sq_diff_start` is 0 and `cka_start` is 1 (or None where undefined).
 
-        `sums`, when the caller has read the map already (`health.measure`
-        does), is `(sq_norm, column_sums)`: float64 (probes, channels) sums
-        of squares and (channels,) sums, which spare a pass over the map.
+        `sums` is either a `health.SetSums` (`health.set_sums`), which this
+        pass fills for `health.measure_with_sums` so that the map is read
+        once for both (the writer's way), or, when the caller has read the
+        map already, `(sq_norm, column_sums)`: float64 (probes, channels)
+        sums of squares and (channels,) sums, which spare a pass.
         `copy=False` hands the array over: a C-contiguous float32 one that
         is all of its memory is then kept as it is, not copied, and must not
         change afterwards.
