@@ -157,7 +157,12 @@ def load(
                     f"Received: probe={describe(probe)}"
                 )
             probe = probe[spec.name]
-        return probe_lib.load(probe, spec.shape, data_format, preprocess, dtype=spec.dtype)
+        arr = probe_lib.load(probe, spec.shape, data_format, preprocess, dtype=spec.dtype)
+        structure = _structure(model)
+        # A model built on a dict of one input (keras-hub's image backbones
+        # take {"images": ...}) is called with that dict: Keras warns when
+        # handed the bare array.
+        return {next(iter(structure)): arr} if isinstance(structure, Mapping) else arr
     parts = _by_input(model, expected, probe)
     arrays = []
     for spec, part in zip(expected, parts):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -299,5 +299,12 @@ def extractor(model, paths: Sequence[str], extra: Sequence[tuple[str, Any]] = ()
     outputs = _symbolic_outputs(
         model, [*paths, *(p for p, _ in extra)], [None] * len(paths) + [t for _, t in extra]
     )
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.input
+    # A dict of one input stays a dict (the probe comes in that structure,
+    # `inputs.load`); a list of one is called with its array.
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):  # a Sequential built from the probe
+        structure = None
+    single = len(model.inputs) == 1 and not isinstance(structure, Mapping)
+    inputs = model.inputs[0] if single else structure
     return keras.Model(inputs, outputs, name=f"{model.name}_activations")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -88,6 +90,26 @@ def test_one_input_given_as_a_dict_or_an_array():
         assert batch.dtype == np.int32 and batch.shape == (1, 6)
     with pytest.raises(ValueError, match=r"takes one input: tokens \(None, 6\) int32"):
         inputs.load({"ids": IDS}, model)
+
+
+def test_one_input_in_a_dict_model_is_given_as_that_dict(tmp_path):
+    # keras-hub's image backbones are built on {"images": input}.
+    image = keras.Input((8, 8, 3), name="images")
+    out = keras.layers.Conv2D(2, 3, name="conv")(image)
+    model = keras.Model({"images": image}, out)
+    probe = np.arange(8 * 8 * 3, dtype=np.float32).reshape(1, 8, 8, 3) / 192
+    for given in (probe, {"images": probe}):
+        batch = inputs.load(given, model)
+        assert list(batch) == ["images"]
+        np.testing.assert_array_equal(batch["images"], probe)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log_activations(model, probe, tmp_path, ["conv"], verbose=0)
+    series = read_run(tmp_path)
+    assert series[metadata.PROBE_TAG].info.input_name == "images"
+    stats = series["conv"].steps[0].stats[0]  # (channels, fields) of the one probe
+    want = np.asarray(model.predict_on_batch({"images": probe}))[0]
+    np.testing.assert_allclose(stats[:, 1], want.max(axis=(0, 1)), rtol=1e-6)
 
 
 def test_preprocess_gets_the_whole_structure_once():
