@@ -75,8 +75,9 @@ class ActivationLogger(keras.callbacks.Callback):
             example `x_val[:256]`): the first `probe_images` get pictures,
             and all N feed the statistics and the measures
             (docs/measures.md).
-        layers: `None` picks the convolution and Dense layers, at most
-            `max_layers` spread over the depth, and prints which ones; on a
+        layers: `None` picks the convolution, Dense, embedding and
+            recurrent layers, at most `max_layers` spread over the depth,
+            and prints which ones; on a
             transformer, the embeddings, each block and each attention
             layer instead. `"all"` takes every layer whose output can be
             shown; or a list of names (paths such as `"vgg16/block1_conv1"`

@@ -27,6 +27,16 @@ DEFAULT_CLASSES = (
     "SeparableConv1D",
     "SeparableConv2D",
     "Dense",
+    # A text or sequence model's representations: its embeddings and
+    # recurrent layers (a Bidirectional wrapper stands for its two).
+    "Embedding",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "Bidirectional",
+    "ConvLSTM1D",
+    "ConvLSTM2D",
+    "ConvLSTM3D",
 )
 
 LayerSpec = None | str | re.Pattern | Sequence[Any]

@@ -54,6 +54,29 @@ def test_select(cnn, spec, expected):
     assert layers.select(cnn, spec, max_layers=12) == expected
 
 
+def text_model(kind: str):
+    tokens = keras.Input((10,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(20, 6, name="embed")(tokens)
+    if kind == "recurrent":
+        x = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bi")(x)
+        x = keras.layers.GRU(3, name="gru")(x)
+    else:
+        x = keras.layers.Conv1D(5, 3, name="conv")(x)
+        x = keras.layers.GlobalMaxPooling1D(name="pool")(x)
+    return keras.Model(tokens, keras.layers.Dense(2, name="head")(x))
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("recurrent", ["embed", "bi", "gru", "head"]),
+        ("convolution", ["embed", "conv", "head"]),
+    ],
+)
+def test_default_of_a_text_model_takes_its_embeddings_and_recurrent_layers(kind, expected):
+    assert layers.select(text_model(kind), None, max_layers=12) == expected
+
+
 def test_select_layer_objects(cnn):
     assert layers.select(cnn, [cnn.get_layer("pool1")], 12) == ["pool1"]
 
