@@ -385,6 +385,15 @@ def graph_may_miss(layer) -> bool:
 is_attention = attention.is_attention
 
 
+def attends(layer) -> bool:
+    """An attention layer for choosing defaults: Keras's, or one of its own
+    (keras-hub's Llama, Gemma or DeBERTa attention), by its class name.
+    Only Keras's log their scores (`attention.py`)."""
+    return is_attention(layer) or (
+        "Attention" in type(layer).__name__ and not isinstance(layer, keras.Model)
+    )
+
+
 def has_attention(model) -> bool:
     return any(is_attention(layer) for _, layer in reachable(model))
 
@@ -414,7 +423,7 @@ def default_layers(model, found: Survey, max_layers: int) -> list[str]:
         for p, layer in entries
         if p in showable and not children(layer) and kinds[p] in layers_lib.DEFAULT_CLASSES
     ]
-    attention = [p for p, layer in entries if p in showable and is_attention(layer)]
+    attention = [p for p, layer in entries if p in showable and attends(layer)]
     if not attention:
         if leaves:
             return layers_lib.spread(leaves, max_layers)
@@ -424,13 +433,15 @@ def default_layers(model, found: Survey, max_layers: int) -> list[str]:
     embeddings: list[str] = []
     for p, _ in entries:
         if p in showable and "Embedding" in kinds[p]:
-            if not any(p.startswith(f"{e}/") for e in embeddings):
+            # Not an embedding's parts, nor the rotary position embeddings
+            # an attention layer applies inside.
+            if not any(p.startswith(f"{e}/") for e in [*embeddings, *attention]):
                 embeddings.append(p)
     # A block: the layer holding an attention layer, and its attention layers.
     units: dict[str, list[str]] = {}
     for p in attention:
         block = _parent(p)
-        if block is not None and block in showable and not is_attention(dict(entries)[block]):
+        if block is not None and block in showable and not attends(dict(entries)[block]):
             units.setdefault(block, [block]).append(p)
         else:
             units.setdefault(p, [p])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tb_activations import ActivationLogger, capture, log_activations, metadata
+from tb_activations import attention as attention_lib
 from tb_activations.session import LoggingSession
 
 import observed
@@ -410,6 +411,57 @@ def test_gpt2_vit_and_resnet_backbones_log_with_default_layers(tmp_path):
     assert series[name].info.kind == metadata.KIND_TOKEN_GRID
     _check_against(series, {name: tokens[:, 1:].reshape(1, 4, 4, 16)}, [name])
     assert f"{name}/mha/attention_scores" in series
+
+
+DECODER_CONFIG = dict(vocabulary_size=50, num_layers=2, hidden_dim=16, intermediate_dim=32)
+
+
+@pytest.mark.parametrize(
+    "family, config, block, attention",
+    [
+        (
+            "Llama3Backbone",
+            dict(num_query_heads=2, num_key_value_heads=1),
+            "transformer_layer",
+            "self_attention",
+        ),
+        (
+            "GemmaBackbone",
+            dict(num_query_heads=2, num_key_value_heads=1, head_dim=8),
+            "decoder_block",
+            "attention",
+        ),
+        (
+            "DebertaV3Backbone",
+            dict(num_heads=2, max_sequence_length=SEQ),
+            "disentangled_attention_encoder_layer",
+            "self_attention_layer",
+        ),
+    ],
+)
+def test_decoders_with_their_own_attention_log_embeddings_blocks_and_attention(
+    tmp_path, family, config, block, attention
+):
+    # Their attention layers are not Keras's MultiHeadAttention: they are
+    # found by class name, without scores, and the rotary embeddings they
+    # apply inside are not taken for the model's embeddings.
+    model = getattr(_hub().models, family)(**DECODER_CONFIG, **config)
+    probe = _text_probe(with_segments=False)
+    logged = log_activations(model, probe, tmp_path, verbose=0)
+    blocks = [f"{block}_{i}" for i in range(2)]
+    assert logged[0] == "token_embedding"
+    assert [p for p in logged if p.startswith(block)] == [
+        p for b in blocks for p in (b, f"{b}/{attention}")
+    ]
+    assert not any("rotary" in p for p in logged)
+    series = read_run(tmp_path)
+    assert not any(t.endswith(attention_lib.SUFFIX) for t in series)
+    # The last block, called directly on the first one's output.
+    embedded = np.asarray(model.get_layer("token_embedding")(probe["token_ids"]))
+    own = keras.Model(model.input, model.get_layer(blocks[0]).output)(probe)
+    _check_against(series, {blocks[0]: np.asarray(own)}, [blocks[0]])
+    _check_against(series, {"token_embedding": embedded}, ["token_embedding"])
+    assert _no_shadows(model)
 
 
 def test_the_plugin_answers_every_route_on_the_new_series(tmp_path):
