@@ -32,6 +32,17 @@ PNG_STRATEGY = zlib.Z_RLE
 # channel decodes no more than this.
 IMAGE_PIXELS = 1 << 16
 
+# A layer's pictures smaller than this (pixels before any downscale) are
+# encoded in the caller's thread, not on the pool: about 110 ns a pixel, so
+# at most about 30 ms. The pool's threads, running beside the writer's pass
+# over the probe set on the same cores, cost more CPU than they save wall
+# time there: with the demo CNN's 8 pictured samples (at most 131,072
+# pixels a layer) on the pool, the writer's CPU per event was 1.21x the
+# forward pass's, and 1.12x encoded in its own thread
+# (benchmarks/results-probe-set.md). A large layer (VGG16's `block1_conv1`,
+# 3.2 million pixels a probe) still has its PNGs made in parallel.
+POOL_PIXELS = 1 << 18
+
 
 def channels_per_image(height: int, width: int, channels: int) -> int:
     """How many `height` x `width` channel maps the writer stacks in one PNG."""
@@ -197,6 +208,7 @@ def encode_layer(
     max_size: int | None = None,
     per_image: int = 1,
     executor: Executor | None = None,
+    pool_pixels: int = POOL_PIXELS,
 ) -> tuple[np.ndarray, list[bytes]]:
     """Encodes an (N, H, W, C) array: returns (stats, PNGs), each PNG
     `per_image` channels of one probe stacked, probe-major
@@ -205,7 +217,7 @@ def encode_layer(
     Channel caps are the caller's business; pass the channels to keep.
     """
     stats, pending = encode_layer_async(
-        x, max_size=max_size, per_image=per_image, executor=executor
+        x, max_size=max_size, per_image=per_image, executor=executor, pool_pixels=pool_pixels
     )
     return stats, pending()
 
@@ -216,19 +228,21 @@ def encode_layer_async(
     max_size: int | None = None,
     per_image: int = 1,
     executor: Executor | None = None,
+    pool_pixels: int = POOL_PIXELS,
 ):
     """`encode_layer` with its PNGs still encoding on `executor`.
 
     Returns (stats, pngs) where `pngs()` waits for the PNGs and returns
     them (raising what encoding raised), so that the caller can work
-    meanwhile. Without an executor the PNGs are done before it returns.
+    meanwhile. Without an executor, or for pictures of fewer than
+    `pool_pixels` pixels in all, the PNGs are done before it returns.
     """
     stats = compute_stats(x)
     q = quantize(x, stats)
     n, c, h, w = q.shape
     factor = downscale_factor(h, w, max_size)
     groups = [q[p, i : i + per_image] for p in range(n) for i in range(0, c, per_image)]
-    if executor is None:
+    if executor is None or q.size < pool_pixels:
         pngs = [stacked_png(g, factor) for g in groups]
         return stats, lambda: pngs
     # Pillow releases the GIL while it encodes, so the pool's threads run
