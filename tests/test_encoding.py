@@ -60,6 +60,8 @@ def _numpy_stats(channel: np.ndarray) -> list[float]:
         ("nan_and_inf", (2, 9, 7, 4)),
         ("offset", (2, 9, 7, 4)),  # a std 1e-6 of the mean
         ("relu", (2, 300, 300, 4)),  # sums over several chunks, the last one short
+        ("normal", (2, 37, 41, 3)),  # extrema: 1517 rows folded 41 at a time
+        ("normal", (2, 3, 3, 1100)),  # extrema: rows wider than a fold
     ],
 )
 def test_stats_match_numpy(fill, shape):
