@@ -32,6 +32,17 @@ PNG_STRATEGY = zlib.Z_RLE
 # channel decodes no more than this.
 IMAGE_PIXELS = 1 << 16
 
+# A layer's pictures smaller than this (pixels before any downscale) are
+# encoded in the caller's thread, not on the pool: about 110 ns a pixel, so
+# at most about 30 ms. The pool's threads, running beside the writer's pass
+# over the probe set on the same cores, cost more CPU than they save wall
+# time there: with the demo CNN's 8 pictured samples (at most 131,072
+# pixels a layer) on the pool, the writer's CPU per event was 1.21x the
+# forward pass's, and 1.12x encoded in its own thread
+# (benchmarks/results-probe-set.md). A large layer (VGG16's `block1_conv1`,
+# 3.2 million pixels a probe) still has its PNGs made in parallel.
+POOL_PIXELS = 1 << 18
+
 
 def channels_per_image(height: int, width: int, channels: int) -> int:
     """How many `height` x `width` channel maps the writer stacks in one PNG."""
@@ -96,7 +107,7 @@ def compute_stats(x: np.ndarray) -> np.ndarray:
     flat = x.reshape(n, h * w, c)
     count = h * w
     stats = np.empty((n, c, len(metadata.STATS_FIELDS)), dtype=np.float32)
-    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    lo, hi = _probe_extrema(flat)
     # min and max are NaN or infinite wherever a channel has a value that is.
     if np.isfinite(lo).all() and np.isfinite(hi).all():
         stats[..., 0], stats[..., 1] = lo, hi
@@ -124,24 +135,48 @@ def compute_stats(x: np.ndarray) -> np.ndarray:
     return stats
 
 
+def _probe_extrema(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, HW, C) to (N, C) minima and maxima. Rows folded into rows of
+    about 1024 values first: numpy reduces a narrow matrix down its columns
+    several times slower than a wide one."""
+    n, count, c = flat.shape
+    k = max(1, min(count, 1024 // max(c, 1)))
+    while count % k:
+        k -= 1
+    wide = flat.reshape(n, count // k, k * c)
+    lo = wide.min(axis=1).reshape(n, k, c).min(axis=1)
+    hi = wide.max(axis=1).reshape(n, k, c).max(axis=1)
+    return lo, hi
+
+
 def _finite_moments(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, HW, C) finite float32 to float64 (N, C) means, variances (two
-    passes, as numpy's `std`) and counts of exact zeros, chunk by chunk."""
+    passes, as numpy's `std`) and counts of exact zeros, chunk by chunk.
+    The sums down the columns are products with a vector of ones, in
+    float64 (exact counts for the zeros' float32 flags): BLAS reduces a
+    narrow matrix down its columns several times faster than numpy."""
     n, count, c = flat.shape
-    rows = max(1, _CHUNK_VALUES // max(c, 1))
+    rows = max(1, min(count, _CHUNK_VALUES // max(c, 1)))
     total = np.zeros((n, c))
     dev = np.zeros((n, c))
-    zeros = np.zeros((n, c), np.int64)
-    buf = np.empty((min(rows, count), c))
+    zeros = np.zeros((n, c))
+    buf = np.empty((rows, c))
+    flags = np.empty((rows, c), np.float32)
+    ones, ones32 = np.ones(rows), np.ones(rows, np.float32)
     for p in range(n):
         for i in range(0, count, rows):
             part = flat[p, i : i + rows]
-            total[p] += part.sum(axis=0, dtype=np.float64)
-            zeros[p] += (part == 0).sum(axis=0)
+            m = len(part)
+            b = buf[:m]
+            np.copyto(b, part)
+            total[p] += ones[:m] @ b
+            zeros[p] += ones32[:m] @ np.equal(part, 0, out=flags[:m], casting="unsafe")
         mean = total[p] / count
         for i in range(0, count, rows):
-            d = np.subtract(flat[p, i : i + rows], mean, out=buf[: min(rows, count - i)])
-            dev[p] += np.einsum("nc,nc->c", d, d)
+            part = flat[p, i : i + rows]
+            m = len(part)
+            d = np.subtract(part, mean, out=buf[:m])
+            dev[p] += ones[:m] @ np.multiply(d, d, out=d)
     return total / count, dev / count, zeros
 
 
@@ -197,6 +232,7 @@ def encode_layer(
     max_size: int | None = None,
     per_image: int = 1,
     executor: Executor | None = None,
+    pool_pixels: int = POOL_PIXELS,
 ) -> tuple[np.ndarray, list[bytes]]:
     """Encodes an (N, H, W, C) array: returns (stats, PNGs), each PNG
     `per_image` channels of one probe stacked, probe-major
@@ -205,7 +241,7 @@ def encode_layer(
     Channel caps are the caller's business; pass the channels to keep.
     """
     stats, pending = encode_layer_async(
-        x, max_size=max_size, per_image=per_image, executor=executor
+        x, max_size=max_size, per_image=per_image, executor=executor, pool_pixels=pool_pixels
     )
     return stats, pending()
 
@@ -216,19 +252,21 @@ def encode_layer_async(
     max_size: int | None = None,
     per_image: int = 1,
     executor: Executor | None = None,
+    pool_pixels: int = POOL_PIXELS,
 ):
     """`encode_layer` with its PNGs still encoding on `executor`.
 
     Returns (stats, pngs) where `pngs()` waits for the PNGs and returns
     them (raising what encoding raised), so that the caller can work
-    meanwhile. Without an executor the PNGs are done before it returns.
+    meanwhile. Without an executor, or for pictures of fewer than
+    `pool_pixels` pixels in all, the PNGs are done before it returns.
     """
     stats = compute_stats(x)
     q = quantize(x, stats)
     n, c, h, w = q.shape
     factor = downscale_factor(h, w, max_size)
     groups = [q[p, i : i + per_image] for p in range(n) for i in range(0, c, per_image)]
-    if executor is None:
+    if executor is None or q.size < pool_pixels:
         pngs = [stacked_png(g, factor) for g in groups]
         return stats, lambda: pngs
     # Pillow releases the GIL while it encodes, so the pool's threads run

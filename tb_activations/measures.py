@@ -169,8 +169,10 @@ class Tracker:
             copy_to = None if out is None else out.reshape(x3.shape)
             if visit is not None:
                 # One pass for the sums and everything else, the map centred
-                # by the previous step's means until its own are known.
-                shift = refs[0].mean
+                # by the previous step's means until its own are known; not
+                # centred at all where those lay within their spread, which
+                # spares a subtraction per value (corrected after, exactly).
+                shift = np.zeros_like(refs[0].mean) if refs[0].narrow else refs[0].mean
                 products = n >= 3 and 0 < c <= n
                 gram, crosses, sq_diffs = passes.one_pass(
                     x3, shift, refs, products, copy_to, visit, centre_refs=False

@@ -147,8 +147,9 @@ def one_pass(
     """One pass over the (probes, positions, channels) map, block by block
     while each block is in cache: into `copy` when given, the centred Gram
     X^T X and the cross products X_r^T X with each reference's centred map
-    (with `products`, c <= n), centred in a small buffer, and per (probe,
-    channel) the sum of squares of the map's difference to each reference.
+    (with `products`, c <= n), centred in a small buffer (not at all when
+    `mean` is 0: the caller corrects), and per (probe, channel) the sum of
+    squares of the map's difference to each reference.
 
     Float32 products and sums within a block, float64 across blocks."""
     probes, positions, c = x3.shape
@@ -167,6 +168,8 @@ def one_pass(
     # loop runs over a whole row of the block, not over c values, is
     # several times faster for the few channels of early layers.
     tiles = [np.tile(m, ones.shape[1]) for m in [mean, *(r.mean for r in refs)]]
+    # Means of 0: the map's own products, with no subtraction.
+    centre = bool(mean.any())
     with np.errstate(over="ignore", invalid="ignore"):
         for p, count, i, rows in parts:
             width = rows * c
@@ -176,9 +179,10 @@ def one_pass(
             if copy is not None:
                 np.copyto(copy[p : p + count, i : i + rows].reshape(count, width), src)
             if gram is not None:
-                cur = centred[: count * width].reshape(count, width)
-                np.subtract(src, tiles[0][:width], out=cur)
-                flat = cur.reshape(-1, c)
+                flat = src.reshape(-1, c)
+                if centre:
+                    cur = centred[: count * width].reshape(count, width)
+                    flat = np.subtract(src, tiles[0][:width], out=cur).reshape(-1, c)
                 gram += flat.T @ flat
             for k in range(len(refs)):
                 ref = ref_maps[k][p : p + count, i : i + rows].reshape(count, width)

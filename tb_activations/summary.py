@@ -43,7 +43,8 @@ MAX_PENDING_BYTES = 512 * 1024 * 1024
 
 # PNG encoding threads per writer: zlib and numpy release the GIL, so they
 # run beside the training thread and the writer's own (which computes the
-# measures meanwhile).
+# measures meanwhile). Only for a layer's pictures of at least
+# `encoding.POOL_PIXELS` pixels; smaller ones cost less in the writer's thread.
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 

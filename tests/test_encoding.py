@@ -60,6 +60,8 @@ def _numpy_stats(channel: np.ndarray) -> list[float]:
         ("nan_and_inf", (2, 9, 7, 4)),
         ("offset", (2, 9, 7, 4)),  # a std 1e-6 of the mean
         ("relu", (2, 300, 300, 4)),  # sums over several chunks, the last one short
+        ("normal", (2, 37, 41, 3)),  # extrema: 1517 rows folded 41 at a time
+        ("normal", (2, 3, 3, 1100)),  # extrema: rows wider than a fold
     ],
 )
 def test_stats_match_numpy(fill, shape):
@@ -160,13 +162,43 @@ def _decoded(png: bytes) -> np.ndarray:
 def test_encode_layer_pngs_decode_to_quantized_channels(executor, per_image, images):
     x = RNG.normal(size=(2, 12, 10, 5)).astype(np.float32)
     pool = ThreadPoolExecutor(2) if executor else None
-    stats, pngs = encoding.encode_layer(x, per_image=per_image, executor=pool)
+    # pool_pixels=0: this small layer's PNGs go to the pool all the same.
+    stats, pngs = encoding.encode_layer(x, per_image=per_image, executor=pool, pool_pixels=0)
     q = encoding.quantize(x, stats)
     assert len(pngs) == 2 * images
     for p in range(2):
         stacked = np.concatenate([_decoded(png) for png in pngs[p * images : (p + 1) * images]])
         assert stacked.shape == (5 * 12, 10)
         np.testing.assert_array_equal(stacked.reshape(5, 12, 10), q[p])
+
+
+class _CountingPool(ThreadPoolExecutor):
+    def __init__(self):
+        super().__init__(2)
+        self.submitted = 0
+
+    def submit(self, *args, **kwargs):
+        self.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "shape, pool_pixels, on_pool",
+    [
+        ((2, 12, 10, 5), encoding.POOL_PIXELS, 0),  # small: in the caller's thread
+        ((2, 12, 10, 5), 1200, 10),  # 2 x 5 x 12 x 10 = 1200 pixels: not below
+        ((2, 12, 10, 5), 1201, 0),
+        ((1, 256, 256, 4), encoding.POOL_PIXELS, 4),  # 2**18 pixels: on the pool
+    ],
+)
+def test_encode_layer_uses_the_pool_from_pool_pixels(shape, pool_pixels, on_pool):
+    x = RNG.normal(size=shape).astype(np.float32)
+    pool = _CountingPool()
+    stats, pngs = encoding.encode_layer(x, executor=pool, pool_pixels=pool_pixels)
+    pool.shutdown()
+    assert pool.submitted == on_pool
+    _, inline = encoding.encode_layer(x)
+    assert pngs == inline
 
 
 @pytest.mark.parametrize("per_image", [1, 2])

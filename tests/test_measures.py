@@ -410,11 +410,20 @@ BLOCK_CASES = [
 ]
 
 
-# How the means move between steps: far beyond the spread (the products are
-# made again with the map's own means), or within it (the products of the
-# map centred by the previous means, corrected).
-# And means within the spread: the references' products are made uncentred.
-MOVES = {"means jump": (10, 1000.0), "means drift": (10, 0.3), "means within the spread": (1, 0.1)}
+# How the means move between steps (the means at steps 0, 3 and 7): far
+# beyond the spread (the products are made again with the map's own means),
+# or within it (the products of the map centred by the previous means,
+# corrected). And means within the spread: the references' products are
+# made uncentred, and so are the map's own where the previous means were
+# within theirs (corrected by the map's means); means that leave the spread
+# after such a step (1 within 1, then 300 beyond 1.6: made again, centred).
+MOVES = {
+    "means jump": (1010.0, 4010.0, 8010.0),
+    "means drift": (10.3, 11.2, 12.4),
+    "means within the spread": (1.1, 1.4, 1.8),
+    "means leave the spread": (1.0, 300.0, 1.5),
+}
+STEPS = (0, 3, 7)
 
 
 @pytest.mark.parametrize("move", MOVES)
@@ -438,10 +447,7 @@ def test_blocks_cover_every_value_once_and_the_measures_match_numpy(
     monkeypatch.setattr(health, "_CHUNK_VALUES", values)
     # An offset far from 0 and a map that moves: the centred products must
     # not lose it, and every reference's difference is summed per probe.
-    maps = {
-        s: normal(shape, 40 + s) * (1 + 0.2 * s) + MOVES[move][0] + MOVES[move][1] * (s + 1)
-        for s in (0, 3, 7)
-    }
+    maps = {s: normal(shape, 40 + s) * (1 + 0.2 * s) + m for s, m in zip(STEPS, MOVES[move])}
     tracker = measures.Tracker()
     out = {}
     for s, x in maps.items():
