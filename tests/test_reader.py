@@ -117,6 +117,7 @@ def write_broken_run(run_dir) -> None:
         future = summary.make_event(BADSTATS, step, wall(step), [header, stats, png(), png()])
         content = json.loads(future.summary.value[0].metadata.plugin_data.content)
         content["version"] = metadata.FORMAT_VERSION + 1
+        del future.summary.value[1:]  # the index series (a layer's, not the future one's)
         future.summary.value[0].tag = "future"
         future.summary.value[0].metadata.plugin_data.content = json.dumps(content).encode()
         writer.add_event(future)
