@@ -3,6 +3,7 @@ writer and read through TensorBoard's own multiplexer and data provider."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -509,32 +510,43 @@ def python_provider(logdir):
     return data_provider.MultiplexerDataProvider(mux, str(logdir))
 
 
-@pytest.fixture(scope="module")
-def rust_provider(index_logdir):
-    """The Rust data server (`--load_fast`) over `index_logdir`, every step kept."""
+@contextlib.contextmanager
+def rust_data_server(logdir, keep: int, loaded):
+    """A data provider of the Rust data server (`--load_fast`) over `logdir`,
+    keeping `keep` steps (0: all) of both plugin names, once `loaded(it)`."""
     ingester = server_ingester.SubprocessServerDataIngester(
         server_ingester.get_server_binary(),
-        str(index_logdir),
+        str(logdir),
         reload_interval=0,
         channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
-        samples_per_plugin={metadata.PLUGIN_NAME: 0, metadata.INDEX_PLUGIN_NAME: 0},
+        samples_per_plugin={metadata.PLUGIN_NAME: keep, metadata.INDEX_PLUGIN_NAME: keep},
     )
     ingester.start()
-    got = ingester.data_provider
-    ctx = context.RequestContext()
-
-    def loaded():
-        blobs = got.list_blob_sequences(ctx, experiment_id=EXP, plugin_name=metadata.PLUGIN_NAME)
-        index = got.list_tensors(ctx, experiment_id=EXP, plugin_name=metadata.INDEX_PLUGIN_NAME)
-        ends = [ts.max_step for tags in (*blobs.values(), *index.values()) for ts in tags.values()]
-        # Every layer's last step, and the probe's only one (step 0).
-        return sorted(ends) == [0] * 3 + [STEPS - 1] * (3 + 2) * len(LAYERS)
-
     try:
-        support.wait_until(loaded, 60, "the data server to load the log")
+        got = ingester.data_provider
+        support.wait_until(lambda: loaded(got), 60, "the data server to load the log")
         yield got
     finally:
         ingester._stdin_handle.close()  # the server exits when its stdin closes
+
+
+def max_steps(got) -> list[int]:
+    """Every series' last step, of both plugin names, sorted."""
+    ctx = context.RequestContext()
+    blobs = got.list_blob_sequences(ctx, experiment_id=EXP, plugin_name=metadata.PLUGIN_NAME)
+    index = got.list_tensors(ctx, experiment_id=EXP, plugin_name=metadata.INDEX_PLUGIN_NAME)
+    return sorted(
+        ts.max_step for tags in (*blobs.values(), *index.values()) for ts in tags.values()
+    )
+
+
+@pytest.fixture(scope="module")
+def rust_provider(index_logdir):
+    """The Rust data server over `index_logdir`, every step kept."""
+    # Every layer's last step, and the probe's only one (step 0).
+    want = [0] * 3 + [STEPS - 1] * (3 + 2) * len(LAYERS)
+    with rust_data_server(index_logdir, 0, lambda got: max_steps(got) == want) as got:
+        yield got
 
 
 @pytest.fixture(params=["python", "rust"])
@@ -627,3 +639,34 @@ def test_an_index_of_other_blobs_is_ignored(tmp_path, ctx, caplog):
         ctx, Reader(provider, 0).series(ctx, EXP, RUN, CONV.layer)
     )
     assert got.headers == want.headers
+
+
+@pytest.mark.parametrize("loader", ["python", "rust"])
+def test_sampling_keeps_the_same_steps_of_the_index_and_the_blobs(tmp_path, ctx, loader):
+    # Both loaders sample each series alike when they keep as many steps of
+    # both plugin names (what the plugin's loader sets): the index then
+    # holds every kept step, and no blob is read for the measures.
+    keep, steps = 4, 40
+    write_run(tmp_path / RUN, range(steps))
+    if loader == "python":
+        mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": keep})
+        mux.AddRunsFromDirectory(str(tmp_path))
+        mux.Reload()
+        server = contextlib.nullcontext(data_provider.MultiplexerDataProvider(mux, str(tmp_path)))
+    else:
+        want = [0] + [steps - 1] * 2 * len(LAYERS)
+        server = rust_data_server(tmp_path, keep, lambda got: max_steps(got) == want)
+    with server as got:
+        reader = CountingReader(got, keep)
+        series = reader.layers(ctx, EXP, RUN)
+        kept = {s.tag: s.steps for s in series}
+        assert all(len(k) == keep for k in kept.values())
+        # A reservoir sample, not the last steps.
+        assert all(k != list(range(steps - keep, steps)) for k in kept.values())
+        index = got.read_tensors(
+            ctx, experiment_id=EXP, plugin_name=metadata.INDEX_PLUGIN_NAME, downsample=1 << 30
+        )[RUN]
+        assert {t: [d.step for d in index["__index__/" + t]] for t in kept} == kept
+        for s in series:
+            assert reader.stats_series(ctx, s).steps == kept[s.tag]
+        assert reader.blob_reads == 0
