@@ -96,6 +96,18 @@ UNIT_FIELDS = ("on_rate", "abs_mean")
 # true when any value of the layer at that step is NaN or infinite.
 SET_HEADER_KEYS = ("nonfinite", "rms", "effective_rank", "similarity", "saturation")
 
+# The index series (added within format version 3): every layer event also
+# carries, as a second value, the step's blobs that are not pictures (header,
+# statistics, set statistics, unit measures) as a rank-1 string tensor with
+# DATA_CLASS_TENSOR, under this plugin name and the layer's tag behind
+# INDEX_TAG_PREFIX (both loaders key series by tag alone, whatever the
+# plugin). One `read_tensors` then gives a reader every step's measures,
+# where reading them as blobs takes a call per blob (a gRPC call each on
+# the Rust data server). Older readers ignore the plugin name; logs without
+# it read as before, from the blobs.
+INDEX_PLUGIN_NAME = "activations_index"
+INDEX_TAG_PREFIX = "__index__/"
+
 # Activations whose saturation is measured, bounded as they are.
 BOUNDED_ACTIVATIONS = ("tanh", "sigmoid")
 # LayerInfo.kind of the series derived from a layer (format version 3).
@@ -220,6 +232,42 @@ def create_summary_metadata(info: LayerInfo) -> summary_pb2.SummaryMetadata:
         ),
         data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
     )
+
+
+def index_blobs(info: LayerInfo) -> tuple[int, ...]:
+    """The blobs of a layer's step that its index value copies, in order."""
+    if info.set_fields:
+        return (HEADER_INDEX, STATS_INDEX, info.set_index, info.set_index + 1)
+    return (HEADER_INDEX, STATS_INDEX)
+
+
+def create_index_metadata(info: LayerInfo) -> summary_pb2.SummaryMetadata:
+    """The index series' metadata: its content names the layer's tag and
+    the blob each of its strings copies (`index_blobs`)."""
+    content = {"version": FORMAT_VERSION, "tag": info.layer, "blobs": list(index_blobs(info))}
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=INDEX_PLUGIN_NAME, content=json.dumps(content).encode("utf-8")
+        ),
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+    )
+
+
+def parse_index_metadata(content: bytes) -> tuple[str, tuple[int, ...]]:
+    """The layer tag and blob indices of an index series' content; ValueError
+    when it is not one this version can read."""
+    try:
+        d = json.loads(content.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+        raise ValueError(f"Index content is not JSON: {e}") from None
+    if not isinstance(d, dict) or type(d.get("version")) is not int:
+        raise ValueError(f"Index content has no version. Received: {d!r}")
+    tag, blobs = d.get("tag"), d.get("blobs")
+    if d["version"] > FORMAT_VERSION or not isinstance(tag, str) or not isinstance(blobs, list):
+        raise ValueError(f"Index content this version cannot read. Received: {d!r}")
+    if not all(type(b) is int and b >= 0 for b in blobs):
+        raise ValueError(f"Index content's blobs must be blob indices. Received: blobs={blobs!r}")
+    return tag, tuple(blobs)
 
 
 def parse_plugin_metadata(content: bytes) -> LayerInfo:

@@ -82,7 +82,9 @@ class ActivationsLoader(base_plugin.TBLoader):
         # loaders from `samples_per_plugin` after every `fix_flags`.
         samples = getattr(flags, "samples_per_plugin", None)
         if isinstance(samples, dict):
-            samples.setdefault(PLUGIN_NAME, DEFAULT_MAX_STEPS)
+            # The index series keeps as many steps: the same ones (`reader`).
+            kept = samples.setdefault(PLUGIN_NAME, DEFAULT_MAX_STEPS)
+            samples.setdefault(metadata.INDEX_PLUGIN_NAME, kept)
 
     def load(self, context):
         return ActivationsPlugin(context)
@@ -447,9 +449,7 @@ def _timeline(reader: Reader, ctx, series: Series) -> dict:
         "encoding": ENCODING,
         "rows": {m: _float32_b64(rows[m]) for m in (*CHANNEL_MEASURES, *UNIT_MEASURES)},
         "units": int(unit_rows["on_rate"].shape[0]),
-        "unit_rows": (
-            {m: _float32_b64(unit_rows[m]) for m in UNIT_MEASURES} if per_unit else {}
-        ),
+        "unit_rows": ({m: _float32_b64(unit_rows[m]) for m in UNIT_MEASURES} if per_unit else {}),
         "events": events,
         "never_active": never,
         "unavailable": unavailable,

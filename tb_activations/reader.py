@@ -37,7 +37,7 @@ from tensorboard.backend.event_processing.data_provider import MultiplexerDataPr
 from tensorboard.compat.proto import summary_pb2, types_pb2
 from tensorboard.data import provider
 
-from tb_activations import curves, encoding, metadata
+from tb_activations import curves, encoding, metadata, step_index
 from tb_activations.series import (
     _LRU,
     ChannelStep,
@@ -110,6 +110,12 @@ def _version(ts) -> tuple:
     """Changes whenever the kept steps of a series may have: every new step
     raises max_step or max_wall_time."""
     return (ts.max_step, ts.max_wall_time, ts.max_length, ts.plugin_content)
+
+
+def _cache_key(kind: str, datum, set_index: int | None = None) -> tuple:
+    """The key a step's decoded header, statistics or set values are cached under."""
+    index = {"header": metadata.HEADER_INDEX, "stats": metadata.STATS_INDEX}.get(kind, set_index)
+    return (kind, datum.values[index].blob_key, datum.wall_time)
 
 
 def _model_order(series: Series) -> tuple:
@@ -358,17 +364,23 @@ class Reader:
 
     def headers(self, ctx, series: Series) -> list[tuple[provider.BlobSequenceDatum, Header]]:
         """The readable kept steps with their headers, oldest first."""
-        got = self._map(lambda d: self._header(ctx, d), series.data)
+        index = self._index(ctx, series, ("header",))
+        data = series.data
+        got = self._map(lambda d: self._header(ctx, d, index.get(step_index.at(d))), data, index)
         return [(d, h) for d, h in zip(series.data, got) if h is not None]
 
     def stats_series(self, ctx, series: Series) -> StatsSeries:
         """The readable kept steps with their headers, statistics and probe-set values."""
 
-        def read(datum):
-            header, stats = self._header(ctx, datum), self._stats(ctx, series, datum)
-            return header, stats, self._set_values(ctx, series, datum)
+        index = self._index(ctx, series, ("header", "stats", "set"))
 
-        got = [(d, g) for d, g in zip(series.data, self._map(read, series.data)) if g is not None]
+        def read(datum):
+            got = index.get(step_index.at(datum))
+            header, stats = self._header(ctx, datum, got), self._stats(ctx, series, datum, got)
+            return header, stats, self._set_values(ctx, series, datum, got)
+
+        data = series.data
+        got = [(d, g) for d, g in zip(data, self._map(read, data, index)) if g is not None]
         return StatsSeries(
             series,
             [d for d, _ in got],
@@ -473,7 +485,7 @@ class Reader:
         out = []
         for run, tag, ts, info in entries:
             kept = self._well_formed(run, tag, info, data.get(run, {}).get(tag, []))
-            series = Series(run, tag, info, kept, _version(ts))
+            series = Series(run, tag, info, kept, _version(ts), experiment)
             self._remember(experiment, series, series.version)
             out.append(series)
         return out
@@ -509,8 +521,40 @@ class Reader:
             # it was listed; the Python loader forgets a run that vanished.
             raise _Gone(f"step {datum.step} is no longer available") from e
 
-    def _map(self, fn: Callable[[Any], _T], items: Iterable) -> list[_T | None]:
+    def _indexed_blob(self, ctx, datum, index: int, indexed: dict[int, bytes] | None) -> bytes:
+        """Blob `index` of a step: from its index value when given, else read."""
+        blob = indexed.get(index) if indexed else None
+        return self._blob(ctx, datum, index) if blob is None else blob
+
+    def _index(self, ctx, series: Series, kinds: tuple[str, ...]) -> dict[tuple, dict[int, bytes]]:
+        """{(step, wall time): {blob index: bytes}} of the series' index
+        series (see `metadata`), for the kept steps it holds; empty when the
+        `kinds` of every kept step are cached already, or there is none.
+
+        One `read_tensors` instead of a `read_blob` per blob: on the Rust
+        data server each is a gRPC call. A step the index lacks (an older
+        log, a step sampled differently) is read from its blobs."""
+        info = series.info
+        if info.layout == "probe" or not series.data:
+            return {}
+        set_index = info.set_index if info.set_fields else None
+        if all(
+            self._cache.get(_cache_key(k, d, set_index)) is not None
+            for d in series.data
+            for k in kinds
+            if k != "set" or set_index is not None
+        ):
+            return {}
+        got = step_index.read(self._provider, ctx, series)
+        if isinstance(got, str):
+            self._warn_once(series.run, series.tag, f"index series ignored: {got}")
+            return {}
+        return got
+
+    def _map(self, fn: Callable[[Any], _T], items: Iterable, index=None) -> list[_T | None]:
         """`fn` over `items` in the reading threads; None where a blob is gone.
+        In turn when an `index` (see `_index`) holds every item's blobs:
+        the work is then decoding, not waiting.
 
         `fn` must not itself wait on the pool."""
 
@@ -521,18 +565,18 @@ class Reader:
                 return None
 
         items = list(items)
-        if len(items) < 2 or not self._concurrent:
+        indexed = index and all(step_index.at(d) in index for d in items)
+        if len(items) < 2 or not self._concurrent or indexed:
             return [call(item) for item in items]
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="tb_activations")
         return list(self._pool.map(call, items))
 
-    def _header(self, ctx, datum) -> Header:
-        key = ("header", datum.values[metadata.HEADER_INDEX].blob_key, datum.wall_time)
-        header = self._cache.get(key)
+    def _header(self, ctx, datum, indexed: dict[int, bytes] | None = None) -> Header:
+        header = self._cache.get(_cache_key("header", datum))
         if header is None:
-            blob = self._blob(ctx, datum, metadata.HEADER_INDEX)
+            blob = self._indexed_blob(ctx, datum, metadata.HEADER_INDEX, indexed)
             try:
                 d = metadata.decode_header(blob)
             except ValueError:  # includes UnicodeDecodeError and JSONDecodeError
@@ -544,16 +588,18 @@ class Reader:
                 index=_number(d.get("index"), int),
                 values=d,
             )
-            self._cache.put(key, header, 128 + len(blob))
+            self._cache.put(_cache_key("header", datum), header, 128 + len(blob))
         return header
 
-    def _stats(self, ctx, series: Series, datum) -> np.ndarray:
+    def _stats(
+        self, ctx, series: Series, datum, indexed: dict[int, bytes] | None = None
+    ) -> np.ndarray:
         """The step's (probes, channels, fields) statistics, fields cut to
         the names the metadata gives."""
-        key = ("stats", datum.values[metadata.STATS_INDEX].blob_key, datum.wall_time)
+        key = _cache_key("stats", datum)
         stats = self._cache.get(key)
         if stats is None:
-            blob = self._blob(ctx, datum, metadata.STATS_INDEX)
+            blob = self._indexed_blob(ctx, datum, metadata.STATS_INDEX, indexed)
             info = series.info
             try:
                 stats = metadata.decode_stats(blob)
@@ -575,7 +621,9 @@ class Reader:
             self._cache.put(key, stats, stats.nbytes + 128)
         return stats
 
-    def _set_values(self, ctx, series: Series, datum) -> SetValues | None:
+    def _set_values(
+        self, ctx, series: Series, datum, indexed: dict[int, bytes] | None = None
+    ) -> SetValues | None:
         """The step's probe-set values; None before format version 3, or
         (with a warning) when they are unreadable, so that the step keeps
         its other measures."""
@@ -583,10 +631,10 @@ class Reader:
         if not info.set_fields:
             return None
         index = info.set_index
-        key = ("set", datum.values[index].blob_key, datum.wall_time)
+        key = _cache_key("set", datum, index)
         got = self._cache.get(key)
         if got is None:
-            blobs = [self._blob(ctx, datum, index), self._blob(ctx, datum, index + 1)]
+            blobs = [self._indexed_blob(ctx, datum, i, indexed) for i in (index, index + 1)]
             try:
                 got = SetValues(
                     metadata.decode_table(blobs[0], len(info.set_fields)).astype(np.float64),

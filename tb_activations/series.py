@@ -40,6 +40,7 @@ class Series:
     # Changes whenever the kept steps may have: answers computed from the
     # series are cached under it.
     version: tuple = ()
+    experiment: str = ""
 
     @property
     def steps(self) -> list[int]:

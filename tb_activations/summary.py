@@ -85,8 +85,20 @@ def make_event(
         metadata=metadata.create_summary_metadata(info),
         tensor=blob_tensor(blobs),
     )
+    values = [value]
+    # The step's measures again, as the index series (see `metadata`): the
+    # same bytes, in the same event, so that sampling keeps them together.
+    index = metadata.index_blobs(info)
+    if info.layout != "probe" and len(blobs) == info.blob_count:
+        values.append(
+            summary_pb2.Summary.Value(
+                tag=metadata.INDEX_TAG_PREFIX + info.layer,
+                metadata=metadata.create_index_metadata(info),
+                tensor=blob_tensor([blobs[i] for i in index]),
+            )
+        )
     return event_pb2.Event(
-        wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=[value])
+        wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=values)
     )
 
 

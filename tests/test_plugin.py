@@ -299,13 +299,24 @@ def get_json(client, route, **params):
 # -- plugin and loader ---------------------------------------------------------
 
 
-def test_loader_raises_the_default_sampling_and_the_user_wins():
-    flags = Namespace(samples_per_plugin={})
+@pytest.mark.parametrize(
+    "given, kept",
+    [
+        ({}, {"activations": 500, "activations_index": 500}),
+        # The index series keeps as many steps as the blobs: the same ones.
+        ({"activations": 5, "images": 3}, {"activations": 5, "activations_index": 5, "images": 3}),
+        ({"activations": 0}, {"activations": 0, "activations_index": 0}),
+        # The user's own value for the index wins too.
+        ({"activations_index": 7}, {"activations": 500, "activations_index": 7}),
+        ({"activations": 5, "activations_index": 2}, {"activations": 5, "activations_index": 2}),
+    ],
+)
+def test_loader_raises_the_default_sampling_and_the_user_wins(given, kept):
+    assert plugin_lib.DEFAULT_MAX_STEPS == 500
+    assert metadata.INDEX_PLUGIN_NAME == "activations_index"
+    flags = Namespace(samples_per_plugin=dict(given))
     plugin_lib.ActivationsLoader().fix_flags(flags)
-    assert flags.samples_per_plugin == {"activations": plugin_lib.DEFAULT_MAX_STEPS}
-    flags = Namespace(samples_per_plugin={"activations": 5, "images": 3})
-    plugin_lib.ActivationsLoader().fix_flags(flags)
-    assert flags.samples_per_plugin == {"activations": 5, "images": 3}
+    assert flags.samples_per_plugin == kept
 
 
 def test_plugin_metadata(logdir):

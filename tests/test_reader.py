@@ -3,21 +3,30 @@ writer and read through TensorBoard's own multiplexer and data provider."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
+import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 from tensorboard import context, errors
-from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.backend.event_processing import (
+    data_provider,
+    event_file_loader,
+    plugin_event_multiplexer,
+)
+from tensorboard.data import server_ingester
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.util import grpc_util
 
 from tb_activations import metadata, summary
 from tb_activations.reader import Reader
 
 import recorded
+import support
 
 RUN = "activations"
 BROKEN = "broken"
@@ -117,6 +126,7 @@ def write_broken_run(run_dir) -> None:
         future = summary.make_event(BADSTATS, step, wall(step), [header, stats, png(), png()])
         content = json.loads(future.summary.value[0].metadata.plugin_data.content)
         content["version"] = metadata.FORMAT_VERSION + 1
+        del future.summary.value[1:]  # the index series (a layer's, not the future one's)
         future.summary.value[0].tag = "future"
         future.summary.value[0].metadata.plugin_data.content = json.dumps(content).encode()
         writer.add_event(future)
@@ -442,3 +452,221 @@ def test_blobs_read_from_the_kept_tensors_are_the_providers(logdir, ctx):
     other, _ = make_reader(logdir, keep=1)  # the last step only
     with pytest.raises(Exception, match=f"step {gone.step} is no longer available"):
         other._blob(ctx, gone, 0)
+
+
+# -- the index series: a layer's measures in one read --------------------------------
+
+INDEXED, UNINDEXED, HALF = "indexed", "unindexed", "half"
+
+
+def strip_index(src, dst, keep=lambda step: False) -> None:
+    """Copies a run's events without the index values of the steps `keep`
+    rejects: a log written before the index series, or one whose index
+    lacks some steps."""
+    writer = EventFileWriter(str(dst))
+    for path in sorted(src.iterdir()):
+        for event in event_file_loader.EventFileLoader(str(path)).Load():
+            if event.HasField("file_version"):
+                continue
+            if not keep(event.step):
+                kept = [
+                    v
+                    for v in event.summary.value
+                    if not v.tag.startswith(metadata.INDEX_TAG_PREFIX)
+                ]
+                del event.summary.value[:]
+                event.summary.value.extend(kept)
+            writer.add_event(event)
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def index_logdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("index_logs")
+    write_run(root / INDEXED, range(STEPS))
+    strip_index(root / INDEXED, root / UNINDEXED)
+    strip_index(root / INDEXED, root / HALF, keep=lambda step: step % 2 == 1)
+    return root
+
+
+class CountingReader(Reader):
+    """Counts the blobs read from the provider (not from an index)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.blob_reads = 0
+        self._count_lock = threading.Lock()
+
+    def _blob(self, ctx, datum, index):
+        with self._count_lock:
+            self.blob_reads += 1
+        return super()._blob(ctx, datum, index)
+
+
+def python_provider(logdir):
+    mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": 0})
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    return data_provider.MultiplexerDataProvider(mux, str(logdir))
+
+
+@contextlib.contextmanager
+def rust_data_server(logdir, keep: int, loaded):
+    """A data provider of the Rust data server (`--load_fast`) over `logdir`,
+    keeping `keep` steps (0: all) of both plugin names, once `loaded(it)`."""
+    ingester = server_ingester.SubprocessServerDataIngester(
+        server_ingester.get_server_binary(),
+        str(logdir),
+        reload_interval=0,
+        channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
+        samples_per_plugin={metadata.PLUGIN_NAME: keep, metadata.INDEX_PLUGIN_NAME: keep},
+    )
+    ingester.start()
+    try:
+        got = ingester.data_provider
+        support.wait_until(lambda: loaded(got), 60, "the data server to load the log")
+        yield got
+    finally:
+        ingester._stdin_handle.close()  # the server exits when its stdin closes
+
+
+def max_steps(got) -> list[int]:
+    """Every series' last step, of both plugin names, sorted."""
+    ctx = context.RequestContext()
+    blobs = got.list_blob_sequences(ctx, experiment_id=EXP, plugin_name=metadata.PLUGIN_NAME)
+    index = got.list_tensors(ctx, experiment_id=EXP, plugin_name=metadata.INDEX_PLUGIN_NAME)
+    return sorted(
+        ts.max_step for tags in (*blobs.values(), *index.values()) for ts in tags.values()
+    )
+
+
+@pytest.fixture(scope="module")
+def rust_provider(index_logdir):
+    """The Rust data server over `index_logdir`, every step kept."""
+    # Every layer's last step, and the probe's only one (step 0).
+    want = [0] * 3 + [STEPS - 1] * (3 + 2) * len(LAYERS)
+    with rust_data_server(index_logdir, 0, lambda got: max_steps(got) == want) as got:
+        yield got
+
+
+@pytest.fixture(params=["python", "rust"])
+def index_provider(request, index_logdir):
+    if request.param == "rust":
+        return request.getfixturevalue("rust_provider")
+    return python_provider(index_logdir)
+
+
+def stats_of(reader, ctx, run):
+    return {
+        info.layer: reader.stats_series(ctx, reader.series(ctx, EXP, run, info.layer))
+        for info in LAYERS
+    }
+
+
+def assert_same_stats(got, want):
+    assert got.keys() == want.keys()
+    for tag in want:
+        a, b = got[tag], want[tag]
+        assert a.steps == b.steps == list(range(STEPS))
+        assert a.headers == b.headers
+        for x, y in zip(a.stats, b.stats):
+            np.testing.assert_array_equal(x, y)
+        for x, y in zip(a.sets, b.sets):
+            assert (x is None) == (y is None)
+            if x is not None:
+                np.testing.assert_array_equal(x.stats, y.stats)
+                np.testing.assert_array_equal(x.units, y.units)
+
+
+def blobs_per_step(got) -> int:
+    """The blobs of one step of every series in `got` that the index copies."""
+    return sum(len(metadata.index_blobs(s.series.info)) for s in got.values())
+
+
+@pytest.mark.parametrize(
+    "run, steps_from_blobs",
+    [(INDEXED, []), (UNINDEXED, list(range(STEPS))), (HALF, list(range(0, STEPS, 2)))],
+)
+def test_stats_series_reads_the_index_and_blobs_only_for_steps_it_lacks(
+    index_provider, ctx, run, steps_from_blobs
+):
+    # The measures from the index equal the blobs' (a log without index
+    # is read from its blobs alone), and every step the index holds costs
+    # no blob read: on the Rust data server each is a gRPC call.
+    from_blobs = stats_of(Reader(index_provider, 0), ctx, UNINDEXED)
+    reader = CountingReader(index_provider, 0)
+    got = stats_of(reader, ctx, run)
+    assert_same_stats(got, from_blobs)
+    assert blobs_per_step(got) == 4 * len(LAYERS)  # header, stats, set stats, units
+    assert reader.blob_reads == blobs_per_step(got) * len(steps_from_blobs)
+    # Decoded once: asking again reads neither.
+    stats_of(reader, ctx, run)
+    assert reader.blob_reads == blobs_per_step(got) * len(steps_from_blobs)
+
+
+@pytest.mark.parametrize("run, blob_reads", [(INDEXED, 0), (UNINDEXED, STEPS)])
+def test_headers_come_from_the_index(index_provider, ctx, run, blob_reads):
+    want = Reader(index_provider, 0).headers(
+        ctx, Reader(index_provider, 0).series(ctx, EXP, UNINDEXED, CONV.layer)
+    )
+    reader = CountingReader(index_provider, 0)
+    got = reader.headers(ctx, reader.series(ctx, EXP, run, CONV.layer))
+    assert [(d.step, h) for d, h in got] == [(d.step, h) for d, h in want]
+    assert reader.blob_reads == blob_reads
+
+
+def test_an_index_of_other_blobs_is_ignored(tmp_path, ctx, caplog):
+    # A writer copying other blobs (or another layer's) must not be trusted:
+    # the reader warns and reads the blobs.
+    write_run(tmp_path / "src", range(2))
+    writer = EventFileWriter(str(tmp_path / RUN))
+    for path in sorted((tmp_path / "src").iterdir()):
+        for event in event_file_loader.EventFileLoader(str(path)).Load():
+            for v in event.summary.value:
+                if v.tag == metadata.INDEX_TAG_PREFIX + CONV.layer:
+                    content = json.loads(v.metadata.plugin_data.content)
+                    content["blobs"] = content["blobs"][::-1]
+                    v.metadata.plugin_data.content = json.dumps(content).encode()
+            writer.add_event(event)
+    writer.close()
+    shutil.rmtree(tmp_path / "src")
+    provider = python_provider(tmp_path)
+    reader = CountingReader(provider, 0)
+    got = reader.stats_series(ctx, reader.series(ctx, EXP, RUN, CONV.layer))
+    assert reader.blob_reads == 2 * len(metadata.index_blobs(got.series.info))
+    assert "index series ignored" in caplog.text
+    want = Reader(provider, 0).stats_series(
+        ctx, Reader(provider, 0).series(ctx, EXP, RUN, CONV.layer)
+    )
+    assert got.headers == want.headers
+
+
+@pytest.mark.parametrize("loader", ["python", "rust"])
+def test_sampling_keeps_the_same_steps_of_the_index_and_the_blobs(tmp_path, ctx, loader):
+    # Both loaders sample each series alike when they keep as many steps of
+    # both plugin names (what the plugin's loader sets): the index then
+    # holds every kept step, and no blob is read for the measures.
+    keep, steps = 4, 40
+    write_run(tmp_path / RUN, range(steps))
+    if loader == "python":
+        mux = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": keep})
+        mux.AddRunsFromDirectory(str(tmp_path))
+        mux.Reload()
+        server = contextlib.nullcontext(data_provider.MultiplexerDataProvider(mux, str(tmp_path)))
+    else:
+        want = [0] + [steps - 1] * 2 * len(LAYERS)
+        server = rust_data_server(tmp_path, keep, lambda got: max_steps(got) == want)
+    with server as got:
+        reader = CountingReader(got, keep)
+        series = reader.layers(ctx, EXP, RUN)
+        kept = {s.tag: s.steps for s in series}
+        assert all(len(k) == keep for k in kept.values())
+        # A reservoir sample, not the last steps.
+        assert all(k != list(range(steps - keep, steps)) for k in kept.values())
+        index = got.read_tensors(
+            ctx, experiment_id=EXP, plugin_name=metadata.INDEX_PLUGIN_NAME, downsample=1 << 30
+        )[RUN]
+        assert {t: [d.step for d in index["__index__/" + t]] for t in kept} == kept
+        for s in series:
+            assert reader.stats_series(ctx, s).steps == kept[s.tag]
+        assert reader.blob_reads == 0

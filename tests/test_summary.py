@@ -7,6 +7,8 @@ import threading
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.compat.proto import summary_pb2, types_pb2
 
 from tb_activations import encoding, measures, metadata, summary
 
@@ -144,6 +146,41 @@ def test_the_probe_has_no_measures(tmp_path):
     assert run[metadata.PROBE_TAG].info.stats_fields == metadata.STATS_FIELDS
     assert run[metadata.PROBE_TAG].steps[0].stats.shape == (1, 1, 6)
     assert run["conv"].steps[0].stats.shape == (1, 3, 9)
+
+
+def test_each_layer_event_carries_its_index_value(tmp_path):
+    # The index series: the step's blobs that are not pictures, the same
+    # bytes, in the same event as the layer's blobs (so that sampling keeps
+    # them together), as a string tensor under its own plugin name and tag.
+    probe = layer_info(metadata.PROBE_TAG, 1, h=4, w=4, layout="probe", class_name="Probe")
+    writer = summary.ActivationWriter(tmp_path / "activations")
+    for step in range(3):
+        values = [_value(step), _value(step, _info("dense", 1, 2, 1, 7))]
+        writer.submit(step, [summary.LayerValue(probe, np.random.rand(1, 4, 4, 3)), *values])
+    writer.close()
+    run = read_run(tmp_path)
+    (path,) = (tmp_path / "activations").iterdir()
+    events = [e for e in event_file_loader.EventFileLoader(str(path)).Load() if e.summary.value]
+    assert len(events) == 3 * 3
+    for event in events:
+        layer, *rest = event.summary.value
+        if layer.tag == metadata.PROBE_TAG:
+            assert rest == []
+            continue
+        (index,) = rest
+        info = run[layer.tag].info
+        assert index.tag == "__index__/" + layer.tag
+        assert index.metadata.plugin_data.plugin_name == "activations_index"
+        assert index.metadata.data_class == summary_pb2.DATA_CLASS_TENSOR
+        assert metadata.parse_index_metadata(index.metadata.plugin_data.content) == (
+            layer.tag,
+            (0, 1, info.set_index, info.set_index + 1),
+        )
+        assert index.tensor.dtype == types_pb2.DT_STRING
+        assert [d.size for d in index.tensor.tensor_shape.dim] == [4]
+        blobs = run[layer.tag].steps[event.step].blobs
+        assert list(index.tensor.string_val) == [blobs[i] for i in metadata.index_blobs(info)]
+        assert list(layer.tensor.string_val) == blobs
 
 
 class _BrokenTracker(measures.Tracker):
