@@ -203,11 +203,15 @@ def uncentred(refs, crosses, s):
     """Cross products made with uncentred references (`one_pass` with
     `centre_refs=False`, for the references whose `narrow` holds), made
     those of the centred ones: X_r^T Y - mean_r (1^T Y), with `s` = 1^T Y
-    the column sums of the other factor, in float64."""
-    return [
-        cross - np.outer(r.mean.astype(np.float64), s) if cross is not None and r.narrow else cross
-        for r, cross in zip(refs, crosses)
-    ]
+    the column sums of the other factor, in float64. A non-finite map makes
+    NaNs here quietly: its step's measures are null."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return [
+            cross - np.outer(r.mean.astype(np.float64), s)
+            if cross is not None and r.narrow
+            else cross
+            for r, cross in zip(refs, crosses)
+        ]
 
 
 def recentre(x3, mean, shift, refs, col_sums, sq_sums, gram, crosses):
