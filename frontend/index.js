@@ -2,7 +2,7 @@
 // The module TensorBoard's iframe imports: it calls render() once this file
 // alone has loaded, since it imports nothing. render() then asks for
 // everything the first view needs at once: the first data requests, the
-// stylesheets and every module of the panel, so that the browser fetches
+// stylesheet and every module of the panel, so that the browser fetches
 // them side by side instead of discovering the modules level by level
 // through their imports. The panel itself is app.js and what it imports.
 //
@@ -51,15 +51,11 @@ export const MODULES = [
   "views.js",
 ];
 
-/** The stylesheets, one per part of the panel. */
-export const STYLES = [
-  "style-base.css",
-  "style-layer.css",
-  "style-timeline.css",
-  "style-map.css",
-  "style-compare.css",
-  "style-tokens.css",
-];
+/**
+ * The stylesheet: the server serves its parts (style-*.css, one per part of
+ * the panel) as this one file, so it is one request (tb_activations/static.py).
+ */
+export const STYLESHEET = "style.css";
 
 /** The requests every first view starts with, by their URL. */
 const FIRST_REQUESTS = ["colormaps", "tags"];
@@ -147,20 +143,17 @@ export function takeEarly(url) {
   return p;
 }
 
-/** Resolves when every stylesheet has loaded (or failed), or after 2 s. */
+/** Resolves when the stylesheet has loaded (or failed), or after 2 s. */
 function loadStyles() {
-  const sheets = STYLES.map(
-    (file) =>
-      new Promise((resolve) => {
-        const link = document.createElement("link");
-        link.rel = "stylesheet";
-        link.href = `static/${file}`;
-        link.addEventListener("load", resolve);
-        link.addEventListener("error", resolve);
-        document.head.append(link);
-      }),
-  );
-  return Promise.race([Promise.all(sheets), new Promise((r) => setTimeout(r, 2000))]);
+  const sheet = new Promise((resolve) => {
+    const link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.href = `static/${STYLESHEET}`;
+    link.addEventListener("load", resolve);
+    link.addEventListener("error", resolve);
+    document.head.append(link);
+  });
+  return Promise.race([sheet, new Promise((r) => setTimeout(r, 2000))]);
 }
 
 export async function render() {

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tb_activations import static
+
 FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
 MODULES = sorted(FRONTEND.glob("*.js"))
 TSC_ARGS = ["--noEmit", "--allowJs", "--checkJs"]
@@ -86,5 +88,9 @@ def test_index_preloads_every_module_the_panel_imports():
     assert set(modules) | {"index.js"} == {p.name for p in MODULES}
 
 
-def test_index_loads_every_stylesheet():
-    assert set(listed("STYLES")) == {p.name for p in FRONTEND.glob("*.css")}
+def test_index_loads_the_stylesheet_made_of_every_part():
+    # The server joins the parts; one left out of its list would not apply.
+    assert re.search(rf'export const STYLESHEET = "{static.STYLESHEET}";', read("index.js"))
+    parts = static.STYLESHEET_PARTS
+    assert len(parts) == len(set(parts))
+    assert set(parts) == {p.name for p in FRONTEND.glob("*.css")}
