@@ -2,25 +2,24 @@
 // The module TensorBoard's iframe imports: it calls render() once this file
 // alone has loaded, since it imports nothing. render() then asks for
 // everything the first view needs at once: the first data requests, the
-// stylesheet and every module of the panel, so that the browser fetches
-// them side by side instead of discovering the modules level by level
-// through their imports. The panel itself is app.js and what it imports.
+// stylesheet and every module of the first screen, so that the browser
+// fetches them side by side instead of discovering the modules level by
+// level through their imports. The panel itself is app.js and what it
+// imports; the views the first screen does not draw load when first shown.
 //
-// MODULES must list every module app.js reaches (tests/test_frontend.py
-// checks it); one missing is only fetched later, not lost.
+// MODULES must list every module app.js reaches through static imports,
+// and LAZY those only its dynamic imports reach (tests/test_frontend.py
+// checks both); one missing is only fetched later, not lost.
 
-/** The panel's modules, in any order. */
+/** The first screen's modules, in any order: preloaded. */
 export const MODULES = [
   "app.js",
   "actions.js",
-  "attention-view.js",
   "channel-order.js",
   "color.js",
   "compare-view.js",
   "compare.js",
   "curves.js",
-  "depth-profile.js",
-  "depth-view.js",
   "detail.js",
   "diff.js",
   "dom.js",
@@ -44,12 +43,17 @@ export const MODULES = [
   "strip-map.js",
   "tile-grid.js",
   "timeline.js",
-  "token-grid-view.js",
   "tokens.js",
   "training-map.js",
   "url.js",
   "views.js",
 ];
+
+/**
+ * The modules of views the first screen does not draw, fetched when first
+ * shown (by a dynamic import in app.js or layer-view.js), never preloaded.
+ */
+export const LAZY = ["attention-view.js", "depth-profile.js", "depth-view.js", "token-grid-view.js"];
 
 /**
  * The stylesheet: the server serves its parts (style-*.css, one per part of

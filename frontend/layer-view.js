@@ -13,7 +13,6 @@ import {
   seriesTables,
   stepWindows,
 } from "./color.js";
-import { detailAxes, whereOnAxes } from "./attention-view.js";
 import { drawCompare, loadCompare } from "./compare-view.js";
 import { h } from "./dom.js";
 import { measure, phase, report } from "./hooks.js";
@@ -296,6 +295,16 @@ async function renderDetail(stale, info, layer) {
     ui.detail.hide();
     return;
   }
+  // The opened map's token axes and readout: loaded with the first channel
+  // opened; without them the map still shows, unlabelled.
+  let axes = null;
+  try {
+    axes = await import("./attention-view.js");
+    clearError("module");
+  } catch (e) {
+    if (!stale()) setError("module", `No axes on the opened map: ${messageOf(e)}`);
+  }
+  if (stale()) return;
   const { diff } = currentDiff();
   const values = diff?.values[c];
   const map = diff ? diff.maps[c] : layer.channels[c];
@@ -316,9 +325,9 @@ async function renderDetail(stale, info, layer) {
         ? (i) =>
             `difference ${fmt(values[i])} (${diff.what ?? `step ${diff.step} − step ${diff.ref}`})`
         : undefined,
-    whereAt: whereOnAxes(info, map.height, map.width),
+    whereAt: axes?.whereOnAxes(info, map.height, map.width),
   });
-  detailAxes(info);
+  axes?.detailAxes(info);
   drawDetailOverlay();
   await renderEvolution(stale, info, layer, c);
 }
