@@ -18,7 +18,6 @@ import { isNorm } from "./color.js";
 import { Compare } from "./compare.js";
 import { syncCompare, warmCompare } from "./compare-view.js";
 import { CurveStrip } from "./curves.js";
-import { Detail } from "./detail.js";
 import { DownloadLinks } from "./downloads.js";
 import { GridBar } from "./grid-bar.js";
 import { phase } from "./hooks.js";
@@ -191,6 +190,24 @@ async function loadColormaps() {
 }
 
 /**
+ * The opened channel's pane, built when a channel is first opened (its
+ * module is not on the first screen); every later call returns the same.
+ * @returns {Promise<import("./detail.js").Detail>}
+ */
+async function openDetail() {
+  const { Detail } = await import("./detail.js");
+  if (ui.detail) return ui.detail;
+  const detail = new Detail(ui.el.detail, {
+    onClose: act.closeDetail,
+    onStep: (t) => s.goToStep(t, "push"),
+  });
+  ui.detailOverlay.attach(detail.canvas);
+  detail.evoTitle.after(ui.downloads.evolutionEl);
+  ui.detail = detail;
+  return detail;
+}
+
+/**
  * Builds the panel once the stylesheets are in (index.js started them).
  * @param {Promise<unknown>} [styles]
  */
@@ -202,10 +219,8 @@ export async function render(styles) {
     el,
     grid: new TileGrid(act.openChannel),
     strips: new StripMap(act.openChannel),
-    detail: new Detail(el.detail, {
-      onClose: act.closeDetail,
-      onStep: (t) => s.goToStep(t, "push"),
-    }),
+    detail: null,
+    openDetail,
     timeline: new ChannelTimeline({
       onOpen: act.openAt,
       onMeasure: (tmeasure) => store.set({ tmeasure }, "replace"),
@@ -235,8 +250,6 @@ export async function render(styles) {
   el.legend.before(ui.timeline.el, ui.bar.el);
   ui.bar.el.after(ui.overlay.el);
   ui.overlay.el.append(ui.downloads.gridEl);
-  ui.detailOverlay.attach(ui.detail.canvas);
-  ui.detail.evoTitle.after(ui.downloads.evolutionEl);
   el.main.prepend(ui.tabs.el, ui.map.el);
   el.toolbar.append(ui.curves.el);
   ui.compare.attach(el.view);

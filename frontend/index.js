@@ -20,7 +20,6 @@ export const MODULES = [
   "compare-view.js",
   "compare.js",
   "curves.js",
-  "detail.js",
   "diff.js",
   "dom.js",
   "downloads.js",
@@ -36,7 +35,6 @@ export const MODULES = [
   "overlay.js",
   "panel.js",
   "probe-inputs.js",
-  "reduction.js",
   "state.js",
   "steps-view.js",
   "store.js",
@@ -51,9 +49,17 @@ export const MODULES = [
 
 /**
  * The modules of views the first screen does not draw, fetched when first
- * shown (by a dynamic import in app.js or layer-view.js), never preloaded.
+ * shown (by a dynamic import in app.js or layer-view.js), never preloaded:
+ * the opened channel, the depth profile and the token views.
  */
-export const LAZY = ["attention-view.js", "depth-profile.js", "depth-view.js", "token-grid-view.js"];
+export const LAZY = [
+  "attention-view.js",
+  "depth-profile.js",
+  "depth-view.js",
+  "detail.js",
+  "reduction.js",
+  "token-grid-view.js",
+];
 
 /**
  * The stylesheet: the server serves its parts (style-*.css, one per part of
