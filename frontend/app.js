@@ -9,15 +9,15 @@
 // Where things go: a new choice is a field of ViewState (state.js) and, if
 // the URL carries it, an entry of URL_KEYS there; a new request is a Model
 // method (model.js); a new view is a file of its own whose function reacts
-// to the fields it reads, registered with one store.on() line below.
+// to the fields it reads, registered with one store.on() line below. A view
+// the first screen does not draw is registered through later(): its module
+// loads on first use (index.js lists it in LAZY, not in MODULES).
 
 import * as act from "./actions.js";
 import { isNorm } from "./color.js";
 import { Compare } from "./compare.js";
 import { syncCompare, warmCompare } from "./compare-view.js";
 import { CurveStrip } from "./curves.js";
-import { DEPTH_READS, depthView } from "./depth-view.js";
-import { Detail } from "./detail.js";
 import { DownloadLinks } from "./downloads.js";
 import { GridBar } from "./grid-bar.js";
 import { phase } from "./hooks.js";
@@ -28,6 +28,7 @@ import { DetailOverlay, OverlayBar } from "./overlay.js";
 import {
   GRAY,
   clearError,
+  currentInfo,
   luts,
   model,
   setError,
@@ -42,8 +43,8 @@ import { fromParams, initialState } from "./state.js";
 import { StripMap } from "./strip-map.js";
 import * as s from "./steps-view.js";
 import { TileGrid } from "./tile-grid.js";
-import { CLASS_TOKEN_READS, classTokenView } from "./token-grid-view.js";
 import { ChannelTimeline } from "./timeline.js";
+import { derived } from "./tokens.js";
 import { TrainingMap, ViewTabs } from "./training-map.js";
 import { Url, readParams } from "./url.js";
 import { buildShell, fillSelect } from "./views.js";
@@ -51,6 +52,42 @@ import { buildShell, fillSelect } from "./views.js";
 const POLL_MS = 5000;
 const url = new Url(() => state);
 const busy = { poll: false };
+
+/** @typedef {import("./state.js").ViewState} ViewState */
+
+/**
+ * A view whose module is fetched once the state shows it (`shows`), not
+ * with the first screen's. Its reactions wait for the module in the order
+ * they came, and the view's own Latest still drops the answers of a state
+ * no longer shown. A module that fails to load is asked for again on the
+ * next change.
+ * @template M
+ * @param {() => Promise<M>} load
+ * @param {() => boolean} shows
+ * @param {(m: M, changed: Set<keyof ViewState>) => unknown} react
+ * @returns {(changed: Set<keyof ViewState>) => Promise<unknown> | undefined}
+ */
+function later(load, shows, react) {
+  /** @type {Promise<M> | null} */
+  let module = null;
+  return (changed) => {
+    if (!module && !shows()) return;
+    const loading = (module ??= load());
+    return loading.then(
+      (m) => react(m, changed),
+      (e) => {
+        if (module === loading) module = null;
+        setError("module", `A part of the panel did not load: ${messageOf(e)}`);
+      },
+    );
+  };
+}
+
+const onMap = () => state.view === "map";
+const onTokens = () => {
+  const kind = derived(state.view === "layer" ? currentInfo() : null).kind;
+  return kind === "token_grid" || kind === "class_token";
+};
 
 /** The views, in the order they react: lists before the views drawn from them. */
 function register() {
@@ -70,8 +107,11 @@ function register() {
   store.on(["steps", "curve"], s.curvesView);
   store.on(LAYER_READS, layerView);
   store.on(MAP_READS, mapView);
-  store.on(DEPTH_READS, depthView);
-  store.on(CLASS_TOKEN_READS, () => classTokenView(act.selectLayer));
+  const depth = () => import("./depth-view.js");
+  store.on(["view", "run", "steps", "step", "measure"], later(depth, onMap, (m) => m.depthView()));
+  const tokens = () => import("./token-grid-view.js");
+  const classToken = later(tokens, onTokens, (m) => m.classTokenView(act.selectLayer));
+  store.on(["view", "run", "tag", "steps", "step", "probe", "cmap"], classToken);
   store.follow = (how) => url.write(how);
   return lists;
 }
@@ -150,6 +190,24 @@ async function loadColormaps() {
 }
 
 /**
+ * The opened channel's pane, built when a channel is first opened (its
+ * module is not on the first screen); every later call returns the same.
+ * @returns {Promise<import("./detail.js").Detail>}
+ */
+async function openDetail() {
+  const { Detail } = await import("./detail.js");
+  if (ui.detail) return ui.detail;
+  const detail = new Detail(ui.el.detail, {
+    onClose: act.closeDetail,
+    onStep: (t) => s.goToStep(t, "push"),
+  });
+  ui.detailOverlay.attach(detail.canvas);
+  detail.evoTitle.after(ui.downloads.evolutionEl);
+  ui.detail = detail;
+  return detail;
+}
+
+/**
  * Builds the panel once the stylesheets are in (index.js started them).
  * @param {Promise<unknown>} [styles]
  */
@@ -161,10 +219,8 @@ export async function render(styles) {
     el,
     grid: new TileGrid(act.openChannel),
     strips: new StripMap(act.openChannel),
-    detail: new Detail(el.detail, {
-      onClose: act.closeDetail,
-      onStep: (t) => s.goToStep(t, "push"),
-    }),
+    detail: null,
+    openDetail,
     timeline: new ChannelTimeline({
       onOpen: act.openAt,
       onMeasure: (tmeasure) => store.set({ tmeasure }, "replace"),
@@ -194,8 +250,6 @@ export async function render(styles) {
   el.legend.before(ui.timeline.el, ui.bar.el);
   ui.bar.el.after(ui.overlay.el);
   ui.overlay.el.append(ui.downloads.gridEl);
-  ui.detailOverlay.attach(ui.detail.canvas);
-  ui.detail.evoTitle.after(ui.downloads.evolutionEl);
   el.main.prepend(ui.tabs.el, ui.map.el);
   el.toolbar.append(ui.curves.el);
   ui.compare.attach(el.view);

@@ -98,6 +98,7 @@ export function axisLabels(info, height, width) {
  * @param {LayerInfo} info
  */
 export function detailAxes(info) {
+  if (!ui.detail) return;
   axes ??= new MapAxes(ui.detail.canvas);
   const ch = ui.detail.shown?.channel;
   const labels = ch ? axisLabels(info, ch.height, ch.width) : null;

@@ -2,7 +2,9 @@
 // The depth profile under the training map: the map's measure, at the
 // slider's step (or the last kept step at or before it), across the layers.
 // It builds its widget on first use, below the maps, and draws from the same
-// cached `overview` answer the map draws.
+// cached `overview` answer the map draws. Loaded with the first map view
+// (app.js registers it with the fields it reads: view, run, steps, step,
+// measure).
 
 import { DepthProfile } from "./depth-profile.js";
 import { measure, report } from "./hooks.js";
@@ -10,11 +12,6 @@ import { messageOf } from "./model.js";
 import { model, state, ui } from "./panel.js";
 import { Latest } from "./store.js";
 import { channelNoun } from "./tokens.js";
-
-/** @typedef {import("./state.js").ViewState} ViewState */
-
-/** @type {(keyof ViewState)[]} */
-export const DEPTH_READS = ["view", "run", "steps", "step", "measure"];
 
 const latest = new Latest();
 /** @type {DepthProfile | null} */

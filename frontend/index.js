@@ -2,26 +2,24 @@
 // The module TensorBoard's iframe imports: it calls render() once this file
 // alone has loaded, since it imports nothing. render() then asks for
 // everything the first view needs at once: the first data requests, the
-// stylesheets and every module of the panel, so that the browser fetches
-// them side by side instead of discovering the modules level by level
-// through their imports. The panel itself is app.js and what it imports.
+// stylesheet and every module of the first screen, so that the browser
+// fetches them side by side instead of discovering the modules level by
+// level through their imports. The panel itself is app.js and what it
+// imports; the views the first screen does not draw load when first shown.
 //
-// MODULES must list every module app.js reaches (tests/test_frontend.py
-// checks it); one missing is only fetched later, not lost.
+// MODULES must list every module app.js reaches through static imports,
+// and LAZY those only its dynamic imports reach (tests/test_frontend.py
+// checks both); one missing is only fetched later, not lost.
 
-/** The panel's modules, in any order. */
+/** The first screen's modules, in any order: preloaded. */
 export const MODULES = [
   "app.js",
   "actions.js",
-  "attention-view.js",
   "channel-order.js",
   "color.js",
   "compare-view.js",
   "compare.js",
   "curves.js",
-  "depth-profile.js",
-  "depth-view.js",
-  "detail.js",
   "diff.js",
   "dom.js",
   "downloads.js",
@@ -37,29 +35,37 @@ export const MODULES = [
   "overlay.js",
   "panel.js",
   "probe-inputs.js",
-  "reduction.js",
   "state.js",
   "steps-view.js",
   "store.js",
   "strip-map.js",
   "tile-grid.js",
   "timeline.js",
-  "token-grid-view.js",
   "tokens.js",
   "training-map.js",
   "url.js",
   "views.js",
 ];
 
-/** The stylesheets, one per part of the panel. */
-export const STYLES = [
-  "style-base.css",
-  "style-layer.css",
-  "style-timeline.css",
-  "style-map.css",
-  "style-compare.css",
-  "style-tokens.css",
+/**
+ * The modules of views the first screen does not draw, fetched when first
+ * shown (by a dynamic import in app.js or layer-view.js), never preloaded:
+ * the opened channel, the depth profile and the token views.
+ */
+export const LAZY = [
+  "attention-view.js",
+  "depth-profile.js",
+  "depth-view.js",
+  "detail.js",
+  "reduction.js",
+  "token-grid-view.js",
 ];
+
+/**
+ * The stylesheet: the server serves its parts (style-*.css, one per part of
+ * the panel) as this one file, so it is one request (tb_activations/static.py).
+ */
+export const STYLESHEET = "style.css";
 
 /** The requests every first view starts with, by their URL. */
 const FIRST_REQUESTS = ["colormaps", "tags"];
@@ -147,20 +153,17 @@ export function takeEarly(url) {
   return p;
 }
 
-/** Resolves when every stylesheet has loaded (or failed), or after 2 s. */
+/** Resolves when the stylesheet has loaded (or failed), or after 2 s. */
 function loadStyles() {
-  const sheets = STYLES.map(
-    (file) =>
-      new Promise((resolve) => {
-        const link = document.createElement("link");
-        link.rel = "stylesheet";
-        link.href = `static/${file}`;
-        link.addEventListener("load", resolve);
-        link.addEventListener("error", resolve);
-        document.head.append(link);
-      }),
-  );
-  return Promise.race([Promise.all(sheets), new Promise((r) => setTimeout(r, 2000))]);
+  const sheet = new Promise((resolve) => {
+    const link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.href = `static/${STYLESHEET}`;
+    link.addEventListener("load", resolve);
+    link.addEventListener("error", resolve);
+    document.head.append(link);
+  });
+  return Promise.race([sheet, new Promise((r) => setTimeout(r, 2000))]);
 }
 
 export async function render() {

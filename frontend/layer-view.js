@@ -13,7 +13,6 @@ import {
   seriesTables,
   stepWindows,
 } from "./color.js";
-import { detailAxes, whereOnAxes } from "./attention-view.js";
 import { drawCompare, loadCompare } from "./compare-view.js";
 import { h } from "./dom.js";
 import { measure, phase, report } from "./hooks.js";
@@ -118,7 +117,7 @@ async function redrawOverlay() {
 }
 
 function closeDetail() {
-  ui.detail.hide();
+  ui.detail?.hide();
   ui.grid.select(null);
   report({ renderedChannel: "" });
 }
@@ -293,13 +292,29 @@ async function renderDetail(stale, info, layer) {
   const c = state.channel;
   if (c === null || c >= layer.channels.length || state.step === null) {
     store.correct({ channel: null });
-    ui.detail.hide();
+    ui.detail?.hide();
     return;
   }
+  // The pane and the map's token axes load with the first channel opened;
+  // without the axes the map still shows, unlabelled.
+  const axesIn = import("./attention-view.js").catch((e) => {
+    if (!stale()) setError("module", `No axes on the opened map: ${messageOf(e)}`);
+    return null;
+  });
+  let detail;
+  try {
+    detail = await ui.openDetail();
+    clearError("module");
+  } catch (e) {
+    if (!stale()) setError("module", `The opened channel did not load: ${messageOf(e)}`);
+    return;
+  }
+  const axes = await axesIn;
+  if (stale()) return;
   const { diff } = currentDiff();
   const values = diff?.values[c];
   const map = diff ? diff.maps[c] : layer.channels[c];
-  ui.detail.show({
+  detail.show({
     info,
     channelIndex: c,
     step: state.step,
@@ -316,19 +331,20 @@ async function renderDetail(stale, info, layer) {
         ? (i) =>
             `difference ${fmt(values[i])} (${diff.what ?? `step ${diff.step} − step ${diff.ref}`})`
         : undefined,
-    whereAt: whereOnAxes(info, map.height, map.width),
+    whereAt: axes?.whereOnAxes(info, map.height, map.width),
   });
-  detailAxes(info);
+  axes?.detailAxes(info);
   drawDetailOverlay();
-  await renderEvolution(stale, info, layer, c);
+  await renderEvolution(stale, detail, info, layer, c);
 }
 
 /**
  * The opened channel over every kept step, drawn again only when what it
  * shows changes: the series, the channel, the probe or the colours.
- * @param {() => boolean} stale @param {LayerInfo} info @param {Layer} layer @param {number} channel
+ * @param {() => boolean} stale @param {import("./detail.js").Detail} detail
+ * @param {LayerInfo} info @param {Layer} layer @param {number} channel
  */
-async function renderEvolution(stale, info, layer, channel) {
+async function renderEvolution(stale, detail, info, layer, channel) {
   const { run, tag, probe } = state;
   if (run === null || tag === null) return;
   const key = JSON.stringify([
@@ -342,7 +358,7 @@ async function renderEvolution(stale, info, layer, channel) {
     shown.stats !== null,
   ]);
   if (key === drawn.evolution) {
-    ui.detail.markStep(state.step);
+    detail.markStep(state.step);
     return;
   }
   let series;
@@ -352,7 +368,7 @@ async function renderEvolution(stale, info, layer, channel) {
   } catch (e) {
     if (stale()) return;
     setError("series", messageOf(e));
-    ui.detail.evolutionMessage(messageOf(e));
+    detail.evolutionMessage(messageOf(e));
     drawn.evolution = "";
     return;
   }
@@ -375,7 +391,7 @@ async function renderEvolution(stale, info, layer, channel) {
     table: tables[i],
   }));
   const growth = ownAll ? `range over all steps ${fmt(ownAll[0])} … ${fmt(ownAll[1])}` : "";
-  ui.detail.showEvolution(frames, ix, info.layout, state.step, growth);
+  detail.showEvolution(frames, ix, info.layout, state.step, growth);
   drawn.evolution = key;
   report({ evolutionChannel: String(channel), evolutionSteps: String(frames.length) });
 }

@@ -45,7 +45,7 @@ export function overlayPainter(info, channels, tables) {
 
 /** The opened channel over its probe, as the grid draws it. */
 export function drawDetailOverlay() {
-  const s = ui.detail.shown;
+  const s = ui.detail?.shown;
   const run = state.run;
   const applies =
     s && run !== null && state.overlay > 0 && !overlayNote(s.info, model.hasProbe(run));

@@ -33,7 +33,9 @@ export const probes = new ProbeImages((run, p) => model.probeUrl(run, p));
  * @property {import("./views.js").Shell} el
  * @property {import("./tile-grid.js").TileGrid} grid image layers
  * @property {import("./strip-map.js").StripMap} strips sequence and units layers
- * @property {import("./detail.js").Detail} detail the opened channel
+ * @property {import("./detail.js").Detail | null} detail the opened channel, once one was
+ * @property {() => Promise<import("./detail.js").Detail>} openDetail builds `detail` (its
+ *   module loads with the first channel opened)
  * @property {import("./timeline.js").ChannelTimeline} timeline the layer's channels over the steps
  * @property {import("./grid-bar.js").GridBar} bar sort, filter and diff over the grid
  * @property {import("./training-map.js").TrainingMap} map layers x steps of a layer measure

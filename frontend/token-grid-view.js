@@ -4,7 +4,9 @@
 // compare work on it as on a CNN's maps), and the token before that grid
 // (`path/class_token`, one strip of its channels) is drawn under the layer's
 // title at the same step, with a link to open it. The class token's own
-// series links back to its grid.
+// series links back to its grid. Loaded with the first token grid or class
+// token shown (app.js registers it with the fields it reads: view, run, tag,
+// steps, step, probe, cmap).
 
 import { buildTable, fmt, stat } from "./color.js";
 import { h, paint } from "./dom.js";
@@ -13,11 +15,6 @@ import { messageOf } from "./model.js";
 import { currentInfo, lut, model, state, ui } from "./panel.js";
 import { Latest } from "./store.js";
 import { derived } from "./tokens.js";
-
-/** @typedef {import("./state.js").ViewState} ViewState */
-
-/** @type {(keyof ViewState)[]} */
-export const CLASS_TOKEN_READS = ["view", "run", "tag", "steps", "step", "probe", "cmap"];
 
 const latest = new Latest();
 const el = h("div", { className: "class-token", hidden: true });

@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
-import gzip
-import importlib.resources
 import json
 import logging
 import zlib
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -37,6 +33,7 @@ from werkzeug import wrappers
 from tb_activations import curves, export, health, measures, metadata, params
 from tb_activations.colormaps import COLORMAPS, colormap_luts
 from tb_activations.reader import Reader, Series, StatsSeries
+from tb_activations.static import static_body, static_impl
 
 logger = logging.getLogger("tb_activations")
 
@@ -48,30 +45,8 @@ PLUGIN_NAME = metadata.PLUGIN_NAME
 # the server's memory, so the default is still bounded.
 DEFAULT_MAX_STEPS = 500
 
-STATIC_CONTENT_TYPES = {
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-}
 _STATIC_ROUTE = "/static/"
 _STATIC_PREFIX = f"/data/plugin/{PLUGIN_NAME}{_STATIC_ROUTE}"
-
-
-@functools.cache
-def frontend_dir():
-    """The directory of the panel's files (a `Traversable`).
-
-    An installed wheel has it as the package `tb_activations.frontend`; a
-    source checkout or an editable install has the top-level `frontend/`.
-    """
-    try:
-        d = importlib.resources.files("tb_activations.frontend")
-        if d.is_dir():
-            return d
-    except (ImportError, TypeError, ValueError, AttributeError, OSError):
-        pass
-    import tb_activations
-
-    return Path(tb_activations.__file__).resolve().parent.parent / "frontend"
 
 
 class ActivationsLoader(base_plugin.TBLoader):
@@ -673,28 +648,10 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     def _static_route(self, request):
         path = request.path
         name = path[len(_STATIC_PREFIX) :] if path.startswith(_STATIC_PREFIX) else ""
-        # Only a plain name of a file listed in the directory, so neither
-        # "..", nor a decoded "%2F", nor an absolute path can leave it.
-        suffix = Path(name).suffix if name and "/" not in name and "\\" not in name else ""
-        content_type = STATIC_CONTENT_TYPES.get(suffix)
-        files = {}
-        if content_type:
-            try:
-                files = {f.name: f for f in frontend_dir().iterdir()}
-            except OSError:
-                logger.warning("tb_activations: the panel's files are missing: %s", frontend_dir())
-        f = files.get(name)
-        if f is None or not f.is_file():
-            raise errors.NotFoundError(f"No static file {params.show(name)} in the panel.")
-        zipped, etag = _static_body(f.read_bytes())
+        body, content_type = static_impl(name)
+        zipped, etag = static_body(body)
         if request.headers.get("If-None-Match") == etag:
             return http_util.Respond(request, b"", content_type, code=304, headers=[("ETag", etag)])
         return http_util.Respond(
             request, zipped, content_type, content_encoding="gzip", headers=[("ETag", etag)]
         )
-
-
-@functools.lru_cache(maxsize=256)
-def _static_body(body: bytes) -> tuple[bytes, str]:
-    """A file gzipped once, and its tag: no max-age (no version in its URL), but a 304."""
-    return gzip.compress(body, mtime=0), f'"{zlib.crc32(body):08x}-{len(body):x}"'

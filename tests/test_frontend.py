@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tb_activations import static
+
 FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
 MODULES = sorted(FRONTEND.glob("*.js"))
 TSC_ARGS = ["--noEmit", "--allowJs", "--checkJs"]
@@ -76,15 +78,40 @@ def read(name: str) -> str:
     return (FRONTEND / name).read_text()
 
 
-def test_index_preloads_every_module_the_panel_imports():
+def dynamic_imports() -> set[str]:
+    """The modules code loads with `import("./x.js")` (comments, where JSDoc
+    names types as `import("./x.js").T`, left out), but app.js (index.js's)."""
+    found = set()
+    for p in MODULES:
+        code = re.sub(r"/\*.*?\*/|//[^\n]*", "", p.read_text(), flags=re.S)
+        found |= set(re.findall(r'\bimport\(\s*"\./([^"]+)"\s*\)', code))
+    return found - {"app.js"}
+
+
+def test_index_preloads_every_module_the_first_screen_imports():
     # index.js imports nothing, so that it starts every fetch at once; a
     # module missing from its list would be found a round trip later.
     assert not re.search(r"^import\s", read("index.js"), re.M)
     modules = listed("MODULES")
     assert len(modules) == len(set(modules))
     assert set(modules) == imports_of("app.js") - {"index.js"}
-    assert set(modules) | {"index.js"} == {p.name for p in MODULES}
 
 
-def test_index_loads_every_stylesheet():
-    assert set(listed("STYLES")) == {p.name for p in FRONTEND.glob("*.css")}
+def test_the_views_loaded_on_first_use_are_not_preloaded():
+    # A view the first screen does not draw is fetched when first shown:
+    # LAZY is what only dynamic imports reach, and none of it is in MODULES.
+    lazy = listed("LAZY")
+    assert len(lazy) == len(set(lazy))
+    assert dynamic_imports() <= set(lazy)
+    reached = set().union(*map(imports_of, dynamic_imports())) - {"index.js"}
+    assert set(lazy) == reached - set(listed("MODULES"))
+    assert set(listed("MODULES")) | set(lazy) | {"index.js"} == {p.name for p in MODULES}
+    assert "for (const file of MODULES)" in read("index.js")
+
+
+def test_index_loads_the_stylesheet_made_of_every_part():
+    # The server joins the parts; one left out of its list would not apply.
+    assert re.search(rf'export const STYLESHEET = "{static.STYLESHEET}";', read("index.js"))
+    parts = static.STYLESHEET_PARTS
+    assert len(parts) == len(set(parts))
+    assert set(parts) == {p.name for p in FRONTEND.glob("*.css")}

@@ -28,7 +28,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 from werkzeug.test import Client
 
-from tb_activations import encoding, export, health, measures, metadata, summary
+from tb_activations import encoding, export, health, measures, metadata, static, summary
 from tb_activations import plugin as plugin_lib
 from tb_activations.colormaps import COLORMAPS
 
@@ -673,8 +673,8 @@ def test_colormaps(client):
     [(".js", "text/javascript"), (".css", "text/css")],
 )
 def test_static_files_are_served_with_their_type(name, content_type, client):
-    files = [f for f in plugin_lib.frontend_dir().iterdir() if f.name.endswith(name)]
-    assert files, f"no {name} file in {plugin_lib.frontend_dir()}"
+    files = [f for f in static.frontend_dir().iterdir() if f.name.endswith(name)]
+    assert files, f"no {name} file in {static.frontend_dir()}"
     for f in files:
         r = client.get(URL + "static/" + f.name)
         assert r.status_code == 200, f.name
@@ -685,12 +685,13 @@ def test_static_files_are_served_with_their_type(name, content_type, client):
 
 def test_every_stylesheet_the_panel_names_is_a_frontend_file(client):
     # However the styles are split, each file a script or a stylesheet names
-    # (a <link> built in JS, an @import) is there and served as CSS.
-    frontend = plugin_lib.frontend_dir()
+    # (a <link> built in JS, an @import) is there (or joined from its parts)
+    # and served as CSS.
+    frontend = static.frontend_dir()
     sources = [f.read_text() for f in frontend.iterdir() if f.suffix in (".js", ".css")]
     named = {n for text in sources for n in re.findall(r"[\w.-]+\.css\b", text)}
     assert named, "the panel links no stylesheet"
-    assert named <= {f.name for f in frontend.iterdir()}, named
+    assert named <= {f.name for f in frontend.iterdir()} | {static.STYLESHEET}, named
     for n in named:
         assert client.get(URL + "static/" + n).mimetype == "text/css", n
 
@@ -703,7 +704,7 @@ def test_index_js_is_served(client):
 
 
 def test_static_files_are_revalidated_by_their_entity_tag(client):
-    want = (plugin_lib.frontend_dir() / "app.js").read_bytes()
+    want = (static.frontend_dir() / "app.js").read_bytes()
     r = client.get(URL + "static/app.js", headers={"Accept-Encoding": "gzip"})
     assert (r.status_code, r.headers["Content-Encoding"]) == (200, "gzip")
     assert gzip.decompress(r.data) == want
@@ -714,7 +715,7 @@ def test_static_files_are_revalidated_by_their_entity_tag(client):
     assert (same.status_code, same.data, same.headers["ETag"]) == (304, b"", etag)
     other = client.get(URL + "static/model.js", headers={"If-None-Match": etag})
     assert other.status_code == 200
-    assert other.data == (plugin_lib.frontend_dir() / "model.js").read_bytes()
+    assert other.data == (static.frontend_dir() / "model.js").read_bytes()
 
 
 def test_routes_under_a_path_prefix(logdir):
