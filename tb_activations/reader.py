@@ -180,6 +180,7 @@ class Reader:
         self._warned_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._index_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._concurrent = not isinstance(data_provider, MultiplexerDataProvider)
         self._kept = _KeptBlobs(data_provider) if not self._concurrent else None
 
@@ -365,8 +366,7 @@ class Reader:
     def headers(self, ctx, series: Series) -> list[tuple[provider.BlobSequenceDatum, Header]]:
         """The readable kept steps with their headers, oldest first."""
         index = self._index(ctx, series, ("header",))
-        data = series.data
-        got = self._map(lambda d: self._header(ctx, d, index.get(step_index.at(d))), data, index)
+        got = self._map(lambda d: self._header(ctx, d), series.data, index)
         return [(d, h) for d, h in zip(series.data, got) if h is not None]
 
     def stats_series(self, ctx, series: Series) -> StatsSeries:
@@ -375,9 +375,8 @@ class Reader:
         index = self._index(ctx, series, ("header", "stats", "set"))
 
         def read(datum):
-            got = index.get(step_index.at(datum))
-            header, stats = self._header(ctx, datum, got), self._stats(ctx, series, datum, got)
-            return header, stats, self._set_values(ctx, series, datum, got)
+            header, stats = self._header(ctx, datum), self._stats(ctx, series, datum)
+            return header, stats, self._set_values(ctx, series, datum)
 
         data = series.data
         got = [(d, g) for d, g in zip(data, self._map(read, data, index)) if g is not None]
@@ -526,35 +525,56 @@ class Reader:
         blob = indexed.get(index) if indexed else None
         return self._blob(ctx, datum, index) if blob is None else blob
 
-    def _index(self, ctx, series: Series, kinds: tuple[str, ...]) -> dict[tuple, dict[int, bytes]]:
-        """{(step, wall time): {blob index: bytes}} of the series' index
-        series (see `metadata`), for the kept steps it holds; empty when the
-        `kinds` of every kept step are cached already, or there is none.
+    def _index(self, ctx, series: Series, kinds: tuple[str, ...]) -> set[tuple]:
+        """Puts the header, statistics and probe-set values of every kept
+        step the series' index series holds (see `metadata`) in the cache,
+        unless the `kinds` of every kept step are there already; returns
+        the `step_index.at` of the steps whose values are cached.
 
         One `read_tensors` instead of a `read_blob` per blob: on the Rust
         data server each is a gRPC call. A step the index lacks (an older
-        log, a step sampled differently) is read from its blobs."""
-        info = series.info
-        if info.layout == "probe" or not series.data:
-            return {}
-        set_index = info.set_index if info.set_fields else None
-        if all(
-            self._cache.get(_cache_key(k, d, set_index)) is not None
-            for d in series.data
-            for k in kinds
-            if k != "set" or set_index is not None
-        ):
-            return {}
-        got = step_index.read(self._provider, ctx, series)
-        if isinstance(got, str):
-            self._warn_once(series.run, series.tag, f"index series ignored: {got}")
-            return {}
-        return got
+        log, a step sampled differently) is read from its blobs. One caller
+        at a time per series decodes every kind: `curves` and `overview`,
+        asked together, read it once."""
+        if series.info.layout == "probe" or not series.data:
+            return set()
+        set_index = series.info.set_index if series.info.set_fields else None
+        with self._pool_lock:
+            key = (series.experiment, series.run, series.tag)
+            lock = self._index_locks.setdefault(key, threading.Lock())
+        with lock:
+            cached = {
+                step_index.at(d)
+                for d in series.data
+                if all(
+                    self._cache.get(_cache_key(k, d, set_index)) is not None
+                    for k in kinds
+                    if k != "set" or set_index is not None
+                )
+            }
+            if len(cached) == len(series.data):
+                return cached
+            got = step_index.read(self._provider, ctx, series)
+            if isinstance(got, str):
+                self._warn_once(series.run, series.tag, f"index series ignored: {got}")
+                return cached
+            for d in series.data:
+                blobs = got.get(step_index.at(d))
+                if blobs is None:
+                    continue
+                try:
+                    self._header(ctx, d, blobs)
+                    self._stats(ctx, series, d, blobs)
+                    self._set_values(ctx, series, d, blobs)
+                except _Gone:
+                    continue  # read again, and left out, by the caller
+                cached.add(step_index.at(d))
+            return cached
 
     def _map(self, fn: Callable[[Any], _T], items: Iterable, index=None) -> list[_T | None]:
         """`fn` over `items` in the reading threads; None where a blob is gone.
-        In turn when an `index` (see `_index`) holds every item's blobs:
-        the work is then decoding, not waiting.
+        In turn when an `index` (see `_index`) has every item's values
+        cached: there is nothing to wait for.
 
         `fn` must not itself wait on the pool."""
 

@@ -22,7 +22,7 @@ from tensorboard.data import server_ingester
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import grpc_util
 
-from tb_activations import metadata, summary
+from tb_activations import metadata, step_index, summary
 from tb_activations.reader import Reader
 
 import recorded
@@ -613,6 +613,44 @@ def test_headers_come_from_the_index(index_provider, ctx, run, blob_reads):
     got = reader.headers(ctx, reader.series(ctx, EXP, run, CONV.layer))
     assert [(d.step, h) for d, h in got] == [(d.step, h) for d, h in want]
     assert reader.blob_reads == blob_reads
+
+
+def test_the_index_is_read_once_for_headers_and_statistics_asked_together(
+    index_provider, ctx, monkeypatch
+):
+    # The panel's first map asks `curves` (headers) and `overview`
+    # (statistics) at once: the index series is read once, with every value
+    # its steps hold, whichever asks first.
+    reads = []
+    real = step_index.read
+
+    def counted(*args):
+        reads.append(args[-1].tag)
+        return real(*args)
+
+    monkeypatch.setattr(step_index, "read", counted)
+    reader = CountingReader(index_provider, 0)
+    series = reader.series(ctx, EXP, INDEXED, CONV.layer)
+    start = threading.Barrier(2)
+    got = {}
+
+    def ask(name, fn):
+        start.wait()
+        got[name] = fn(ctx, series)
+
+    threads = [
+        threading.Thread(target=ask, args=("headers", reader.headers)),
+        threading.Thread(target=ask, args=("stats", reader.stats_series)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert reads == [CONV.layer]
+    assert reader.blob_reads == 0
+    assert [h for _, h in got["headers"]] == got["stats"].headers
+    reader.stats_series(ctx, series)
+    assert reads == [CONV.layer]
 
 
 def test_an_index_of_other_blobs_is_ignored(tmp_path, ctx, caplog):
