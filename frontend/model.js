@@ -10,6 +10,7 @@
 
 import { fixedRanges, statIndex } from "./color.js";
 import { takeEarly } from "./index.js";
+import { channelNoun } from "./tokens.js";
 
 /** @typedef {import("./color.js").Lut} Lut */
 /** @typedef {import("./color.js").StatIndex} StatIndex */
@@ -159,12 +160,8 @@ async function fetchOk(url, what) {
     throw new RequestError(what, 0, `the TensorBoard server did not answer (${messageOf(e)})`);
   }
   if (!response.ok) {
-    let text = "";
-    try {
-      text = await response.text();
-    } catch {
-      // The status alone still tells the user something.
-    }
+    // Without a body, the status alone still tells the user something.
+    let text = await response.text().catch(() => "");
     // TensorBoard answers some errors with an HTML page; never show markup.
     if (/^\s*</.test(text)) text = `HTTP ${response.status} ${response.statusText}`;
     throw new RequestError(what, response.status, text.slice(0, 500));
@@ -487,7 +484,9 @@ export class Model {
     const hit = this.series.get(k);
     if (hit) return Promise.resolve(hit);
     return this._once(`series${SEP}${k}`, async () => {
-      const what = `Could not load the evolution of channel ${channel} of ${tag}`;
+      const info = this.info(run, tag);
+      const noun = info ? channelNoun(info) : "channel";
+      const what = `Could not load the evolution of ${noun} ${channel} of ${tag}`;
       const data = await fetchJson(query("series", { run, tag, channel, probe }), what);
       const steps = (data.steps || []).map((/** @type {any} */ s) => ({
         step: s.step,
