@@ -16,6 +16,8 @@
 // input's data-input and data-kind, a token chip's and an axis tick's
 // data-index, the opened map's box data-axes ("query,key") (tokens.js,
 // probe-inputs.js), the class token's data-tag (token-grid-view.js).
+// index.js, which imports nothing, lists the requests it started before
+// the panel loaded in its export STARTED.
 
 /**
  * Every <body> attribute, by its `dataset` key (data-rendered-run is

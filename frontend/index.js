@@ -25,6 +25,7 @@ export const MODULES = [
   "downloads.js",
   "grid-bar.js",
   "hooks.js",
+  "layer-order.js",
   "layer-view.js",
   "map-marks.js",
   "map-measures.js",
@@ -74,6 +75,8 @@ const EARLY_MS = 20000;
 
 /** @type {Map<string, Promise<Response>>} Started by render(), each taken once. */
 const early = new Map();
+/** Every request started here, in order, for scripts (hooks.js). @type {string[]} */
+export const STARTED = [];
 
 /**
  * `route?params` as model.js writes it (same keys, same order), so that
@@ -89,6 +92,7 @@ function url(route, params) {
 /** @param {string} u @returns {Promise<Response>} */
 function start(u) {
   const response = fetch(u);
+  STARTED.push(u);
   // Its taker reports a failure; until then it is not unhandled.
   response.catch(() => {});
   early.set(u, response);
@@ -96,10 +100,11 @@ function start(u) {
 }
 
 /**
- * The first view's own requests, when TensorBoard's address names its run
- * (a shared link, Back or a reload): its map, or its layer at the step the
- * address names or else the latest, as app.js will ask for them. A guess
- * the app does not take costs one request.
+ * The first view's own requests, as app.js will ask for them: its map, or
+ * its layer at the step TensorBoard's address names or else the latest.
+ * The run is the address's (a shared link, Back or a reload), or else the
+ * app's own first choice, known once `tags` answers (startDefaultView). A
+ * guess the app does not take costs one request.
  */
 function startFirstView() {
   let host = null;
@@ -111,33 +116,96 @@ function startFirstView() {
   const hash = host?.startsWith("#activations&") ? host.slice(13) : "";
   const p = new URLSearchParams(hash);
   const run = p.get("run");
-  if (!run || p.has("compare")) return;
+  if (p.has("compare")) return;
+  if (!run) {
+    startDefaultView(p);
+    return;
+  }
   start(url("curves", { run }));
   const tag = p.get("layer");
   if (p.get("view") === "map" || !tag) {
     start(url("overview", { run }));
     return;
   }
+  startLayer(run, tag, p, startSteps(run, tag));
+}
+
+/**
+ * The first view when the address names no run: the first run, and the
+ * address's layer when that run has it or else its first (layer-order.js),
+ * as app.js chooses them once `tags` answers; then the map, unless the
+ * address asks for the layer or that layer has a single kept step.
+ * @param {URLSearchParams} p the address's parameters
+ */
+function startDefaultView(p) {
+  const tags = shared("tags");
+  if (!tags) return;
+  Promise.all([tags, import("./layer-order.js")])
+    .then(([answer, order]) => {
+      if (!answer || typeof answer !== "object") return;
+      const all = /** @type {import("./layer-order.js").Tags} */ (answer);
+      const run = order.runsOf(all)[0];
+      const layers = order.layersOf(all, run ?? null).map((i) => i.layer);
+      const asked = p.get("layer");
+      const tag = asked !== null && layers.includes(asked) ? asked : layers[0];
+      if (run === undefined || tag === undefined) return;
+      start(url("curves", { run }));
+      const steps = startSteps(run, tag);
+      const view = p.get("view");
+      if (view === "layer") return startLayer(run, tag, p, steps);
+      steps.then((list) => {
+        if (view === "map" || list.length > 1) {
+          start(url("overview", { run }));
+          start(url("probe", { run, probe: Number(p.get("probe") || 0) }));
+        } else startLayer(run, tag, p, steps);
+      });
+    })
+    .catch(() => {});
+}
+
+/**
+ * Starts a layer's `steps`, the app's copy kept; resolves to its kept steps.
+ * @param {string} run @param {string} tag @returns {Promise<number[]>}
+ */
+function startSteps(run, tag) {
+  start(url("steps", { run, tag }));
+  return /** @type {Promise<any>} */ (shared(url("steps", { run, tag })))
+    .then((data) => (Array.isArray(data?.steps) ? data.steps : []))
+    .then((kept) => kept.map((/** @type {any} */ s) => s?.step))
+    .catch(() => []);
+}
+
+/**
+ * The JSON of an early request that the app also reads, or null when none
+ * was started: the app gets a copy, made before it is read here.
+ * @param {string} u @returns {Promise<unknown> | null}
+ */
+function shared(u) {
+  const response = early.get(u);
+  if (!response) return null;
+  const copy = response.then((r) => r.clone());
+  copy.catch(() => {});
+  early.set(u, copy);
+  return response.then((r) => (r.ok ? r.json() : null));
+}
+
+/**
+ * A layer view's requests: its probe and timeline, then its layer at the
+ * address's step or else the latest kept one.
+ * @param {string} run @param {string} tag @param {URLSearchParams} p
+ * @param {Promise<number[]>} steps its kept steps (startSteps)
+ */
+function startLayer(run, tag, p, steps) {
   const probe = Number(p.get("probe") || 0);
   start(url("probe", { run, probe }));
   start(url("timeline", { run, tag }));
-  const steps = start(url("steps", { run, tag }));
-  // The app reads this answer too: it gets a copy, made before it is read here.
-  const copy = steps.then((r) => r.clone());
-  copy.catch(() => {});
-  early.set(url("steps", { run, tag }), copy);
-  steps
-    .then((r) => (r.ok ? r.json() : null))
-    .then((/** @type {any} */ data) => {
-      const kept = Array.isArray(data?.steps) ? data.steps : [];
-      const list = kept.map((/** @type {any} */ s) => s?.step);
-      const asked = p.get("step");
-      const step = asked === null ? list[list.length - 1] : Number(asked);
-      if (Number.isInteger(step) && list.includes(step)) {
-        start(url("layer", { run, tag, step, probe }));
-      }
-    })
-    .catch(() => {});
+  steps.then((list) => {
+    const asked = p.get("step");
+    const step = asked === null ? list[list.length - 1] : Number(asked);
+    if (Number.isInteger(step) && list.includes(step)) {
+      start(url("layer", { run, tag, step, probe }));
+    }
+  });
 }
 
 /**

@@ -10,6 +10,7 @@
 
 import { fixedRanges, statIndex } from "./color.js";
 import { takeEarly } from "./index.js";
+import { PROBE_TAG, layersOf, runsOf } from "./layer-order.js";
 import { channelNoun } from "./tokens.js";
 
 /** @typedef {import("./color.js").Lut} Lut */
@@ -128,7 +129,7 @@ import { channelNoun } from "./tokens.js";
  * @property {{step: number, stats: StatsRow[][]}[]} steps
  */
 
-export const PROBE_TAG = "__probe__";
+export { PROBE_TAG };
 
 /** A failed request, carrying the server's plain-text explanation. */
 export class RequestError extends Error {
@@ -337,24 +338,12 @@ export class Model {
 
   /** Runs with at least one layer. */
   runs() {
-    return Object.keys(this.tags).filter((r) => this.layersOf(r).length);
+    return runsOf(this.tags);
   }
 
-  /**
-   * A run's layers in the model's order (the writer's `position`); the data
-   * providers list tags in an order of their own. Layers without a position
-   * come last, by name.
-   * @param {string | null} run
-   * @returns {LayerInfo[]}
-   */
+  /** A run's layers in the model's order (layer-order.js). @param {string | null} run */
   layersOf(run) {
-    const tags = (run !== null && this.tags[run]) || {};
-    const rank = (/** @type {LayerInfo} */ info) =>
-      Number.isInteger(info.position) ? /** @type {number} */ (info.position) : Infinity;
-    return Object.entries(tags)
-      .filter(([tag, info]) => tag !== PROBE_TAG && info && info.layout !== "probe")
-      .map(([tag, info]) => ({ ...info, layer: tag }))
-      .sort((a, b) => rank(a) - rank(b) || (a.layer < b.layer ? -1 : a.layer > b.layer ? 1 : 0));
+    return layersOf(this.tags, run);
   }
 
   /** @param {string | null} run @param {string | null} tag @returns {LayerInfo | null} */

@@ -215,6 +215,31 @@ def test_a_linked_layer_is_asked_for_once_and_before_the_panel_has_loaded(
     assert all(requests[url] for url in first), requests
 
 
+def test_an_address_without_a_run_has_its_first_view_asked_for_early_and_once(panel, server):
+    # No run in the address: index.js makes the app's own first choice (the
+    # first run, its first layer in the model's order, and the map since
+    # that layer has several kept steps) from the `tags` and `steps`
+    # answers while the modules load, and the app takes those answers.
+    panel.open("")
+    tags = api(server, "tags")
+    run = next(iter(tags))
+    layers = [t for t, i in tags[run].items() if i.get("layout") not in (None, "probe")]
+    layer = min(layers, key=lambda t: (tags[run][t].get("position", 1e9), t))
+    assert len(kept(server, layer)) > 1
+    wait_body(panel, **{"map-rendered": run})
+    names = [n for n, _ in panel.frame.evaluate(REQUESTS_JS)]
+    started = panel.frame.evaluate("() => import('./static/index.js').then((m) => m.STARTED)")
+    views = [
+        f"curves?run={run}",
+        f"steps?run={run}&tag={layer}",
+        f"overview?run={run}",
+        f"probe?run={run}&probe=0",
+    ]
+    for url in ["tags", *views]:
+        assert names.count(url) == 1, (url, names)
+    assert sorted(started) == sorted(["colormaps", "tags", *views]), started
+
+
 def test_a_linked_map_is_asked_for_once_and_before_the_panel_has_loaded(panel):
     panel.open(f"&run={RUN}&view=map")
     wait_body(panel, **{"map-rendered": RUN})
