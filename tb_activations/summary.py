@@ -87,7 +87,8 @@ def make_event(
     )
     values = [value]
     # The step's measures again, as the index series (see `metadata`): the
-    # same bytes, in the same event, so that sampling keeps them together.
+    # same bytes, in the same event, so a step's index is written, and
+    # retried, with its blobs.
     index = metadata.index_blobs(info)
     if info.layout != "probe" and len(blobs) == info.blob_count:
         values.append(
