@@ -168,8 +168,9 @@ function startDefaultView(p) {
  * @param {string} run @param {string} tag @returns {Promise<number[]>}
  */
 function startSteps(run, tag) {
-  start(url("steps", { run, tag }));
-  return /** @type {Promise<any>} */ (shared(url("steps", { run, tag })))
+  const u = url("steps", { run, tag });
+  start(u);
+  return /** @type {Promise<any>} */ (shared(u))
     .then((data) => (Array.isArray(data?.steps) ? data.steps : []))
     .then((kept) => kept.map((/** @type {any} */ s) => s?.step))
     .catch(() => []);

@@ -40,6 +40,7 @@ from tensorboard.data import provider
 from tb_activations import curves, encoding, metadata, step_index
 from tb_activations.series import (
     _LRU,
+    READ_ALL,
     ChannelStep,
     Header,
     Listed,
@@ -62,10 +63,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tb_activations")
-
-# Reads ask for every kept step. Passing 0 returns nothing (TensorBoard
-# #5550), and both providers return the whole series for any larger bound.
-_READ_ALL = 1 << 30
 
 # Blobs are read concurrently from the Rust data server: each read is a gRPC
 # call of tens of milliseconds, mostly waiting, and a layer's step has up to
@@ -287,7 +284,7 @@ class Reader:
                 ctx,
                 experiment_id=experiment,
                 plugin_name=_SCALARS_PLUGIN,
-                downsample=_READ_ALL,
+                downsample=READ_ALL,
                 run_tag_filter=provider.RunTagFilter(runs=runs),
             )
         points = {
@@ -476,7 +473,7 @@ class Reader:
             ctx,
             experiment_id=experiment,
             plugin_name=metadata.PLUGIN_NAME,
-            downsample=_READ_ALL,
+            downsample=READ_ALL,
             run_tag_filter=provider.RunTagFilter(
                 runs={e[0] for e in entries}, tags={e[1] for e in entries}
             ),

@@ -25,6 +25,11 @@ from tb_activations import metadata
 __all__ = ["ChannelStep", "Header", "Listed", "Scalars", "Series", "SetValues", "StatsSeries"]
 
 
+# Reads ask for every kept step. Passing 0 returns nothing (TensorBoard
+# #5550), and both providers return the whole series for any larger bound.
+READ_ALL = 1 << 30
+
+
 class _Gone(Exception):
     """A blob of a listed step could not be read (evicted or corrupt)."""
 

@@ -13,9 +13,7 @@ from tensorboard import errors
 from tensorboard.data import provider
 
 from tb_activations import metadata
-from tb_activations.series import Series
-
-_READ_ALL = 1 << 30
+from tb_activations.series import READ_ALL, Series
 
 
 def at(datum) -> tuple:
@@ -35,7 +33,7 @@ def read(data_provider, ctx, series: Series) -> dict[tuple, dict[int, bytes]] | 
         ts = listed.get(series.run, {}).get(tag)
         if ts is None:
             return {}
-        data = data_provider.read_tensors(ctx, downsample=_READ_ALL, run_tag_filter=rtf, **kw)
+        data = data_provider.read_tensors(ctx, downsample=READ_ALL, run_tag_filter=rtf, **kw)
     except errors.NotFoundError:
         # The run vanished meanwhile: its blobs say so when read.
         return {}
