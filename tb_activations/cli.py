@@ -19,7 +19,7 @@ import sys
 import types
 from collections.abc import Sequence
 
-from tb_activations import colormaps, export
+from tb_activations import colormaps, export, metadata
 
 __all__ = ["main"]
 
@@ -170,8 +170,15 @@ def _export(reader, args) -> int:
         colormap=args.colormap,
         normalization=args.normalization,
     )
+    head = getattr(reader.info(args.run, args.layer), "kind", None) == metadata.KIND_ATTENTION
     out = args.output or export.file_name(
-        args.run, args.layer, fmt, channel=args.channel, step=args.step, probe=args.probe
+        args.run,
+        args.layer,
+        fmt,
+        channel=args.channel,
+        step=args.step,
+        probe=args.probe,
+        head=head,
     )
     with open(out, "wb") as f:
         f.write(data)

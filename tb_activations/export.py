@@ -106,10 +106,12 @@ def file_name(
     channel: int | None = None,
     step: int | None = None,
     probe: int = 0,
+    head: bool = False,
 ) -> str:
     """A download's file name: run, layer, then channel or step, made safe
     for any file system (`logs/run1/activations`, `block1/conv` ->
-    `logs_run1_activations-block1_conv-c3.gif`)."""
+    `logs_run1_activations-block1_conv-c3.gif`). With `head`, the channel
+    is an attention head, as the panel names it (`h3`)."""
     _choice("format", format, FORMATS)
 
     def safe(s: str) -> str:
@@ -117,7 +119,7 @@ def file_name(
 
     parts = [safe(run), safe(layer)]
     if channel is not None:
-        parts.append(f"c{channel}")
+        parts.append(f"{'h' if head else 'c'}{channel}")
     if step is not None:
         parts.append(f"step{step}")
     if probe:

@@ -10,6 +10,8 @@ row and column holding the two positions left (18-19).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,6 +19,7 @@ import numpy as np
 import pytest
 
 from browsing import api, layer_levels, save_screenshot, serving
+from support import fetch
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -235,6 +238,39 @@ def test_heads_are_named_in_the_compare_pane_and_the_timeline(panel, server):
         ["#view .grid canvas.atlas", "#compare-view .grid canvas.atlas", "#detail canvas.big"],
         full_page=True,
     )
+
+
+def test_a_heads_download_is_named_by_its_head(server, logged, tmp_path):
+    """The file a head's evolution downloads as says h1, as the tab names it,
+    from the tab's export route and from the command line alike."""
+    name = "a_activations-mha_attention_scores-h1.gif"
+    r = fetch(
+        f"{server}data/plugin/activations/export?run={quote(RUNS[0], safe='')}"
+        f"&tag={quote(SCORES, safe='')}&channel=1"
+    )
+    assert r.status == 200, r.text
+    assert r.headers["content-disposition"] == f'attachment; filename="{name}"'
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tb_activations.cli",
+            "export",
+            str(logged[0]),
+            "--run",
+            RUNS[0],
+            "--layer",
+            SCORES,
+            "--channel",
+            "1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / name).is_file(), (run.stdout, sorted(os.listdir(tmp_path)))
 
 
 def test_the_training_map_hover_counts_dead_heads(panel, server):

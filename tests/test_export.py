@@ -146,6 +146,7 @@ def test_bad_options_name_the_value_and_the_choices(call, message):
         ),
         (("run", "conv", "png"), {"step": 120}, "run-conv-step120.png"),
         (("run", "conv", "apng"), {"channel": 0, "probe": 2}, "run-conv-c0-p2.png"),
+        (("run", "mha/scores", "gif"), {"channel": 1, "head": True}, "run-mha_scores-h1.gif"),
     ],
 )
 def test_file_names_say_run_layer_and_channel_or_step(args, kwargs, name):
