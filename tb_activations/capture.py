@@ -398,6 +398,11 @@ def has_attention(model) -> bool:
     return any(is_attention(layer) for _, layer in reachable(model))
 
 
+def is_transformer(model) -> bool:
+    """Whether `layers=None` picks as for a transformer (`default_layers`)."""
+    return any(attends(layer) for _, layer in reachable(model))
+
+
 def _parent(path: str) -> str | None:
     return path.rpartition("/")[0] or None
 
@@ -421,7 +426,7 @@ def default_layers(model, found: Survey, max_layers: int) -> list[str]:
     leaves = [
         p
         for p, layer in entries
-        if p in showable and not children(layer) and kinds[p] in layers_lib.DEFAULT_CLASSES
+        if p in showable and not children(layer) and layers_lib.is_default(layer)
     ]
     attention = [p for p, layer in entries if p in showable and attends(layer)]
     if not attention:

@@ -42,6 +42,27 @@ DEFAULT_CLASSES = (
 LayerSpec = None | str | re.Pattern | Sequence[Any]
 
 
+def is_default(layer) -> bool:
+    """A layer `layers=None` may pick: of a class in DEFAULT_CLASSES by name,
+    or of a subclass of Keras's own (keras-hub's `ReversibleEmbedding`, a
+    user's `Conv2D` with a custom `call`)."""
+    return type(layer).__name__ in DEFAULT_CLASSES or any(
+        k.__name__ in DEFAULT_CLASSES and k.__module__.startswith("keras.")
+        for k in type(layer).__mro__[1:]
+    )
+
+
+def is_block(layer) -> bool:
+    """A layer of the user's or a library's own (not Keras's, not a model)
+    that holds layers `is_default` picks: an FNet encoder block, a residual
+    block. A graph does not reach inside it, so its output stands for them,
+    as a transformer block's does."""
+    if _is_model(layer) or type(layer).__module__.startswith("keras."):
+        return False
+    inner = layer._flatten_layers(include_self=False, recursive=True)
+    return any(is_default(sub) for sub in inner)
+
+
 @dataclass(frozen=True)
 class Tap:
     """One layer to log: where it sits and what its output looks like."""
@@ -185,7 +206,7 @@ def select(model, layers: LayerSpec, max_layers: int) -> list[str]:
     ordered = [p for p, _ in walk(model)]
     by_path = dict(walk(model))
     if layers is None:
-        picks = [p for p, layer in available(model) if type(layer).__name__ in DEFAULT_CLASSES]
+        picks = [p for p, layer in available(model) if is_default(layer) or is_block(layer)]
         return spread(picks, max_layers)
     if isinstance(layers, str) and layers == "all":
         return [p for p, _ in available(model)]

@@ -218,10 +218,7 @@ class LogReader:
         with self._found():
             stats = self._reader.stats(self._ctx, series, datum)
             levels = np.stack(
-                [
-                    self._reader.layer_levels(self._ctx, series, datum, p)
-                    for p in range(info.probes)
-                ]
+                [self._reader.layer_levels(self._ctx, series, datum, p) for p in range(info.probes)]
             )  # (N, C, h, w)
         fields = series.fields(stats)
         lo = stats[:, :, fields.index("min")].astype(np.float64)[:, :, None, None]
@@ -330,9 +327,7 @@ class LogReader:
                 unknown format, colormap or normalization.
             NotFound: an unknown run, layer, step, channel or probe.
         """
-        picture = export.Picture(
-            run, layer, channel, step, probe, format, colormap, normalization
-        )
+        picture = export.Picture(run, layer, channel, step, probe, format, colormap, normalization)
         series = self._series(run, layer)
         if step is not None:
             self._datum(series, step)  # NotFound listing the steps
@@ -368,8 +363,7 @@ class LogReader:
             if series.tag == layer:
                 return series
         raise NotFound(
-            f"Run {run!r} has no logged layer {layer!r}. "
-            f"Layers: {_listing(s.tag for s in layers)}"
+            f"Run {run!r} has no logged layer {layer!r}. Layers: {_listing(s.tag for s in layers)}"
         )
 
     def _datum(self, series, step: int):

@@ -52,6 +52,7 @@ from tb_activations.summary import ActivationWriter, LayerValue
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+
 class _Recorder:
     """The extraction model, the prepared probe, and the layer descriptions.
 
@@ -292,7 +293,7 @@ def _graph_paths(model, layers, max_layers: int) -> list[str] | None:
     """
     if not layers_lib.has_graph(model):
         return None
-    if layers is None and capture.has_attention(model):
+    if layers is None and capture.is_transformer(model):
         return None
     try:
         paths = layers_lib.select(model, layers, max_layers)

@@ -464,6 +464,27 @@ def test_decoders_with_their_own_attention_log_embeddings_blocks_and_attention(
     assert _no_shadows(model)
 
 
+def test_an_fnet_logs_its_blocks_and_its_embedding_subclass_by_default(tmp_path):
+    # No attention layer: the graph's defaults. Its blocks are keras-hub's
+    # own layers holding Dense ones, its token embedding a subclass of
+    # Keras's Embedding; both were missed when defaults went by class name.
+    model = _hub().models.FNetBackbone(**DECODER_CONFIG, max_sequence_length=SEQ)
+    probe = _text_probe(with_segments=True)
+    probe.pop("padding_mask")
+    logged = log_activations(model, probe, tmp_path, verbose=0)
+    assert logged == [
+        "token_embedding",
+        "segment_embedding",
+        "embedding_projection",
+        "f_net_layer_0",
+        "f_net_layer_1",
+        "pooled_dense",
+    ]
+    series = read_run(tmp_path)
+    block = keras.Model(model.input, model.get_layer("f_net_layer_1").output)(probe)
+    _check_against(series, {"f_net_layer_1": np.asarray(block)}, ["f_net_layer_1"])
+
+
 def test_the_plugin_answers_every_route_on_the_new_series(tmp_path):
     from test_plugin import make_client
 

@@ -57,8 +57,10 @@ def relative_links(page: Path) -> list[str]:
     "heading, expected",
     [
         ("Quick start", "quick-start"),
-        ("The command line: `tb-activations export` and `report`",
-         "the-command-line-tb-activations-export-and-report"),
+        (
+            "The command line: `tb-activations export` and `report`",
+            "the-command-line-tb-activations-export-and-report",
+        ),
         ("tf-explain 0.3.1 beside ActivationLogger", "tf-explain-031-beside-activationlogger"),
         ("`overview?run=`", "overviewrun"),
         ("Layer shapes: images, Dense, sequences", "layer-shapes-images-dense-sequences"),
@@ -69,7 +71,7 @@ def test_anchor_is_githubs(heading, expected):
 
 
 def test_links_are_found_outside_code(tmp_path):
-    text = "[a](x.md) `[b](y.md)` ![c](d.png \"title\")\n```\n[e](z.md)\n```\n[f](https://e.org)"
+    text = '[a](x.md) `[b](y.md)` ![c](d.png "title")\n```\n[e](z.md)\n```\n[f](https://e.org)'
     page = tmp_path / "links.md"
     page.write_text(text, encoding="utf-8")
     assert relative_links(page) == ["x.md", "d.png"]

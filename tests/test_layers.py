@@ -77,6 +77,60 @@ def test_default_of_a_text_model_takes_its_embeddings_and_recurrent_layers(kind,
     assert layers.select(text_model(kind), None, max_layers=12) == expected
 
 
+class _ScaledConv(keras.layers.Conv2D):
+    """A user's convolution: Keras's with its own `call`."""
+
+    def call(self, x):
+        return super().call(x) * 0.5
+
+
+class _Tied(keras.layers.Embedding):
+    """An embedding subclass, as keras-hub's `ReversibleEmbedding` is."""
+
+
+class Dense(keras.layers.Layer):
+    """A user's own layer that is named like Keras's: picked by its name."""
+
+    def call(self, x):
+        return x
+
+
+class _Plain(keras.layers.Layer):
+    def call(self, x):
+        return x
+
+
+def test_default_takes_subclasses_of_kerass_layers():
+    tokens = keras.Input((6,), dtype="int32")
+    x = _Tied(10, 4, name="tied")(tokens)
+    x = keras.layers.Reshape((6, 4, 1))(x)
+    x = _ScaledConv(2, 3, padding="same", name="scaled")(x)
+    x = _Plain(name="plain")(x)
+    x = Dense(name="own")(x)
+    model = keras.Model(tokens, x)
+    assert layers.select(model, None, max_layers=12) == ["tied", "scaled", "own"]
+
+
+class _Residual(keras.layers.Layer):
+    """A block of the user's own: a graph sees its output, not its Dense."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = keras.layers.Dense(4)
+
+    def call(self, x):
+        return x + self.inner(x)
+
+
+def test_default_takes_the_output_of_a_block_that_holds_layers_it_would_pick():
+    inputs = keras.Input((4,))
+    x = _Residual(name="block1")(inputs)
+    x = _Plain(name="plain")(x)
+    x = _Residual(name="block2")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    assert layers.select(model, None, max_layers=12) == ["block1", "block2", "head"]
+
+
 def test_select_layer_objects(cnn):
     assert layers.select(cnn, [cnn.get_layer("pool1")], 12) == ["pool1"]
 

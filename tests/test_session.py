@@ -344,9 +344,7 @@ def test_the_first_probe_images_samples_are_pictured_and_all_are_measured(
     tmp_path, samples, probe_images, pictured
 ):
     x, _ = stripes(n=samples)
-    session = LoggingSession(
-        tmp_path, x, ["conv1", "dense1"], probe_images=probe_images, verbose=0
-    )
+    session = LoggingSession(tmp_path, x, ["conv1", "dense1"], probe_images=probe_images, verbose=0)
     session.bind(small_cnn())
     session.log(0)
     session.close()
