@@ -399,8 +399,20 @@ def has_attention(model) -> bool:
 
 
 def is_transformer(model) -> bool:
-    """Whether `layers=None` picks as for a transformer (`default_layers`)."""
-    return any(attends(layer) for _, layer in reachable(model))
+    """Whether `layers=None` on a model with a graph picks as for a
+    transformer (`default_layers`): it holds Keras's attention layer, or a
+    block (a layer, not a model) with an attention layer of its own class
+    inside, as keras-hub's Llama, Gemma and DeBERTa do. A CNN's attention
+    module (CBAM's) in the graph itself is not a transformer's."""
+    entries = reachable(model)
+    if any(is_attention(layer) for _, layer in entries):
+        return True
+    by_path = dict(entries)
+    for p, layer in entries:
+        block = by_path.get(_parent(p) or "")
+        if attends(layer) and block is not None and not isinstance(block, keras.Model):
+            return True
+    return False
 
 
 def _parent(path: str) -> str | None:

@@ -141,6 +141,31 @@ def test_functional_models_keep_their_graph_extractor(tmp_path):
     assert isinstance(session.extractor, capture.Observer)
 
 
+class ChannelAttention(keras.layers.Layer):
+    """A CNN's attention module (CBAM's channel gate), a layer of its own."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.gate = keras.layers.Dense(4, activation="sigmoid")
+
+    def call(self, x):
+        return x * self.gate(keras.ops.mean(x, axis=(1, 2)))[:, None, None, :]
+
+
+def test_a_cnn_with_an_attention_module_keeps_its_graph_and_convolutions(tmp_path):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(inputs)
+    x = ChannelAttention(name="gate")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    assert capture.attends(model.get_layer("gate")) and not capture.is_transformer(model)
+    session = LoggingSession(tmp_path, np.zeros((1, 8, 8, 1), "float32"), verbose=0)
+    session.bind(model)
+    assert isinstance(session.extractor, keras.Model)
+    assert session.layers == ("conv1", "gate", "conv2", "head")
+
+
 @pytest.fixture(scope="module")
 def transformer_run(tmp_path_factory):
     keras.utils.set_random_seed(1)
