@@ -422,7 +422,7 @@ def _parent(path: str) -> str | None:
 def default_layers(model, found: Survey, max_layers: int) -> list[str]:
     """What `layers=None` picks on a model reached by observing calls.
 
-    A transformer (a model with an attention layer): its embeddings, each
+    A transformer (`is_transformer`): its embeddings, each
     block's output (the layer that holds an attention layer) and each
     attention layer, plus convolutions (a ViT's patches); blocks are spread
     over the depth when they do not all fit. Any other model: its
@@ -441,7 +441,7 @@ def default_layers(model, found: Survey, max_layers: int) -> list[str]:
         if p in showable and not children(layer) and layers_lib.is_default(layer)
     ]
     attention = [p for p, layer in entries if p in showable and attends(layer)]
-    if not attention:
+    if not attention or not is_transformer(model):
         if leaves:
             return layers_lib.spread(leaves, max_layers)
         plain = [p for p, layer in entries if p in showable and not children(layer)]

@@ -146,7 +146,7 @@ class ChannelAttention(keras.layers.Layer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.gate = keras.layers.Dense(4, activation="sigmoid")
+        self.gate = keras.layers.Dense(4, activation="sigmoid", name="dense")
 
     def call(self, x):
         return x * self.gate(keras.ops.mean(x, axis=(1, 2)))[:, None, None, :]
@@ -164,6 +164,24 @@ def test_a_cnn_with_an_attention_module_keeps_its_graph_and_convolutions(tmp_pat
     session.bind(model)
     assert isinstance(session.extractor, keras.Model)
     assert session.layers == ("conv1", "gate", "conv2", "head")
+
+
+class _GatedCnn(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = keras.layers.Conv2D(4, 3, padding="same", name="conv1")
+        self.gate = ChannelAttention(name="gate")
+        self.conv2 = keras.layers.Conv2D(4, 3, padding="same", name="conv2")
+        self.head = keras.layers.Dense(2, name="head")
+
+    def call(self, x):
+        x = self.conv2(self.gate(self.conv1(x)))
+        return self.head(keras.ops.mean(x, axis=(1, 2)))
+
+
+def test_a_subclassed_cnn_with_an_attention_module_logs_its_leaves(tmp_path):
+    logged = log_activations(_GatedCnn(), np.zeros((1, 8, 8, 1), "float32"), tmp_path, verbose=0)
+    assert logged == ["conv1", "gate/dense", "conv2", "head"]
 
 
 @pytest.fixture(scope="module")
