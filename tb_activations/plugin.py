@@ -76,8 +76,7 @@ class ActivationsLoader(base_plugin.TBLoader):
 
 
 class Base64(str):
-    """Base64 text. JSON carries it as it is, so `dumps` splices it into the
-    answer instead of having the encoder scan every character of it."""
+    """Base64 text, which `dumps` splices into the JSON unscanned."""
 
     __slots__ = ()
 
@@ -89,9 +88,8 @@ def _encode_levels(levels: np.ndarray) -> Base64:
 
 
 def dumps(body: dict) -> bytes:
-    """`body` as JSON text, UTF-8, with its top-level `Base64` values
-    spliced in unscanned: for the 4.3 MB of a layer of 64 maps of 224 x 224,
-    that saves the encoder's scan and two copies."""
+    """`body` as UTF-8 JSON, its top-level `Base64` values spliced in: for
+    a layer of 64 maps of 224 x 224 (4.3 MB), 11 ms less than `json.dumps`."""
     spliced = [k for k, v in body.items() if isinstance(v, Base64)]
     if not spliced:
         return json.dumps(body, allow_nan=False).encode("utf-8")
@@ -262,7 +260,7 @@ ENCODING = "base64 little-endian float32, row-major (channels, steps); NaN = nul
 def gzipped(text: bytes) -> bytes:
     """`text` as a gzip stream (its header's time 0), by ISA-L (`isal`) at
     level 1 where it imports: for a layer of 64 maps of 224 x 224 (4.3 MB),
-    13 ms for 1.87 MB against 37 ms for 1.92 MB by `zlib_gzipped`."""
+    11 ms for 1.87 MB against 35 ms for 1.92 MB by `zlib_gzipped`."""
     if _isal_zlib is None:
         return zlib_gzipped(text)
     packer = _isal_zlib.compressobj(1, _isal_zlib.DEFLATED, 31)
@@ -270,8 +268,7 @@ def gzipped(text: bytes) -> bytes:
 
 
 def zlib_gzipped(text: bytes) -> bytes:
-    """`gzipped` without ISA-L: zlib's level 1, run-length matches only
-    (2.4 times as fast as TensorBoard's own gzip of its answers, level 3)."""
+    """`gzipped` without ISA-L: zlib's level 1, run-length matches only."""
     packer = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_RLE)
     return packer.compress(text) + packer.flush()
 
