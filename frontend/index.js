@@ -68,6 +68,9 @@ export const LAZY = [
  */
 export const STYLESHEET = "style.css";
 
+/** The `step` of a `layer` request that names the latest kept step. */
+export const LATEST = "latest";
+
 /** The requests every first view starts with, by their URL. */
 const FIRST_REQUESTS = ["colormaps", "tags"];
 /** Early answers nobody took (the app chose another view) are dropped then. */
@@ -198,11 +201,15 @@ function shared(u) {
  */
 function startLayer(run, tag, p, steps) {
   const probe = Number(p.get("probe") || 0);
+  const asked = p.get("step");
+  // The latest kept step needs no step list: asked for at once, it is
+  // computed while the modules load (model.js takes it by its step).
+  if (asked === null) start(url("layer", { run, tag, step: LATEST, probe }));
   start(url("probe", { run, probe }));
   start(url("timeline", { run, tag }));
+  if (asked === null) return;
   steps.then((list) => {
-    const asked = p.get("step");
-    const step = asked === null ? list[list.length - 1] : Number(asked);
+    const step = Number(asked);
     if (Number.isInteger(step) && list.includes(step)) {
       start(url("layer", { run, tag, step, probe }));
     }
@@ -220,6 +227,22 @@ export function takeEarly(url) {
   if (!p) return null;
   early.delete(url);
   return p;
+}
+
+/**
+ * The JSON of an early request, taken as takeEarly takes it; null when none
+ * was started or it failed (its taker then asks again, and reports that).
+ * @param {string} u @returns {Promise<any>}
+ */
+export async function takeEarlyJson(u) {
+  const response = takeEarly(u);
+  if (!response) return null;
+  try {
+    const r = await response;
+    return r.ok ? await r.json() : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Resolves when the stylesheet has loaded (or failed), or after 2 s. */

@@ -9,7 +9,7 @@
 // A new route is one method here over `_versioned` or the layer/series LRUs.
 
 import { fixedRanges, statIndex } from "./color.js";
-import { takeEarly } from "./index.js";
+import { LATEST, takeEarly, takeEarlyJson } from "./index.js";
 import { PROBE_TAG, layersOf, runsOf } from "./layer-order.js";
 import { channelNoun } from "./tokens.js";
 
@@ -446,21 +446,31 @@ export class Model {
     if (hit) return Promise.resolve(hit);
     const k = key(run, tag, step, probe);
     return this._once(`layer${SEP}${k}`, async () => {
+      // index.js may have asked for the latest kept step before the step list was in.
+      const latest = await takeEarlyJson(query("layer", { run, tag, step: LATEST, probe }));
+      if (latest) this._keepLayer(run, tag, probe, latest, `Could not load ${tag}`);
+      const early = this.peekLayer(run, tag, step, probe, wallTime);
+      if (early) return early;
       const what = `Could not load ${tag} at step ${step}`;
-      // Only the levels are kept: the base64 text would double what the cache holds.
-      const { pixels, ...meta } = await fetchJson(query("layer", { run, tag, step, probe }), what);
-      const channels = grayMaps(pixels, meta.channels, meta.height, meta.width, what);
-      /** @type {Layer} */
-      const decoded = {
-        meta,
-        stats: meta.stats || [],
-        fields: statIndex(meta.stats_fields),
-        channels,
-      };
-      const bytes = meta.channels * meta.height * meta.width + 1024;
-      this.layers.set(k, decoded, bytes);
-      return decoded;
+      const body = await fetchJson(query("layer", { run, tag, step, probe }), what);
+      return this._keepLayer(run, tag, probe, body, what);
     });
+  }
+
+  /**
+   * Decodes a `layer` answer and caches it under the step it holds.
+   * @param {string} run @param {string} tag @param {number} probe @param {any} body @param {string} what
+   * @returns {Layer}
+   */
+  _keepLayer(run, tag, probe, body, what) {
+    // Only the levels are kept: the base64 text would double what the cache holds.
+    const { pixels, ...meta } = body;
+    const channels = grayMaps(pixels, meta.channels, meta.height, meta.width, what);
+    /** @type {Layer} */
+    const decoded = { meta, stats: meta.stats || [], fields: statIndex(meta.stats_fields), channels };
+    const bytes = meta.channels * meta.height * meta.width + 1024;
+    this.layers.set(key(run, tag, meta.step, probe), decoded, bytes);
+    return decoded;
   }
 
   /**

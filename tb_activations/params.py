@@ -11,7 +11,7 @@ import re
 
 from tensorboard import errors
 
-__all__ = ["decimal", "name", "show", "uint"]
+__all__ = ["decimal", "name", "show", "uint", "uint_or"]
 
 # ASCII digits only: int() would also take " 1", "1_0" and other scripts'
 # digits. Twenty digits cover every step a summary can carry (int64).
@@ -64,6 +64,20 @@ def uints(request, *required: str) -> tuple[int, ...]:
     """The `required` non-negative integers in order, then `probe` (0 when
     absent): the numbers most routes take."""
     return (*(uint(request, key) for key in required), uint(request, "probe", default=0))
+
+
+def uint_or(request, key: str, word: str) -> int | None:
+    """As `uint`, required, or None when the value is `word` (such as "latest")."""
+    expected = f"a non-negative integer or {word!r}"
+    value = _one(request, key, expected)
+    if value == word:
+        return None
+    if not _UINT.fullmatch(value):
+        raise errors.InvalidArgumentError(
+            f"Parameter {key!r} must be {expected} (at most 20 digits). "
+            f"Received: {key}={show(value)}"
+        )
+    return int(value)
 
 
 def decimal(request, key: str, default: float) -> float:

@@ -30,6 +30,11 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
+try:
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # a platform without its wheel: zlib instead
+    _isal_zlib = None
+
 from tb_activations import curves, export, health, measures, metadata, params
 from tb_activations.colormaps import COLORMAPS, colormap_luts
 from tb_activations.reader import Reader, Series, StatsSeries
@@ -44,6 +49,8 @@ PLUGIN_NAME = metadata.PLUGIN_NAME
 # series is 10, which hides most of a training run; every kept step stays in
 # the server's memory, so the default is still bounded.
 DEFAULT_MAX_STEPS = 500
+LATEST = "latest"
+"""The `step` of `layer` that names the latest kept step."""
 
 _STATIC_ROUTE = "/static/"
 _STATIC_PREFIX = f"/data/plugin/{PLUGIN_NAME}{_STATIC_ROUTE}"
@@ -68,9 +75,31 @@ class ActivationsLoader(base_plugin.TBLoader):
 # -- response bodies ---------------------------------------------------------
 
 
-def _encode_levels(levels: np.ndarray) -> str:
+class Base64(str):
+    """Base64 text, which `dumps` splices into the JSON unscanned."""
+
+    __slots__ = ()
+
+
+def _encode_levels(levels: np.ndarray) -> Base64:
     """Gray levels as JSON can carry them: the raw bytes, base64."""
-    return base64.b64encode(np.ascontiguousarray(levels, dtype=np.uint8).tobytes()).decode("ascii")
+    raw = np.ascontiguousarray(levels, dtype=np.uint8).data
+    return Base64(base64.b64encode(raw).decode("ascii"))
+
+
+def dumps(body: dict) -> bytes:
+    """`body` as UTF-8 JSON, its top-level `Base64` values spliced in: for
+    a layer of 64 maps of 224 x 224 (4.3 MB), 11 ms less than `json.dumps`."""
+    spliced = [k for k, v in body.items() if isinstance(v, Base64)]
+    if not spliced:
+        return json.dumps(body, allow_nan=False).encode("utf-8")
+    rest = {k: v for k, v in body.items() if k not in spliced}
+    parts = [json.dumps(rest, allow_nan=False)[:-1].encode("utf-8")]
+    for i, k in enumerate(spliced):
+        comma = ", " if rest or i else ""
+        parts += [f'{comma}{json.dumps(k)}: "'.encode(), body[k].encode("ascii"), b'"']
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 def _finite_or_none(a: np.ndarray) -> list:
@@ -126,10 +155,12 @@ def steps_impl(reader: Reader, ctx, experiment: str, run: str, tag: str) -> dict
 
 
 def layer_impl(
-    reader: Reader, ctx, experiment: str, run: str, tag: str, step: int, probe: int
+    reader: Reader, ctx, experiment: str, run: str, tag: str, step: int | None, probe: int
 ) -> dict:
+    """One probe's every channel at `step`, or at the latest kept step when
+    `step` is None."""
     series = reader.series(ctx, experiment, run, tag)
-    datum = series.find(step)
+    datum = series.find(step) if step is not None else series.latest()
     series.check_probe(probe)
     header = reader.header(ctx, series, datum)
     stats = reader.stats(ctx, series, datum)
@@ -227,11 +258,17 @@ ENCODING = "base64 little-endian float32, row-major (channels, steps); NaN = nul
 
 
 def gzipped(text: bytes) -> bytes:
-    """`text` as a gzip stream (its header's time 0), with run-length
-    matches only: on base64 data it is 2.4 times faster than TensorBoard's
-    own gzip of its responses, for 4-10% more bytes (a 3.3 MB timeline: 26 ms
-    against 64 ms at level 1; a 4.3 MB layer of 64 maps of 224 x 224: 31 ms
-    against 78 ms at TensorBoard's level 3)."""
+    """`text` as a gzip stream (its header's time 0), by ISA-L (`isal`) at
+    level 1 where it imports: for a layer of 64 maps of 224 x 224 (4.3 MB),
+    11 ms for 1.87 MB against 35 ms for 1.92 MB by `zlib_gzipped`."""
+    if _isal_zlib is None:
+        return zlib_gzipped(text)
+    packer = _isal_zlib.compressobj(1, _isal_zlib.DEFLATED, 31)
+    return packer.compress(text) + packer.flush()
+
+
+def zlib_gzipped(text: bytes) -> bytes:
+    """`gzipped` without ISA-L: zlib's level 1, run-length matches only."""
     packer = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_RLE)
     return packer.compress(text) + packer.flush()
 
@@ -533,10 +570,10 @@ def _json(request, body):
         try:
             # Serialized here: TensorBoard's own path walks every number in
             # Python first, which dominates for the statistics of many steps.
-            text = json.dumps(body, allow_nan=False)
+            text = dumps(body)
         except ValueError:  # a non-finite number this module did not expect
             return http_util.Respond(request, body, "application/json")
-        zipped = gzipped(text.encode("utf-8"))
+        zipped = gzipped(text)
     return http_util.Respond(request, zipped, "application/json", content_encoding="gzip")
 
 
@@ -600,7 +637,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _layer_route(self, request):
         where = self._where(request, "run", "tag")
-        return _json(request, layer_impl(*where, *params.uints(request, "step")))
+        step = params.uint_or(request, "step", LATEST)
+        return _json(request, layer_impl(*where, step, params.uint(request, "probe", default=0)))
 
     @wrappers.Request.application
     def _channel_route(self, request):

@@ -62,6 +62,12 @@ class Series:
             f"Step {step} of run {self.run!r}, tag {self.tag!r} is not kept. Kept steps: [{shown}]"
         )
 
+    def latest(self) -> provider.BlobSequenceDatum:
+        """The latest kept step; NotFoundError if none is kept."""
+        if not self.data:
+            raise errors.NotFoundError(f"Run {self.run!r}, tag {self.tag!r} has no kept step yet.")
+        return self.data[-1]
+
     def check_probe(self, probe: int) -> None:
         if probe >= self.info.probes:
             raise errors.NotFoundError(

@@ -503,6 +503,39 @@ def test_layer_default_probe_is_0(full):
     )
 
 
+@pytest.mark.parametrize("probe", [0, 1])
+def test_layer_at_the_latest_kept_step(client, probe):
+    # What the panel asks for before it has the step list.
+    kept = [s["step"] for s in get_json(client, "steps", run=RUN, tag="conv")["steps"]]
+    latest = get_json(client, "layer", run=RUN, tag="conv", step="latest", probe=probe)
+    assert latest["step"] == kept[-1] == STEPS - 1
+    assert latest == get_json(client, "layer", run=RUN, tag="conv", step=kept[-1], probe=probe)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"run": "r", "pixels": plugin_lib.Base64("AAEC"), "n": [1.5, None]},
+        {"pixels": plugin_lib.Base64("")},
+        {"a": plugin_lib.Base64("QQ=="), "b": plugin_lib.Base64("Qg=="), "tag": 'ü " \u2028'},
+        {"tag": "<conv>", "steps": [{"pixels": "AAEC"}]},
+    ],
+)
+def test_dumps_splices_base64_into_the_same_json(body):
+    text = plugin_lib.dumps(body)
+    assert json.loads(text) == json.loads(json.dumps(body))
+    assert text.decode("utf-8")
+
+
+@pytest.mark.parametrize("pack", [plugin_lib.gzipped, plugin_lib.zlib_gzipped])
+def test_gzipped_is_one_gzip_stream_of_the_text_dated_0(pack):
+    text = plugin_lib.dumps({"run": "r", "pixels": plugin_lib.Base64("A" * 20000)})
+    packed = pack(text)
+    assert gzip.decompress(packed) == text
+    assert packed[:2] == b"\x1f\x8b" and packed[4:8] == bytes(4)
+    assert len(packed) < len(text) // 10
+
+
 def test_layer_of_units(full):
     x = dense_array(4)
     body = get_json(full, "layer", run=RUN, tag="dense", step=4, probe=1)
@@ -769,6 +802,8 @@ LAYER = {"run": RUN, "tag": "conv"}
 
 BAD_REQUESTS = [
     # (route, query string, parameter named in the message, value quoted)
+    ("layer", "run=activations&tag=conv&step=Latest", "step", "'Latest'"),
+    ("layer", "run=activations&tag=conv&step=latest&step=1", "step", "'latest', '1'"),
     ("steps", "", "run", None),
     ("steps", "run=activations", "tag", None),
     ("steps", "run=&tag=conv", "run", None),

@@ -129,6 +129,10 @@ def test_plugin_serves_every_step_by_default(logdir, load_fast):
         decoded = np.asarray(Image.open(io.BytesIO(png.body)))
         np.testing.assert_array_equal(levels.reshape(4, h, w)[3], decoded)
 
+        latest = fetch(plugin_url(base, "layer", run=RUN, tag="conv", step="latest")).json()
+        last = (STEPS - 1) * 10
+        assert latest == fetch(plugin_url(base, "layer", run=RUN, tag="conv", step=last)).json()
+
         html = fetch(plugin_url(base, "steps", run=HTML_RUN, tag=HTML_TAG)).json()
         assert (html["run"], html["tag"]) == (HTML_RUN, HTML_TAG)
 
