@@ -78,6 +78,13 @@ const EARLY_MS = 20000;
 
 /** @type {Map<string, Promise<Response>>} Started by render(), each taken once. */
 const early = new Map();
+/**
+ * What the app asked for before it was started here (the app can overtake
+ * a guess that waits for `tags` and `steps`): never started then, so that
+ * each is asked for once. Kept while early answers are.
+ * @type {Set<string> | null}
+ */
+let asked = new Set();
 /** Every request started here, in order, for scripts (hooks.js). @type {string[]} */
 export const STARTED = [];
 
@@ -92,8 +99,9 @@ function url(route, params) {
   return `${route}?${q}`;
 }
 
-/** @param {string} u @returns {Promise<Response>} */
+/** @param {string} u @returns {Promise<Response> | null} null: the app asked first */
 function start(u) {
+  if (asked?.has(u)) return null;
   const response = fetch(u);
   STARTED.push(u);
   // Its taker reports a failure; until then it is not unhandled.
@@ -154,6 +162,8 @@ function startDefaultView(p) {
       if (run === undefined || tag === undefined) return;
       start(url("curves", { run }));
       const steps = startSteps(run, tag);
+      // The app is past this guess already: it asks for the rest itself.
+      if (!steps) return;
       const view = p.get("view");
       if (view === "layer") return startLayer(run, tag, p, steps);
       steps.then((list) => {
@@ -167,12 +177,13 @@ function startDefaultView(p) {
 }
 
 /**
- * Starts a layer's `steps`, the app's copy kept; resolves to its kept steps.
- * @param {string} run @param {string} tag @returns {Promise<number[]>}
+ * Starts a layer's `steps`, the app's copy kept; resolves to its kept steps
+ * (null when the app asked for them first).
+ * @param {string} run @param {string} tag @returns {Promise<number[]> | null}
  */
 function startSteps(run, tag) {
   const u = url("steps", { run, tag });
-  start(u);
+  if (!start(u)) return null;
   return /** @type {Promise<any>} */ (shared(u))
     .then((data) => (Array.isArray(data?.steps) ? data.steps : []))
     .then((kept) => kept.map((/** @type {any} */ s) => s?.step))
@@ -197,19 +208,19 @@ function shared(u) {
  * A layer view's requests: its probe and timeline, then its layer at the
  * address's step or else the latest kept one.
  * @param {string} run @param {string} tag @param {URLSearchParams} p
- * @param {Promise<number[]>} steps its kept steps (startSteps)
+ * @param {Promise<number[]> | null} steps its kept steps (startSteps)
  */
 function startLayer(run, tag, p, steps) {
   const probe = Number(p.get("probe") || 0);
-  const asked = p.get("step");
+  const named = p.get("step");
   // The latest kept step needs no step list: asked for at once, it is
   // computed while the modules load (model.js takes it by its step).
-  if (asked === null) start(url("layer", { run, tag, step: LATEST, probe }));
+  if (named === null) start(url("layer", { run, tag, step: LATEST, probe }));
   start(url("probe", { run, probe }));
   start(url("timeline", { run, tag }));
-  if (asked === null) return;
+  if (named === null || !steps) return;
   steps.then((list) => {
-    const step = Number(asked);
+    const step = Number(named);
     if (Number.isInteger(step) && list.includes(step)) {
       start(url("layer", { run, tag, step, probe }));
     }
@@ -224,7 +235,10 @@ function startLayer(run, tag, p, steps) {
  */
 export function takeEarly(url) {
   const p = early.get(url);
-  if (!p) return null;
+  if (!p) {
+    asked?.add(url);
+    return null;
+  }
   early.delete(url);
   return p;
 }
@@ -262,7 +276,10 @@ export async function render() {
   // Data first: these queue for the same few connections as the files.
   for (const u of FIRST_REQUESTS) start(u);
   startFirstView();
-  setTimeout(() => early.clear(), EARLY_MS);
+  setTimeout(() => {
+    early.clear();
+    asked = null;
+  }, EARLY_MS);
   const styles = loadStyles();
   for (const file of MODULES) {
     const link = document.createElement("link");

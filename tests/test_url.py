@@ -5,6 +5,8 @@ states (a slider drag, a colour choice) add no history entries of their own."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from browsing import TIMEOUT_MS, api
@@ -244,6 +246,27 @@ def test_an_address_without_a_run_has_its_first_view_asked_for_early_and_once(pa
     for url in ["tags", *views]:
         assert names.count(url) == 1, (url, names)
     assert sorted(started) == sorted(["colormaps", "tags", *views]), started
+
+
+def test_the_app_overtaking_the_early_guess_is_not_asked_twice(panel, server):
+    # The guess for an address without a run waits for `steps`; held back
+    # here, the app loads and asks for the map's overview and probe itself
+    # first. index.js must then not start them again.
+    def held(route):
+        time.sleep(3)
+        route.continue_()
+
+    panel.page.route("**/data/plugin/activations/steps?*", held)
+    try:
+        panel.open("")
+        run = next(iter(api(server, "tags")))
+        wait_body(panel, **{"map-rendered": run})
+        time.sleep(1)  # past the held answer: a late start would show now
+        names = [n for n, _ in panel.frame.evaluate(REQUESTS_JS)]
+    finally:
+        panel.page.unroute("**/data/plugin/activations/steps?*")
+    for url in [f"overview?run={run}", f"probe?run={run}&probe=0"]:
+        assert names.count(url) == 1, (url, names)
 
 
 def test_a_linked_map_is_asked_for_once_and_before_the_panel_has_loaded(panel):
