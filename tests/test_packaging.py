@@ -72,7 +72,7 @@ model.fit(x, y, batch_size=8, epochs=EPOCHS, verbose=0,
 tb_activations.log_activations(model, x[:1], sys.argv[1] + "/snapshot", layers=["conv1"],
                                step=1000, verbose=0)
 names = ["tb-activations", "keras", "tensorflow-cpu", "tensorboard", "numpy", "matplotlib",
-         "pillow", "threadpoolctl", "google-crc32c", "protobuf"]
+         "pillow", "threadpoolctl", "google-crc32c", "isal", "protobuf"]
 print(json.dumps({
     "module": tb_activations.__file__,
     "prefix": sys.prefix,
