@@ -314,10 +314,14 @@ class _GateTracker(measures.Tracker):
     def __init__(self):
         super().__init__()
         self.gate = threading.Event()
+        self.held = threading.Event()
 
-    def update(self, path, step, nhwc):
+    def update(self, *args, **kwargs):
+        # Takes whatever `Tracker.update` takes: a signature of its own would
+        # fail inside the writer, which then never waits at the gate.
+        self.held.set()
         self.gate.wait()
-        return super().update(path, step, nhwc)
+        return super().update(*args, **kwargs)
 
 
 class _Signal(logging.Handler):
@@ -344,6 +348,7 @@ def test_a_writer_that_falls_behind_says_so_once_with_a_batch_freq(tmp_path):
     try:
         # Step 0 holds the writer, step 10 fills the queue: step 20 has to wait.
         writer.submit(0, [_value(0)])
+        assert tracker.held.wait(60), "the writer never reached the tracker"
         writer.submit(10, [_value(10)])
         blocked = threading.Thread(target=writer.submit, args=(20, [_value(20)]))
         blocked.start()
