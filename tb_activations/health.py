@@ -53,7 +53,8 @@ LAYER_MEASURES = ("dormant_fraction", "effective_rank", "similarity", "rms", "sa
 
 NO_SET_MEASURES = "logged by a version without probe-set measures"
 
-_CHUNK_VALUES = 1 << 17
+# As `passes._CHUNK_VALUES`: the tracker's pass cuts the blocks `SetSums` gets.
+_CHUNK_VALUES = 1 << 18
 
 
 def bounded_activation(layer) -> str | None:
