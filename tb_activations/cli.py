@@ -19,7 +19,7 @@ import sys
 import types
 from collections.abc import Sequence
 
-from tb_activations import colormaps, export, metadata
+from tb_activations import colormaps, export
 
 __all__ = ["main"]
 
@@ -170,7 +170,6 @@ def _export(reader, args) -> int:
         colormap=args.colormap,
         normalization=args.normalization,
     )
-    head = getattr(reader.info(args.run, args.layer), "kind", None) == metadata.KIND_ATTENTION
     out = args.output or export.file_name(
         args.run,
         args.layer,
@@ -178,7 +177,7 @@ def _export(reader, args) -> int:
         channel=args.channel,
         step=args.step,
         probe=args.probe,
-        head=head,
+        info=reader.info(args.run, args.layer),
     )
     with open(out, "wb") as f:
         f.write(data)

@@ -106,13 +106,15 @@ def file_name(
     channel: int | None = None,
     step: int | None = None,
     probe: int = 0,
-    head: bool = False,
+    info: metadata.LayerInfo | None = None,
 ) -> str:
     """A download's file name: run, layer, then channel or step, made safe
     for any file system (`logs/run1/activations`, `block1/conv` ->
-    `logs_run1_activations-block1_conv-c3.gif`). With `head`, the channel
-    is an attention head, as the panel names it (`h3`)."""
+    `logs_run1_activations-block1_conv-c3.gif`). A channel of an attention
+    layer (`info`, the series' metadata) is a head, as the panel names it
+    (`h3`)."""
     _choice("format", format, FORMATS)
+    head = getattr(info, "kind", None) == metadata.KIND_ATTENTION
 
     def safe(s: str) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("._") or "_"

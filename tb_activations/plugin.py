@@ -514,9 +514,8 @@ def export_impl(reader: Reader, ctx, experiment: str, picture: export.Picture) -
 
     data = reader.memo(("export", experiment, series.version, picture), compute)
     p = picture
-    head = getattr(series.info, "kind", None) == metadata.KIND_ATTENTION
     name = export.file_name(
-        p.run, p.tag, p.format, channel=p.channel, step=p.step, probe=p.probe, head=head
+        p.run, p.tag, p.format, channel=p.channel, step=p.step, probe=p.probe, info=series.info
     )
     return Export(data, export.MEDIA_TYPES[p.format], name)
 

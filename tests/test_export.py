@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from tb_activations import export
+from tb_activations import export, metadata
 from tb_activations.colormaps import colormap_luts
 
 LUT = np.asarray(colormap_luts()["viridis"], np.int64)
@@ -136,6 +137,22 @@ def test_bad_options_name_the_value_and_the_choices(call, message):
         call()
 
 
+IMAGE = metadata.LayerInfo(
+    layer="conv",
+    class_name="Conv2D",
+    layout="image",
+    output_shape=(None, 8, 8, 4),
+    channels=4,
+    total_channels=4,
+    probes=1,
+    height=8,
+    width=8,
+    source_height=8,
+    source_width=8,
+)
+ATTENTION = dataclasses.replace(IMAGE, layer="mha/scores", kind=metadata.KIND_ATTENTION)
+
+
 @pytest.mark.parametrize(
     "args, kwargs, name",
     [
@@ -146,7 +163,8 @@ def test_bad_options_name_the_value_and_the_choices(call, message):
         ),
         (("run", "conv", "png"), {"step": 120}, "run-conv-step120.png"),
         (("run", "conv", "apng"), {"channel": 0, "probe": 2}, "run-conv-c0-p2.png"),
-        (("run", "mha/scores", "gif"), {"channel": 1, "head": True}, "run-mha_scores-h1.gif"),
+        (("run", "mha/scores", "gif"), {"channel": 1, "info": ATTENTION}, "run-mha_scores-h1.gif"),
+        (("run", "conv", "gif"), {"channel": 1, "info": IMAGE}, "run-conv-c1.gif"),
     ],
 )
 def test_file_names_say_run_layer_and_channel_or_step(args, kwargs, name):
