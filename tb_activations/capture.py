@@ -398,13 +398,14 @@ def has_attention(model) -> bool:
     return any(is_attention(layer) for _, layer in reachable(model))
 
 
-def is_transformer(model) -> bool:
+def is_transformer(model, entries=None) -> bool:
     """Whether `layers=None` on a model with a graph picks as for a
     transformer (`default_layers`): it holds Keras's attention layer, or a
     block (a layer, not a model) with an attention layer of its own class
     inside, as keras-hub's Llama, Gemma and DeBERTa do. A CNN's attention
-    module (CBAM's) in the graph itself is not a transformer's."""
-    entries = reachable(model)
+    module (CBAM's) in the graph itself is not a transformer's. `entries`:
+    `reachable(model)` when the caller has it."""
+    entries = reachable(model) if entries is None else entries
     if any(is_attention(layer) for _, layer in entries):
         return True
     by_path = dict(entries)
@@ -419,7 +420,7 @@ def _parent(path: str) -> str | None:
     return path.rpartition("/")[0] or None
 
 
-def default_layers(model, found: Survey, max_layers: int) -> list[str]:
+def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[str]:
     """What `layers=None` picks on a model reached by observing calls.
 
     A transformer (`is_transformer`): its embeddings, each
@@ -429,7 +430,7 @@ def default_layers(model, found: Survey, max_layers: int) -> list[str]:
     convolution and Dense leaves, as for a Functional model; failing those,
     any leaf whose output can be shown.
     """
-    entries = reachable(model)
+    entries = reachable(model) if entries is None else entries
     showable = {
         p for p in found.calls if any(why_not_showable(o) is None for o in found.outputs_of(p))
     }
@@ -441,7 +442,7 @@ def default_layers(model, found: Survey, max_layers: int) -> list[str]:
         if p in showable and not children(layer) and layers_lib.is_default(layer)
     ]
     attention = [p for p, layer in entries if p in showable and attends(layer)]
-    if not attention or not is_transformer(model):
+    if not attention or not is_transformer(model, entries):
         if leaves:
             return layers_lib.spread(leaves, max_layers)
         plain = [p for p, layer in entries if p in showable and not children(layer)]
@@ -551,7 +552,7 @@ def choose(model, found: Survey, spec, max_layers: int, entries=None) -> Choice:
     explicit = not (spec is None or isinstance(spec, (str, re.Pattern)) and spec == "all")
     only: dict[str, set[str]] = {}  # layer path -> the series asked for by name
     if spec is None:
-        paths = default_layers(model, found, max_layers)
+        paths = default_layers(model, found, max_layers, entries)
     elif isinstance(spec, str) and spec == "all":
         # An RNN's cell runs once per time step: its layer's outputs are the
         # sequence of them already.
