@@ -14,7 +14,7 @@ from concurrent.futures import Executor
 import numpy as np
 from PIL import Image
 
-from tb_activations import metadata
+from tb_activations import metadata, passes
 
 # PNGs are Pillow's, with its adaptive row filters and zlib's run-length
 # strategy: activation maps are smooth and, after a ReLU, mostly runs of
@@ -107,7 +107,7 @@ def compute_stats(x: np.ndarray) -> np.ndarray:
     flat = x.reshape(n, h * w, c)
     count = h * w
     stats = np.empty((n, c, len(metadata.STATS_FIELDS)), dtype=np.float32)
-    lo, hi = _probe_extrema(flat)
+    lo, hi = passes.column_reduce(np.minimum, flat), passes.column_reduce(np.maximum, flat)
     # min and max are NaN or infinite wherever a channel has a value that is.
     if np.isfinite(lo).all() and np.isfinite(hi).all():
         stats[..., 0], stats[..., 1] = lo, hi
@@ -133,20 +133,6 @@ def compute_stats(x: np.ndarray) -> np.ndarray:
     stats[..., 1][none_finite] = np.nan
     stats[..., 4] = (flat == 0).sum(axis=1) / count
     return stats
-
-
-def _probe_extrema(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, HW, C) to (N, C) minima and maxima. Rows folded into rows of
-    about 1024 values first: numpy reduces a narrow matrix down its columns
-    several times slower than a wide one."""
-    n, count, c = flat.shape
-    k = max(1, min(count, 1024 // max(c, 1)))
-    while count % k:
-        k -= 1
-    wide = flat.reshape(n, count // k, k * c)
-    lo = wide.min(axis=1).reshape(n, k, c).min(axis=1)
-    hi = wide.max(axis=1).reshape(n, k, c).max(axis=1)
-    return lo, hi
 
 
 def _finite_moments(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -111,21 +111,6 @@ def _sample_matrix(x: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(n, x.shape[1] * x.shape[2], x.shape[-1])
 
 
-def _column_max(m: np.ndarray, width: int = 1024) -> np.ndarray:
-    """Each column's max. Folding rows into rows of about `width` values
-    first: numpy reduces a narrow matrix down its columns an order of
-    magnitude slower than a wide one."""
-    rows, u = m.shape
-    k = max(1, width // max(u, 1))
-    whole = rows // k * k
-    if not whole:
-        return m.max(axis=0, initial=-np.inf)
-    top = m[:whole].reshape(-1, k * u).max(axis=0).reshape(k, u).max(axis=0)
-    if whole < rows:
-        top = np.maximum(top, m[whole:].max(axis=0))
-    return top
-
-
 class SetSums:
     """Sums over a (samples, positions, units) float32 array, fed block by
     block (`add`, as `passes.blocks` cuts it; the tracker's pass feeds
@@ -183,7 +168,7 @@ class SetSums:
                     self.saturated += np.count_nonzero(part < 1 - SATURATED)
                     self.saturated += np.count_nonzero(part > SATURATED)
                 self.positive += one @ np.greater(part, 0, out=f, casting="unsafe")
-            np.maximum(self.top, _column_max(part), out=self.top)
+            np.maximum(self.top, passes.column_reduce(np.maximum, part), out=self.top)
 
     def result(self) -> dict[str, Any]:
         probes, positions, u = self.shape

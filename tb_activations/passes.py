@@ -18,6 +18,7 @@ __all__ = [
     "base_bytes",
     "blocks",
     "cka",
+    "column_reduce",
     "column_sums",
     "fill",
     "frobenius_sq",
@@ -79,6 +80,27 @@ def column_sums(x: np.ndarray) -> np.ndarray:
         for i in range(0, n, _BLOCK_ROWS):
             part = x[i : i + _BLOCK_ROWS]
             out += ones[: len(part)] @ part
+    return out
+
+
+def column_reduce(ufunc: np.ufunc, m: np.ndarray, width: int = 1024) -> np.ndarray:
+    """`ufunc.reduce` down the rows of a (..., rows, columns) array
+    (`np.maximum`: each column's max, per leading index). Rows are folded
+    into rows of about `width` values first: numpy reduces a narrow matrix
+    down its columns an order of magnitude slower than a wide one. At least
+    one row."""
+    *lead, rows, u = m.shape
+    k = max(1, min(rows, width // max(u, 1)))
+    if lead:
+        # A fold that divides the rows: slicing off a remainder would make
+        # the leading rows a copy.
+        while rows % k:
+            k -= 1
+    whole = rows // k * k
+    folded = m[..., :whole, :].reshape(*lead, whole // k, k * u)
+    out = ufunc.reduce(ufunc.reduce(folded, axis=-2).reshape(*lead, k, u), axis=-2)
+    if whole < rows:
+        out = ufunc(out, ufunc.reduce(m[..., whole:, :], axis=-2))
     return out
 
 
