@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from browsing import TIMEOUT_MS, api
+from browsing import TIMEOUT_MS, api, tiles_against_logged
+from support import fetch
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -221,6 +222,58 @@ def test_a_linked_layer_is_asked_for_once_and_before_the_panel_has_loaded(
         assert f"layer?run={RUN}&tag=conv2&step={step}&probe=0" not in names, names
         first.append(layer)
     assert all(requests[url] for url in first), requests
+
+
+def test_an_early_latest_overtaken_by_a_newer_step_is_kept_as_its_own_step(panel, server):
+    # Training can write a step between index.js asking for `latest` and the
+    # step list coming in. The early answer then holds an older step than the
+    # list's last: the app must show the last step, from its own answer and
+    # not the older pixels, and keep the early one as the step it holds.
+    steps = kept(server, "conv2")
+    older, last = steps[-2], steps[-1]
+    layer = f"layer?run={RUN}&tag=conv2&step={{}}&probe=0"
+    body = fetch(f"{server}data/plugin/activations/{layer.format(older)}")
+    assert body.status == 200, body.status
+
+    def is_latest(url):
+        return url.endswith("/data/plugin/activations/" + layer.format("latest"))
+
+    # The race, made certain: `latest` answers with the server's own answer
+    # for the older step, as it would have before the last step was written.
+    panel.page.route(
+        is_latest,
+        lambda route: route.fulfill(status=200, content_type="application/json", body=body.body),
+    )
+    try:
+        # The gray colormap draws each level as its own colour, so the tiles
+        # can be checked against the logged PNGs of one step.
+        panel.open(f"&run={RUN}&layer=conv2&cmap=gray")
+        panel.wait_ready(run=RUN, layer="conv2", step=str(last), cmap="gray")
+        names = [n for n, _ in panel.frame.evaluate(REQUESTS_JS)]
+        assert names.count(layer.format("latest")) == 1, names
+        assert names.count(layer.format(last)) == 1, names
+        tiles = channels(server, "conv2")
+        assert tiles_against_logged(panel, "#view", RUN, "conv2", last) == {
+            "tiles": tiles,
+            "mismatched": [],
+        }
+        # The check tells the two steps apart.
+        assert tiles_against_logged(panel, "#view", RUN, "conv2", older)["mismatched"]
+
+        # The early answer was kept under its own step: going there asks for nothing.
+        panel.page.evaluate(
+            "(h) => { location.hash = h; }",
+            f"#activations&run={RUN}&layer=conv2&step={older}&cmap=gray",
+        )
+        panel.wait_ready(run=RUN, layer="conv2", step=str(older), cmap="gray")
+        names = [n for n, _ in panel.frame.evaluate(REQUESTS_JS)]
+        assert layer.format(older) not in names, names
+        assert tiles_against_logged(panel, "#view", RUN, "conv2", older) == {
+            "tiles": tiles,
+            "mismatched": [],
+        }
+    finally:
+        panel.page.unroute(is_latest)
 
 
 def test_an_address_without_a_run_has_its_first_view_asked_for_early_and_once(panel, server):
