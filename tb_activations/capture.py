@@ -426,9 +426,11 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
     A transformer (`is_transformer`): its embeddings, each
     block's output (the layer that holds an attention layer) and each
     attention layer, plus convolutions (a ViT's patches); blocks are spread
-    over the depth when they do not all fit. Any other model: its
-    convolution and Dense leaves, as for a Functional model; failing those,
-    any leaf whose output can be shown.
+    over the depth when they do not all fit. A model with a graph: what the
+    graph picks (`layers.select`), blocks of several outputs included (an
+    RWKV's). Any other model: its convolution and Dense leaves; failing
+    those, any leaf whose output can be shown. `choose` logs the first
+    output of a picked layer that holds layers and returns several.
     """
     entries = reachable(model) if entries is None else entries
     showable = {
@@ -443,6 +445,14 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
     ]
     attention = [p for p, layer in entries if p in showable and attends(layer)]
     if not attention or not is_transformer(model, entries):
+        if layers_lib.has_graph(model):
+            picks = [
+                p
+                for p, layer in layers_lib.walk(model)
+                if p in showable and (layers_lib.is_default(layer) or layers_lib.is_block(layer))
+            ]
+            if picks:
+                return layers_lib.spread(entries_order(picks, order), max_layers)
         if leaves:
             return layers_lib.spread(leaves, max_layers)
         plain = [p for p, layer in entries if p in showable and not children(layer)]
@@ -599,6 +609,8 @@ def choose(model, found: Survey, spec, max_layers: int, entries=None) -> Choice:
                 f"it gave {', '.join(o.name for o in found.outputs_of(p)) or 'none'}. "
                 f"Received: layers={sorted(only[p])}"
             )
+        if spec is None and children(by_path[p]):
+            mine = _first_of_each_call(mine)
         good = [o for o in mine if why_not_showable(o) is None]
         if explicit and not good:
             reason = why_not_showable(mine[0]) if mine else "it returns no tensor"
@@ -620,6 +632,15 @@ def choose(model, found: Survey, spec, max_layers: int, entries=None) -> Choice:
         )
     chosen = entries_order([o.path for o in outputs], order)
     return Choice({p: by_path[p] for p in chosen}, outputs, _scores(found, outputs))
+
+
+def _first_of_each_call(outputs: list[Output]) -> list[Output]:
+    """A block's hidden states without what it returns beside them (a T5
+    block's position bias, an RWKV block's first value): its first tensor."""
+    firsts: dict[int, Output] = {}
+    for o in outputs:
+        firsts.setdefault(o.call, o)
+    return list(firsts.values())
 
 
 def _scores(found: Survey, outputs: list[Output]) -> list[str]:

@@ -289,11 +289,18 @@ def _graph_paths(model, layers, max_layers: int) -> list[str] | None:
     nested models at the speed of its forward pass. Observing calls reaches
     the rest: a model without a graph, layers inside custom layers (a
     transformer's attention), a layer called more than once or with several
-    outputs; and a transformer's default layers.
+    outputs; and a transformer's default layers, or defaults that take a
+    block of several outputs.
     """
     if not layers_lib.has_graph(model):
         return None
     if layers is None and capture.is_transformer(model):
+        return None
+    if layers is None and any(
+        layers_lib.is_block(layer) and capture.graph_may_miss(layer)
+        for _, layer in layers_lib.walk(model)
+    ):
+        # A block of several outputs (an RWKV's) logs its first when observed.
         return None
     try:
         paths = layers_lib.select(model, layers, max_layers)

@@ -528,6 +528,62 @@ def test_an_fnet_logs_its_blocks_and_its_embedding_subclass_by_default(tmp_path)
     _check_against(series, {"f_net_layer_1": np.asarray(block)}, ["f_net_layer_1"])
 
 
+def test_an_rwkv_logs_the_hidden_states_of_its_blocks_of_two_outputs_by_default(tmp_path):
+    # No attention layer, blocks of keras-hub's own returning (hidden
+    # states, first value): the graph cannot log them, observing does,
+    # their first output standing for the layers inside as FNet's do.
+    model = _hub().models.RWKV7Backbone(
+        hidden_size=16,
+        head_size=8,
+        num_layers=2,
+        vocabulary_size=50,
+        intermediate_dim=32,
+        gate_lora=8,
+        mv_lora=8,
+        aaa_lora=8,
+        decay_lora=8,
+    )
+    probe = _text_probe(with_segments=False)
+    logged = log_activations(model, probe, tmp_path, verbose=0)
+    assert logged == ["token_embedding", "rwkv_layer_0:0", "rwkv_layer_1:0", "head"]
+    blocks = ["rwkv_layer_0", "rwkv_layer_1"]
+    own = keras.Model(model.input, [model.get_layer(b).output[0] for b in blocks])(probe)
+    expected = {f"{b}:0": np.asarray(x) for b, x in zip(blocks, own)}
+    expected["head"] = np.asarray(model(probe))
+    _check_against(read_run(tmp_path), expected, list(expected))
+    assert _no_shadows(model)
+    # Fewer layers than picks: the blocks are spread over the depth.
+    logged = log_activations(model, probe, tmp_path, run_name="few", max_layers=3, verbose=0)
+    assert logged == ["token_embedding", "rwkv_layer_1:0", "head"]
+
+
+def test_t5_blocks_log_their_hidden_states_by_default_and_every_output_when_asked(tmp_path):
+    # Its blocks and attention layers return (hidden states, position
+    # bias): the biases are no features, so the defaults leave them out.
+    model = _hub().models.T5Backbone(
+        vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32
+    )
+    rng = np.random.default_rng(0)
+    mask = np.ones((2, SEQ), "int32")
+    probe = {
+        "encoder_token_ids": rng.integers(1, 50, (2, SEQ)),
+        "encoder_padding_mask": mask,
+        "decoder_token_ids": rng.integers(1, 50, (2, SEQ)),
+        "decoder_padding_mask": mask,
+    }
+    logged = log_activations(model, probe, tmp_path, verbose=0)
+    assert "transformer_encoder_layer_0:0" in logged
+    assert "transformer_decoder_layer_1/cross_attention:0" in logged
+    assert not [name for name in logged if name.endswith(":1")], logged
+    block = "transformer_encoder_layer_0"
+    own = keras.Model(model.input, model.get_layer(block).output[0])(probe)
+    _check_against(read_run(tmp_path), {f"{block}:0": np.asarray(own)}, [f"{block}:0"])
+    asked = log_activations(model, probe, tmp_path, [block], run_name="asked", verbose=0)
+    assert asked == [f"{block}:0", f"{block}:1"]
+    biases = keras.Model(model.input, model.get_layer(block).output[1])(probe)
+    _check_against(read_run(tmp_path, "asked"), {f"{block}:1": np.asarray(biases)}, [f"{block}:1"])
+
+
 def test_the_plugin_answers_every_route_on_the_new_series(tmp_path):
     from test_plugin import make_client
 
