@@ -584,6 +584,31 @@ def test_t5_blocks_log_their_hidden_states_by_default_and_every_output_when_aske
     _check_against(read_run(tmp_path, "asked"), {f"{block}:1": np.asarray(biases)}, [f"{block}:1"])
 
 
+class _BlockWithAside(keras.layers.Layer):
+    """A block of one's own returning its features and something beside them."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")
+
+    def call(self, x):
+        y = self.conv(x)
+        return y, keras.ops.mean(y, axis=-1, keepdims=True)
+
+
+def test_a_functional_model_logs_the_first_output_of_its_own_block_by_default(tmp_path):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(inputs)
+    features, aside = _BlockWithAside(name="block")(x)
+    x = keras.layers.GlobalAveragePooling2D()(features + aside)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    probe = np.random.default_rng(0).uniform(size=(2, 8, 8, 1)).astype("float32")
+    logged = log_activations(model, probe, tmp_path, verbose=0)
+    assert logged == ["conv1", "block:0", "head"]
+    own = keras.Model(inputs, model.get_layer("block").output[0])(probe)
+    _check_against(read_run(tmp_path), {"block:0": np.asarray(own)}, ["block:0"])
+
+
 def test_the_plugin_answers_every_route_on_the_new_series(tmp_path):
     from test_plugin import make_client
 
