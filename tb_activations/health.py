@@ -131,8 +131,10 @@ class SetSums:
         self.saturated = 0
         self._buf = self._flags = self._ones = np.empty(0, np.float32)
 
-    def add(self, p: int, block: np.ndarray) -> None:
-        """Adds a C-contiguous (count, rows, units) block: samples p.. p + count."""
+    def add(self, p: int, block: np.ndarray, squares: np.ndarray | None = None) -> None:
+        """Adds a C-contiguous (count, rows, units) block: samples p.. p + count.
+        `squares`: the block's (count, units) sums of squares when the caller
+        has them (the diagonals of per-sample Gram products)."""
         count, rows, u = block.shape
         length = count * rows
         if self._buf.size < length * u:
@@ -143,14 +145,18 @@ class SetSums:
         b = self._buf[: length * u].reshape(length, u)
         f = self._flags[: length * u].reshape(length, u)
         with np.errstate(over="ignore", invalid="ignore"):
-            sq = np.multiply(part, part, out=b)
+            if squares is not None:
+                self.per_sq[p : p + count] += squares
             if rows == 1:
                 block_sums = part
-                self.per_sq[p : p + count] += sq
+                if squares is None:
+                    self.per_sq[p : p + count] += np.multiply(part, part, out=b)
             else:
                 o = self._ones[:rows].reshape(1, rows)
                 block_sums = (o @ block)[:, 0, :]
-                self.per_sq[p : p + count] += (o @ sq.reshape(count, rows, u))[:, 0, :]
+                if squares is None:
+                    sq = np.multiply(part, part, out=b).reshape(count, rows, u)
+                    self.per_sq[p : p + count] += (o @ sq)[:, 0, :]
             self.per_x[p : p + count] += block_sums
             zeros = one @ np.equal(part, 0, out=f, casting="unsafe")
             self.zeros += zeros

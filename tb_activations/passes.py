@@ -197,17 +197,29 @@ def one_pass(
     with np.errstate(over="ignore", invalid="ignore"):
         for p, count, i, rows in parts:
             width = rows * c
-            if visit is not None:
-                visit.add(p, x3[p : p + count, i : i + rows])
             src = x3[p : p + count, i : i + rows].reshape(count, width)
             if copy is not None:
                 np.copyto(copy[p : p + count, i : i + rows].reshape(count, width), src)
+            squares = None
             if gram is not None:
                 flat = src.reshape(-1, c)
                 if centre:
                     cur = centred[: count * width].reshape(count, width)
                     flat = np.subtract(src, tiles[0][:width], out=cur).reshape(-1, c)
-                gram += flat.T @ flat
+                    gram += flat.T @ flat
+                elif visit is not None and rows >= 4 * c:
+                    # Uncentred, a Gram per sample: their diagonals are the
+                    # sums of squares the set's sums need, which spares
+                    # those a pass (where positions outnumber channels
+                    # enough for the smaller products to cost no more).
+                    by_sample = flat.reshape(count, rows, c)
+                    per = np.matmul(by_sample.transpose(0, 2, 1), by_sample)
+                    gram += per.sum(axis=0, dtype=np.float64)
+                    squares = np.diagonal(per, axis1=1, axis2=2)
+                else:
+                    gram += flat.T @ flat
+            if visit is not None:
+                visit.add(p, x3[p : p + count, i : i + rows], squares)
             for k in range(len(refs)):
                 ref = ref_maps[k][p : p + count, i : i + rows].reshape(count, width)
                 if crosses[k] is not None and plain[k]:
