@@ -449,7 +449,7 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
             picks = [
                 p
                 for p, layer in layers_lib.walk(model)
-                if p in showable and (layers_lib.is_default(layer) or layers_lib.is_block(layer))
+                if p in showable and layers_lib.picked_by_default(layer)
             ]
             if picks:
                 return layers_lib.spread(entries_order(picks, order), max_layers)

@@ -53,8 +53,8 @@ LAYER_MEASURES = ("dormant_fraction", "effective_rank", "similarity", "rms", "sa
 
 NO_SET_MEASURES = "logged by a version without probe-set measures"
 
-# As `passes._CHUNK_VALUES`: the tracker's pass cuts the blocks `SetSums` gets.
-_CHUNK_VALUES = 1 << 18
+# The tracker's pass cuts the blocks `SetSums` gets; its own passes cut the same.
+_CHUNK_VALUES = passes._CHUNK_VALUES
 
 
 def bounded_activation(layer) -> str | None:
@@ -145,18 +145,12 @@ class SetSums:
         b = self._buf[: length * u].reshape(length, u)
         f = self._flags[: length * u].reshape(length, u)
         with np.errstate(over="ignore", invalid="ignore"):
-            if squares is not None:
-                self.per_sq[p : p + count] += squares
-            if rows == 1:
-                block_sums = part
-                if squares is None:
-                    self.per_sq[p : p + count] += np.multiply(part, part, out=b)
-            else:
-                o = self._ones[:rows].reshape(1, rows)
-                block_sums = (o @ block)[:, 0, :]
-                if squares is None:
-                    sq = np.multiply(part, part, out=b).reshape(count, rows, u)
-                    self.per_sq[p : p + count] += (o @ sq)[:, 0, :]
+            o = self._ones[:rows].reshape(1, rows)
+            block_sums = part if rows == 1 else (o @ block)[:, 0, :]
+            if squares is None:
+                sq = np.multiply(part, part, out=b)
+                squares = sq if rows == 1 else (o @ sq.reshape(count, rows, u))[:, 0, :]
+            self.per_sq[p : p + count] += squares
             self.per_x[p : p + count] += block_sums
             zeros = one @ np.equal(part, 0, out=f, casting="unsafe")
             self.zeros += zeros

@@ -63,6 +63,11 @@ def is_block(layer) -> bool:
     return any(is_default(sub) for sub in inner)
 
 
+def picked_by_default(layer) -> bool:
+    """What `layers=None` picks among a graph's layers: `is_default` or `is_block`."""
+    return is_default(layer) or is_block(layer)
+
+
 @dataclass(frozen=True)
 class Tap:
     """One layer to log: where it sits and what its output looks like."""
@@ -206,7 +211,7 @@ def select(model, layers: LayerSpec, max_layers: int) -> list[str]:
     ordered = [p for p, _ in walk(model)]
     by_path = dict(walk(model))
     if layers is None:
-        picks = [p for p, layer in available(model) if is_default(layer) or is_block(layer)]
+        picks = [p for p, layer in available(model) if picked_by_default(layer)]
         return spread(picks, max_layers)
     if isinstance(layers, str) and layers == "all":
         return [p for p, _ in available(model)]

@@ -297,7 +297,7 @@ def _graph_paths(model, layers, max_layers: int) -> list[str] | None:
     if layers is None and capture.is_transformer(model):
         return None
     if layers is None and any(
-        layers_lib.is_block(layer) and capture.graph_may_miss(layer)
+        capture.graph_may_miss(layer) and layers_lib.is_block(layer)
         for _, layer in layers_lib.walk(model)
     ):
         # A block of several outputs (an RWKV's) logs its first when observed.
