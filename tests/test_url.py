@@ -280,14 +280,26 @@ def test_an_address_without_a_run_has_its_first_view_asked_for_early_and_once(pa
     # No run in the address: index.js makes the app's own first choice (the
     # first run, its first layer in the model's order, and the map since
     # that layer has several kept steps) from the `tags` and `steps`
-    # answers while the modules load, and the app takes those answers.
-    panel.open("")
-    tags = api(server, "tags")
-    run = next(iter(tags))
-    layers = [t for t, i in tags[run].items() if i.get("layout") not in (None, "probe")]
-    layer = min(layers, key=lambda t: (tags[run][t].get("position", 1e9), t))
-    assert len(kept(server, layer)) > 1
-    wait_body(panel, **{"map-rendered": run})
+    # answers while the modules load, and the app takes those answers. The
+    # app's module is held back so that it loads after the guess on any
+    # machine: a slow `steps` lets the app overtake the guess, which the
+    # next test covers.
+    def held(route):
+        time.sleep(2)
+        route.continue_()
+
+    app = "**/data/plugin/activations/static/app.js"
+    panel.page.route(app, held)
+    try:
+        panel.open("")
+        tags = api(server, "tags")
+        run = next(iter(tags))
+        layers = [t for t, i in tags[run].items() if i.get("layout") not in (None, "probe")]
+        layer = min(layers, key=lambda t: (tags[run][t].get("position", 1e9), t))
+        assert len(kept(server, layer)) > 1
+        wait_body(panel, **{"map-rendered": run})
+    finally:
+        panel.page.unroute(app)
     names = [n for n, _ in panel.frame.evaluate(REQUESTS_JS)]
     started = panel.frame.evaluate("() => import('./static/index.js').then((m) => m.STARTED)")
     views = [
