@@ -420,6 +420,17 @@ def _parent(path: str) -> str | None:
     return path.rpartition("/")[0] or None
 
 
+def _outermost(paths: list[str]) -> list[str]:
+    """The paths not inside another of them, in their order: a recurrent
+    layer holds its cell, a `Bidirectional` its two recurrent layers, and
+    the outer layer's output is the one to show."""
+    kept: list[str] = []
+    for p in paths:
+        if not any(p.startswith(f"{k}/") for k in kept):
+            kept.append(p)
+    return kept
+
+
 def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[str]:
     """What `layers=None` picks on a model reached by observing calls.
 
@@ -427,10 +438,12 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
     block's output (the layer that holds an attention layer) and each
     attention layer, plus convolutions (a ViT's patches); blocks are spread
     over the depth when they do not all fit. A model with a graph: what the
-    graph picks (`layers.select`), blocks of several outputs included (an
-    RWKV's). Any other model: its convolution and Dense leaves; failing
-    those, any leaf whose output can be shown. `choose` logs the first
-    output of a picked layer that holds layers and returns several.
+    graph picks (`layers.select`), layers of several outputs included (an
+    RWKV's blocks, an LSTM returning its states). Any other model: its
+    convolution, Dense, embedding and recurrent layers, not those inside
+    another of them; failing those, any leaf whose output can be shown.
+    `choose` logs the first output of a picked layer that holds layers (a
+    block, a recurrent layer holding its cell) and returns several.
     """
     entries = reachable(model) if entries is None else entries
     showable = {
@@ -438,11 +451,9 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
     }
     order = {p: i for i, (p, _) in enumerate(entries)}
     kinds = {p: type(layer).__name__ for p, layer in entries}
-    leaves = [
-        p
-        for p, layer in entries
-        if p in showable and not children(layer) and layers_lib.is_default(layer)
-    ]
+    leaves = _outermost(
+        [p for p, layer in entries if p in showable and layers_lib.is_default(layer)]
+    )
     attention = [p for p, layer in entries if p in showable and attends(layer)]
     if not attention or not is_transformer(model, entries):
         if layers_lib.has_graph(model):

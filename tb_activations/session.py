@@ -290,17 +290,19 @@ def _graph_paths(model, layers, max_layers: int) -> list[str] | None:
     the rest: a model without a graph, layers inside custom layers (a
     transformer's attention), a layer called more than once or with several
     outputs; and a transformer's default layers, or defaults that take a
-    block of several outputs.
+    layer of several outputs.
     """
     if not layers_lib.has_graph(model):
         return None
     if layers is None and capture.is_transformer(model):
         return None
     if layers is None and any(
-        capture.graph_may_miss(layer) and layers_lib.is_block(layer)
+        capture.graph_may_miss(layer) and layers_lib.picked_by_default(layer)
         for _, layer in layers_lib.walk(model)
     ):
-        # A block of several outputs (an RWKV's) logs its first when observed.
+        # A default pick of several outputs or calls (an RWKV's block, an
+        # LSTM returning its states) logs, when observed, each call's first
+        # output.
         return None
     try:
         paths = layers_lib.select(model, layers, max_layers)

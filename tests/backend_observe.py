@@ -55,6 +55,7 @@ def subclassed(out: str) -> dict:
     logger = ActivationLogger(out, probe, observed.SUBCLASSED_LAYERS, run_name="fit", verbose=0)
     model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[logger])
     fitted = read_run(out, "fit")
+    default = log_activations(model, probe, out, run_name="default", verbose=0)
     trained_expected = observed.subclassed_expected(model, probe)
     return {
         "logged": logged,
@@ -66,6 +67,7 @@ def subclassed(out: str) -> dict:
             **{f"fit/{k}": v for k, v in _mismatch(fitted, trained_expected).items()},
         },
         "fit_steps": fitted["head"].step_numbers,
+        "default_layers": default,
     }
 
 

@@ -47,6 +47,9 @@ def subclassed():
 
 # In model order: a layer before the layers it holds.
 SUBCLASSED_LAYERS = ["block1", "block1/conv", "block2/conv", "shared", "lstm", "head"]
+# `layers=None` without a graph: the convolutions inside the blocks, and the
+# first output of the LSTM returning its states.
+SUBCLASSED_DEFAULTS = ["block1/conv", "block2/conv", "shared", "shared@2", "lstm:0", "head"]
 SUBCLASSED_SERIES = [
     "block1",
     "block1/conv",

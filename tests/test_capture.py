@@ -124,12 +124,14 @@ def test_the_logger_follows_training_on_a_subclassed_model(subclassed_run):
     assert not np.array_equal(first, last)
 
 
-def test_default_layers_of_a_subclassed_model_are_its_conv_and_dense_leaves(tmp_path, capsys):
+def test_default_layers_of_a_subclassed_model_are_its_conv_dense_and_recurrent_ones(
+    tmp_path, capsys
+):
     model = observed.subclassed()
     x, _ = observed.subclassed_data(2)
     logged = log_activations(model, x, tmp_path)
-    assert logged == ["block1/conv", "block2/conv", "shared", "shared@2", "head"]
-    assert "logging 5 layers of 'net'" in capsys.readouterr().out
+    assert logged == observed.SUBCLASSED_DEFAULTS
+    assert "logging 6 layers of 'net'" in capsys.readouterr().out
 
 
 def test_functional_models_keep_their_graph_extractor(tmp_path):
@@ -331,6 +333,7 @@ def test_backend_subclassed_model_shared_layer_and_lstm_states(backend_facts):
     for name, err in run["mismatch"].items():
         assert err < 1e-4, (backend, name, err)
     assert run["fit_steps"] == [0, 2, 4]
+    assert run["default_layers"] == observed.SUBCLASSED_DEFAULTS
 
 
 def test_backend_dict_probe_and_layers_inside_a_custom_layer(backend_facts):
@@ -607,6 +610,65 @@ def test_a_functional_model_logs_the_first_output_of_its_own_block_by_default(tm
     assert logged == ["conv1", "block:0", "head"]
     own = keras.Model(inputs, model.get_layer("block").output[0])(probe)
     _check_against(read_run(tmp_path), {"block:0": np.asarray(own)}, ["block:0"])
+
+
+class _Recurrent(keras.Model):
+    """Recurrent layers in a subclassed model: each holds its cell (the
+    `Bidirectional` two LSTMs), and the last returns its states too."""
+
+    def __init__(self):
+        super().__init__()
+        self.bi = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bi")
+        self.gru = keras.layers.GRU(3, return_sequences=True, name="gru")
+        self.lstm = keras.layers.LSTM(5, return_sequences=True, return_state=True, name="lstm")
+        self.head = keras.layers.Dense(2, name="head")
+
+    def call(self, x):
+        _, h, _ = self.lstm(self.gru(self.bi(x)))
+        return self.head(h)
+
+    def own(self, x):
+        """What each default pick gives on `x`, by calling the layers directly."""
+        bi = self.bi(x)
+        gru = self.gru(bi)
+        seq = self.lstm(gru)[0]
+        return {"bi": bi, "gru": gru, "lstm:0": seq, "head": self(x)}
+
+
+def _functional_lstm_with_states():
+    inputs = keras.Input((6, 3))
+    seq, h, c = keras.layers.LSTM(4, return_sequences=True, return_state=True, name="lstm")(inputs)
+    x = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(seq), h, c])
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+
+    def own(x):
+        sub = keras.Model(inputs, [model.get_layer("lstm").output[0], model.output])
+        seq, head = sub(x)
+        return {"lstm:0": seq, "head": head}
+
+    model.own = own
+    return model
+
+
+RECURRENT_CASES = [
+    # (id, model, its defaults): the recurrent layer's output, not its
+    # cell's or its inner layers', and of one returning states its first.
+    ("subclassed", _Recurrent, ["bi", "gru", "lstm:0", "head"]),
+    ("functional, an LSTM returning its states", _functional_lstm_with_states, ["lstm:0", "head"]),
+]
+
+
+@pytest.mark.parametrize(
+    "make, defaults", [c[1:] for c in RECURRENT_CASES], ids=[c[0] for c in RECURRENT_CASES]
+)
+def test_recurrent_layers_are_default_picks_however_the_model_is_built(make, defaults, tmp_path):
+    model = make()
+    probe = np.random.default_rng(0).normal(size=(2, 6, 3)).astype("float32")
+    logged = log_activations(model, probe, tmp_path, verbose=0)
+    assert logged == defaults
+    expected = {k: np.asarray(v) for k, v in model.own(probe).items()}
+    _check_against(read_run(tmp_path), expected, defaults)
+    assert _no_shadows(model)
 
 
 def test_the_plugin_answers_every_route_on_the_new_series(tmp_path):
