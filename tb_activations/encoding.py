@@ -84,9 +84,11 @@ def to_nhwc(x: np.ndarray, data_format: str = "channels_last") -> np.ndarray:
     raise AssertionError("unreachable")
 
 
-def rank5_reduction(data_format: str) -> str:
+def rank5_reduction(data_format: str, axis_name: str = "depth") -> str:
+    """What `to_nhwc` did to a rank-5 output, for `LayerInfo.reduction`:
+    `axis_name` is "time" for a layer applied to each frame."""
     axis = 2 if data_format == "channels_first" else 1
-    return f"mean over depth (axis {axis} of the 5-D output)"
+    return f"mean over {axis_name} (axis {axis} of the 5-D output)"
 
 
 # Rows per chunk when summing: float64 partial sums of a chunk of float32

@@ -60,7 +60,11 @@ _CHUNK_VALUES = passes._CHUNK_VALUES
 def bounded_activation(layer) -> str | None:
     """`"tanh"` or `"sigmoid"` when the layer's output is that function's
     (its `activation` attribute, as on Dense, Conv or Activation layers),
-    else None. Recurrent layers apply theirs inside the cell, so not theirs."""
+    else None. Recurrent layers apply theirs inside the cell, so not theirs;
+    a wrapper's (`TimeDistributed`'s) output is the wrapped layer's."""
+    wrapped = getattr(layer, "layer", None)
+    if wrapped is not None and wrapped is not layer:
+        return bounded_activation(wrapped)
     if hasattr(layer, "cell"):
         return None
     fn = getattr(layer, "activation", None)

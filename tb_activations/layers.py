@@ -45,7 +45,10 @@ LayerSpec = None | str | re.Pattern | Sequence[Any]
 def is_default(layer) -> bool:
     """A layer `layers=None` may pick: of a class in DEFAULT_CLASSES by name,
     or of a subclass of Keras's own (keras-hub's `ReversibleEmbedding`, a
-    user's `Conv2D` with a custom `call`)."""
+    user's `Conv2D` with a custom `call`), or a `TimeDistributed` wrapper of
+    such a layer (a video model's per-frame convolution), which stands for it."""
+    if isinstance(layer, keras.layers.TimeDistributed):
+        return is_default(layer.layer)
     return type(layer).__name__ in DEFAULT_CLASSES or any(
         k.__name__ in DEFAULT_CLASSES and k.__module__.startswith("keras.")
         for k in type(layer).__mro__[1:]

@@ -202,6 +202,11 @@ class _Recorder:
             for info, images in series
         ]
 
+    @staticmethod
+    def _reduction(tap: layers_lib.Tap) -> str:
+        frames = isinstance(tap.layer, keras.layers.TimeDistributed)
+        return encoding.rank5_reduction(tap.data_format, "time" if frames else "depth")
+
     def _describe(
         self, tap: layers_lib.Tap, arr: np.ndarray, name: str | None = None
     ) -> metadata.LayerInfo:
@@ -242,7 +247,7 @@ class _Recorder:
             channels_per_image=encoding.channels_per_image(height, width, kept),
             source_height=h,
             source_width=w,
-            reduction=encoding.rank5_reduction(tap.data_format) if arr.ndim == 5 else None,
+            reduction=self._reduction(tap) if arr.ndim == 5 else None,
             data_format=tap.data_format,
             position=self.positions[tap.path],
             call=tap.call,

@@ -223,6 +223,15 @@ def test_eager_fallback_when_graph_tracing_fails(tmp_path):
         ),
         # 3-D convolution: averaged over depth.
         (lambda i: keras.layers.Conv3D(3, 3, name="l")(i), (5, 9, 9, 1), "l", "image", 3, (7, 7)),
+        # A convolution of each frame: averaged over time.
+        (
+            lambda i: keras.layers.TimeDistributed(keras.layers.Conv2D(3, 3), name="l")(i),
+            (4, 9, 9, 1),
+            "l",
+            "image",
+            3,
+            (7, 7),
+        ),
         # channels_first (a pooling: TensorFlow runs no channels_first convolution on a CPU)
         (
             lambda i: keras.layers.AveragePooling2D(3, 1, data_format="channels_first", name="l")(
@@ -257,7 +266,8 @@ def test_output_ranks_and_layouts(tmp_path, build, probe_shape, layer, layout, c
         atol=1e-5,
     )
     if layout == "image" and len(probe_shape) == 4:
-        assert info.reduction and "mean over depth" in info.reduction
+        frames = isinstance(model.get_layer(layer), keras.layers.TimeDistributed)
+        assert f"mean over {'time' if frames else 'depth'} (axis 1" in (info.reduction or "")
 
 
 def test_nan_and_inf_are_logged_with_stats_saying_so(tmp_path):

@@ -404,6 +404,9 @@ def test_measure_matches_the_definitions(raw, activation):
         ("Dense(4, activation='relu')", None),
         ("Dense(4)", None),
         ("SimpleRNN(3)", None),  # applied inside the cell
+        ("TimeDistributed(keras.layers.Conv2D(2, 3, activation='tanh'))", "tanh"),
+        ("TimeDistributed(keras.layers.Dense(2))", None),
+        ("Bidirectional(keras.layers.LSTM(3))", None),
         ("Flatten()", None),
     ],
 )

@@ -57,6 +57,13 @@ def test_select(cnn, spec, expected):
 def text_model(kind: str):
     tokens = keras.Input((10,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(20, 6, name="embed")(tokens)
+    if kind == "video":
+        # Frames of 4 x 5 x 3: a convolution applied to each, then an LSTM.
+        frames = keras.Input((10, 4, 5, 3), name="frames")
+        x = keras.layers.TimeDistributed(keras.layers.Conv2D(2, 3), name="frame_conv")(frames)
+        x = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="pool")(x)
+        x = keras.layers.LSTM(3, name="lstm")(x)
+        return keras.Model(frames, keras.layers.Dense(2, name="head")(x))
     if kind == "recurrent":
         x = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bi")(x)
         x = keras.layers.GRU(3, name="gru")(x)
@@ -71,9 +78,11 @@ def text_model(kind: str):
     [
         ("recurrent", ["embed", "bi", "gru", "head"]),
         ("convolution", ["embed", "conv", "head"]),
+        # A wrapper applying a picked layer to each frame stands for it.
+        ("video", ["frame_conv", "lstm", "head"]),
     ],
 )
-def test_default_of_a_text_model_takes_its_embeddings_and_recurrent_layers(kind, expected):
+def test_default_of_a_sequence_model_takes_its_embeddings_and_recurrent_layers(kind, expected):
     assert layers.select(text_model(kind), None, max_layers=12) == expected
 
 
