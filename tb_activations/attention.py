@@ -1,4 +1,5 @@
-"""Attention probabilities of `keras.layers.MultiHeadAttention` layers.
+"""Attention probabilities of `keras.layers.MultiHeadAttention` and
+`GroupQueryAttention` layers.
 
 Keras's fused attention (`ops.dot_product_attention`) never materializes the
 probabilities, and asking the layer for them (`return_attention_scores=True`)
@@ -67,9 +68,21 @@ AXES = ("query", "key")
 _MASK_OF = {"query_mask": "query", "value_mask": "value", "key_mask": "key"}
 
 
+# Keras's attention layers with heads: their calls' probabilities are logged.
+# GroupQueryAttention (Keras 3.6 on) shares each key and value head among
+# several query heads.
+_GROUPED = getattr(keras.layers, "GroupQueryAttention", None)
+ATTENTION_CLASSES = (keras.layers.MultiHeadAttention, *([_GROUPED] if _GROUPED else []))
+
+
 def is_attention(layer) -> bool:
-    """Whether `layer` is a `keras.layers.MultiHeadAttention` (or a subclass)."""
-    return isinstance(layer, keras.layers.MultiHeadAttention)
+    """Whether `layer` is a `keras.layers.MultiHeadAttention` or
+    `GroupQueryAttention` (or a subclass)."""
+    return isinstance(layer, ATTENTION_CLASSES)
+
+
+def _grouped(layer) -> bool:
+    return _GROUPED is not None and isinstance(layer, _GROUPED)
 
 
 def scores_tag(path: str) -> str:
@@ -147,7 +160,8 @@ def _masks(layer, bound: dict[str, Any], tensors: dict[str, Any]) -> dict[str, A
 
 
 def attention_scores(layer, call_args: tuple, call_kwargs: dict) -> np.ndarray:
-    """The attention probabilities of one call of a MultiHeadAttention layer.
+    """The attention probabilities of one call of a MultiHeadAttention (or
+    GroupQueryAttention) layer.
 
     Computed with the layer's own weights and mask logic from the call's
     arguments, as the call computes them before dropout, without running the
@@ -156,7 +170,8 @@ def attention_scores(layer, call_args: tuple, call_kwargs: dict) -> np.ndarray:
     every later token.
 
     Args:
-        layer: a built `keras.layers.MultiHeadAttention` (or subclass).
+        layer: a built `keras.layers.MultiHeadAttention` or
+            `GroupQueryAttention` (or subclass).
         call_args: the call's positional arguments (`query`, `value`, ...),
             tensors or arrays. A tensor's Keras mask is used as the call uses it.
         call_kwargs: the call's keyword arguments: `key`, `attention_mask`,
@@ -170,14 +185,14 @@ def attention_scores(layer, call_args: tuple, call_kwargs: dict) -> np.ndarray:
         query and key positions flattened in row-major order.
 
     Raises:
-        ValueError: on a layer that is not a MultiHeadAttention, a call with
+        ValueError: on a layer that is neither of those, a call with
             a `cache` (scores of a decoding step are not computed), missing
             `query` or `value`, or scores of an unexpected rank.
     """
     if not is_attention(layer):
         raise ValueError(
-            "attention_scores takes a keras.layers.MultiHeadAttention. "
-            f"Received: layer={type(layer).__name__}"
+            "attention_scores takes a keras.layers.MultiHeadAttention or "
+            f"GroupQueryAttention. Received: layer={type(layer).__name__}"
         )
     bound = _bind(layer, tuple(call_args), dict(call_kwargs))
     scores = _scores(layer, bound)
@@ -213,6 +228,8 @@ def _scores(layer, bound: dict[str, Any]):
     query, key, value = (_unmasked(t) for t in (query, key, value))
     q = layer._query_dense(query)
     k = layer._key_dense(key)
+    if _grouped(layer):
+        return _grouped_scores(layer, q, k, mask)
     scores = None
     own = type(layer)._compute_attention is not keras.layers.MultiHeadAttention._compute_attention
     if own and not getattr(layer, "_flash_attention", False):
@@ -226,6 +243,17 @@ def _scores(layer, bound: dict[str, Any]):
         q = keras.ops.multiply(q, keras.ops.cast(layer._inverse_sqrt_key_dim, q.dtype))
         scores = layer._masked_softmax(keras.ops.einsum(layer._dot_product_equation, k, q), mask)
     return scores
+
+
+def _grouped_scores(layer, q, k, mask):
+    """A GroupQueryAttention's probabilities, as its `_compute_attention`
+    computes them when asked for them: each key head repeated for the query
+    heads that share it, the scaled dot product, the masked softmax (the
+    mask above holds the causal and sliding-window ones). One map per query
+    head."""
+    k = keras.ops.repeat(k, layer.num_repeats, axis=2)
+    q = keras.ops.multiply(q, keras.ops.cast(layer._inverse_sqrt_head_dim, q.dtype))
+    return layer._masked_softmax(keras.ops.einsum(layer._dot_product_equation, q, k), mask)
 
 
 def _check_cache(layer, bound: dict[str, Any]) -> None:
@@ -255,12 +283,14 @@ def _own_scores(layer, q, k, v, mask):
 
 def _flatten(layer, scores: np.ndarray) -> np.ndarray:
     """(batch, heads, *query_axes, *key_axes) to (batch, heads, queries, keys)."""
-    axes = len(layer._attention_axes)
+    # GroupQueryAttention attends over one axis, the sequence's.
+    attention_axes = getattr(layer, "_attention_axes", None) or (1,)
+    axes = len(attention_axes)
     if scores.ndim != 2 + 2 * axes:
         raise ValueError(
             f"Attention scores of {layer.name!r} have shape {scores.shape}; scores with "
             "batch axes besides the first are not shown. Received: attention_axes="
-            f"{layer._attention_axes}"
+            f"{attention_axes}"
         )
     n, heads = scores.shape[:2]
     queries = int(np.prod(scores.shape[2 : 2 + axes]))

@@ -37,6 +37,34 @@ def token_model(*, padding: bool, causal: bool, name: str = "tokens_attention"):
     return keras.Model(tokens, out, name=name)
 
 
+GROUPED_HEADS = 4  # query heads, two to each key and value head
+
+
+def grouped_model(*, padding: bool, causal: bool, window: int | None = None):
+    """`token_model` with a GroupQueryAttention (4 query heads sharing 2 key
+    and value heads, a sliding window when given) in place of the MHA."""
+    import keras
+
+    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(
+        VOCAB,
+        DIM,
+        mask_zero=padding,
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        name="embed",
+    )(tokens)
+    gqa = keras.layers.GroupQueryAttention(
+        head_dim=KEY_DIM,
+        num_query_heads=GROUPED_HEADS,
+        num_key_value_heads=2,
+        sliding_window=window,
+        name="gqa",
+    )
+    y = gqa(x, x, use_causal_mask=causal)
+    y = keras.layers.GlobalAveragePooling1D(name="pool")(y)
+    return keras.Model(tokens, keras.layers.Dense(3, name="out")(y), name="grouped_attention")
+
+
 def cross_model(name: str = "cross_attention"):
     """Cross-attention of 4 queries over 6 keys (a separate key input), with an
     explicit `attention_mask` input, no biases and a value_dim of its own."""
@@ -104,7 +132,9 @@ def reference_scores(
 ) -> np.ndarray:
     """softmax(Q K^T / sqrt(key_dim)) over the allowed keys, in float64 numpy,
     from the layer's projection weights; rows with no allowed key are 0 and
-    masked queries' rows too, as Keras's masked Softmax gives them."""
+    masked queries' rows too, as Keras's masked Softmax gives them. For a
+    GroupQueryAttention, each key head serves its group of query heads, and
+    a key more than `sliding_window - 1` positions away is not allowed."""
     key = value if key is None else key
 
     def project(dense, x):
@@ -112,9 +142,15 @@ def reference_scores(
         out = np.einsum("btd,dnh->btnh", np.asarray(x, np.float64), kernel)
         return out if bias is None else out + bias
 
-    q = project(layer.query_dense, query)
-    k = project(layer.key_dense, key)
-    logits = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(layer.key_dim)
+    grouped = hasattr(layer, "num_key_value_heads")
+    if grouped:
+        q, k = project(layer._query_dense, query), project(layer._key_dense, key)
+        k = np.repeat(k, layer.num_query_heads // layer.num_key_value_heads, axis=2)
+        depth = layer.head_dim
+    else:
+        q, k = project(layer.query_dense, query), project(layer.key_dense, key)
+        depth = layer.key_dim
+    logits = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(depth)
     n, _, t, s = logits.shape
     allowed = np.ones((n, t, s), bool)
     if query_mask is not None:
@@ -125,6 +161,9 @@ def reference_scores(
         allowed &= np.asarray(attention_mask, bool)
     if causal:
         allowed &= np.tril(np.ones((t, s), bool))[None]
+    if grouped and layer.sliding_window is not None:
+        apart = np.abs(np.arange(t)[:, None] - np.arange(s)[None, :])
+        allowed &= (apart < layer.sliding_window)[None]
     allowed = allowed[:, None]
     logits = np.where(allowed, logits, -np.inf)
     top = np.max(logits, axis=-1, keepdims=True)
@@ -140,11 +179,13 @@ def embedded(model, tokens: np.ndarray) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(model.get_layer("embed")(tokens)), np.float64)
 
 
-def token_reference(model, tokens: np.ndarray, *, padding: bool, causal: bool) -> np.ndarray:
+def token_reference(
+    model, tokens: np.ndarray, *, padding: bool, causal: bool, layer: str = "mha"
+) -> np.ndarray:
     x = embedded(model, tokens)
     mask = tokens != 0 if padding else None
     return reference_scores(
-        model.get_layer("mha"), x, x, query_mask=mask, key_mask=mask, causal=causal
+        model.get_layer(layer), x, x, query_mask=mask, key_mask=mask, causal=causal
     )
 
 

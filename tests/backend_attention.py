@@ -8,7 +8,9 @@ leaves in OUT_DIR: `facts.json` and `arrays.npz`, which holds, per mask case,
 the logged scores at full precision (`<case>/logged`, the logger's own
 forward pass), as read back from the event files (`<case>/read`), the numpy
 reference from the layer's weights (`<case>/reference`) and the layer's own
-`return_attention_scores=True` (`<case>/own`); and for a short fit with the
+`return_attention_scores=True` (`<case>/own`); the same for a
+GroupQueryAttention, logged through the graph and by observing
+(`grouped/<case>/graph`, `.../observed`, `.../reference`, `.../own`); and for a short fit with the
 logger, the model's predictions before and after a snapshot (`fit/before`,
 `fit/after`), its losses and the logged steps. A subclassed transformer
 (tests/attention_models.py: a custom block called twice), reached by
@@ -27,12 +29,15 @@ import numpy as np
 
 CASES = {"plain": (False, False), "padding": (True, False), "causal": (False, True)}
 CASES["padding-causal"] = (True, True)
+# GroupQueryAttention: (padding, causal, sliding window)
+GROUPED = {"plain": (False, False, None), "padding-causal-window": (True, True, 3)}
 
 
 def main(out_dir: str) -> None:
     import keras
     from attention_models import (
         TOKENS,
+        grouped_model,
         reverse_task,
         sublayer_outputs,
         tiny_vit,
@@ -61,6 +66,24 @@ def main(out_dir: str) -> None:
         log = read(os.path.join(out_dir, case))
         arrays[f"{case}/read"] = log.activations("activations", "mha/attention_scores", 0)
         facts[f"{case}/info"] = log.info("activations", "mha/attention_scores").to_json()
+
+    for i, (case, (padding, causal, window)) in enumerate(GROUPED.items()):
+        keras.utils.set_random_seed(20 + i)
+        model = grouped_model(padding=padding, causal=causal, window=window)
+        key = f"grouped/{case}"
+        arrays[f"{key}/reference"] = token_reference(
+            model, TOKENS, padding=padding, causal=causal, layer="gqa"
+        )
+        x = model.get_layer("embed")(TOKENS)
+        _, own = model.get_layer("gqa")(x, x, use_causal_mask=causal, return_attention_scores=True)
+        arrays[f"{key}/own"] = keras.ops.convert_to_numpy(own)
+        # By name through the graph; by default observed, as a transformer.
+        for route, layers in (("graph", ["gqa"]), ("observed", None)):
+            session = LoggingSession(os.path.join(out_dir, key, route), TOKENS, layers, verbose=0)
+            session.bind(model)
+            values = {v.info.layer: v for v in session.forward()}
+            arrays[f"{key}/{route}"] = values["gqa/attention_scores"].array
+            session.close()
 
     # A ViT's tokens on the patch grid, its class token apart.
     keras.utils.set_random_seed(5)

@@ -21,6 +21,7 @@ keras = pytest.importorskip("keras")
 
 from attention_models import (  # noqa: E402
     DIM,
+    GROUPED_HEADS,
     HEADS,
     KEY_DIM,
     LENGTH,
@@ -29,6 +30,7 @@ from attention_models import (  # noqa: E402
     VOCAB,
     cross_model,
     embedded,
+    grouped_model,
     reference_scores,
     reverse_task,
     subclassed_references,
@@ -214,6 +216,60 @@ def test_logging_changes_nothing_and_the_model_still_trains(tmp_path):
     np.testing.assert_allclose(after["mha/attention_scores"].array, want, atol=ATOL)
 
 
+# -- GroupQueryAttention ---------------------------------------------------------------
+
+GROUPED_CASES = [
+    # (id, padding, causal, sliding window)
+    ("plain", False, False, None),
+    ("padding", True, False, None),
+    ("causal", False, True, None),
+    ("causal, sliding window", False, True, 3),
+    ("padding, sliding window", True, False, 2),
+]
+
+
+@pytest.mark.parametrize(
+    "padding, causal, window", [c[1:] for c in GROUPED_CASES], ids=[c[0] for c in GROUPED_CASES]
+)
+@pytest.mark.parametrize("route", ["graph", "observed"])
+def test_grouped_query_attention_scores_are_the_reference_and_the_layers_own(
+    tmp_path, padding, causal, window, route
+):
+    keras.utils.set_random_seed(9)
+    model = grouped_model(padding=padding, causal=causal, window=window)
+    # By name through the Functional graph; by default a transformer's
+    # layers are observed.
+    values = session_values(model, TOKENS, ["gqa"] if route == "graph" else None, tmp_path)
+    assert {"gqa", "gqa/attention_scores"} <= set(values)
+    got = values["gqa/attention_scores"].array
+    want = token_reference(model, TOKENS, padding=padding, causal=causal, layer="gqa")
+    assert got.shape == (2, GROUPED_HEADS, LENGTH, LENGTH) == want.shape
+    np.testing.assert_allclose(got, want, atol=ATOL)
+    gqa = model.get_layer("gqa")
+    x = model.get_layer("embed")(TOKENS)
+    _, own = gqa(x, x, use_causal_mask=causal, return_attention_scores=True)
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(own), atol=1e-6)
+
+
+def test_grouped_query_attention_scores_follow_training(tmp_path):
+    keras.utils.set_random_seed(10)
+    model = grouped_model(padding=False, causal=True)
+    x, _ = reverse_task(32, LENGTH, VOCAB)
+    y = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+    model.compile("adam", "mse")
+    logger = ActivationLogger(tmp_path, x[:2], verbose=0)
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[logger], verbose=0)
+    log = read(tmp_path)
+    assert log.steps("activations", "gqa/attention_scores") == [0, 4, 8]
+    first, last = (log.stats("activations", "gqa/attention_scores")["std"][i] for i in (0, -1))
+    assert not np.array_equal(first, last)
+    x2 = embedded(model, x[:2])
+    want = reference_scores(model.get_layer("gqa"), x2, x2, causal=True)
+    after = {v.info.layer: v for v in logger.session.forward()}
+    np.testing.assert_allclose(after["gqa/attention_scores"].array, want, atol=ATOL)
+    assert log.info("activations", "gqa/attention_scores").channels == GROUPED_HEADS
+
+
 def test_keras_hub_decoder_attention_from_its_observed_call():
     """keras-hub's CachedMultiHeadAttention, inside a TransformerDecoder (a
     custom layer): the arguments its call receives in a forward pass give the
@@ -330,6 +386,16 @@ def backend_run(request, tmp_path_factory):
     with np.load(out / "arrays.npz") as z:
         arrays = dict(z)
     return backend, facts, arrays
+
+
+@pytest.mark.parametrize("case", ["plain", "padding-causal-window"])
+@pytest.mark.parametrize("route", ["graph", "observed"])
+def test_backend_grouped_query_attention_scores(backend_run, case, route):
+    _, _, arrays = backend_run
+    logged, want = arrays[f"grouped/{case}/{route}"], arrays[f"grouped/{case}/reference"]
+    assert logged.shape == (2, GROUPED_HEADS, LENGTH, LENGTH)
+    np.testing.assert_allclose(logged, want, atol=ATOL)
+    np.testing.assert_allclose(logged, arrays[f"grouped/{case}/own"], atol=1e-6)
 
 
 @pytest.mark.parametrize("case", BACKEND_CASES)
