@@ -68,21 +68,34 @@ AXES = ("query", "key")
 _MASK_OF = {"query_mask": "query", "value_mask": "value", "key_mask": "key"}
 
 
-# Keras's attention layers with heads: their calls' probabilities are logged.
-# GroupQueryAttention (Keras 3.6 on) shares each key and value head among
-# several query heads.
+# Keras's attention layers with heads, a transformer's. GroupQueryAttention
+# (Keras 3.6 on) shares each key and value head among several query heads.
 _GROUPED = getattr(keras.layers, "GroupQueryAttention", None)
-ATTENTION_CLASSES = (keras.layers.MultiHeadAttention, *([_GROUPED] if _GROUPED else []))
+HEADED_CLASSES = (keras.layers.MultiHeadAttention, *([_GROUPED] if _GROUPED else []))
+# And the dot-product attention of one head, Luong's (`Attention`) and
+# Bahdanau's (`AdditiveAttention`, a subclass), as in a recurrent seq2seq
+# model: their calls take `[query, value, key]` and `mask` lists.
+ATTENTION_CLASSES = (*HEADED_CLASSES, keras.layers.Attention)
 
 
 def is_attention(layer) -> bool:
-    """Whether `layer` is a `keras.layers.MultiHeadAttention` or
-    `GroupQueryAttention` (or a subclass)."""
+    """Whether `layer` is one of Keras's attention layers (or a subclass),
+    whose probabilities are logged: `MultiHeadAttention`,
+    `GroupQueryAttention`, `Attention` or `AdditiveAttention`."""
     return isinstance(layer, ATTENTION_CLASSES)
+
+
+def has_heads(layer) -> bool:
+    """A transformer's attention: `MultiHeadAttention` or `GroupQueryAttention`."""
+    return isinstance(layer, HEADED_CLASSES)
 
 
 def _grouped(layer) -> bool:
     return _GROUPED is not None and isinstance(layer, _GROUPED)
+
+
+def _dot_product(layer) -> bool:
+    return isinstance(layer, keras.layers.Attention)
 
 
 def scores_tag(path: str) -> str:
@@ -110,6 +123,15 @@ def _bind(layer, call_args: tuple, call_kwargs: dict) -> dict[str, Any]:
                 f"Received: call_kwargs={sorted(call_kwargs)}"
             )
         bound[k] = v
+    if _dot_product(layer):
+        inputs = bound.get("inputs")
+        if not isinstance(inputs, (list, tuple)) or len(inputs) not in (2, 3):
+            raise ValueError(
+                f"A call of {type(layer).__name__} takes inputs [query, value] or "
+                f"[query, value, key]. Received: inputs of type {type(inputs).__name__}"
+                + (f" and length {len(inputs)}" if isinstance(inputs, (list, tuple)) else "")
+            )
+        return bound
     for name in ("query", "value"):
         if bound.get(name) is None:
             raise ValueError(
@@ -203,6 +225,8 @@ def _scores(layer, bound: dict[str, Any]):
     """`attention_scores` before numpy: backend tensors in, a backend tensor
     out, so that it runs eagerly or traced inside the extractor (`_Scores`)."""
     _check_cache(layer, bound)
+    if _dot_product(layer):
+        return _dot_product_scores(layer, bound)
     tensors = {name: _tensor(bound.get(name)) for name in ("query", "value", "key")}
     query, value = tensors["query"], tensors["value"]
     key = value if tensors["key"] is None else tensors["key"]
@@ -254,6 +278,28 @@ def _grouped_scores(layer, q, k, mask):
     k = keras.ops.repeat(k, layer.num_repeats, axis=2)
     q = keras.ops.multiply(q, keras.ops.cast(layer._inverse_sqrt_head_dim, q.dtype))
     return layer._masked_softmax(keras.ops.einsum(layer._dot_product_equation, q, k), mask)
+
+
+def _dot_product_scores(layer, bound: dict[str, Any]):
+    """An `Attention`'s or `AdditiveAttention`'s probabilities, by its own
+    steps: `_calculate_scores` (its dot product or its additive score), the
+    mask of the value's Keras mask and `use_causal_mask`, and the softmax of
+    `_apply_scores` without dropout. As one head: `(batch, 1, queries, keys)`."""
+    inputs = [_tensor(x) for x in bound["inputs"]]
+    query, value = inputs[0], inputs[1]
+    key = inputs[2] if len(inputs) > 2 else value
+    masks = bound.get("mask")
+    if masks is None:
+        # What `Layer.__call__` passes as `mask` when the caller gave none.
+        masks = [get_keras_mask(t) for t in inputs]
+    value_mask = masks[1] if len(masks) > 1 and masks[1] is not None else None
+    if value_mask is not None:
+        value_mask = keras.ops.convert_to_tensor(value_mask)
+    scores = layer._calculate_scores(query=query, key=key)
+    causal = bool(bound.get("use_causal_mask", False))
+    scores_mask = layer._calculate_score_mask(scores, value_mask, causal)
+    _, weights = layer._apply_scores(scores=scores, value=value, scores_mask=scores_mask)
+    return keras.ops.expand_dims(weights, 1)
 
 
 def _check_cache(layer, bound: dict[str, Any]) -> None:

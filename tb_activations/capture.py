@@ -395,18 +395,20 @@ def attends(layer) -> bool:
 
 
 def has_attention(model) -> bool:
-    return any(is_attention(layer) for _, layer in reachable(model))
+    """Whether the model holds a transformer's attention (with heads)."""
+    return any(attention.has_heads(layer) for _, layer in reachable(model))
 
 
 def is_transformer(model, entries=None) -> bool:
     """Whether `layers=None` on a model with a graph picks as for a
-    transformer (`default_layers`): it holds Keras's attention layer, or a
+    transformer (`default_layers`): it holds Keras's attention layer with
+    heads (not a recurrent seq2seq model's `Attention`), or a
     block (a layer, not a model) with an attention layer of its own class
     inside, as keras-hub's Llama, Gemma and DeBERTa do. A CNN's attention
     module (CBAM's) in the graph itself is not a transformer's. `entries`:
     `reachable(model)` when the caller has it."""
     entries = reachable(model) if entries is None else entries
-    if any(is_attention(layer) for _, layer in entries):
+    if any(attention.has_heads(layer) for _, layer in entries):
         return True
     by_path = dict(entries)
     for p, layer in entries:

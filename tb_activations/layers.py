@@ -37,6 +37,9 @@ DEFAULT_CLASSES = (
     "ConvLSTM1D",
     "ConvLSTM2D",
     "ConvLSTM3D",
+    # A recurrent seq2seq model's attention (its scores are logged too).
+    "Attention",
+    "AdditiveAttention",
 )
 
 LayerSpec = None | str | re.Pattern | Sequence[Any]

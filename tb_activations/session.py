@@ -313,6 +313,13 @@ def _graph_paths(model, layers, max_layers: int) -> list[str] | None:
         paths = layers_lib.select(model, layers, max_layers)
     except ValueError:
         return None
+    by_path = dict(layers_lib.walk(model))
+    # A dot-product attention's scores come from its observed call: the
+    # `mask` list its `call` receives holds its inputs' Keras masks.
+    if any(
+        attention.is_attention(by_path[p]) and not attention.has_heads(by_path[p]) for p in paths
+    ):
+        return None
     # A graph gives a shared layer's first call only.
     if any(layers_lib.graph_calls(model, p) > 1 for p in paths):
         return None

@@ -65,6 +65,57 @@ def grouped_model(*, padding: bool, causal: bool, window: int | None = None):
     return keras.Model(tokens, keras.layers.Dense(3, name="out")(y), name="grouped_attention")
 
 
+def seq2seq_model(kind: str):
+    """Tokens (0 pads) -> Embedding(mask_zero) -> LSTM -> queries (Dense) ->
+    `kind` ("dot", "concat" or "additive") attention of the queries over the
+    LSTM's states, whose padding mask it takes from them -> Dense."""
+    import keras
+
+    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(VOCAB, DIM, mask_zero=True, name="embed")(tokens)
+    states = keras.layers.LSTM(DIM, return_sequences=True, name="encoder")(x)
+    queries = keras.layers.Dense(DIM, name="queries")(states)
+    if kind == "additive":
+        att = keras.layers.AdditiveAttention(name="att")
+    else:
+        att = keras.layers.Attention(use_scale=True, score_mode=kind, name="att")
+    context = att([queries, states])
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(context)
+    return keras.Model(tokens, keras.layers.Dense(3, name="out")(x), name=f"seq2seq_{kind}")
+
+
+def dot_product_reference(layer, query, value, *, value_mask=None, causal=False):
+    """An `Attention`'s or `AdditiveAttention`'s probabilities in float64
+    numpy, from its score weights, as `(batch, 1, queries, keys)`: Luong's
+    scaled dot product, its "concat" score, or Bahdanau's additive score;
+    softmax over the allowed keys (the value's mask, causal)."""
+    import keras
+
+    q = np.asarray(query, np.float64)
+    k = np.asarray(value, np.float64)
+
+    def weight(v):
+        return 1.0 if v is None else np.asarray(keras.ops.convert_to_numpy(v), np.float64)
+
+    if isinstance(layer, keras.layers.AdditiveAttention):
+        scale = weight(layer.scale) if layer.use_scale else 1.0
+        logits = (scale * np.tanh(q[:, :, None, :] + k[:, None, :, :])).sum(-1)
+    elif layer.score_mode == "dot":
+        logits = np.einsum("bqd,bkd->bqk", q, k) * weight(layer.scale)
+    else:
+        inner = np.tanh(weight(layer.scale) * (q[:, :, None, :] + k[:, None, :, :]))
+        logits = weight(layer.concat_score_weight) * inner.sum(-1)
+    n, t, s = logits.shape
+    allowed = np.ones((n, t, s), bool)
+    if value_mask is not None:
+        allowed &= np.asarray(value_mask, bool)[:, None, :]
+    if causal:
+        allowed &= np.tril(np.ones((t, s), bool))[None]
+    logits = np.where(allowed, logits, -np.inf)
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True))[:, None]
+
+
 def cross_model(name: str = "cross_attention"):
     """Cross-attention of 4 queries over 6 keys (a separate key input), with an
     explicit `attention_mask` input, no biases and a value_dim of its own."""

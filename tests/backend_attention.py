@@ -10,7 +10,9 @@ forward pass), as read back from the event files (`<case>/read`), the numpy
 reference from the layer's weights (`<case>/reference`) and the layer's own
 `return_attention_scores=True` (`<case>/own`); the same for a
 GroupQueryAttention, logged through the graph and by observing
-(`grouped/<case>/graph`, `.../observed`, `.../reference`, `.../own`); and for a short fit with the
+(`grouped/<case>/graph`, `.../observed`, `.../reference`, `.../own`); a
+recurrent seq2seq model's `Attention` and `AdditiveAttention` logged by
+default (`seq2seq/<kind>/logged`, `.../own`); and for a short fit with the
 logger, the model's predictions before and after a snapshot (`fit/before`,
 `fit/after`), its losses and the logged steps. A subclassed transformer
 (tests/attention_models.py: a custom block called twice), reached by
@@ -31,6 +33,7 @@ CASES = {"plain": (False, False), "padding": (True, False), "causal": (False, Tr
 CASES["padding-causal"] = (True, True)
 # GroupQueryAttention: (padding, causal, sliding window)
 GROUPED = {"plain": (False, False, None), "padding-causal-window": (True, True, 3)}
+SEQ2SEQ = ("dot", "additive")
 
 
 def main(out_dir: str) -> None:
@@ -39,6 +42,7 @@ def main(out_dir: str) -> None:
         TOKENS,
         grouped_model,
         reverse_task,
+        seq2seq_model,
         sublayer_outputs,
         tiny_vit,
         token_model,
@@ -84,6 +88,24 @@ def main(out_dir: str) -> None:
             values = {v.info.layer: v for v in session.forward()}
             arrays[f"{key}/{route}"] = values["gqa/attention_scores"].array
             session.close()
+
+    # A recurrent seq2seq model's Attention and AdditiveAttention, by default.
+    for i, kind in enumerate(SEQ2SEQ):
+        keras.utils.set_random_seed(30 + i)
+        model = seq2seq_model(kind)
+        session = LoggingSession(os.path.join(out_dir, "seq2seq", kind), TOKENS, verbose=0)
+        session.bind(model)
+        values = {v.info.layer: v for v in session.forward()}
+        facts[f"seq2seq/{kind}/series"] = sorted(values)
+        arrays[f"seq2seq/{kind}/logged"] = values["att/attention_scores"].array
+        session.close()
+        names = ["queries", "encoder"]
+        query, states = (model.get_layer(n).output for n in names)
+        query, states = keras.Model(model.inputs, [query, states])(TOKENS)
+        _, own = model.get_layer("att")(
+            [query, states], mask=[None, TOKENS != 0], return_attention_scores=True
+        )
+        arrays[f"seq2seq/{kind}/own"] = keras.ops.convert_to_numpy(own)
 
     # A ViT's tokens on the patch grid, its class token apart.
     keras.utils.set_random_seed(5)

@@ -29,10 +29,12 @@ from attention_models import (  # noqa: E402
     TOKENS,
     VOCAB,
     cross_model,
+    dot_product_reference,
     embedded,
     grouped_model,
     reference_scores,
     reverse_task,
+    seq2seq_model,
     subclassed_references,
     subclassed_transformer,
     token_model,
@@ -270,6 +272,83 @@ def test_grouped_query_attention_scores_follow_training(tmp_path):
     assert log.info("activations", "gqa/attention_scores").channels == GROUPED_HEADS
 
 
+# -- Attention and AdditiveAttention: a recurrent seq2seq model's --------------------
+
+DOT_PRODUCT_CASES = [
+    # (id, layer, causal)
+    ("Luong, scaled dot product", lambda: keras.layers.Attention(use_scale=True), False),
+    ("Luong, dot product, causal", lambda: keras.layers.Attention(), True),
+    (
+        "Luong, concat score",
+        lambda: keras.layers.Attention(use_scale=True, score_mode="concat"),
+        False,
+    ),
+    ("Bahdanau, additive", lambda: keras.layers.AdditiveAttention(), False),
+    ("Bahdanau, additive, causal", lambda: keras.layers.AdditiveAttention(), True),
+]
+
+
+@pytest.mark.parametrize(
+    "make, causal", [c[1:] for c in DOT_PRODUCT_CASES], ids=[c[0] for c in DOT_PRODUCT_CASES]
+)
+def test_dot_product_attention_scores_are_the_reference_and_the_layers_own(make, causal):
+    keras.utils.set_random_seed(11)
+    layer = make()
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=(2, 4, DIM)).astype("float32")
+    value = rng.normal(size=(2, LENGTH, DIM)).astype("float32")
+    mask = np.ones((2, LENGTH), bool)
+    mask[0, 4:] = False
+    layer([query, value])  # builds it
+    # Weights away from their initial values, so that each one counts.
+    for w in layer.weights:
+        w.assign(rng.uniform(0.5, 1.5, size=w.shape).astype("float32"))
+    _, own = layer(
+        [query, value], mask=[None, mask], use_causal_mask=causal, return_attention_scores=True
+    )
+    got = attention.attention_scores(
+        layer, ([query, value],), {"mask": [None, mask], "use_causal_mask": causal}
+    )
+    assert got.shape == (2, 1, 4, LENGTH)
+    np.testing.assert_allclose(got[:, 0], keras.ops.convert_to_numpy(own), atol=1e-6)
+    want = dot_product_reference(layer, query, value, value_mask=mask, causal=causal)
+    np.testing.assert_allclose(got, want, atol=ATOL)
+
+
+@pytest.mark.parametrize("kind", ["dot", "concat", "additive"])
+def test_a_seq2seq_models_attention_logs_its_scores_by_default(tmp_path, kind):
+    # Not a transformer: its recurrent layers stay in the defaults, and the
+    # attention's padded keys (the encoder's states of token 0) get weight 0.
+    keras.utils.set_random_seed(12)
+    model = seq2seq_model(kind)
+    x, y = reverse_task(32, LENGTH, VOCAB)
+    x[:, 4:] = 0
+    probe = np.concatenate([x[:1], TOKENS[1:]])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    logger = ActivationLogger(tmp_path, probe, verbose=0)
+    model.fit(x, y[:, 0] % 3, batch_size=8, epochs=2, callbacks=[logger], verbose=0)
+    log = read(tmp_path)
+    assert log.layers("activations") == [
+        "embed",
+        "encoder",
+        "queries",
+        "att",
+        "att/attention_scores",
+        "out",
+    ]
+    assert log.steps("activations", "att/attention_scores") == [0, 4, 8]
+    inner = keras.Model(
+        model.inputs, [model.get_layer("queries").output, model.get_layer("encoder").output]
+    )
+    query, states = (keras.ops.convert_to_numpy(t) for t in inner(probe))
+    want = dot_product_reference(model.get_layer("att"), query, states, value_mask=probe != 0)
+    after = {v.info.layer: v for v in logger.session.forward()}
+    got = after["att/attention_scores"].array
+    np.testing.assert_allclose(got, want, atol=ATOL)
+    assert np.all(got[0, :, :, 4:] == 0)
+    assert log.info("activations", "att/attention_scores").channels == 1
+
+
 def test_keras_hub_decoder_attention_from_its_observed_call():
     """keras-hub's CachedMultiHeadAttention, inside a TransformerDecoder (a
     custom layer): the arguments its call receives in a forward pass give the
@@ -386,6 +465,17 @@ def backend_run(request, tmp_path_factory):
     with np.load(out / "arrays.npz") as z:
         arrays = dict(z)
     return backend, facts, arrays
+
+
+@pytest.mark.parametrize("kind", ["dot", "additive"])
+def test_backend_seq2seq_attention_scores_by_default(backend_run, kind):
+    _, facts, arrays = backend_run
+    assert "att/attention_scores" in facts[f"seq2seq/{kind}/series"]
+    assert "encoder" in facts[f"seq2seq/{kind}/series"]
+    logged = arrays[f"seq2seq/{kind}/logged"]
+    assert logged.shape == (2, 1, LENGTH, LENGTH)
+    np.testing.assert_allclose(logged[:, 0], arrays[f"seq2seq/{kind}/own"], atol=1e-6)
+    assert np.all(logged[0, :, :, TOKENS[0] == 0] == 0)
 
 
 @pytest.mark.parametrize("case", ["plain", "padding-causal-window"])
