@@ -157,8 +157,13 @@ export function counts(tl, step, total) {
   };
 }
 
-/** @param {number} n @param {string} one @param {string} [many] */
-const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+/**
+ * "1 head", "4 heads": a count and its noun.
+ * @param {number} n @param {string} one @param {string} [many]
+ */
+export function counted(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
+}
 
 /**
  * "37 of 512 channels dead at step 600 (7%); 2 never active; 12 died after step 0 (the last at step 450); 1 revived".
@@ -166,7 +171,7 @@ const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
  */
 export function countsSentence(k, step, noun = "channel") {
   const pct = k.total ? Math.round((100 * k.dead) / k.total) : 0;
-  const parts = [`${k.dead} of ${plural(k.total, noun)} dead at step ${step} (${pct}%)`];
+  const parts = [`${k.dead} of ${counted(k.total, noun)} dead at step ${step} (${pct}%)`];
   parts.push(`${k.never} never active`);
   if (k.first !== null) {
     const last = k.died && k.lastDeath !== null ? ` (the last at step ${k.lastDeath})` : "";
@@ -315,7 +320,7 @@ export function dormantCounts(tl, step, total) {
 export function dormantSentence(k, step, noun = "channel") {
   const pct = k.total ? Math.round((100 * k.dormant) / k.total) : 0;
   const last = k.became && k.last !== null ? ` (the last at step ${k.last})` : "";
-  return `${k.dormant} of ${plural(k.total, noun)} dormant at step ${step} (${pct}%); ${k.became} became dormant after step ${k.first}${last}`;
+  return `${k.dormant} of ${counted(k.total, noun)} dormant at step ${step} (${pct}%); ${k.became} became dormant after step ${k.first}${last}`;
 }
 
 /**

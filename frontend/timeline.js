@@ -269,7 +269,8 @@ export class ChannelTimeline {
     this.plot.style.height = `${cssHeight(R)}px`;
     this._marks(s);
     this.markStep(s.step);
-    const showing = R < tl.channels ? `${R} of ${tl.channels} ${noun}s` : `all ${R} ${noun}s`;
+    const showing =
+      R < tl.channels ? `${R} of ${tl.channels} ${noun}s` : R === 1 ? `the one ${noun}` : `all ${R} ${noun}s`;
     this.rowsNote.textContent = `Rows: ${showing}, ${s.orderText}, top to bottom. Columns: the ${S} kept steps.`;
     // Channel (head) numbers beside rows tall enough to read them; steps under the columns.
     const labelled = cssHeight(R) / R >= 9;

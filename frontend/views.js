@@ -5,6 +5,7 @@
 
 import { NORMALIZATIONS, fmt, fmtEpoch } from "./color.js";
 import { choiceSelect, h, shapeText } from "./dom.js";
+import { counted } from "./channel-order.js";
 import { channelNoun, derived } from "./tokens.js";
 
 /** @typedef {import("./color.js").Lut} Lut */
@@ -174,13 +175,16 @@ export function fillLayerList(list, infos, filter, current, onPick) {
     const hay = `${info.layer} ${info.class_name}`.toLowerCase();
     if (needle && !hay.includes(needle)) continue;
     const selected = info.layer === current;
-    const ch = channelNoun(info) === "head" ? "heads" : "ch";
+    const heads = channelNoun(info) === "head";
+    const ch = heads ? "heads" : "ch";
     const channels =
       info.layout === "units"
         ? `${info.width} units`
         : info.total_channels > info.channels
           ? `${info.channels} of ${info.total_channels} ${ch}`
-          : `${info.channels} ${ch}`;
+          : heads
+            ? counted(info.channels, "head")
+            : `${info.channels} ${ch}`;
     items.push(
       h(
         "button",
@@ -303,7 +307,7 @@ export function errorList(el, errors) {
 export function layerTitle(el, info, n) {
   const reduced = info.source_height > info.height || info.source_width > info.width;
   const { axes } = derived(info);
-  const noun = `${channelNoun(info)}s`;
+  const noun = channelNoun(info);
   el.replaceChildren(
     h("h1", { className: "layer-heading" }, info.layer),
     h(
@@ -313,8 +317,8 @@ export function layerTitle(el, info, n) {
         info.layout === "units"
           ? `${info.width} units`
           : info.layout === "sequence"
-            ? `${n} channels × ${info.width} time steps`
-            : `${n}${info.total_channels > n ? ` of ${info.total_channels}` : ""} ${noun}, ${info.height}×${info.width}${axes ? ` (${axes[0]} × ${axes[1]})` : ""}`
+            ? `${counted(n, "channel")} × ${info.width} time steps`
+            : `${info.total_channels > n ? `${n} of ${info.total_channels} ${noun}s` : counted(n, noun)}, ${info.height}×${info.width}${axes ? ` (${axes[0]} × ${axes[1]})` : ""}`
       }${reduced ? ` (reduced from ${info.source_height}×${info.source_width})` : ""}${
         info.reduction ? ` · ${info.reduction}` : ""
       }`,

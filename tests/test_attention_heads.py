@@ -82,6 +82,10 @@ def logged(tmp_path_factory):
     with pytest.warns(UserWarning, match=rf"'{SCORES}' is 20x20; .* by 3 to 7x7"):
         log_activations(model, IDS, root / "b", ["mha"], **options)
     scores[RUNS[1]] = true_scores(model)
+    # One head: a recurrent seq2seq model's Bahdanau attention.
+    from attention_models import TOKENS, seq2seq_model
+
+    log_activations(seq2seq_model("additive"), TOKENS, root / "c", ["att"], verbose=0)
     return root, scores
 
 
@@ -189,6 +193,20 @@ def test_the_reduced_levels_are_box_means_of_the_full_map(server, logged):
 
 # --------------------------------------------------------------------------
 # Heads named as heads, wherever a channel would be named.
+
+
+def test_one_head_is_counted_as_one(panel, server):
+    tag = "att/attention_scores"
+    panel.open(f"&run=c%2Factivations&view=layer&layer={quote(tag, safe='')}")
+    panel.wait_ready(layer=tag)
+    panel.ui.locator(f"body[data-timeline-rendered='{tag}']").wait_for(state="attached")
+    listed = panel.ui.locator("#layers button.layer", has_text=tag).text_content()
+    assert listed.endswith("· 1 head"), listed
+    heading = panel.ui.locator(".layer-heading + .muted").text_content()
+    assert "· 1 head, 6×6 (query × key)" in heading, heading
+    assert panel.ui.locator(".tl-title").text_content() == "Head timeline · 1 head × 1 step"
+    assert panel.ui.locator(".tl-rows").text_content().startswith("Rows: the one head, ")
+    assert texts(panel, "#view .grid .tile .tile-label") == ["head 0"]
 
 
 def test_heads_are_named_in_the_compare_pane_and_the_timeline(panel, server):
