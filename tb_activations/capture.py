@@ -448,8 +448,12 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
     block, a recurrent layer holding its cell) and returns several.
     """
     entries = reachable(model) if entries is None else entries
+    by_path = dict(entries)
     showable = {
-        p for p in found.calls if any(why_not_showable(o) is None for o in found.outputs_of(p))
+        p
+        for p in found.calls
+        if any(why_not_showable(o) is None for o in found.outputs_of(p))
+        and not all(layers_lib.is_gate(by_path.get(p), o.shape) for o in found.outputs_of(p))
     }
     order = {p: i for i, (p, _) in enumerate(entries)}
     kinds = {p: type(layer).__name__ for p, layer in entries}

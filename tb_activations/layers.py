@@ -69,6 +69,17 @@ def is_block(layer) -> bool:
     return any(is_default(sub) for sub in inner)
 
 
+def is_gate(layer, shape) -> bool:
+    """Whether `layer`'s output of `shape` (batch first) is a convolution's
+    that is one pixel in space: a squeeze-and-excitation gate's (MobileNetV3,
+    EfficientNet), its channels tiles of one pixel. Not a feature map to look
+    at, so `layers=None` leaves it out; named, it is logged."""
+    if "Conv" not in type(layer).__name__ or len(shape) < 4:
+        return False
+    channels_first = getattr(layer, "data_format", None) == "channels_first"
+    return all(d == 1 for d in (shape[2:] if channels_first else shape[1:-1]))
+
+
 def picked_by_default(layer) -> bool:
     """What `layers=None` picks among a graph's layers: `is_default` or `is_block`."""
     return is_default(layer) or is_block(layer)
@@ -217,7 +228,11 @@ def select(model, layers: LayerSpec, max_layers: int) -> list[str]:
     ordered = [p for p, _ in walk(model)]
     by_path = dict(walk(model))
     if layers is None:
-        picks = [p for p, layer in available(model) if picked_by_default(layer)]
+        picks = [
+            p
+            for p, layer in available(model)
+            if picked_by_default(layer) and not is_gate(layer, layer.output.shape)
+        ]
         return spread(picks, max_layers)
     if isinstance(layers, str) and layers == "all":
         return [p for p, _ in available(model)]

@@ -671,6 +671,30 @@ def test_recurrent_layers_are_default_picks_however_the_model_is_built(make, def
     assert _no_shadows(model)
 
 
+class _SqueezeExcite(keras.Model):
+    """A subclassed CNN with a squeeze-and-excitation gate (1 x 1 in space)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")
+        self.reduce = keras.layers.Conv2D(2, 1, name="se_reduce")
+        self.expand = keras.layers.Conv2D(4, 1, activation="sigmoid", name="se_expand")
+        self.head = keras.layers.Dense(2, name="head")
+
+    def call(self, x):
+        x = self.conv(x)
+        gate = self.expand(self.reduce(keras.ops.mean(x, axis=(1, 2), keepdims=True)))
+        return self.head(keras.ops.mean(x * gate, axis=(1, 2)))
+
+
+def test_an_observed_models_defaults_leave_out_its_squeeze_excite_gates(tmp_path):
+    model = _SqueezeExcite()
+    probe = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype("float32")
+    assert log_activations(model, probe, tmp_path, verbose=0) == ["conv", "head"]
+    named = log_activations(model, probe, tmp_path, ["se_expand"], run_name="named", verbose=0)
+    assert named == ["se_expand"]
+
+
 def test_the_plugin_answers_every_route_on_the_new_series(tmp_path):
     from test_plugin import make_client
 

@@ -109,6 +109,30 @@ class _Plain(keras.layers.Layer):
         return x
 
 
+def squeeze_excite(data_format="channels_last"):
+    """A convolution, its squeeze-and-excitation gate (two convolutions of the
+    pooled map, 1 x 1 in space), the gated map, and a classifier."""
+    shape = (8, 8, 3) if data_format == "channels_last" else (3, 8, 8)
+    inputs = keras.Input(shape)
+    x = keras.layers.Conv2D(4, 3, padding="same", data_format=data_format, name="conv")(inputs)
+    g = keras.layers.GlobalAveragePooling2D(data_format=data_format, keepdims=True)(x)
+    g = keras.layers.Conv2D(2, 1, data_format=data_format, name="se_reduce")(g)
+    g = keras.layers.Conv2D(4, 1, activation="sigmoid", data_format=data_format, name="se_expand")(
+        g
+    )
+    x = keras.layers.Multiply()([x, g])
+    x = keras.layers.Conv2D(4, 3, data_format=data_format, name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(data_format=data_format)(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_default_leaves_out_squeeze_excite_gates_but_a_name_logs_them(data_format):
+    model = squeeze_excite(data_format)
+    assert layers.select(model, None, max_layers=12) == ["conv", "conv2", "head"]
+    assert layers.select(model, ["se_reduce"], max_layers=12) == ["se_reduce"]
+
+
 def test_default_takes_subclasses_of_kerass_layers():
     tokens = keras.Input((6,), dtype="int32")
     x = _Tied(10, 4, name="tied")(tokens)
