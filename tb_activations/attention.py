@@ -1,5 +1,6 @@
-"""Attention probabilities of `keras.layers.MultiHeadAttention` and
-`GroupQueryAttention` layers.
+"""Attention probabilities of Keras's attention layers: `MultiHeadAttention`
+and `GroupQueryAttention` (a transformer's, a map per head) and a recurrent
+seq2seq model's `Attention` and `AdditiveAttention` (one map).
 
 Keras's fused attention (`ops.dot_product_attention`) never materializes the
 probabilities, and asking the layer for them (`return_attention_scores=True`)
@@ -182,8 +183,8 @@ def _masks(layer, bound: dict[str, Any], tensors: dict[str, Any]) -> dict[str, A
 
 
 def attention_scores(layer, call_args: tuple, call_kwargs: dict) -> np.ndarray:
-    """The attention probabilities of one call of a MultiHeadAttention (or
-    GroupQueryAttention) layer.
+    """The attention probabilities of one call of one of Keras's attention
+    layers (`is_attention`).
 
     Computed with the layer's own weights and mask logic from the call's
     arguments, as the call computes them before dropout, without running the
@@ -192,10 +193,12 @@ def attention_scores(layer, call_args: tuple, call_kwargs: dict) -> np.ndarray:
     every later token.
 
     Args:
-        layer: a built `keras.layers.MultiHeadAttention` or
-            `GroupQueryAttention` (or subclass).
-        call_args: the call's positional arguments (`query`, `value`, ...),
-            tensors or arrays. A tensor's Keras mask is used as the call uses it.
+        layer: a built `keras.layers.MultiHeadAttention`,
+            `GroupQueryAttention`, `Attention` or `AdditiveAttention` (or
+            subclass).
+        call_args: the call's positional arguments (`query`, `value`, ...;
+            `[query, value]` for an `Attention`), tensors or arrays. A
+            tensor's Keras mask is used as the call uses it.
         call_kwargs: the call's keyword arguments: `key`, `attention_mask`,
             `use_causal_mask`, `query_mask`, `value_mask`, `key_mask`; others
             (`training`, `return_attention_scores`) are ignored.
@@ -207,14 +210,16 @@ def attention_scores(layer, call_args: tuple, call_kwargs: dict) -> np.ndarray:
         query and key positions flattened in row-major order.
 
     Raises:
-        ValueError: on a layer that is neither of those, a call with
-            a `cache` (scores of a decoding step are not computed), missing
-            `query` or `value`, or scores of an unexpected rank.
+        ValueError: on a layer that is none of those, a call with a `cache`
+            (scores of a decoding step are not computed), missing `query` or
+            `value` (an `Attention`'s inputs not `[query, value(, key)]`), or
+            scores of an unexpected rank.
     """
     if not is_attention(layer):
         raise ValueError(
-            "attention_scores takes a keras.layers.MultiHeadAttention or "
-            f"GroupQueryAttention. Received: layer={type(layer).__name__}"
+            "attention_scores takes a keras.layers.MultiHeadAttention, "
+            "GroupQueryAttention, Attention or AdditiveAttention. "
+            f"Received: layer={type(layer).__name__}"
         )
     bound = _bind(layer, tuple(call_args), dict(call_kwargs))
     scores = _scores(layer, bound)

@@ -417,8 +417,14 @@ def test_a_subclass_with_its_own_compute_attention_gives_its_own_scores():
             {"value": np.zeros((1, 2, 2))},
             "given twice",
         ),
+        (
+            lambda: keras.layers.Attention(),
+            (np.zeros((1, 2, 2)),),
+            {},
+            r"takes inputs \[query, value\] .* Received: inputs of type ndarray",
+        ),
     ],
-    ids=["not-attention", "no-value", "twice"],
+    ids=["not-attention", "no-value", "twice", "one-input"],
 )
 def test_bad_calls_are_refused_with_a_clear_error(layer, args, kwargs, message):
     with pytest.raises(ValueError, match=message):
