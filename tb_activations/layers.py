@@ -30,6 +30,7 @@ DEFAULT_CLASSES = (
     # A text or sequence model's representations: its embeddings and
     # recurrent layers (a Bidirectional wrapper stands for its two).
     "Embedding",
+    "RNN",  # a recurrent layer of any cell, a user's own included
     "SimpleRNN",
     "LSTM",
     "GRU",

@@ -64,6 +64,10 @@ def text_model(kind: str):
         x = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="pool")(x)
         x = keras.layers.LSTM(3, name="lstm")(x)
         return keras.Model(frames, keras.layers.Dense(2, name="head")(x))
+    if kind == "own cell":
+        x = keras.layers.RNN(keras.layers.GRUCell(4), return_sequences=True, name="rnn")(x)
+        x = keras.layers.RNN([keras.layers.LSTMCell(3), keras.layers.LSTMCell(2)], name="stack")(x)
+        return keras.Model(tokens, keras.layers.Dense(2, name="head")(x))
     if kind == "recurrent":
         x = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bi")(x)
         x = keras.layers.GRU(3, name="gru")(x)
@@ -78,6 +82,8 @@ def text_model(kind: str):
     [
         ("recurrent", ["embed", "bi", "gru", "head"]),
         ("convolution", ["embed", "conv", "head"]),
+        # keras.layers.RNN of a cell, or of stacked cells.
+        ("own cell", ["embed", "rnn", "stack", "head"]),
         # A wrapper applying a picked layer to each frame stands for it.
         ("video", ["frame_conv", "lstm", "head"]),
     ],
