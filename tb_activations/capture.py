@@ -387,10 +387,12 @@ is_attention = attention.is_attention
 
 def attends(layer) -> bool:
     """An attention layer for choosing defaults: Keras's, or one of its own
-    (keras-hub's Llama, Gemma or DeBERTa attention), by its class name.
+    (keras-hub's Llama, Gemma or DeBERTa attention), by its class name, not
+    a layer making an attention mask (XLNet's `XLNetAttentionMaskLayer`).
     Only Keras's log their scores (`attention.py`)."""
+    name = type(layer).__name__
     return is_attention(layer) or (
-        "Attention" in type(layer).__name__ and not isinstance(layer, keras.Model)
+        "Attention" in name and "Mask" not in name and not isinstance(layer, keras.Model)
     )
 
 

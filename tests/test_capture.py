@@ -560,6 +560,15 @@ def test_an_rwkv_logs_the_hidden_states_of_its_blocks_of_two_outputs_by_default(
     assert logged == ["token_embedding", "rwkv_layer_1:0", "head"]
 
 
+def test_xlnet_logs_its_blocks_not_its_attention_mask_layer(tmp_path):
+    # XLNetAttentionMaskLayer's class name says Attention; it makes a mask.
+    config = {k: v for k, v in TEXT_CONFIG.items() if k != "max_sequence_length"}
+    model = _hub().models.XLNetBackbone(**config)
+    logged = log_activations(model, _text_probe(with_segments=True), tmp_path, verbose=0)
+    assert not [n for n in logged if n.startswith("encoder_block_attn_mask_layer")], logged
+    assert {"xlnet_encoder_0:0", "xlnet_encoder_1:0"} <= set(logged), logged
+
+
 def test_t5_blocks_log_their_hidden_states_by_default_and_every_output_when_asked(tmp_path):
     # Its blocks and attention layers return (hidden states, position
     # bias): the biases are no features, so the defaults leave them out.
