@@ -294,16 +294,17 @@ def _graph_paths(model, layers, max_layers: int) -> list[str] | None:
     nested models at the speed of its forward pass. Observing calls reaches
     the rest: a model without a graph, layers inside custom layers (a
     transformer's attention), a layer called more than once or with several
-    outputs; and a transformer's default layers, or defaults that take a
-    layer of several outputs.
+    outputs; a transformer's default layers, or defaults that take a layer
+    of several outputs; and a seq2seq model's `Attention`, whose scores need
+    the masks its call receives.
     """
     if not layers_lib.has_graph(model):
         return None
     if layers is None and capture.is_transformer(model):
         return None
+    walked = list(layers_lib.walk(model))
     if layers is None and any(
-        capture.graph_may_miss(layer) and layers_lib.picked_by_default(layer)
-        for _, layer in layers_lib.walk(model)
+        capture.graph_may_miss(layer) and layers_lib.picked_by_default(layer) for _, layer in walked
     ):
         # A default pick of several outputs or calls (an RWKV's block, an
         # LSTM returning its states) logs, when observed, each call's first
@@ -313,7 +314,7 @@ def _graph_paths(model, layers, max_layers: int) -> list[str] | None:
         paths = layers_lib.select(model, layers, max_layers)
     except ValueError:
         return None
-    by_path = dict(layers_lib.walk(model))
+    by_path = dict(walked)
     # A dot-product attention's scores come from its observed call: the
     # `mask` list its `call` receives holds its inputs' Keras masks.
     if any(
