@@ -488,7 +488,7 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
     units: dict[str, list[str]] = {}
     for p in attention:
         block = _parent(p)
-        if block is not None and block in showable and not attends(dict(entries)[block]):
+        if block is not None and block in showable and not attends(by_path[block]):
             units.setdefault(block, [block]).append(p)
         else:
             units.setdefault(p, [p])

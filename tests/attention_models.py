@@ -17,8 +17,9 @@ KEY_DIM = 4
 TOKENS = np.array([[3, 5, 7, 2, 0, 0], [1, 4, 6, 8, 9, 11]], dtype="int32")
 
 
-def token_model(*, padding: bool, causal: bool, name: str = "tokens_attention"):
-    """Tokens -> Embedding (mask_zero when `padding`) -> self-attention -> Dense."""
+def _self_attention_model(attention, *, padding: bool, causal: bool, name: str):
+    """Tokens -> Embedding (mask_zero when `padding`) -> `attention` of the
+    embeddings over themselves -> Dense."""
     import keras
 
     tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
@@ -30,11 +31,18 @@ def token_model(*, padding: bool, causal: bool, name: str = "tokens_attention"):
         embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
         name="embed",
     )(tokens)
-    mha = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, name="mha")
-    y = mha(x, x, use_causal_mask=causal)
+    y = attention(x, x, use_causal_mask=causal)
     y = keras.layers.GlobalAveragePooling1D(name="pool")(y)
     out = keras.layers.Dense(3, name="out")(y)
     return keras.Model(tokens, out, name=name)
+
+
+def token_model(*, padding: bool, causal: bool, name: str = "tokens_attention"):
+    """Tokens -> Embedding (mask_zero when `padding`) -> self-attention -> Dense."""
+    import keras
+
+    mha = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, name="mha")
+    return _self_attention_model(mha, padding=padding, causal=causal, name=name)
 
 
 GROUPED_HEADS = 4  # query heads, two to each key and value head
@@ -45,14 +53,6 @@ def grouped_model(*, padding: bool, causal: bool, window: int | None = None):
     and value heads, a sliding window when given) in place of the MHA."""
     import keras
 
-    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(
-        VOCAB,
-        DIM,
-        mask_zero=padding,
-        embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
-        name="embed",
-    )(tokens)
     gqa = keras.layers.GroupQueryAttention(
         head_dim=KEY_DIM,
         num_query_heads=GROUPED_HEADS,
@@ -60,9 +60,7 @@ def grouped_model(*, padding: bool, causal: bool, window: int | None = None):
         sliding_window=window,
         name="gqa",
     )
-    y = gqa(x, x, use_causal_mask=causal)
-    y = keras.layers.GlobalAveragePooling1D(name="pool")(y)
-    return keras.Model(tokens, keras.layers.Dense(3, name="out")(y), name="grouped_attention")
+    return _self_attention_model(gqa, padding=padding, causal=causal, name="grouped_attention")
 
 
 def seq2seq_model(kind: str):
@@ -111,9 +109,7 @@ def dot_product_reference(layer, query, value, *, value_mask=None, causal=False)
         allowed &= np.asarray(value_mask, bool)[:, None, :]
     if causal:
         allowed &= np.tril(np.ones((t, s), bool))[None]
-    logits = np.where(allowed, logits, -np.inf)
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (e / e.sum(axis=-1, keepdims=True))[:, None]
+    return _allowed_softmax(logits[:, None], allowed[:, None])
 
 
 def cross_model(name: str = "cross_attention"):
@@ -215,7 +211,12 @@ def reference_scores(
     if grouped and layer.sliding_window is not None:
         apart = np.abs(np.arange(t)[:, None] - np.arange(s)[None, :])
         allowed &= (apart < layer.sliding_window)[None]
-    allowed = allowed[:, None]
+    return _allowed_softmax(logits, allowed[:, None])
+
+
+def _allowed_softmax(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis of the allowed entries, 0 elsewhere; a row
+    with none allowed is all 0, as Keras's masked Softmax gives it."""
     logits = np.where(allowed, logits, -np.inf)
     top = np.max(logits, axis=-1, keepdims=True)
     e = np.where(allowed, np.exp(logits - np.where(np.isfinite(top), top, 0)), 0.0)
