@@ -424,6 +424,25 @@ def _parent(path: str) -> str | None:
     return path.rpartition("/")[0] or None
 
 
+def _attention_roles(attending: list[tuple[str, Any]]) -> tuple[list[str], set[str], set[str]]:
+    """The attention layers among `attending` (each path with a layer that
+    `attends`), which of the others are blocks and which wrappers. A layer
+    named for attention that holds another is not one for the defaults: a
+    block when it has weights of its own (a user's `AttentionBlock` with
+    its norms and MLP), else a wrapper (DINOv2's attention around Keras's,
+    with a dropout), whose output is the one inside's."""
+    paths = [p for p, _ in attending]
+    attention, blocks_named, wrappers = [], set(), set()
+    for p, layer in attending:
+        if not any(q.startswith(f"{p}/") for q in paths):
+            attention.append(p)
+        elif any(c.weights for c in children(layer) if not attends(c)):
+            blocks_named.add(p)
+        else:
+            wrappers.add(p)
+    return attention, blocks_named, wrappers
+
+
 def _outermost(paths: list[str]) -> list[str]:
     """The paths not inside another of them, in their order: a recurrent
     layer holds its cell, a `Bidirectional` its two recurrent layers, and
@@ -462,7 +481,9 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
     leaves = _outermost(
         [p for p, layer in entries if p in showable and layers_lib.is_default(layer)]
     )
-    attention = [p for p, layer in entries if p in showable and attends(layer)]
+    attention, blocks_named, wrappers = _attention_roles(
+        [(p, layer) for p, layer in entries if p in showable and attends(layer)]
+    )
     if not attention or not is_transformer(model, entries):
         if layers_lib.has_graph(model):
             picks = [
@@ -488,7 +509,9 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
     units: dict[str, list[str]] = {}
     for p in attention:
         block = _parent(p)
-        if block is not None and block in showable and not attends(by_path[block]):
+        while block in wrappers:
+            block = _parent(block)
+        if block in blocks_named or (block in showable and not attends(by_path[block])):
             units.setdefault(block, [block]).append(p)
         else:
             units.setdefault(p, [p])

@@ -459,6 +459,93 @@ def test_gpt2_vit_and_resnet_backbones_log_with_default_layers(tmp_path):
     assert f"{name}/mha/attention_scores" in series
 
 
+class AttentionBlock(keras.layers.Layer):
+    """A transformer block named for attention: its norm and MLP have weights."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = keras.layers.MultiHeadAttention(2, 4, name="attention")
+        self.norm = keras.layers.LayerNormalization(name="norm")
+        self.mlp = keras.layers.Dense(8, name="mlp")
+
+    def call(self, x):
+        x = self.norm(x + self.attention(x, x))
+        return x + self.mlp(x)
+
+
+class SelfAttention(keras.layers.Layer):
+    """A wrapper of Keras's attention adding only a dropout, as DINOv2's."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = keras.layers.MultiHeadAttention(2, 4, name="attention")
+        self.dropout = keras.layers.Dropout(0.1, name="dropout")
+
+    def call(self, x):
+        return self.dropout(self.attention(x, x))
+
+
+class WrappingBlock(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.attn = SelfAttention(name="attn")
+        self.mlp = keras.layers.Dense(8, name="mlp")
+
+    def call(self, x):
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+@pytest.mark.parametrize(
+    "block, expected",
+    [
+        # A block named for attention is a block: its output, and the
+        # attention inside with its scores.
+        (AttentionBlock, ["block_0", "block_0/attention", "block_1", "block_1/attention"]),
+        # A wrapper is passed over: the attention inside carries the scores
+        # and the wrapper's output (logged twice before).
+        (WrappingBlock, ["block_0", "block_0/attn/attention", "block_1", "block_1/attn/attention"]),
+    ],
+)
+def test_attention_named_layers_holding_keras_attention_by_default(tmp_path, block, expected):
+    inputs = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, name="embedding")(inputs)
+    x = block(name="block_1")(block(name="block_0")(x))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    probe = np.arange(12).reshape(2, 6) % 20
+    logged = log_activations(model, probe, tmp_path, verbose=0)
+    assert logged == ["embedding", *expected]
+    series = read_run(tmp_path)
+    assert [t for t in series if t.endswith(attention_lib.SUFFIX)] == [
+        f"{p}{attention_lib.SUFFIX}" for p in expected if p.endswith("attention")
+    ]
+    own = keras.Model(model.input, model.get_layer("block_1").output)(probe)
+    _check_against(series, {"block_1": np.asarray(own)}, ["block_1"])
+
+
+def test_a_dinov2_logs_its_blocks_and_the_attention_inside_its_wrappers(tmp_path):
+    model = _hub().models.DINOV2Backbone(
+        patch_size=14,
+        num_layers=2,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        image_shape=(28, 28, 3),
+        layer_scale_init_value=1.0,
+    )
+    image = np.random.default_rng(0).uniform(size=(1, 28, 28, 3)).astype("float32")
+    logged = log_activations(model, image, tmp_path, verbose=0)
+    blocks = ["encoder/layers_0", "encoder/layers_1"]
+    assert logged == [
+        "embeddings",
+        "embeddings/patch_embeddings/projection",
+        *[p for b in blocks for p in (b, f"{b}/attention/attention")],
+    ]
+    series = read_run(tmp_path)
+    for b in blocks:
+        assert f"{b}/attention/attention{attention_lib.SUFFIX}" in series
+
+
 DECODER_CONFIG = dict(vocabulary_size=50, num_layers=2, hidden_dim=16, intermediate_dim=32)
 
 
