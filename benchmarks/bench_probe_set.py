@@ -35,7 +35,15 @@ from common import median, ms, save_output, table, timed
 import keras
 import numpy as np
 
-from tb_activations import ActivationLogger, encoding, health, measures, metadata, summary
+from tb_activations import (
+    ActivationLogger,
+    encoding,
+    health,
+    measures,
+    metadata,
+    passes,
+    summary,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
 import shapes  # noqa: E402 - the demo's data
@@ -161,6 +169,49 @@ def writer_breakdown(values, n):
     return {k: median(v) for k, v in out.items()}, shapes_
 
 
+def forward_flops(model, layer_shapes) -> float:
+    """The floating-point operations of the model's convolutions and Dense
+    layers (a multiply and an add per weight use), from the logged (N, H, W,
+    C) shapes of their outputs; every layer with a kernel must be logged."""
+    total = 0
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        samples, height, width, _ = layer_shapes[layer.name]
+        # A Dense layer's units are logged as positions of one channel.
+        uses = samples if "Dense" in type(layer).__name__ else samples * height * width
+        total += 2 * uses * int(np.prod(kernel.shape, dtype=np.int64))
+    return float(total)
+
+
+def products_floor(values, n):
+    """CKA's three `c x c` products per layer (the map's own and its cross
+    products with two references) alone: float32 BLAS calls on one thread,
+    block by block as the tracker's pass makes them. No exact drift over
+    all the set's positions costs less; returns (flops, CPU seconds)."""
+    flops, times = 0.0, []
+    mats = []
+    for value in values:
+        x = np.ascontiguousarray(value.nhwc(), np.float32)
+        c = x.shape[-1]
+        if x.shape[1] * x.shape[2] == 1:
+            continue  # a Dense layer: units as positions of one channel, no c x c product
+        m = x.reshape(-1, c)
+        mats.append((m, m * 1.001, m * 0.999))
+        flops += 3 * 2 * m.shape[0] * c * c
+    with passes.BLAS.limit(limits=1, user_api="blas"):
+        for _ in range(n + 1):
+            s = time.thread_time()
+            for m, r1, r2 in mats:
+                rows = max(1, passes._CHUNK_VALUES // m.shape[1])
+                for i in range(0, len(m), rows):
+                    b = m[i : i + rows]
+                    _ = b.T @ b, r1[i : i + rows].T @ b, r2[i : i + rows].T @ b
+            times.append(time.thread_time() - s)
+    return flops, median(times[1:])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_run_arguments(ap, "rounds of the interleaved measures (default 15; 3 with --quick)")
@@ -197,6 +248,8 @@ def main(argv=None):
 
     values = ours.session.forward()
     stages, layer_shapes = writer_breakdown(values, max(3, n // 3))
+    cka_flops, cka_cpu = products_floor(values, max(3, n // 3))
+    fwd_flops = forward_flops(model, layer_shapes)
 
     block_ratios = [b / f for b, f in zip(blocking, fwd_wall)]
     cpu_ratios = [w / f for w, f in zip(writer_cpu, fwd_cpu)]
@@ -283,6 +336,30 @@ def main(argv=None):
     rows.append(("**total**", ms(total), "100%"))
     rows.append(("reference: the bare forward pass's process CPU", ms(median(fwd_cpu)), ""))
     emit(table(["stage", "median", "share"], rows))
+    emit()
+    emit("## The floor: CKA's products against the forward pass's")
+    emit()
+    rows = [
+        (
+            "the forward pass: its convolutions and Dense layers",
+            f"{fwd_flops / 1e9:.2f}",
+            ms(median(fwd_cpu)) + " process CPU",
+            f"{fwd_flops / median(fwd_cpu) / 1e9:.0f}",
+        ),
+        (
+            "CKA's three `c x c` products per layer alone (float32 BLAS, one thread)",
+            f"{cka_flops / 1e9:.2f}",
+            ms(cka_cpu) + " thread CPU",
+            f"{cka_flops / cka_cpu / 1e9:.0f}",
+        ),
+    ]
+    emit(table(["work", "GFLOP", "CPU", "GFLOP/s"], rows))
+    emit()
+    emit(
+        f"The products alone are {cka_cpu / median(fwd_cpu):.2f}x the forward pass's CPU: "
+        "exact CKA over all the set's positions does about as much arithmetic as the "
+        "forward pass itself."
+    )
     emit()
     save_output(args.output, out.getvalue())
     return 0
