@@ -503,7 +503,9 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
         if p in showable and "Embedding" in kinds[p]:
             # Not an embedding's parts, nor the rotary position embeddings
             # an attention layer applies inside.
-            if not any(p.startswith(f"{e}/") for e in [*embeddings, *attention]):
+            if not any(
+                p.startswith(f"{e}/") for e in [*embeddings, *attention, *wrappers, *blocks_named]
+            ):
                 embeddings.append(p)
     # A block: the layer holding an attention layer, and its attention layers.
     units: dict[str, list[str]] = {}

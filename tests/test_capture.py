@@ -473,15 +473,25 @@ class AttentionBlock(keras.layers.Layer):
         return x + self.mlp(x)
 
 
+class RotaryEmbedding(keras.layers.Layer):
+    """A position embedding without weights, as an attention layer applies inside."""
+
+    def call(self, x):
+        return x * keras.ops.cos(keras.ops.arange(x.shape[1], dtype=x.dtype))[:, None]
+
+
 class SelfAttention(keras.layers.Layer):
-    """A wrapper of Keras's attention adding only a dropout, as DINOv2's."""
+    """A wrapper of Keras's attention adding only a dropout (as DINOv2's)
+    and a position embedding."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        self.rotary = RotaryEmbedding(name="rotary")
         self.attention = keras.layers.MultiHeadAttention(2, 4, name="attention")
         self.dropout = keras.layers.Dropout(0.1, name="dropout")
 
     def call(self, x):
+        x = self.rotary(x)
         return self.dropout(self.attention(x, x))
 
 
@@ -503,7 +513,8 @@ class WrappingBlock(keras.layers.Layer):
         # attention inside with its scores.
         (AttentionBlock, ["block_0", "block_0/attention", "block_1", "block_1/attention"]),
         # A wrapper is passed over: the attention inside carries the scores
-        # and the wrapper's output (logged twice before).
+        # and the wrapper's output (logged twice before); the embedding it
+        # applies inside is not the model's.
         (WrappingBlock, ["block_0", "block_0/attn/attention", "block_1", "block_1/attn/attention"]),
     ],
 )
