@@ -499,13 +499,13 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
         return layers_lib.spread(plain or sorted(showable, key=order.get), max_layers)
     convs = [p for p in leaves if "Conv" in kinds[p]]
     embeddings: list[str] = []
-    for p, _ in entries:
-        if p in showable and "Embedding" in kinds[p]:
-            # Not an embedding's parts, nor the rotary position embeddings
-            # an attention layer applies inside.
-            if not any(
-                p.startswith(f"{e}/") for e in [*embeddings, *attention, *wrappers, *blocks_named]
-            ):
+    for p, layer in entries:
+        # Not one without weights: a rotary embedding's cos and sin tables
+        # (DINOv3's) depend on positions only, the same at every step.
+        if p in showable and "Embedding" in kinds[p] and layer.weights:
+            # Not an embedding's parts, nor the position embeddings an
+            # attention layer or block applies inside.
+            if not any(p.startswith(f"{e}/") for e in [*embeddings, *attention, *blocks_named]):
                 embeddings.append(p)
     # A block: the layer holding an attention layer, and its attention layers.
     units: dict[str, list[str]] = {}

@@ -460,38 +460,39 @@ def test_gpt2_vit_and_resnet_backbones_log_with_default_layers(tmp_path):
 
 
 class AttentionBlock(keras.layers.Layer):
-    """A transformer block named for attention: its norm and MLP have weights."""
+    """A transformer block named for attention: its norm, MLP and learned
+    position embedding have weights."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        self.position = keras.layers.Embedding(6, 8, name="position")
         self.attention = keras.layers.MultiHeadAttention(2, 4, name="attention")
         self.norm = keras.layers.LayerNormalization(name="norm")
         self.mlp = keras.layers.Dense(8, name="mlp")
 
     def call(self, x):
+        x = x + self.position(keras.ops.arange(x.shape[1]))
         x = self.norm(x + self.attention(x, x))
         return x + self.mlp(x)
 
 
 class RotaryEmbedding(keras.layers.Layer):
-    """A position embedding without weights, as an attention layer applies inside."""
+    """Position tables without weights (DINOv3's `rope_embedding`): the same
+    at every step, nothing to log."""
 
     def call(self, x):
         return x * keras.ops.cos(keras.ops.arange(x.shape[1], dtype=x.dtype))[:, None]
 
 
 class SelfAttention(keras.layers.Layer):
-    """A wrapper of Keras's attention adding only a dropout (as DINOv2's)
-    and a position embedding."""
+    """A wrapper of Keras's attention adding only a dropout, as DINOv2's."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.rotary = RotaryEmbedding(name="rotary")
         self.attention = keras.layers.MultiHeadAttention(2, 4, name="attention")
         self.dropout = keras.layers.Dropout(0.1, name="dropout")
 
     def call(self, x):
-        x = self.rotary(x)
         return self.dropout(self.attention(x, x))
 
 
@@ -510,17 +511,17 @@ class WrappingBlock(keras.layers.Layer):
     "block, expected",
     [
         # A block named for attention is a block: its output, and the
-        # attention inside with its scores.
+        # attention inside with its scores, not the embedding inside.
         (AttentionBlock, ["block_0", "block_0/attention", "block_1", "block_1/attention"]),
         # A wrapper is passed over: the attention inside carries the scores
-        # and the wrapper's output (logged twice before); the embedding it
-        # applies inside is not the model's.
+        # and the wrapper's output (logged twice before).
         (WrappingBlock, ["block_0", "block_0/attn/attention", "block_1", "block_1/attn/attention"]),
     ],
 )
 def test_attention_named_layers_holding_keras_attention_by_default(tmp_path, block, expected):
     inputs = keras.Input((6,), dtype="int32")
     x = keras.layers.Embedding(20, 8, name="embedding")(inputs)
+    x = RotaryEmbedding(name="rope")(x)
     x = block(name="block_1")(block(name="block_0")(x))
     model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
     probe = np.arange(12).reshape(2, 6) % 20
@@ -534,8 +535,18 @@ def test_attention_named_layers_holding_keras_attention_by_default(tmp_path, blo
     _check_against(series, {"block_1": np.asarray(own)}, ["block_1"])
 
 
-def test_a_dinov2_logs_its_blocks_and_the_attention_inside_its_wrappers(tmp_path):
-    model = _hub().models.DINOV2Backbone(
+@pytest.mark.parametrize(
+    "family, attention, scores",
+    [
+        # Keras's attention inside keras-hub's wrapper: the one inside, with its scores.
+        ("DINOV2Backbone", "attention/attention", True),
+        # keras-hub's own attention (no scores); its rotary position
+        # embedding, a layer of the model without weights, is not logged.
+        ("DINOV3Backbone", "attention", False),
+    ],
+)
+def test_dinov2_and_dinov3_log_their_blocks_and_attention(tmp_path, family, attention, scores):
+    model = getattr(_hub().models, family)(
         patch_size=14,
         num_layers=2,
         hidden_dim=16,
@@ -550,11 +561,12 @@ def test_a_dinov2_logs_its_blocks_and_the_attention_inside_its_wrappers(tmp_path
     assert logged == [
         "embeddings",
         "embeddings/patch_embeddings/projection",
-        *[p for b in blocks for p in (b, f"{b}/attention/attention")],
+        *[p for b in blocks for p in (b, f"{b}/{attention}")],
     ]
     series = read_run(tmp_path)
-    for b in blocks:
-        assert f"{b}/attention/attention{attention_lib.SUFFIX}" in series
+    assert [t for t in series if t.endswith(attention_lib.SUFFIX)] == (
+        [f"{b}/{attention}{attention_lib.SUFFIX}" for b in blocks] if scores else []
+    )
 
 
 DECODER_CONFIG = dict(vocabulary_size=50, num_layers=2, hidden_dim=16, intermediate_dim=32)
