@@ -569,6 +569,34 @@ def test_dinov2_and_dinov3_log_their_blocks_and_attention(tmp_path, family, atte
     )
 
 
+def test_an_hgnetv2_logs_each_stage_of_the_encoder_returning_them_all(tmp_path):
+    # Its graph is two keras-hub layers: the stem, and an encoder returning
+    # its input and every stage's output, which logged only its first
+    # (`encoder:0`, the stem's output again).
+    model = _hub().models.HGNetV2Backbone(
+        depths=[1, 1],
+        embedding_size=8,
+        hidden_sizes=[16, 32],
+        stem_channels=[3, 8, 8],
+        hidden_act="relu",
+        use_learnable_affine_block=False,
+        stackwise_stage_filters=[[8, 8, 16, 1, 1, 3], [16, 8, 32, 1, 1, 3]],
+        apply_downsample=[False, True],
+        use_lightweight_conv_block=[False, False],
+        image_shape=(32, 32, 3),
+    )
+    image = np.random.default_rng(0).uniform(size=(1, 32, 32, 3)).astype("float32")
+    logged = log_activations(model, image, tmp_path, verbose=0)
+    stages = ["encoder/encoder_stage_0", "encoder/encoder_stage_1"]
+    assert logged == ["embedder", *stages]
+    stem = model.get_layer("embedder")(image)
+    own = model.get_layer("encoder")(stem)
+    expected = {s: np.asarray(x) for s, x in zip(stages, own[1:], strict=True)}
+    expected["embedder"] = np.asarray(stem)
+    _check_against(read_run(tmp_path), expected, list(expected))
+    assert _no_shadows(model)
+
+
 DECODER_CONFIG = dict(vocabulary_size=50, num_layers=2, hidden_dim=16, intermediate_dim=32)
 
 
