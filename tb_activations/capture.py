@@ -480,7 +480,8 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
     attention layer, plus convolutions (a ViT's patches); blocks are spread
     over the depth when they do not all fit. A model with a graph: what the
     graph picks (`layers.select`), layers of several outputs included (an
-    RWKV's blocks, an LSTM returning its states). Any other model: its
+    RWKV's blocks, an LSTM returning its states), and a block returning
+    its stack's outputs in place of those blocks (`_unstacked`). Any other model: its
     convolution, Dense, embedding and recurrent layers, not those inside
     another of them; failing those, any leaf whose output can be shown.
     `choose` logs the first output of a picked layer that holds layers (a
