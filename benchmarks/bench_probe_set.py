@@ -191,23 +191,25 @@ def products_floor(values, n):
     block by block as the tracker's pass makes them. No exact drift over
     all the set's positions costs less; returns (flops, CPU seconds)."""
     flops, times = 0.0, []
-    mats = []
+    maps = []
     for value in values:
         x = np.ascontiguousarray(value.nhwc(), np.float32)
-        c = x.shape[-1]
-        if x.shape[1] * x.shape[2] == 1:
+        probes, height, width, c = x.shape
+        if height * width == 1:
             continue  # a Dense layer: units as positions of one channel, no c x c product
-        m = x.reshape(-1, c)
-        mats.append((m, m * 1.001, m * 0.999))
-        flops += 3 * 2 * m.shape[0] * c * c
+        x3 = x.reshape(probes, height * width, c)
+        maps.append((x3, x3 * 1.001, x3 * 0.999))
+        flops += 3 * 2 * x3.shape[0] * x3.shape[1] * c * c
     with passes.BLAS.limit(limits=1, user_api="blas"):
         for _ in range(n + 1):
             s = time.thread_time()
-            for m, r1, r2 in mats:
-                rows = max(1, passes._CHUNK_VALUES // m.shape[1])
-                for i in range(0, len(m), rows):
-                    b = m[i : i + rows]
-                    _ = b.T @ b, r1[i : i + rows].T @ b, r2[i : i + rows].T @ b
+            for x3, r1, r2 in maps:
+                c = x3.shape[-1]
+                for p, count, i, rows in passes.blocks(*x3.shape, passes._CHUNK_VALUES):
+                    b, b1, b2 = (
+                        a[p : p + count, i : i + rows].reshape(-1, c) for a in (x3, r1, r2)
+                    )
+                    _ = b.T @ b, b1.T @ b, b2.T @ b
             times.append(time.thread_time() - s)
     return flops, median(times[1:])
 

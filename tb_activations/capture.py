@@ -443,22 +443,22 @@ def _attention_roles(attending: list[tuple[str, Any]]) -> tuple[list[str], set[s
     return attention, blocks_named, wrappers
 
 
-def _unstacked(path: str, layer, found: Survey, showable: set[str]) -> list[str]:
+def _unstacked(path: str, entries, found: Survey, showable: set[str]) -> list[str]:
     """A picked block of several outputs holding a stack, several blocks of
     one class (HGNetV2's encoder, returning each stage's output), stands
     for the blocks of its stack, each logged whole; any other pick for
-    itself (an RWKV block returning its hidden states and a value)."""
+    itself (an RWKV block returning its hidden states and a value).
+    `entries`: `reachable(model)`, whose paths name the children."""
     if len(found.outputs_of(path)) < 2:
         return [path]
-    by_class: dict[type, list[tuple[str, Any]]] = {}
-    for child in children(layer):
-        sub = f"{path}/{child.name}"
-        if sub in showable and layers_lib.is_block(child):
-            by_class.setdefault(type(child), []).append((sub, child))
+    by_class: dict[type, list[str]] = {}
+    for sub, child in entries:
+        if _parent(sub) == path and sub in showable and layers_lib.is_block(child):
+            by_class.setdefault(type(child), []).append(sub)
     stack = max(by_class.values(), key=len, default=[])
     if len(stack) < 2:
         return [path]
-    return [q for sub, child in stack for q in _unstacked(sub, child, found, showable)]
+    return [q for sub in stack for q in _unstacked(sub, entries, found, showable)]
 
 
 def _outermost(paths: list[str]) -> list[str]:
@@ -509,7 +509,7 @@ def default_layers(model, found: Survey, max_layers: int, entries=None) -> list[
                 q
                 for p, layer in layers_lib.walk(model)
                 if p in showable and layers_lib.picked_by_default(layer)
-                for q in _unstacked(p, layer, found, showable)
+                for q in _unstacked(p, entries, found, showable)
             ]
             if picks:
                 return layers_lib.spread(entries_order(picks, order), max_layers)
